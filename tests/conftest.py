@@ -1,0 +1,32 @@
+"""Shared fixtures.
+
+Tests that read real market data are marked ``@pytest.mark.data`` and use the
+``shared_data`` fixture.  When ``../shared/data`` is missing the fixture *fails*
+(it never skips): CI must have the data, and a silently skipped oracle test is
+a defect.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ALPHAD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data; fails the test loudly when it is absent."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.fail(
+            f"real market data expected at {SHARED_DATA} (or $ALPHAD_SHARED_DATA) was not found; "
+            "tests marked 'data' need it"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
