@@ -1,0 +1,63 @@
+"""``alphad``: the one console script.
+
+Each sub-command lives in its own module, imported only when that sub-command
+runs, so ``alphad ctl status`` never pays for Numba or ONNX Runtime.  A module
+exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+#: name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("alphad.daemon.supervisor", "start every stage process of the topology and supervise them"),
+    "stage": ("alphad.daemon.stage_main", "run the stages of one process (started by `run` or systemd)"),
+    "ctl": ("alphad.ops.ctl", "send a command to a running daemon's control port"),
+    "bench": ("alphad.ops.bench", "tick-to-trade latency benchmark over the real processes"),
+    "train-demo": ("alphad.ops.demo_model", "train the demo LightGBM model on the replay slice and export ONNX"),
+    "train": ("alphad.ops.train_cli", "walk-forward / purged-CV LightGBM training with gates and ONNX export"),
+    "features": ("alphad.ops.features_cli", "compute a feature set over a bar or quote file"),
+    "tca": ("alphad.ops.tca_cli", "transaction-cost analysis report from the journal"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alphad",
+        description="alphad: embedded low-latency trading daemon. "
+        "Run `alphad COMMAND --help` for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        if name in sys.argv[1:2]:  # only the chosen command imports its module
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv[1:] = argv
+    parser = build_parser()
+    args = parser.parse_args()
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        if os.environ.get("ALPHAD_DEBUG"):
+            raise
+        print(f"alphad {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The IPC contract: every record that crosses a shared-memory ring.
+
+Each record is an aligned numpy structured dtype, defined here once.  A ring
+header stores :data:`LAYOUT_VERSION` and the dtype description of its records;
+attaching with a different layout raises :class:`alphad.ipc.ring.LayoutMismatch`.
+
+Conventions
+-----------
+* ``t_origin``: CLOCK_MONOTONIC ns, stamped once when the feed parsed the event,
+  carried unchanged downstream; tick-to-trade is ``now - t_origin`` at the router.
+* ``ts_exch``: the venue's event time, ns since the Unix epoch (UTC).
+* ``ts_recv``: CLOCK_REALTIME ns when the feed received the event.
+* ``ts``: when the stage that wrote the record produced it (stage clock, ns).
+* Prices are float64 in quote currency; quantities float64 in shares/base units.
+* Instruments are small integer ids (``instrument``), the index into the universe.
+
+Bump :data:`LAYOUT_VERSION` whenever any dtype below changes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Written into every ring header; a reader built against another version refuses to attach.
+LAYOUT_VERSION = 1
+
+#: Number of float32 slots in a feature row; the active feature list uses the first ``n``.
+MAX_FEATURES = 32
+
+# -- md.kind -----------------------------------------------------------------
+#: Top-of-book quote: bid/ask price and size are valid.
+MD_QUOTE = 1
+#: Trade print: ``last_px``/``last_sz`` valid; ``aggressor`` is +1 buy, -1 sell, 0 unknown.
+MD_TRADE = 2
+#: OHLCV bar close: ``last_px`` is the close, ``last_sz`` the volume.
+MD_BAR = 3
+
+MD_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts_exch", "i8"),
+        ("ts_recv", "i8"),
+        ("seq", "u8"),          # feed sequence number, strictly increasing per feed
+        ("instrument", "i4"),
+        ("kind", "u1"),
+        ("aggressor", "i1"),
+        ("flags", "u2"),
+        ("bid_px", "f8"),
+        ("bid_sz", "f8"),
+        ("ask_px", "f8"),
+        ("ask_sz", "f8"),
+        ("last_px", "f8"),
+        ("last_sz", "f8"),
+    ],
+    align=True,
+)
+
+FEATURE_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("seq", "u8"),          # md seq that triggered the row
+        ("instrument", "i4"),
+        ("n", "i4"),            # number of valid entries in ``x``
+        ("mid", "f8"),          # mid price when the row was computed (reference for sizing)
+        ("x", "f4", (MAX_FEATURES,)),
+    ],
+    align=True,
+)
+
+SIGNAL_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("seq", "u8"),
+        ("instrument", "i4"),
+        ("pad", "i4"),
+        ("prediction", "f8"),   # raw model output (forward return forecast)
+        ("target_weight", "f8"),  # signed fraction of equity
+        ("ref_px", "f8"),       # mid price the decision was made at
+    ],
+    align=True,
+)
+
+# -- order.side / exec.side ----------------------------------------------------
+SIDE_BUY = 1
+SIDE_SELL = -1
+
+# -- order.kind ----------------------------------------------------------------
+ORDER_MARKET = 1
+ORDER_LIMIT = 2
+
+ORDER_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("client_order_id", "u8"),  # deterministic from (instrument, decision seq): replays never double-send
+        ("instrument", "i4"),
+        ("side", "i1"),
+        ("kind", "u1"),
+        ("pad", "u2"),
+        ("qty", "f8"),
+        ("limit_px", "f8"),     # NaN for market orders
+    ],
+    align=True,
+)
+
+# -- exec.status ---------------------------------------------------------------
+EXEC_ACK = 1
+EXEC_PARTIAL = 2
+EXEC_FILL = 3
+EXEC_REJECT = 4
+EXEC_CANCELED = 5
+
+EXEC_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("client_order_id", "u8"),
+        ("instrument", "i4"),
+        ("side", "i1"),
+        ("status", "u1"),
+        ("reason", "u2"),       # reject reason code, 0 when none
+        ("fill_qty", "f8"),
+        ("fill_px", "f8"),
+        ("fee", "f8"),          # quote currency, positive = paid
+        ("leaves_qty", "f8"),
+    ],
+    align=True,
+)
+
+#: Every ring record type by the name used in config and ring headers.
+RECORDS = {
+    "md": MD_DTYPE,
+    "features": FEATURE_DTYPE,
+    "signals": SIGNAL_DTYPE,
+    "orders": ORDER_DTYPE,
+    "exec": EXEC_DTYPE,
+}
+
+
+def describe(dtype: np.dtype) -> str:
+    """Canonical text of a dtype's layout, stored in ring headers and compared on attach."""
+    fields = []
+    for name in dtype.names:
+        sub, offset = dtype.fields[name][:2]
+        fields.append(f"{name}:{sub.str}{list(sub.shape) if sub.shape else ''}@{offset}")
+    return f"v{LAYOUT_VERSION};size={dtype.itemsize};" + ",".join(fields)
