@@ -1,0 +1,212 @@
+"""config.yaml, decoded once into frozen msgspec types.
+
+Unknown keys are rejected and every error names the path of the offending
+value (``$.risk.max_order_notional``) and what was expected, so a typo fails at
+start-up instead of at 3 a.m.  Hot code never sees these objects: each stage
+copies the values it needs into plain ints, floats and arrays.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+PositiveInt = Annotated[int, Meta(gt=0)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+NonNegFloat = Annotated[float, Meta(ge=0)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+PowerOfTwo = Annotated[int, Meta(ge=2, le=1 << 24)]
+
+StageName = Literal["feed", "features", "infer", "risk", "router"]
+WaitStrategy = Literal["spin", "yield", "block"]
+
+
+class Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Every config section: keyword-only, immutable, unknown keys are errors."""
+
+
+class Instrument(Base):
+    id: NonNegInt
+    symbol: str
+    sector: str = ""
+    tick_size: PositiveFloat = 0.01
+    lot_size: PositiveFloat = 1.0
+
+
+class Topology(Base):
+    """Which stages share a process, and how each process waits and is scheduled.
+
+    ``name``: ``five`` (one process per stage), ``fused`` (feed+features+infer+risk
+    in one process, router apart) or ``single`` (everything in one process on a
+    simulated clock: the backtest).
+    """
+
+    name: Literal["five", "fused", "single"] = "five"
+    wait: WaitStrategy = "block"
+    #: Per-process overrides of ``wait``, keyed by the process's first stage.
+    wait_overrides: dict[str, WaitStrategy] = {}
+    #: CPU to pin each process to, keyed by the process's first stage (absent: not pinned).
+    cpus: dict[str, NonNegInt] = {}
+    #: ``other`` (CFS) or ``fifo`` (SCHED_FIFO at ``priority``; needs CAP_SYS_NICE, else a warning).
+    sched: Literal["other", "fifo"] = "other"
+    priority: Annotated[int, Meta(ge=1, le=99)] = 10
+
+
+class Rings(Base):
+    md: PowerOfTwo = 4096
+    features: PowerOfTwo = 1024
+    signals: PowerOfTwo = 1024
+    orders: PowerOfTwo = 1024
+    exec: PowerOfTwo = 1024
+
+
+class Synthetic(Base):
+    seed: int = 7
+    rate_hz: PositiveFloat = 1000.0
+    start_px: PositiveFloat = 100.0
+    vol_bps: PositiveFloat = 1.0       # per-event log-price std, in bps
+    trade_ratio: Fraction = 0.2        # share of events that are trades
+
+
+class Feed(Base):
+    """Where market data comes from.
+
+    ``source``: ``replay`` (recorded file at ``path``) or ``synthetic``.
+    ``format``: ``generic`` (``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``),
+    ``binance`` (the book-ticker CSV; trades from ``trades_path`` merged by time) or
+    ``lean_minute`` (equity minute quote CSV). ``speed``: ``realtime``, ``max``, or a
+    multiplier such as ``"10"`` (ten times real time). ``loop`` restarts the file at its end.
+    """
+
+    source: Literal["replay", "synthetic"] = "replay"
+    path: str = "data/demo_btc_eth_quotes_trades.csv.gz"
+    format: Literal["generic", "binance", "lean_minute"] = "generic"
+    trades_path: str = ""
+    speed: str = "realtime"
+    loop: bool = True
+    synthetic: Synthetic = Synthetic()
+
+
+class Features(Base):
+    #: Emit a feature row on every md event (``event``) or only on quotes (``quote``).
+    trigger: Literal["event", "quote"] = "quote"
+    ema_fast_events: PositiveFloat = 10.0
+    ema_slow_events: PositiveFloat = 100.0
+
+
+class Model(Base):
+    card: str = "data/demo_model/model_card.json"
+    #: ``auto``: CUDA where onnxruntime-gpu sees a GPU, else CPU; or ``cpu`` / ``cuda``.
+    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batch: PositiveInt = 64
+    #: prediction / prediction_scale * weight_per_unit, capped at +-weight_cap.
+    weight_per_unit: NonNegFloat = 0.01
+    weight_cap: Fraction = 0.02
+    min_abs_prediction: NonNegFloat = 0.0
+
+
+class Risk(Base):
+    initial_equity: PositiveFloat = 1_000_000.0
+    max_order_notional: PositiveFloat = 50_000.0
+    max_order_qty: PositiveFloat = 1_000_000.0
+    #: Per-instrument position limit as a fraction of initial equity (absolute notional).
+    max_position_weight: Fraction = 0.05
+    #: Orders smaller than this notional are not worth sending.
+    min_order_notional: NonNegFloat = 10.0
+
+
+class Router(Base):
+    venue: Literal["paper"] = "paper"
+    #: Simulated venue round trip (order entry to fill), µs. 0 fills at once.
+    latency_us: NonNegFloat = 0.0
+    fee_bps: float = 1.0
+    #: Market orders fill at the touch; a limit order fills only if marketable.
+    slippage_bps: NonNegFloat = 0.0
+
+
+class Control(Base):
+    endpoint: str = "tcp://127.0.0.1:7701"
+
+
+class Metrics(Base):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 9101
+
+
+class Journal(Base):
+    enabled: bool = True
+    dir: str = "var/journal"
+
+
+class Shm(Base):
+    #: Prefix of every /dev/shm segment of this instance (two instances need two prefixes).
+    prefix: str = "alphad"
+
+
+class Supervisor(Base):
+    status_interval_s: PositiveFloat = 5.0
+    #: A stage that dies is restarted at most this many times per minute.
+    max_restarts_per_minute: PositiveInt = 10
+    #: Seconds a stage gets to report ready (Numba cache + ONNX session warm-up).
+    start_timeout_s: PositiveFloat = 60.0
+    watchdog: bool = True
+
+
+class Config(Base):
+    universe: list[Instrument]
+    topology: Topology = Topology()
+    rings: Rings = Rings()
+    feed: Feed = Feed()
+    features: Features = Features()
+    model: Model = Model()
+    risk: Risk = Risk()
+    router: Router = Router()
+    control: Control = Control()
+    metrics: Metrics = Metrics()
+    journal: Journal = Journal()
+    shm: Shm = Shm()
+    supervisor: Supervisor = Supervisor()
+
+    def __post_init__(self):
+        ids = [i.id for i in self.universe]
+        if ids != list(range(len(ids))):
+            raise ValueError(f"universe ids must be 0..{len(ids) - 1} in order, were {ids}")
+        symbols = [i.symbol for i in self.universe]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"universe symbols must be unique, were {symbols}")
+
+
+class ConfigError(ValueError):
+    """config.yaml could not be decoded; the message names the file and the path."""
+
+
+def load_config(path: str | Path) -> tuple[Config, Path]:
+    """Decode ``path``; relative paths inside the config resolve against its folder.
+
+    Returns the config and the folder it came from.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} was not found") from None
+    return decode_config(raw, source=str(path)), path.resolve().parent
+
+
+def decode_config(raw: bytes | str, *, source: str = "<config>") -> Config:
+    try:
+        return msgspec.yaml.decode(raw, type=Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+
+
+def resolve(base: Path, p: str) -> Path:
+    """A path from the config, relative to the config's folder unless absolute."""
+    q = Path(p)
+    return q if q.is_absolute() else base / q

@@ -1,0 +1,1010 @@
+"""Paper venue: order matching against recorded or live market data.
+
+What it models
+--------------
+* **Market and marketable limit orders walk the book** by displayed size, one
+  fill per price level (so a large order gets partial fills at worse prices).
+  Liquidity taken is removed from the venue's copy of the book until the next
+  book update replaces it, so two orders on one snapshot cannot both take it.
+  A market order's remainder beyond the displayed depth is cancelled
+  (``REASON_CXL_NO_LIQUIDITY``, the FSM's ``EXPIRE``).
+* **Resting limit orders keep a queue position**: on arrival the quantity
+  ahead is the displayed size at that price on that side.  A trade at that
+  price by an aggressor on the other side first eats the quantity ahead; only
+  the rest fills us.  A trade *through* our price (a sell below our bid) fills
+  us up to its size.  A book update that shows less size at our price than is
+  ahead of us shrinks the quantity ahead to the displayed size (cancels and
+  fills ahead of us); a price level that vanished inside the displayed range
+  leaves nobody ahead.  A book update whose other side crosses our price fills
+  us (at our price) up to the crossing size: those sellers would have hit us.
+* **Latency**: order entry (router -> venue) and response (venue -> router),
+  each constant or sampled from a seeded log-normal; each direction is one
+  ordered session, so a message never overtakes the one sent before it.
+* **Fees and rebates** in bps of notional: taker on aggressive fills, maker on
+  resting fills (negative = rebate).
+* **Rejects**: unknown instrument or no book yet, quantity off the lot grid or
+  <= 0, limit price NaN/<= 0/off the tick grid or outside the price band.
+
+All matching state lives in numpy arrays changed by ``@njit(cache=True)``
+kernels; :class:`PaperVenue` is the thin Python adapter (the
+:class:`~alphad.daemon.venue.VenueAdapter` interface).  :class:`SmartRouter`
+routes each order to the venue with the lowest expected all-in cost (fees +
+half spread + book-walk impact + a latency penalty) and keeps the order store
+in step with the venues' exec reports.
+
+Book arrays
+-----------
+``book[instrument]`` is ``float64[4, depth]``: rows ``BID_PX, BID_SZ, ASK_PX,
+ASK_SZ``, best level first; an empty level has price NaN and size 0.
+
+:func:`load_binance_book` / :func:`load_binance_trades` read the Binance L2
+files in ``../shared/data/l2`` (snapshot + diffs rebuilt in plain Python, good
+for tests; the production book builder is an ``@njit`` kernel elsewhere).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import msgspec
+import numpy as np
+from numba import njit
+
+from alphad.daemon.order_fsm import (
+    ERR_DUPLICATE_CID,
+    ERR_FULL,
+    LIQ_MAKER,
+    LIQ_TAKER,
+    ORDER_STATE_DTYPE,  # noqa: F401  (re-exported for callers building stores)
+    REASON_CXL_NO_LIQUIDITY,
+    REASON_CXL_REPLACED,
+    REASON_CXL_USER,
+    REJ_BAD_PRICE,
+    REJ_BAD_QTY,
+    REJ_CANCEL_UNKNOWN,
+    REJ_DUPLICATE_CID,
+    REJ_ORIG_UNKNOWN,
+    REJ_PRICE_BAND,
+    REJ_QUEUE_FULL,
+    REJ_REPLACE_BAD_PRICE,
+    REJ_REPLACE_UNKNOWN,
+    REJ_UNKNOWN_INSTRUMENT,
+    OrderStore,
+    store_add,
+    store_apply,
+    store_find,
+    store_trigger,
+)
+from alphad.daemon.venue import ERR_QUEUE_FULL, SENT
+from alphad.ipc.dtypes import (
+    EXEC_ACK,
+    EXEC_CANCELED,
+    EXEC_DTYPE,
+    EXEC_FILL,
+    EXEC_PARTIAL,
+    EXEC_REJECT,
+    MD_QUOTE,
+    MD_TRADE,
+    ORDER_LIMIT,
+    ORDER_MARKET,
+)
+
+__all__ = [
+    "PaperVenue", "VenueSpec", "LatencyModel", "SmartRouter", "BookStates",
+    "load_binance_book", "load_binance_trades", "BID_PX", "BID_SZ", "ASK_PX", "ASK_SZ",
+]
+
+BID_PX, BID_SZ, ASK_PX, ASK_SZ = 0, 1, 2, 3
+
+# -- venue order table / queues ---------------------------------------------------
+ST_FREE = 0
+ST_RESTING = 1
+
+VORDER_DTYPE = np.dtype(
+    [("cid", "u8"), ("seq", "i8"), ("px", "f8"), ("qty", "f8"), ("leaves", "f8"), ("ahead", "f8"),
+     ("instrument", "i4"), ("side", "i1"), ("status", "u1"), ("pad", "u2")],
+    align=True,
+)
+
+ACT_NEW, ACT_CANCEL, ACT_REPLACE = 1, 2, 3
+INQ_DTYPE = np.dtype(
+    [("t_arrive", "i8"), ("cid", "u8"), ("new_cid", "u8"), ("qty", "f8"), ("px", "f8"),
+     ("t_origin", "i8"), ("instrument", "i4"), ("side", "i1"), ("kind", "u1"), ("action", "u1"),
+     ("pad", "u1")],
+    align=True,
+)
+
+# ctr slots (int64 counters and ring cursors)
+C_IN_HEAD, C_IN_TAIL, C_OUT_HEAD, C_OUT_TAIL = 0, 1, 2, 3
+C_LAT_E, C_LAT_R, C_LAST_ARRIVE, C_LAST_DELIVER = 4, 5, 6, 7
+C_SEQ, C_HWM, C_OUT_DROPPED, C_N_FILLS = 8, 9, 10, 11
+N_CTR = 12
+
+# params slots (float64)
+P_TAKER_BPS, P_MAKER_BPS, P_BAND = 0, 1, 2
+N_PARAMS = 3
+
+
+class LatencyModel(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One-way latency: constant, or log-normal with a median and a shape.
+
+    Attributes
+    ----------
+    median_ns : int
+        Median latency (ns); the constant value when ``sigma`` is 0.
+    sigma : float
+        Log-normal shape (std of log latency); 0 = constant.
+    seed : int
+        Seed of the sample table, so a backtest is reproducible.
+    """
+
+    median_ns: int = 0
+    sigma: float = 0.0
+    seed: int = 0
+
+    def samples(self, n: int = 4096) -> np.ndarray:
+        """Sample table (ns, int64) the kernels cycle through."""
+        if self.median_ns < 0 or self.sigma < 0:
+            raise ValueError(f"latency expected median_ns >= 0 and sigma >= 0, was "
+                             f"{self.median_ns} and {self.sigma}")
+        if self.sigma == 0:
+            return np.full(1, self.median_ns, dtype=np.int64)
+        rng = np.random.default_rng(self.seed)
+        return np.round(self.median_ns * np.exp(self.sigma * rng.standard_normal(n))).astype(np.int64)
+
+
+class VenueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Configuration of one simulated venue.
+
+    Attributes
+    ----------
+    name : str
+    taker_bps, maker_bps : float
+        Fees in bps of notional; a negative maker fee is a rebate.
+    entry, response : LatencyModel
+        Router -> venue and venue -> router latency.
+    price_band : float
+        Largest accepted |limit / mid - 1| (fraction); beyond it the order is rejected.
+    """
+
+    name: str
+    taker_bps: float = 1.0
+    maker_bps: float = 0.0
+    entry: LatencyModel = LatencyModel()
+    response: LatencyModel = LatencyModel()
+    price_band: float = 0.05
+
+
+# ---------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _on_grid(x, step):
+    # Decimal prices/quantities never sit exactly on k * step in binary floating
+    # point (0.1 + 0.2 style error); 1e-6 of a step is far above that error and
+    # far below any real off-grid value.
+    k = x / step
+    return abs(k - np.round(k)) <= 1e-6
+
+
+@njit(cache=True)
+def _lat(lat, ctr, which):
+    k = lat.shape[1]
+    i = ctr[C_LAT_E + which]
+    ctr[C_LAT_E + which] = i + 1
+    return lat[which, i % k]
+
+
+@njit(cache=True)
+def _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, status, reason,
+          fill_qty, fill_px, fee, leaves):
+    cap = outq.shape[0]
+    tail = ctr[C_OUT_TAIL]
+    if tail - ctr[C_OUT_HEAD] >= cap:
+        ctr[C_OUT_DROPPED] += 1  # never silently: counted, and tests assert it stays 0
+        return
+    d = t + _lat(lat, ctr, 1)
+    if d < ctr[C_LAST_DELIVER]:  # one ordered session: no overtaking
+        d = ctr[C_LAST_DELIVER]
+    ctr[C_LAST_DELIVER] = d
+    j = tail % cap
+    e = outq[j]
+    e.t_origin = t_origin
+    e.ts = t
+    e.client_order_id = cid
+    e.instrument = instrument
+    e.side = side
+    e.status = status
+    e.reason = reason
+    e.fill_qty = fill_qty
+    e.fill_px = fill_px
+    e.fee = fee
+    e.leaves_qty = leaves
+    deliver[j] = d
+    ctr[C_OUT_TAIL] = tail + 1
+
+
+@njit(cache=True)
+def _enqueue(inq, ctr, lat, now, action, cid, new_cid, instrument, side, kind, qty, px, t_origin):
+    cap = inq.shape[0]
+    tail = ctr[C_IN_TAIL]
+    if tail - ctr[C_IN_HEAD] >= cap:
+        return ERR_QUEUE_FULL
+    t = now + _lat(lat, ctr, 0)
+    if t < ctr[C_LAST_ARRIVE]:
+        t = ctr[C_LAST_ARRIVE]
+    ctr[C_LAST_ARRIVE] = t
+    q = inq[tail % cap]
+    q.t_arrive = t
+    q.cid = cid
+    q.new_cid = new_cid
+    q.instrument = instrument
+    q.side = side
+    q.kind = kind
+    q.qty = qty
+    q.px = px
+    q.t_origin = t_origin
+    q.action = action
+    ctr[C_IN_TAIL] = tail + 1
+    return SENT
+
+
+@njit(cache=True)
+def _find_resting(vorders, ctr, cid):
+    for k in range(ctr[C_HWM]):
+        if vorders[k].status == ST_RESTING and vorders[k].cid == cid:
+            return k
+    return -1
+
+
+@njit(cache=True)
+def _free_slot(vorders, ctr):
+    for k in range(ctr[C_HWM]):
+        if vorders[k].status == ST_FREE:
+            return k
+    if ctr[C_HWM] < vorders.shape[0]:
+        ctr[C_HWM] += 1
+        return ctr[C_HWM] - 1
+    return -1
+
+
+@njit(cache=True)
+def _level_size(book, instrument, side, px, tick):
+    # Displayed size at exactly ``px`` on our side; -1 when the price is beyond
+    # the displayed depth (unknown), 0 when it is inside the range but empty.
+    row = BID_PX if side > 0 else ASK_PX
+    depth = book.shape[2]
+    last = np.nan
+    for j in range(depth):
+        lp = book[instrument, row, j]
+        if not np.isfinite(lp):
+            break
+        if abs(lp - px) <= 1e-3 * tick:
+            return book[instrument, row + 1, j]
+        last = lp
+    if not np.isfinite(last):
+        return 0.0
+    if side > 0:
+        return 0.0 if px > last else -1.0
+    return 0.0 if px < last else -1.0
+
+
+@njit(cache=True)
+def _validate(book, inst, params, instrument, kind, qty, px):
+    n_instr = book.shape[0]
+    if instrument < 0 or instrument >= n_instr:
+        return REJ_UNKNOWN_INSTRUMENT
+    if not np.isfinite(book[instrument, BID_PX, 0]) and not np.isfinite(book[instrument, ASK_PX, 0]):
+        return REJ_UNKNOWN_INSTRUMENT  # no book yet: the venue does not list it
+    lot = inst[instrument, 1]
+    if not (qty > 0.0) or not np.isfinite(qty) or not _on_grid(qty, lot):
+        return REJ_BAD_QTY
+    if kind == ORDER_LIMIT:
+        tick = inst[instrument, 0]
+        if not (px > 0.0) or not np.isfinite(px) or not _on_grid(px, tick):
+            return REJ_BAD_PRICE
+        b = book[instrument, BID_PX, 0]
+        a = book[instrument, ASK_PX, 0]
+        if np.isfinite(b) and np.isfinite(a):
+            mid = 0.5 * (a + b)
+            if abs(px / mid - 1.0) > params[P_BAND]:
+                return REJ_PRICE_BAND
+    elif kind != ORDER_MARKET:
+        return REJ_BAD_PRICE
+    return 0
+
+
+@njit(cache=True)
+def _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, t_origin, cid,
+               instrument, side, kind, qty, px):
+    """Accept, match and (for limits) rest one validated order arriving at ``t``."""
+    lot = inst[instrument, 1]
+    eps = 1e-6 * lot
+    slot = -1
+    if kind == ORDER_LIMIT:
+        slot = _free_slot(vorders, ctr)
+        if slot < 0:
+            _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_REJECT,
+                  REJ_QUEUE_FULL, 0.0, 0.0, 0.0, 0.0)
+            return
+    _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_ACK, 0, 0.0, 0.0,
+          0.0, qty)
+    # Walk the opposite side: one fill per level, best first.
+    row = ASK_PX if side > 0 else BID_PX
+    taker = params[P_TAKER_BPS] * 1e-4
+    leaves = qty
+    for j in range(book.shape[2]):
+        lp = book[instrument, row, j]
+        if not np.isfinite(lp):
+            break
+        if kind == ORDER_LIMIT and ((side > 0 and lp > px) or (side < 0 and lp < px)):
+            break
+        sz = book[instrument, row + 1, j]
+        if sz <= 0.0:
+            continue
+        f = leaves if leaves < sz else sz
+        book[instrument, row + 1, j] = sz - f
+        leaves -= f
+        done = leaves <= eps
+        if done:
+            leaves = 0.0
+        ctr[C_N_FILLS] += 1
+        _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side,
+              EXEC_FILL if done else EXEC_PARTIAL, LIQ_TAKER, f, lp, f * lp * taker, leaves)
+        if done:
+            break
+    if leaves <= 0.0:
+        if slot >= 0 and slot == ctr[C_HWM] - 1:
+            ctr[C_HWM] -= 1  # give back an unused tail slot
+        return
+    if kind == ORDER_MARKET:
+        _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_CANCELED,
+              REASON_CXL_NO_LIQUIDITY, 0.0, 0.0, 0.0, 0.0)
+        return
+    o = vorders[slot]
+    o.cid = cid
+    o.seq = ctr[C_SEQ]
+    ctr[C_SEQ] += 1
+    o.px = px
+    o.qty = qty
+    o.leaves = leaves
+    ahead = _level_size(book, instrument, side, px, inst[instrument, 0])
+    # Beyond the displayed depth the queue cannot be seen: assume it is long
+    # (inf); the first book update that shows the level clips it to the size
+    # displayed, and a trade through our price still fills us.
+    o.ahead = ahead if ahead >= 0.0 else np.inf
+    o.instrument = instrument
+    o.side = side
+    o.status = ST_RESTING
+
+
+@njit(cache=True)
+def _process(book, inst, params, vorders, inq, outq, deliver, ctr, lat, upto):
+    """Handle every inbound request that has reached the venue by ``upto`` (ns)."""
+    cap = inq.shape[0]
+    while ctr[C_IN_HEAD] < ctr[C_IN_TAIL]:
+        q = inq[ctr[C_IN_HEAD] % cap]
+        t = q.t_arrive
+        if t > upto:
+            break
+        ctr[C_IN_HEAD] += 1
+        if q.action == ACT_NEW:
+            if _find_resting(vorders, ctr, q.cid) >= 0:
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.cid, q.instrument, q.side,
+                      EXEC_REJECT, REJ_DUPLICATE_CID, 0.0, 0.0, 0.0, 0.0)
+                continue
+            r = _validate(book, inst, params, q.instrument, q.kind, q.qty, q.px)
+            if r != 0:
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.cid, q.instrument, q.side,
+                      EXEC_REJECT, r, 0.0, 0.0, 0.0, 0.0)
+                continue
+            _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, q.t_origin, q.cid,
+                       q.instrument, q.side, q.kind, q.qty, q.px)
+        elif q.action == ACT_CANCEL:
+            k = _find_resting(vorders, ctr, q.cid)
+            if k < 0:
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.cid, q.instrument, q.side,
+                      EXEC_REJECT, REJ_CANCEL_UNKNOWN, 0.0, 0.0, 0.0, 0.0)
+                continue
+            o = vorders[k]
+            o.status = ST_FREE
+            _emit(outq, deliver, ctr, lat, t, q.t_origin, o.cid, o.instrument, o.side,
+                  EXEC_CANCELED, REASON_CXL_USER, 0.0, 0.0, 0.0, 0.0)
+        else:  # ACT_REPLACE
+            k = _find_resting(vorders, ctr, q.cid)
+            if k < 0:
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.cid, q.instrument, q.side,
+                      EXEC_REJECT, REJ_REPLACE_UNKNOWN, 0.0, 0.0, 0.0, 0.0)
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.new_cid, q.instrument, q.side,
+                      EXEC_REJECT, REJ_ORIG_UNKNOWN, 0.0, 0.0, 0.0, 0.0)
+                continue
+            o = vorders[k]
+            instrument = o.instrument
+            side = o.side
+            # Never more than the old order still has open: a replace that
+            # crossed a fill must not add exposure.
+            qty = q.qty if q.qty < o.leaves else o.leaves
+            r = _validate(book, inst, params, instrument, ORDER_LIMIT, qty, q.px)
+            if r != 0:
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.cid, instrument, side,
+                      EXEC_REJECT, REJ_REPLACE_BAD_PRICE, 0.0, 0.0, 0.0, o.leaves)
+                _emit(outq, deliver, ctr, lat, t, q.t_origin, q.new_cid, instrument, side,
+                      EXEC_REJECT, r, 0.0, 0.0, 0.0, 0.0)
+                continue
+            o.status = ST_FREE
+            _emit(outq, deliver, ctr, lat, t, q.t_origin, q.cid, instrument, side, EXEC_CANCELED,
+                  REASON_CXL_REPLACED, 0.0, 0.0, 0.0, 0.0)
+            _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, q.t_origin,
+                       q.new_cid, instrument, side, ORDER_LIMIT, qty, q.px)
+
+
+@njit(cache=True)
+def _drain(outq, deliver, ctr, now, out):
+    cap = outq.shape[0]
+    n = 0
+    while ctr[C_OUT_HEAD] < ctr[C_OUT_TAIL] and n < out.shape[0]:
+        j = ctr[C_OUT_HEAD] % cap
+        if deliver[j] > now:
+            break
+        out[n] = outq[j]
+        n += 1
+        ctr[C_OUT_HEAD] += 1
+    return n
+
+
+@njit(cache=True)
+def _poll(book, inst, params, vorders, inq, outq, deliver, ctr, lat, now, out):
+    _process(book, inst, params, vorders, inq, outq, deliver, ctr, lat, now)
+    return _drain(outq, deliver, ctr, now, out)
+
+
+@njit(cache=True)
+def _fill_resting(vorders, outq, deliver, ctr, lat, params, inst, k, f, t):
+    o = vorders[k]
+    eps = 1e-6 * inst[o.instrument, 1]
+    o.leaves -= f
+    done = o.leaves <= eps
+    if done:
+        o.leaves = 0.0
+        o.status = ST_FREE
+    ctr[C_N_FILLS] += 1
+    _emit(outq, deliver, ctr, lat, t, 0, o.cid, o.instrument, o.side,
+          EXEC_FILL if done else EXEC_PARTIAL, LIQ_MAKER, f, o.px,
+          f * o.px * params[P_MAKER_BPS] * 1e-4,
+          o.leaves)
+
+
+@njit(cache=True)
+def _on_trade(book, inst, params, vorders, inq, outq, deliver, ctr, lat, instrument, px, qty,
+              aggressor, t):
+    """A market trade: advance queue positions and fill resting orders it reaches."""
+    _process(book, inst, params, vorders, inq, outq, deliver, ctr, lat, t)
+    tick = inst[instrument, 0]
+    left = qty  # trade volume not yet given to our orders
+    for k in range(ctr[C_HWM]):
+        o = vorders[k]
+        if o.status != ST_RESTING or o.instrument != instrument:
+            continue
+        if o.side > 0:
+            if aggressor > 0 or px > o.px + 1e-3 * tick:
+                continue  # a buy aggressor, or a sell above our bid, cannot reach us
+            through = px < o.px - 1e-3 * tick
+        else:
+            if aggressor < 0 or px < o.px - 1e-3 * tick:
+                continue
+            through = px > o.px + 1e-3 * tick
+        if through:
+            # Traded through our price: everyone at our level was filled first.
+            o.ahead = 0.0
+            avail = left
+        else:
+            used = o.ahead if o.ahead < qty else qty
+            o.ahead -= used
+            avail = qty - used
+            if avail > left:
+                avail = left
+        f = o.leaves if o.leaves < avail else avail
+        if f > 0.0:
+            left -= f
+            _fill_resting(vorders, outq, deliver, ctr, lat, params, inst, k, f, t)
+
+
+@njit(cache=True)
+def _on_book(book, inst, params, vorders, inq, outq, deliver, ctr, lat, instrument,
+             bid_px, bid_sz, ask_px, ask_sz, t):
+    """Replace one instrument's displayed book and update queue positions."""
+    _process(book, inst, params, vorders, inq, outq, deliver, ctr, lat, t)
+    depth = book.shape[2]
+    n_b = min(depth, bid_px.shape[0])
+    n_a = min(depth, ask_px.shape[0])
+    for j in range(depth):
+        book[instrument, BID_PX, j] = bid_px[j] if j < n_b else np.nan
+        book[instrument, BID_SZ, j] = bid_sz[j] if j < n_b else 0.0
+        book[instrument, ASK_PX, j] = ask_px[j] if j < n_a else np.nan
+        book[instrument, ASK_SZ, j] = ask_sz[j] if j < n_a else 0.0
+    _requeue(book, inst, params, vorders, outq, deliver, ctr, lat, instrument, t)
+
+
+@njit(cache=True)
+def _requeue(book, inst, params, vorders, outq, deliver, ctr, lat, instrument, t):
+    tick = inst[instrument, 0]
+    for k in range(ctr[C_HWM]):
+        o = vorders[k]
+        if o.status != ST_RESTING or o.instrument != instrument:
+            continue
+        s = _level_size(book, instrument, o.side, o.px, tick)
+        if s >= 0.0 and s < o.ahead:
+            o.ahead = s
+        # The other side crossing our price: those orders would have traded
+        # with us (we are at or ahead of the best price they crossed).
+        row = ASK_PX if o.side > 0 else BID_PX
+        crossing = 0.0
+        for j in range(book.shape[2]):
+            lp = book[instrument, row, j]
+            if not np.isfinite(lp):
+                break
+            if (o.side > 0 and lp <= o.px + 1e-3 * tick) or (o.side < 0 and lp >= o.px - 1e-3 * tick):
+                crossing += book[instrument, row + 1, j]
+            else:
+                break
+        if crossing > o.ahead:
+            f = crossing - o.ahead
+            o.ahead = 0.0
+            if f > o.leaves:
+                f = o.leaves
+            _fill_resting(vorders, outq, deliver, ctr, lat, params, inst, k, f, t)
+
+
+@njit(cache=True)
+def _put_top(book, instrument, row, px, sz):
+    # A top-of-book quote for one side: drop the levels at or better than the
+    # new best, put the new best on top, keep the deeper levels it cannot see.
+    if not np.isfinite(px):
+        return
+    depth = book.shape[2]
+    sign = 1.0 if row == BID_PX else -1.0
+    drop = 0
+    while drop < depth and np.isfinite(book[instrument, row, drop]) and \
+            sign * (book[instrument, row, drop] - px) >= 0.0:
+        drop += 1
+    shift = 1 - drop  # move levels so exactly one slot is free at the top
+    if shift > 0:
+        for j in range(depth - 1, 0, -1):
+            book[instrument, row, j] = book[instrument, row, j - 1]
+            book[instrument, row + 1, j] = book[instrument, row + 1, j - 1]
+    elif shift < 0:
+        for j in range(1, depth):
+            src = j - shift
+            book[instrument, row, j] = book[instrument, row, src] if src < depth else np.nan
+            book[instrument, row + 1, j] = book[instrument, row + 1, src] if src < depth else 0.0
+    book[instrument, row, 0] = px
+    book[instrument, row + 1, 0] = sz
+
+
+@njit(cache=True)
+def _on_quote(book, inst, params, vorders, inq, outq, deliver, ctr, lat, instrument,
+              bid_px, bid_sz, ask_px, ask_sz, t):
+    _process(book, inst, params, vorders, inq, outq, deliver, ctr, lat, t)
+    _put_top(book, instrument, BID_PX, bid_px, bid_sz)
+    _put_top(book, instrument, ASK_PX, ask_px, ask_sz)
+    _requeue(book, inst, params, vorders, outq, deliver, ctr, lat, instrument, t)
+
+
+@njit(cache=True)
+def _on_md(book, inst, params, vorders, inq, outq, deliver, ctr, lat, md, n):
+    for i in range(n):
+        m = md[i]
+        if m.instrument < 0 or m.instrument >= book.shape[0]:
+            continue
+        if m.kind == MD_TRADE:
+            _on_trade(book, inst, params, vorders, inq, outq, deliver, ctr, lat, m.instrument,
+                      m.last_px, m.last_sz, m.aggressor, m.ts_exch)
+        elif m.kind == MD_QUOTE:
+            _on_quote(book, inst, params, vorders, inq, outq, deliver, ctr, lat, m.instrument,
+                      m.bid_px, m.bid_sz, m.ask_px, m.ask_sz, m.ts_exch)
+
+
+# ---------------------------------------------------------------------------------
+# Python adapter
+# ---------------------------------------------------------------------------------
+
+class PaperVenue:
+    """A simulated venue implementing :class:`~alphad.daemon.venue.VenueAdapter`.
+
+    Parameters
+    ----------
+    spec : VenueSpec
+        Name, fees, latencies, price band.
+    n_instruments : int
+        Instruments are ids ``0 .. n_instruments-1``; anything else is rejected.
+    tick, lot : float or array of float
+        Price tick and quantity lot (per instrument when arrays).
+    depth : int
+        Levels kept per side.
+    capacity : int
+        Resting orders the venue holds at once.
+    queue : int
+        Capacity of the inbound and outbound message queues.
+    book : ndarray, optional
+        ``float64[n_instruments, 4, depth]`` storage to use (the smart router
+        passes views into its own array so it can read every venue's book at once).
+    """
+
+    def __init__(self, spec: VenueSpec, n_instruments: int, *, tick=0.01, lot=1e-5, depth: int = 20,
+                 capacity: int = 1024, queue: int = 4096, book: np.ndarray | None = None) -> None:
+        if n_instruments <= 0 or depth <= 0:
+            raise ValueError(f"n_instruments and depth expected > 0, was {n_instruments} and {depth}")
+        self.spec = spec
+        self.name = spec.name
+        self.taker_bps = float(spec.taker_bps)
+        self.maker_bps = float(spec.maker_bps)
+        self.expected_latency_ns = int(spec.entry.median_ns + spec.response.median_ns)
+        if book is None:
+            book = np.empty((n_instruments, 4, depth))
+        if book.shape != (n_instruments, 4, depth) or book.dtype != np.float64:
+            raise ValueError(f"book expected float64{(n_instruments, 4, depth)}, was "
+                             f"{book.dtype}{book.shape}")
+        self.book = book
+        self.book[:, BID_PX] = np.nan
+        self.book[:, ASK_PX] = np.nan
+        self.book[:, BID_SZ] = 0.0
+        self.book[:, ASK_SZ] = 0.0
+        self.inst = np.empty((n_instruments, 2))
+        self.inst[:, 0] = tick
+        self.inst[:, 1] = lot
+        if not (np.all(self.inst > 0) and np.all(np.isfinite(self.inst))):
+            raise ValueError(f"tick and lot expected finite and > 0, was {tick} and {lot}")
+        self.params = np.array([spec.taker_bps, spec.maker_bps, spec.price_band], dtype=np.float64)
+        e, r = spec.entry.samples(), spec.response.samples()
+        k = max(len(e), len(r))
+        self.lat = np.vstack([np.resize(e, k), np.resize(r, k)]).astype(np.int64)
+        self.vorders = np.zeros(capacity, dtype=VORDER_DTYPE)
+        self.inq = np.zeros(queue, dtype=INQ_DTYPE)
+        self.outq = np.zeros(queue, dtype=EXEC_DTYPE)
+        self.deliver = np.zeros(queue, dtype=np.int64)
+        self.ctr = np.zeros(N_CTR, dtype=np.int64)
+
+    # -- requests ----------------------------------------------------------------
+    def submit(self, orders: np.ndarray, index: int, now: int) -> int:
+        o = orders[index]
+        return self.submit_fields(int(o["client_order_id"]), int(o["instrument"]), int(o["side"]),
+                                  int(o["kind"]), float(o["qty"]), float(o["limit_px"]), now,
+                                  t_origin=int(o["t_origin"]))
+
+    def submit_fields(self, cid: int, instrument: int, side: int, kind: int, qty: float,
+                      limit_px: float, now: int, *, t_origin: int = 0) -> int:
+        """:meth:`submit` from plain fields (tests, tools)."""
+        return int(_enqueue(self.inq, self.ctr, self.lat, now, ACT_NEW, np.uint64(cid), np.uint64(0),
+                            instrument, side, kind, qty, limit_px, t_origin))
+
+    def cancel(self, client_order_id: int, now: int) -> int:
+        return int(_enqueue(self.inq, self.ctr, self.lat, now, ACT_CANCEL, np.uint64(client_order_id),
+                            np.uint64(0), -1, 0, 0, 0.0, 0.0, 0))
+
+    def replace(self, client_order_id: int, new_client_order_id: int, qty: float, limit_px: float,
+                now: int) -> int:
+        return int(_enqueue(self.inq, self.ctr, self.lat, now, ACT_REPLACE, np.uint64(client_order_id),
+                            np.uint64(new_client_order_id), -1, 0, ORDER_LIMIT, float(qty),
+                            float(limit_px), 0))
+
+    # -- market data -------------------------------------------------------------
+    def on_md(self, md: np.ndarray, now: int) -> None:
+        """MD_DTYPE records: trades fill resting orders, quotes update the top level."""
+        _on_md(self.book, self.inst, self.params, self.vorders, self.inq, self.outq, self.deliver,
+               self.ctr, self.lat, md, len(md))
+
+    def on_book(self, instrument: int, bid_px, bid_sz, ask_px, ask_sz, ts: int) -> None:
+        """Replace the displayed book of ``instrument`` with top-N arrays (best first) at ``ts``."""
+        if not (0 <= instrument < self.book.shape[0]):
+            raise ValueError(f"instrument expected in [0, {self.book.shape[0]}), was {instrument}")
+        _on_book(self.book, self.inst, self.params, self.vorders, self.inq, self.outq, self.deliver,
+                 self.ctr, self.lat, instrument, np.asarray(bid_px, np.float64),
+                 np.asarray(bid_sz, np.float64), np.asarray(ask_px, np.float64),
+                 np.asarray(ask_sz, np.float64), ts)
+
+    def on_trade(self, instrument: int, px: float, qty: float, aggressor: int, ts: int) -> None:
+        """One trade print; ``aggressor`` +1 buyer, -1 seller, 0 unknown."""
+        _on_trade(self.book, self.inst, self.params, self.vorders, self.inq, self.outq, self.deliver,
+                  self.ctr, self.lat, instrument, float(px), float(qty), aggressor, ts)
+
+    # -- reports -----------------------------------------------------------------
+    def poll(self, now: int, out: np.ndarray) -> int:
+        return int(_poll(self.book, self.inst, self.params, self.vorders, self.inq, self.outq,
+                         self.deliver, self.ctr, self.lat, now, out))
+
+    def resting(self, client_order_id: int) -> np.void | None:
+        """The venue's view of a resting order (``px``, ``leaves``, ``ahead``), or None."""
+        k = _find_resting(self.vorders, self.ctr, np.uint64(client_order_id))
+        return None if k < 0 else self.vorders[k].copy()
+
+    @property
+    def dropped_reports(self) -> int:
+        return int(self.ctr[C_OUT_DROPPED])
+
+
+# ---------------------------------------------------------------------------------
+# Smart router
+# ---------------------------------------------------------------------------------
+
+@njit(cache=True)
+def venue_cost_bps(book, instrument, side, qty, taker_bps, maker_bps, passive):
+    """Expected all-in cost of an order on one venue, in bps of the mid.
+
+    Returns
+    -------
+    (fees, spread, impact) : tuple of float
+        ``fees``: taker (or, for a passive order, maker) fee.  ``spread``: half
+        the quoted spread (negative for a passive order: it is earned).
+        ``impact``: for a taker, the book-walk cost beyond the touch over the
+        displayed depth (quantity beyond the depth is priced at the last level
+        shown); 0 for a passive order.  All three are ``inf`` without a two-sided book.
+    """
+    b = book[instrument, BID_PX, 0]
+    a = book[instrument, ASK_PX, 0]
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return np.inf, np.inf, np.inf
+    mid = 0.5 * (a + b)
+    half = 0.5 * (a - b) / mid * 1e4
+    if passive:
+        return maker_bps, -half, 0.0
+    row = ASK_PX if side > 0 else BID_PX
+    touch = book[instrument, row, 0]
+    left = qty
+    cost = 0.0  # sum over levels of f * |lp - touch|
+    last = touch
+    for j in range(book.shape[2]):
+        lp = book[instrument, row, j]
+        if not np.isfinite(lp) or left <= 0.0:
+            break
+        sz = book[instrument, row + 1, j]
+        f = left if left < sz else sz
+        cost += f * abs(lp - touch)
+        left -= f
+        last = lp
+    if left > 0.0:
+        cost += left * abs(last - touch)
+    return taker_bps, half, cost / qty / mid * 1e4
+
+
+@njit(cache=True)
+def _choose_venue(books, fees, lat_ms, lat_bps_per_ms, instrument, side, kind, qty, px):
+    best = -1
+    best_cost = np.inf
+    for v in range(books.shape[0]):
+        b = books[v, instrument, BID_PX, 0]
+        a = books[v, instrument, ASK_PX, 0]
+        passive = False
+        if kind == ORDER_LIMIT:
+            passive = (side > 0 and not (px >= a)) or (side < 0 and not (px <= b))
+        f, s, m = venue_cost_bps(books[v], instrument, side, qty, fees[v, 0], fees[v, 1], passive)
+        c = f + s + m + lat_ms[v] * lat_bps_per_ms
+        if c < best_cost:
+            best_cost = c
+            best = v
+    return best
+
+
+@njit(cache=True)
+def _route_new(books, fees, lat_ms, lat_bps_per_ms, orders, count, keys, vals, table, cid,
+               instrument, side, kind, qty, px, now, expire_at, parent):
+    # Choose, record and mark sent in one call: one dispatch per order.
+    v = _choose_venue(books, fees, lat_ms, lat_bps_per_ms, instrument, side, kind, qty, px)
+    if v < 0:
+        v = 0  # no venue has a book: the chosen venue rejects it and the FSM records why
+    slot = store_add(orders, count, keys, vals, cid, instrument, side, kind, qty, px, now,
+                     expire_at, parent, v)
+    if slot < 0:
+        return slot
+    store_trigger(orders, table, slot, 0, 0.0, 0.0, 0.0, now)
+    return v
+
+
+class SmartRouter:
+    """Route orders to the paper venue with the lowest expected all-in cost.
+
+    Parameters
+    ----------
+    specs : sequence of VenueSpec
+        One per simulated venue.
+    n_instruments, depth, tick, lot
+        As for :class:`PaperVenue`.
+    store : OrderStore, optional
+        The order store the router keeps in step with exec reports.
+    latency_bps_per_ms : float
+        Cost charged per ms of expected round-trip latency (adverse move while
+        in flight), bps.  0 ignores latency.
+    """
+
+    def __init__(self, specs: Sequence[VenueSpec], n_instruments: int, *, depth: int = 20,
+                 tick=0.01, lot=1e-5, store: OrderStore | None = None,
+                 latency_bps_per_ms: float = 0.0, report_buffer: int = 1024) -> None:
+        if not specs:
+            raise ValueError("specs expected at least one VenueSpec, was empty")
+        self.books = np.empty((len(specs), n_instruments, 4, depth))
+        self.venues = [PaperVenue(s, n_instruments, tick=tick, lot=lot, depth=depth,
+                                  book=self.books[i]) for i, s in enumerate(specs)]
+        self.fees = np.array([[v.taker_bps, v.maker_bps] for v in self.venues])
+        self.lat_ms = np.array([v.expected_latency_ns / 1e6 for v in self.venues])
+        self.lat_bps_per_ms = float(latency_bps_per_ms)
+        self.store = store if store is not None else OrderStore()
+        self.reports = np.zeros(report_buffer, dtype=EXEC_DTYPE)
+        self.failed_reports = 0
+
+    def costs(self, instrument: int, side: int, qty: float, *, passive: bool = False) -> np.ndarray:
+        """``float64[n_venues, 4]``: fees, spread, impact, latency cost (bps) per venue."""
+        out = np.empty((len(self.venues), 4))
+        for v, venue in enumerate(self.venues):
+            out[v, :3] = venue_cost_bps(self.books[v], instrument, side, float(qty),
+                                        venue.taker_bps, venue.maker_bps, passive)
+            out[v, 3] = self.lat_ms[v] * self.lat_bps_per_ms
+        return out
+
+    def send(self, orders: np.ndarray, index: int, now: int, *, expire_at: int = 0,
+             parent: int = -1) -> int:
+        """Route ``orders[index]`` (ORDER_DTYPE): record it, pick a venue, send it.
+
+        Returns
+        -------
+        int
+            The venue index, or ``ERR_DUPLICATE_CID`` when the client id is known
+            (a replayed decision: nothing is sent), or a negative ERR code.
+        """
+        o = orders[index]
+        cid = o["client_order_id"]
+        instrument = int(o["instrument"])
+        side = int(o["side"])
+        kind = int(o["kind"])
+        qty = float(o["qty"])
+        px = float(o["limit_px"])
+        st = self.store
+        v = _route_new(self.books, self.fees, self.lat_ms, self.lat_bps_per_ms, st.orders, st.count,
+                       st.keys, st.vals, st.table, cid, instrument, side, kind, qty, px, now,
+                       expire_at, parent)
+        if v < 0:
+            if v == ERR_FULL:
+                raise ValueError(f"order store full: capacity {st.orders.shape[0]} was reached")
+            return int(v)
+        venue = self.venues[v]
+        r = _enqueue(venue.inq, venue.ctr, venue.lat, now, ACT_NEW, cid, np.uint64(0), instrument,
+                     side, kind, qty, px, int(o["t_origin"]))
+        return int(v) if r == SENT else int(r)
+
+    def cancel(self, cid: int, now: int) -> int:
+        """Send a cancel for ``cid`` to its venue (FSM: CANCEL_REQUEST first)."""
+        slot = self.store.find(cid)
+        if slot < 0:
+            raise KeyError(f"client order id {cid} is not in the store")
+        self.store.trigger(cid, 5, now)  # raises InvalidStateTrigger when not cancellable
+        return self.venues[int(self.store.orders[slot]["venue"])].cancel(cid, now)
+
+    def poll(self, now: int) -> int:
+        """Collect every venue's due reports and apply them to the store; returns how many."""
+        st = self.store
+        total = 0
+        buf = self.reports
+        for venue in self.venues:
+            ctr = venue.ctr
+            if ctr[C_IN_HEAD] == ctr[C_IN_TAIL] and ctr[C_OUT_HEAD] == ctr[C_OUT_TAIL]:
+                continue  # nothing in flight on this venue
+            n = venue.poll(now, buf)
+            if n:
+                self.failed_reports += int(store_apply(st.orders, st.keys, st.vals, st.table, buf, n))
+                total += n
+        return total
+
+    def on_book(self, instrument: int, bid_px, bid_sz, ask_px, ask_sz, ts: int) -> None:
+        """Same displayed book to every venue (a backtest with one consolidated feed)."""
+        for venue in self.venues:
+            venue.on_book(instrument, bid_px, bid_sz, ask_px, ask_sz, ts)
+
+
+# ---------------------------------------------------------------------------------
+# Binance L2 loader (snapshot + diffs -> book states at chosen instants)
+# ---------------------------------------------------------------------------------
+
+class BookStates(NamedTuple):
+    """Book states at requested instants; arrays are ``[n_instants, depth]``, best first."""
+
+    ts: np.ndarray          # requested instants, ns (local receive clock)
+    update_id: np.ndarray   # last applied Binance final_update_id at each instant
+    bid_px: np.ndarray
+    bid_sz: np.ndarray
+    ask_px: np.ndarray
+    ask_sz: np.ndarray
+
+
+def _read_csv(path: Path, symbol: str, columns: list[str]):
+    import pandas as pd
+
+    if not path.exists():
+        raise FileNotFoundError(f"Binance L2 file expected at {path}, was missing")
+    df = pd.read_csv(path, usecols=columns, dtype={"symbol": str}, engine="c")
+    df = df[df["symbol"] == symbol]
+    if df.empty:
+        raise ValueError(f"symbol expected in {path.name}, was {symbol!r} (no rows)")
+    return df
+
+
+def load_binance_book(l2_dir: str | Path, symbol: str, at_ns: Sequence[int], depth: int = 20
+                      ) -> BookStates:
+    """Rebuild the Binance book (snapshot + diffs) and sample it at instants.
+
+    Follows ``l2/README``: start from the REST snapshot, skip diff messages with
+    ``final_update_id <= lastUpdateId``, apply the rest in order.  The state at
+    an instant ``t`` is the book after every diff row with ``local_ts_ns <= t``.
+
+    Parameters
+    ----------
+    l2_dir : path
+        The ``l2`` folder of the shared data.
+    symbol : str
+        ``"BTCUSDT"`` or ``"ETHUSDT"``.
+    at_ns : sequence of int
+        Instants (local receive clock, ns), ascending.
+    depth : int
+        Levels per side to return.
+    """
+    l2_dir = Path(l2_dir)
+    at = np.asarray(at_ns, dtype=np.int64)
+    if at.ndim != 1 or (len(at) > 1 and np.any(np.diff(at) < 0)):
+        raise ValueError("at_ns expected a 1-D ascending sequence of ns instants, was not sorted")
+    snap = _read_csv(l2_dir / "binance_spot_depth_snapshot.csv.gz", symbol,
+                     ["symbol", "local_ts_ns", "last_update_id", "side", "price", "qty"])
+    last_id = int(snap["last_update_id"].iloc[0])
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for side, p, q in zip(snap["side"].to_numpy(), snap["price"].to_numpy(), snap["qty"].to_numpy()):
+        (bids if side == "bid" else asks)[float(p)] = float(q)
+    upd = _read_csv(l2_dir / "binance_spot_depth_updates.csv.gz", symbol,
+                    ["symbol", "local_ts_ns", "final_update_id", "side", "price", "qty"])
+    ts = upd["local_ts_ns"].to_numpy(np.int64)
+    uid = upd["final_update_id"].to_numpy(np.int64)
+    is_bid = (upd["side"].to_numpy() == "bid")
+    px = upd["price"].to_numpy(np.float64)
+    qty = upd["qty"].to_numpy(np.float64)
+    n_at = len(at)
+    out = BookStates(at.copy(), np.zeros(n_at, np.int64),
+                     np.full((n_at, depth), np.nan), np.zeros((n_at, depth)),
+                     np.full((n_at, depth), np.nan), np.zeros((n_at, depth)))
+    cur_id = last_id
+    j = 0
+    n = len(ts)
+
+    def sample(k: int) -> None:
+        b = sorted(bids.items(), reverse=True)[:depth]
+        a = sorted(asks.items())[:depth]
+        out.update_id[k] = cur_id
+        out.bid_px[k, :len(b)] = [p for p, _ in b]
+        out.bid_sz[k, :len(b)] = [q for _, q in b]
+        out.ask_px[k, :len(a)] = [p for p, _ in a]
+        out.ask_sz[k, :len(a)] = [q for _, q in a]
+
+    for k in range(n_at):
+        while j < n and ts[j] <= at[k]:
+            if uid[j] > last_id:
+                book = bids if is_bid[j] else asks
+                if qty[j] == 0.0:
+                    book.pop(px[j], None)
+                else:
+                    book[px[j]] = qty[j]
+                cur_id = int(uid[j])
+            j += 1
+        sample(k)
+    return out
+
+
+def load_binance_trades(l2_dir: str | Path, symbol: str) -> dict[str, np.ndarray]:
+    """Trades of ``symbol``: ``ts`` (local ns), ``trade_id``, ``price``, ``qty``,
+    ``aggressor`` (+1 buyer aggressor, -1 seller: ``is_buyer_maker`` True)."""
+    df = _read_csv(Path(l2_dir) / "binance_spot_trades.csv.gz", symbol,
+                   ["symbol", "local_ts_ns", "trade_id", "price", "qty", "is_buyer_maker"])
+    maker = df["is_buyer_maker"].astype(str).str.lower().to_numpy() == "true"
+    return {
+        "ts": df["local_ts_ns"].to_numpy(np.int64),
+        "trade_id": df["trade_id"].to_numpy(np.int64),
+        "price": df["price"].to_numpy(np.float64),
+        "qty": df["qty"].to_numpy(np.float64),
+        "aggressor": np.where(maker, -1, 1).astype(np.int8),
+    }
+

@@ -1,0 +1,386 @@
+"""The stage shell: runs the cores of one process and moves records between them.
+
+One :class:`ProcessRunner` per process of the topology.  It attaches the
+shared segments, builds the cores of its stages, warms every kernel and the
+ONNX session, marks its stages READY in the control block, then loops:
+
+1. the feed (if here) emits the events that are due;
+2. each input ring is drained in batches (``ring_pop``);
+3. every batch is handed to the local consumers of its kind, whose outputs
+   are handed on in turn, and pushed to a ring where a consumer lives in
+   another process;
+4. with nothing to do it waits: ``spin`` (retry), ``yield`` (sched_yield) or
+   ``block`` (arm its doorbell, re-check, futex-wait with a timeout that also
+   covers the feed's next due event and pending paper fills).
+
+Signals only set a flag (the futex wait returns on EINTR or its timeout).
+Per-stage latency is ``now - t_origin`` stamped when a stage emits.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from alphad.ipc import dtypes, metrics as mx
+from alphad.ipc.control import (S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
+                                ControlBlock, stage_word)
+from alphad.ipc.doorbell import Doorbells, Sleeper, arm, disarm, sleep
+from alphad.ipc.metrics import MetricsBlock
+from alphad.ipc.ring import Ring, ring_pending, ring_pop, ring_push
+from alphad.ipc.shm import Segment
+from alphad.kernels import quote_features as qf
+
+from . import risk as rk
+from . import router as rt
+from .config import Config, resolve
+from .feed import FeedCore, load_events, parse_speed
+from .infer import InferCore, ModelSession
+from .topology import EDGES, Plan, segment_names
+
+BATCH = 256
+HOUSEKEEPING_NS = 20_000_000
+MAX_WAIT_NS = 50_000_000
+
+# feed resume words in the feed's stage slot of the control block (survive a feed restart)
+FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
+
+
+@njit(cache=True)
+def stamp_batch(m, row, recs_i64, words_per_rec, n, now):
+    """Record ``now - t_origin`` for ``n`` records (t_origin is word 0 of every record)."""
+    for k in range(n):
+        mx.observe(m, row, now - recs_i64[k * words_per_rec])
+
+
+def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
+    """Arrays in segment ``name`` that outlive this process (risk positions, router ids).
+
+    Returns ``(segment, fresh, views)``; ``fresh`` is False when a previous
+    incarnation of the stage left its state there, which the caller then adopts.
+    """
+    nbytes = [int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in specs]
+    seg = Segment.create(name, 64 + sum(nbytes), exist_ok=True)
+    fresh = seg.buf[0] == 0
+    views, off = [], 64
+    for (shape, dt), nb in zip(specs, nbytes):
+        views.append(seg.buf[off : off + nb].view(dt).reshape(shape))
+        off += nb
+    seg.buf[0] = 1  # written last: a stage killed while initialising starts fresh again
+    return seg, fresh, views
+
+
+class _Out:
+    """A preallocated output buffer for one record kind."""
+
+    def __init__(self, kind: str, size: int = BATCH):
+        self.kind = kind
+        self.recs = np.zeros(size, dtype=dtypes.RECORDS[kind])
+        self.u8 = self.recs.view(np.uint8)
+        self.i64 = self.recs.view(np.int64)
+        self.words = dtypes.RECORDS[kind].itemsize // 8
+
+
+class ProcessRunner:
+    """Runs the stages of process ``index`` of ``plan``.
+
+    Parameters
+    ----------
+    simulated : run on the feed's own timestamps (the ``single`` topology's backtest
+        clock) instead of CLOCK_MONOTONIC; the feed is then replayed at max speed.
+    bench_rate_hz / bench_ticks : for ``alphad bench``: emit evenly spaced ticks and stop
+        after ``bench_ticks`` of them.
+    """
+
+    def __init__(self, cfg: Config, base: Path, plan: Plan, index: int, *, simulated: bool = False,
+                 bench_rate_hz: float | None = None, bench_ticks: int | None = None):
+        self.cfg = cfg
+        self.plan = plan
+        self.index = index
+        self.stages = plan.processes[index]
+        self.simulated = simulated
+        self.stopping = False
+        names = segment_names(cfg.shm.prefix)
+        self.bells = Doorbells.attach(names["doorbells"])
+        self.control = ControlBlock.attach(names["control"])
+        self.metrics = MetricsBlock.attach(names["metrics"])
+        self.m = self.metrics.words
+        self.ctl = self.control.words
+        first = self.stages[0]
+        self.wait = cfg.topology.wait_overrides.get(first, cfg.topology.wait)
+        self.sleeper = Sleeper(self.bells, index)
+        self._out = {kind: _Out(kind) for kind in EDGES}
+
+        # -- rings: outputs we produce for other processes, inputs we consume
+        self.out_rings: dict[str, Ring] = {}
+        self.inputs: list[tuple[str, Ring, int, _Out]] = []
+        for kind, spec in plan.rings.items():
+            if spec.producer in self.stages:
+                ring = Ring.attach(names[f"ring.{kind}"], dtypes.RECORDS[kind], self.bells)
+                ring.claim_producer()
+                self.out_rings[kind] = ring
+            mine = [c for c in spec.consumers if c in self.stages]
+            if mine:
+                ring = Ring.attach(names[f"ring.{kind}"], dtypes.RECORDS[kind], self.bells)
+                # one cursor per consuming process: named after the first local consumer
+                ci = ring.consumer_index(mine[0])
+                ring.claim(ci)
+                self.inputs.append((kind, ring, ci, _Out(kind)))
+
+        # -- cores
+        self.handlers: dict[str, list] = {kind: [] for kind in EDGES}
+        n_inst = len(cfg.universe)
+        self.feed: FeedCore | None = None
+        if "feed" in self.stages:
+            events = load_events(cfg.feed, base, cfg.universe)
+            speed = 0.0 if simulated else parse_speed(cfg.feed.speed)
+            loop = cfg.feed.loop and not simulated
+            if bench_rate_hz:
+                speed, loop = 1.0, True
+            self.feed = FeedCore(events, speed=speed, rate_hz=bench_rate_hz, loop=loop)
+            fw = stage_word(STAGE_INDEX["feed"], 0)
+            if self.ctl[fw + FEED_SEQ] > 0 and not simulated:  # restarted: resume, never reuse a seq
+                self.feed.pos = int(self.ctl[fw + FEED_POS]) % len(events)
+                self.feed.seq = int(self.ctl[fw + FEED_SEQ])
+                self.feed.loops = int(self.ctl[fw + FEED_LOOPS])
+            self._feed_words = fw
+        self.bench_ticks = bench_ticks
+        for consumer in EDGES["md"][1]:
+            if consumer in self.stages:
+                self.handlers["md"].append(getattr(self, f"_{consumer}_on_md"))
+        if "features" in self.stages:
+            f = cfg.features
+            self.feat_state = qf.new_state(n_inst)
+            self.alpha_fast = 2.0 / (f.ema_fast_events + 1.0)
+            self.alpha_slow = 2.0 / (f.ema_slow_events + 1.0)
+            self.quotes_only = f.trigger == "quote"
+        if "infer" in self.stages:
+            session = ModelSession(resolve(base, cfg.model.card), qf.FEATURE_NAMES,
+                                   provider=cfg.model.provider, max_batch=cfg.model.max_batch)
+            self.infer = InferCore(session, weight_per_unit=cfg.model.weight_per_unit,
+                                   weight_cap=cfg.model.weight_cap, min_abs_prediction=cfg.model.min_abs_prediction)
+            self.handlers["features"].append(self._infer_on_rows)
+        if "risk" in self.stages:
+            self._risk_seg, fresh, (inst, acct) = shared_arrays(
+                names["risk_state"], [((n_inst, rk.N_INST_COLS), np.float64), ((rk.N_ACCT,), np.float64)])
+            self.risk = rk.RiskCore(cfg.universe, cfg.risk, inst=inst, acct=acct, fresh=fresh)
+            self.handlers["signals"].append(self._risk_on_signals)
+            self.handlers["exec"].append(self._risk_on_exec)
+        if "router" in self.stages:
+            self._router_seg, _, (q,) = shared_arrays(names["router_state"], [((n_inst, rt.N_Q), np.float64)])
+            self.router = rt.RouterCore(n_inst, cfg.router, state=q)
+            self.handlers["orders"].append(self._router_on_orders)
+
+    # -- handlers: one per (stage, input kind) ----------------------------------------
+    def _router_on_md(self, md, n, now):
+        rt.on_quotes(md, n, self.router.q)
+
+    def _risk_on_md(self, md, n, now):
+        rk.on_marks(md, n, self.risk.inst)
+
+    def _features_on_md(self, md, n, now):
+        out = self._out["features"]
+        k = qf.on_md_batch(md, n, self.feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, out.recs, now)
+        self._count(STAGE_INDEX["features"], n, k)
+        if k:
+            self._emit("features", out, k, STAGE_INDEX["features"])
+
+    def _infer_on_rows(self, rows, n, now):
+        out = self._out["signals"]
+        k = self.infer.on_rows(rows, n, out.recs, now)
+        self._count(STAGE_INDEX["infer"], n, k)
+        if k:
+            self._emit("signals", out, k, STAGE_INDEX["infer"])
+
+    def _risk_on_signals(self, sigs, n, now):
+        out = self._out["orders"]
+        k = rk.on_signals(sigs, n, self.risk.inst, self.risk.acct, self.ctl, self.m, out.recs, now)
+        self._count(STAGE_INDEX["risk"], n, k)
+        if k:
+            self._emit("orders", out, k, STAGE_INDEX["risk"])
+
+    def _risk_on_exec(self, reports, n, now):
+        rk.on_exec(reports, n, self.risk.inst, self.risk.acct, self.m)
+
+    def _router_on_orders(self, orders, n, now):
+        out = self._out["exec"]
+        r = self.router
+        k = rt.on_orders(orders, n, r.q, r.pending, r.pend_due, r.pend_count, r.latency_ns, r.fee_bps,
+                         r.slippage_bps, self.m, out.recs, now)
+        self._count(STAGE_INDEX["router"], n, k)
+        if k:
+            self._emit("exec", out, k, STAGE_INDEX["router"])
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _count(self, stage, n_in, n_out):
+        w = stage_word(stage, 0)
+        self.ctl[w + S_EVENTS_IN] += n_in
+        self.ctl[w + S_EVENTS_OUT] += n_out
+
+    def _emit(self, kind: str, out: _Out, k: int, stage: int) -> None:
+        """Stamp per-stage latency, then hand ``out.recs[:k]`` to local consumers and rings."""
+        now = self.clock()
+        stamp_batch(self.m, stage, out.i64, out.words, k, now)
+        self._deliver(kind, out.recs, out.u8, k, now)
+
+    def _deliver(self, kind, recs, u8, n, now):
+        for handler in self.handlers[kind]:
+            handler(recs, n, now)
+        ring = self.out_rings.get(kind)
+        if ring is not None:
+            self._push(ring, u8, n)
+
+    def _push(self, ring: Ring, u8: np.ndarray, n: int) -> None:
+        size = ring.dtype.itemsize
+        done = ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, u8, n)
+        while done < n:  # lossless ring full: the consumer is behind (or restarting)
+            if self.stopping or self.control.shutdown_requested:
+                return
+            os.sched_yield()
+            done += ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, u8[done * size :], n - done)
+
+    def clock(self) -> int:
+        return self._sim_now if self.simulated else time.monotonic_ns()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def warm(self) -> None:
+        """Compile/load every kernel this process will call, and run the ONNX session,
+        without touching live state (scratch copies only)."""
+        scratch_m = np.zeros_like(self.m)
+        md = np.zeros(1, dtypes.MD_DTYPE)
+        for kind, ring, ci, buf in self.inputs:
+            ring_pop(ring.h64, ring.b8, ci, buf.u8, 0)
+            ring_pending(ring.h64, ci)
+        for kind, ring in self.out_rings.items():
+            ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, self._out[kind].u8, 0)
+        arm(self.bells.words, self.index)
+        disarm(self.bells.words, self.index)
+        stamp_batch(scratch_m, 0, self._out["md"].i64, self._out["md"].words, 0, 0)
+        if self.feed is not None:
+            from .feed import _emit
+            _emit(self.feed.events, 0, 0, md, 0, 0, 0)
+        if "features" in self.stages:
+            qf.on_md_batch(md, 1, qf.new_state(1), 0.1, 0.01, True, self._out["features"].recs[:1].copy(), 0)
+        if "infer" in self.stages:
+            self.infer.session.warm()
+            self.infer.on_rows(self._out["features"].recs[:2].copy(), 2, self._out["signals"].recs[:2].copy(), 0)
+        if "risk" in self.stages:
+            inst, acct = self.risk.inst.copy(), self.risk.acct.copy()
+            sig = np.zeros(1, dtypes.SIGNAL_DTYPE)
+            rk.on_signals(sig, 1, inst, acct, np.zeros_like(self.ctl), scratch_m, self._out["orders"].recs[:1].copy(), 0)
+            rk.on_exec(np.zeros(1, dtypes.EXEC_DTYPE), 1, inst, acct, scratch_m)
+            rk.on_marks(md, 1, inst)
+            rk.publish_gauges(inst, acct, np.zeros(mx.N_GAUGES))
+        if "router" in self.stages:
+            r = self.router
+            q = r.q.copy()
+            rt.on_quotes(md, 1, q)
+            rt.on_orders(np.zeros(1, dtypes.ORDER_DTYPE), 1, q, r.pending.copy(), r.pend_due.copy(),
+                         np.zeros(1, np.int64), 0, 0.0, 0.0, scratch_m, self._out["exec"].recs[:1].copy(), 0)
+            rt.poll_pending(q, r.pending.copy(), r.pend_due.copy(), np.zeros(1, np.int64), 0.0, 0.0,
+                            self._out["exec"].recs[:1].copy(), 0)
+
+    def mark_ready(self, ready: bool) -> None:
+        for s in self.stages:
+            st = STAGE_INDEX[s]
+            self.control.set_stage(st, S_PID, os.getpid() if ready else 0)
+            self.control.set_stage(st, S_READY, 1 if ready else 0)
+            self.control.set_stage(st, S_HEARTBEAT, time.monotonic_ns())
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, frame):
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self) -> int:
+        """The loop.  Returns 0 on a requested stop."""
+        self._sim_now = 0
+        feed = self.feed
+        md_out = self._out["md"]
+        inputs = self.inputs
+        next_housekeeping = 0
+        ticks = 0
+        spin, block = self.wait == "spin", self.wait == "block"
+        bells, bells_addr, idx = self.bells.words, self.bells.addr, self.index
+        sleeper = self.sleeper
+        feed_stage = STAGE_INDEX["feed"]
+        router = getattr(self, "router", None) if "router" in self.stages else None
+        while not self.stopping:
+            now = self.clock()
+            busy = False
+            if feed is not None:
+                due = feed.next_due(now)
+                if due == 0:
+                    if self.simulated:
+                        self._sim_now = now = int(feed.events["ts_exch"][feed.pos])
+                    n = feed.poll(now, time.time_ns(), md_out.recs)
+                    if n:
+                        busy = True
+                        ticks += n
+                        self._count(feed_stage, 0, n)
+                        self.ctl[self._feed_words + FEED_POS] = feed.pos
+                        self.ctl[self._feed_words + FEED_SEQ] = feed.seq
+                        self.ctl[self._feed_words + FEED_LOOPS] = feed.loops
+                        self._emit("md", md_out, n, feed_stage)
+                        if self.bench_ticks and ticks >= self.bench_ticks:
+                            feed = self.feed = None
+                elif due < 0 and self.simulated:
+                    break  # backtest: the recording is exhausted
+            for kind, ring, ci, buf in inputs:
+                n = ring_pop(ring.h64, ring.b8, ci, buf.u8, BATCH)
+                if n:
+                    busy = True
+                    self._deliver(kind, buf.recs, buf.u8, n, self.clock())
+            if router is not None and router.pend_count[0]:
+                out = self._out["exec"]
+                now = self.clock()
+                k = rt.poll_pending(router.q, router.pending, router.pend_due, router.pend_count,
+                                    router.fee_bps, router.slippage_bps, out.recs, now)
+                if k:
+                    busy = True
+                    self._emit("exec", out, k, STAGE_INDEX["router"])
+            now = self.clock() if not self.simulated else time.monotonic_ns()
+            if now >= next_housekeeping:
+                self._housekeeping(now)
+                next_housekeeping = now + HOUSEKEEPING_NS
+            if busy or spin or self.simulated:
+                continue
+            if not block:
+                os.sched_yield()
+                continue
+            # block: arm, re-check, sleep until rung or the next timed event
+            timeout = MAX_WAIT_NS
+            if feed is not None:
+                d = feed.next_due(self.clock())
+                if d == 0:
+                    continue
+                if d > 0:
+                    timeout = min(timeout, d)
+            if router is not None and router.pend_count[0]:
+                timeout = min(timeout, max(router.next_due(self.clock()), 1))
+            seq = arm(bells, idx)
+            if any(ring_pending(ring.h64, ci) > 0 for _, ring, ci, _ in inputs):
+                disarm(bells, idx)
+                continue
+            ts = sleeper._timespec
+            ts[0] = timeout // 1_000_000_000
+            ts[1] = timeout % 1_000_000_000
+            sleep(bells, bells_addr, idx, seq, sleeper.timespec_addr)
+        return 0
+
+    def _housekeeping(self, now: int) -> None:
+        for s in self.stages:
+            self.control.set_stage(STAGE_INDEX[s], S_HEARTBEAT, now)
+        if self.control.shutdown_requested:
+            self.stopping = True
+        if "risk" in self.stages:
+            rk.publish_gauges(self.risk.inst, self.risk.acct, self.metrics.gauges)
+
+    def close(self) -> None:
+        self.mark_ready(False)

@@ -1,0 +1,240 @@
+"""Sizing: model prediction to target weight, as pure ``@njit(cache=True)`` functions.
+
+``weight = clip(prediction / prediction_scale, -1, 1)``  (conviction)
+``       x kelly_fraction x max(0, p - (1 - p) / b)``      (fractional Kelly, model card OOS stats)
+``       x regime multiplier``                            (HMM bull / bear / sideways probabilities)
+``       x VIX multiplier``                               (band table; flat at the kill level)
+``       x min(max_vol_mult, target_vol / forecast_vol)`` (GARCH volatility targeting)
+``       x risk multiplier``                              (0.5 from the EMERGENCY drawdown step)
+then capped at ``+/- max_position_weight`` and passed through the benefit/cost filter: a trade
+that grows ``|weight|`` is dropped (target stays at the current weight) when the expected edge
+``|prediction|`` is below ``cost_multiple`` x the estimated cost fraction (half spread + fees +
+square-root impact).  Trades that reduce ``|weight|`` are never filtered: cutting risk is not a
+bet on the edge.
+
+The regime probabilities, VIX level and variance forecast are plain inputs: the regime and
+volatility kernels that produce them live elsewhere.
+
+Parameter vector (float64, ``P_*`` columns) built by :func:`sizing_params`; the VIX table is a
+float64 ``(2, k)`` array (row 0 upper band edges ending in +inf, row 1 multipliers).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from alphad.daemon.risk_codes import SIZE_BAD_INPUT, SIZE_COST_FILTERED, SIZE_OK, SIZE_VIX_KILL
+
+#: HMM regime order of the probability vector.
+REGIME_BULL = 0
+REGIME_BEAR = 1
+REGIME_SIDEWAYS = 2
+
+# -- parameter vector columns ---------------------------------------------------------------------
+P_PREDICTION_SCALE = 0
+P_WIN_RATE = 1
+P_PAYOFF = 2
+P_KELLY_FRACTION = 3
+P_MULT_BULL = 4
+P_MULT_BEAR = 5
+P_MULT_SIDEWAYS = 6
+P_VIX_KILL = 7
+P_TARGET_VOL = 8
+P_PERIODS_PER_YEAR = 9
+P_MAX_VOL_MULT = 10
+P_MAX_WEIGHT = 11
+P_COST_MULTIPLE = 12
+P_FEE_RATE = 13
+P_IMPACT_COEF = 14
+N_PARAMS = 15
+
+
+@njit(cache=True)
+def regime_multiplier(probs, params):
+    """Probability-weighted regime multiplier ``sum(p_k m_k) / sum(p_k)``.
+
+    ``probs`` is ``(3,)`` in bull, bear, sideways order.  Invalid probabilities (NaN, negative or
+    all zero) give the most cautious multiplier of the three.
+    """
+    m0 = params[P_MULT_BULL]
+    m1 = params[P_MULT_BEAR]
+    m2 = params[P_MULT_SIDEWAYS]
+    s = probs[0] + probs[1] + probs[2]
+    if not (s > 0.0) or probs[0] < 0.0 or probs[1] < 0.0 or probs[2] < 0.0:
+        return min(m0, min(m1, m2))
+    return (probs[0] * m0 + probs[1] * m1 + probs[2] * m2) / s
+
+
+@njit(cache=True)
+def vix_multiplier(vix, vix_table, kill):
+    """Multiplier of the VIX band containing ``vix``; 0.0 at or above ``kill``.
+
+    Band k covers ``[edge[k-1], edge[k])``.  A NaN VIX gets the last (most cautious) band.
+    """
+    if vix >= kill:
+        return 0.0
+    k = vix_table.shape[1]
+    if np.isnan(vix):
+        return vix_table[1, k - 1]
+    for j in range(k):
+        if vix < vix_table[0, j]:
+            return vix_table[1, j]
+    return vix_table[1, k - 1]
+
+
+@njit(cache=True)
+def vol_target_multiplier(variance_forecast, target_annual_vol, periods_per_year, max_mult):
+    """``min(max_mult, target_annual_vol / sqrt(variance_forecast x periods_per_year))``.
+
+    ``variance_forecast`` is the per-period variance of simple returns (decimal, not percent:
+    divide an ``arch`` forecast made on percent returns by 1e4).  A missing or non-positive
+    forecast gives 0.0: no vol estimate, no risk.
+    """
+    if not (variance_forecast > 0.0 and np.isfinite(variance_forecast)):
+        return 0.0
+    ann = np.sqrt(variance_forecast * periods_per_year)
+    return min(max_mult, target_annual_vol / ann)
+
+
+@njit(cache=True)
+def kelly_fraction(win_rate, payoff, fraction):
+    """Fractional Kelly bet ``fraction x (p - (1 - p) / b)``, floored at 0 (no edge, no bet).
+
+    Parameters
+    ----------
+    win_rate : float
+        Out-of-sample probability of a winning trade ``p``.
+    payoff : float
+        Average win / average loss ``b`` (> 0).
+    fraction : float
+        Fraction of full Kelly (0.25 = quarter Kelly).
+    """
+    if not (payoff > 0.0) or not (win_rate >= 0.0 and win_rate <= 1.0):
+        return 0.0
+    f = win_rate - (1.0 - win_rate) / payoff
+    return max(0.0, fraction * f)
+
+
+@njit(cache=True)
+def estimated_cost(trade_notional, half_spread, fee_rate, impact_coef, daily_vol, adv_notional):
+    """Estimated one-way cost of a trade as a fraction of its notional.
+
+    ``half_spread + fee_rate + impact_coef x daily_vol x sqrt(trade_notional / adv_notional)``
+    (square-root impact).  An unknown ADV (<= 0 or NaN) drops the impact term.
+    """
+    c = half_spread + fee_rate
+    if adv_notional > 0.0 and daily_vol > 0.0 and trade_notional > 0.0:
+        c += impact_coef * daily_vol * np.sqrt(trade_notional / adv_notional)
+    return c
+
+
+@njit(cache=True)
+def size_position(prediction, current_weight, regime_probs, vix, variance_forecast, risk_mult,
+                  half_spread, daily_vol, adv_notional, equity, params, vix_table, out):
+    """Target weight for one instrument.
+
+    Parameters
+    ----------
+    prediction : float
+        Model output: forecast return over the model horizon (decimal).
+    current_weight : float
+        Signed current weight, fraction of equity (the no-trade answer).
+    regime_probs : float64 ``(3,)``
+        HMM state probabilities, bull / bear / sideways.
+    vix : float
+        VIX level, index points.
+    variance_forecast : float
+        GARCH per-period variance of decimal returns.
+    risk_mult : float
+        Account risk multiplier (``account[A_RISK_MULT]``).
+    half_spread : float
+        Half the quoted spread, fraction of the mid.
+    daily_vol : float
+        Daily return volatility (decimal) for the impact term.
+    adv_notional : float
+        Average daily traded value, quote currency.
+    equity : float
+        Account equity, quote currency.
+    params, vix_table : ndarray
+        From :func:`sizing_params`.
+    out : float64 array, length >= 1
+        ``out[0]`` receives the target weight.
+
+    Returns
+    -------
+    int
+        ``SIZE_OK``, ``SIZE_VIX_KILL`` (target 0), ``SIZE_COST_FILTERED`` or ``SIZE_BAD_INPUT``
+        (target = current weight).
+    """
+    out[0] = current_weight
+    scale = params[P_PREDICTION_SCALE]
+    if not (np.isfinite(prediction) and scale > 0.0 and np.isfinite(current_weight)
+            and equity > 0.0 and np.isfinite(risk_mult)):
+        return SIZE_BAD_INPUT
+    vm = vix_multiplier(vix, vix_table, params[P_VIX_KILL])
+    if vix >= params[P_VIX_KILL]:
+        out[0] = 0.0
+        return SIZE_VIX_KILL
+    conviction = min(1.0, max(-1.0, prediction / scale))
+    w = (conviction
+         * kelly_fraction(params[P_WIN_RATE], params[P_PAYOFF], params[P_KELLY_FRACTION])
+         * regime_multiplier(regime_probs, params)
+         * vm
+         * vol_target_multiplier(variance_forecast, params[P_TARGET_VOL],
+                                 params[P_PERIODS_PER_YEAR], params[P_MAX_VOL_MULT])
+         * max(0.0, risk_mult))
+    cap = params[P_MAX_WEIGHT]
+    w = min(cap, max(-cap, w))
+    # Benefit/cost filter, only on trades that add risk.
+    adds_risk = abs(w) > abs(current_weight) or (w * current_weight < 0.0 and w != 0.0)
+    if adds_risk:
+        trade = abs(w - current_weight) * equity
+        cost = estimated_cost(trade, half_spread, params[P_FEE_RATE], params[P_IMPACT_COEF],
+                              daily_vol, adv_notional)
+        if abs(prediction) < params[P_COST_MULTIPLE] * cost:
+            return SIZE_COST_FILTERED
+    out[0] = w
+    return SIZE_OK
+
+
+def sizing_params(cfg, *, oos_win_rate: float, oos_payoff_ratio: float,
+                  prediction_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Parameter vector and VIX table for :func:`size_position`.
+
+    Parameters
+    ----------
+    cfg : alphad.daemon.risk_config.SizingConfig
+        Sizing section of the risk config.
+    oos_win_rate, oos_payoff_ratio, prediction_scale : float
+        From the model card (``ModelCard.oos_win_rate`` ...).
+
+    Raises
+    ------
+    ValueError
+        Model card statistics out of range.
+    """
+    if not 0.0 <= oos_win_rate <= 1.0:
+        raise ValueError(f"oos_win_rate expected in [0, 1], was {oos_win_rate}")
+    if not oos_payoff_ratio > 0.0:
+        raise ValueError(f"oos_payoff_ratio expected > 0, was {oos_payoff_ratio}")
+    if not prediction_scale > 0.0:
+        raise ValueError(f"prediction_scale expected > 0, was {prediction_scale}")
+    p = np.zeros(N_PARAMS, np.float64)
+    p[P_PREDICTION_SCALE] = prediction_scale
+    p[P_WIN_RATE] = oos_win_rate
+    p[P_PAYOFF] = oos_payoff_ratio
+    p[P_KELLY_FRACTION] = cfg.kelly_fraction
+    p[P_MULT_BULL], p[P_MULT_BEAR], p[P_MULT_SIDEWAYS] = cfg.regime_multipliers
+    p[P_VIX_KILL] = cfg.vix_kill
+    p[P_TARGET_VOL] = cfg.target_annual_vol
+    p[P_PERIODS_PER_YEAR] = cfg.periods_per_year
+    p[P_MAX_VOL_MULT] = cfg.max_vol_multiplier
+    p[P_MAX_WEIGHT] = cfg.max_position_weight
+    p[P_COST_MULTIPLE] = cfg.cost_multiple
+    p[P_FEE_RATE] = cfg.fee_rate
+    p[P_IMPACT_COEF] = cfg.impact_coefficient
+    table = np.empty((2, len(cfg.vix_multipliers)), np.float64)
+    table[0, :-1] = cfg.vix_breaks
+    table[0, -1] = np.inf
+    table[1] = cfg.vix_multipliers
+    return p, table

@@ -1,0 +1,41 @@
+"""``alphad stage``: run the stages of one process of the topology.
+
+Started by ``alphad run`` (or by a systemd unit); attaches the segments the
+supervisor created, warms every kernel, reports READY in the control block,
+then runs the loop until SIGTERM/SIGINT or a shutdown request.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .affinity import apply_placement
+from .config import load_config
+from .pipeline import ProcessRunner
+from .topology import plan as make_plan
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
+    p.add_argument("--process", required=True,
+                   help="which process of the topology to run, named by its first stage (feed, features, ...)")
+    p.add_argument("--bench-rate", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--bench-ticks", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run(args) -> int:
+    cfg, base = load_config(args.config)
+    plan = make_plan(cfg.topology.name, cfg.rings, journal=cfg.journal.enabled)
+    index = plan.find_process(args.process)
+    warning = apply_placement(cfg.topology, plan.process_name(index))
+    if warning:
+        print(f"alphad stage {args.process}: {warning}", file=sys.stderr)
+    runner = ProcessRunner(cfg, base, plan, index, bench_rate_hz=args.bench_rate, bench_ticks=args.bench_ticks)
+    runner.install_signal_handlers()
+    runner.warm()
+    runner.mark_ready(True)
+    try:
+        return runner.run()
+    finally:
+        runner.close()

@@ -1,0 +1,378 @@
+"""``alphad run``: create the shared segments, start and supervise the stage processes.
+
+* Creates every /dev/shm segment of the instance (rings per the topology plan,
+  control block, metrics block, doorbells) and removes them all on exit.
+* Starts one ``alphad stage --process NAME`` child per process of the topology,
+  pinned and scheduled per config; restarts a child that dies (bounded per
+  minute); the restarted stage re-attaches its rings and shared state.
+* Sends ``READY=1`` to systemd only when every stage reports ready (kernels
+  compiled or loaded from the Numba cache, ONNX session warm), then pings the
+  watchdog while every stage's heartbeat is fresh.
+* Serves the control port (ZMQ ROUTER), the Prometheus endpoint and the journal.
+* Prints a status line every ``supervisor.status_interval_s``.
+* SIGTERM/SIGINT or ``ctl shutdown``: stop children (SIGTERM, then SIGKILL after
+  5 s), remove shared memory, exit 0.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from alphad.ipc import dtypes, frames
+from alphad.ipc import metrics as mx
+from alphad.ipc.control import (ACTIVE, HALTED, REDUCING, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY,
+                                S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, ControlBlock)
+from alphad.ipc.doorbell import Doorbells
+from alphad.ipc.metrics import MetricsBlock
+from alphad.ipc.ring import Ring
+from alphad.ipc.shm import list_segments, segment_path
+
+from . import sdnotify
+from .config import Config, load_config, resolve
+from .journal import JournalThread, JournalWriter
+from .risk import REASON_NAMES
+from .topology import Plan, plan as make_plan, segment_names
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
+    p.add_argument("--topology", choices=["five", "fused", "single"], default=None,
+                   help="override topology.name from the config")
+    p.add_argument("--metrics-port", type=int, default=None, help="override metrics.port (0 = any free port)")
+    p.add_argument("--control", default=None, help="override control.endpoint (e.g. tcp://127.0.0.1:7801)")
+    p.add_argument("--shm-prefix", default=None, help="override shm.prefix (run two instances side by side)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (tests, demos)")
+
+
+def percentiles_us(samples: np.ndarray) -> dict[str, float]:
+    if len(samples) == 0:
+        return {}
+    q = np.percentile(samples, [50, 90, 99, 99.9]) / 1e3
+    return {"p50": round(float(q[0]), 2), "p90": round(float(q[1]), 2), "p99": round(float(q[2]), 2),
+            "p999": round(float(q[3]), 2), "max": round(float(samples.max()) / 1e3, 2)}
+
+
+class Child:
+    def __init__(self, name: str, stages: tuple[str, ...], argv: list[str], env: dict):
+        self.name = name
+        self.stages = stages
+        self.argv = argv
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.restarts: deque[float] = deque()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, config_path: Path, base: Path, *, metrics_port: int | None = None):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.base = base
+        self.plan: Plan = make_plan(cfg.topology.name, cfg.rings, journal=cfg.journal.enabled)
+        self.names = segment_names(cfg.shm.prefix)
+        self.started = time.monotonic()
+        self.stopping = False
+        self.children: list[Child] = []
+        self.rings: dict[str, Ring] = {}
+        self.metrics_port = cfg.metrics.port if metrics_port is None else metrics_port
+        self._last_status = (0, 0, 0)
+
+    # -- segments -----------------------------------------------------------------
+    def create_segments(self) -> None:
+        leftovers = list_segments(self.cfg.shm.prefix)
+        if leftovers:
+            pids = []
+            try:
+                old = ControlBlock.attach(self.names["control"])
+                pids = [old.stage(i, S_PID) for i in range(len(STAGES))] + [int(old.words[6])]
+                old.close()
+            except (FileNotFoundError, RuntimeError):
+                pass
+            live = [p for p in pids if p and _pid_alive(p)]
+            if live:
+                raise RuntimeError(f"another alphad instance with shm prefix {self.cfg.shm.prefix!r} is running "
+                                   f"(pids {live}); stop it or choose another shm.prefix")
+            for p in leftovers:  # a crashed instance's segments: nothing owns them any more
+                p.unlink(missing_ok=True)
+        self.bells = Doorbells.create(self.names["doorbells"])
+        self.control = ControlBlock.create(self.names["control"])
+        self.control.words[6] = os.getpid()
+        self.metrics = MetricsBlock.create(self.names["metrics"])
+        for kind, spec in self.plan.rings.items():
+            doorbell_of = {}
+            for c in spec.consumers:
+                if c in STAGE_INDEX:
+                    k = self.plan.process_index(c)
+                    if self.cfg.topology.wait_overrides.get(self.plan.process_name(k), self.cfg.topology.wait) == "block":
+                        doorbell_of[c] = k
+            self.rings[kind] = Ring.create(self.names[f"ring.{kind}"], dtypes.RECORDS[kind], spec.capacity,
+                                           list(spec.consumers), policy=spec.policy, bells=self.bells,
+                                           doorbell_of=doorbell_of)
+
+    def remove_segments(self) -> None:
+        for p in list_segments(self.cfg.shm.prefix):
+            p.unlink(missing_ok=True)
+
+    # -- children -----------------------------------------------------------------
+    def spawn_all(self, extra_args: list[str] | None = None) -> None:
+        env = dict(os.environ)
+        # Library thread pools of one: OpenMP/BLAS pools turn p99 into milliseconds under load.
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+        env.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
+        for k, group in enumerate(self.plan.processes):
+            name = self.plan.process_name(k)
+            argv = [sys.executable, "-m", "alphad.daemon.cli", "stage", "--config", str(self.config_path),
+                    "--process", name, *(extra_args or [])]
+            child = Child(name, group, argv, env)
+            child.start()
+            self.children.append(child)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.control.stage(STAGE_INDEX[s], S_READY) for s in STAGES):
+                return
+            for c in self.children:
+                if not c.alive:
+                    raise RuntimeError(f"stage process {c.name} exited with code {c.proc.returncode} before it was ready")
+            if self.stopping:
+                raise RuntimeError("stopped before every stage was ready")
+            time.sleep(0.05)
+        missing = [s for s in STAGES if not self.control.stage(STAGE_INDEX[s], S_READY)]
+        raise RuntimeError(f"stages {missing} were not ready within {timeout_s} s (supervisor.start_timeout_s)")
+
+    def reap_and_restart(self) -> None:
+        now = time.monotonic()
+        for c in self.children:
+            if c.alive or self.stopping or self.control.shutdown_requested:
+                continue
+            code = c.proc.returncode
+            for s in c.stages:
+                self.control.set_stage(STAGE_INDEX[s], S_READY, 0)
+                self.control.set_stage(STAGE_INDEX[s], S_PID, 0)
+            while c.restarts and now - c.restarts[0] > 60:
+                c.restarts.popleft()
+            if len(c.restarts) >= self.cfg.supervisor.max_restarts_per_minute:
+                print(f"alphad: stage {c.name} died (exit {code}) {len(c.restarts)} times within a minute; "
+                      "giving up and shutting down", file=sys.stderr, flush=True)
+                self.stopping = True
+                return
+            c.restarts.append(now)
+            for s in c.stages:
+                i = STAGE_INDEX[s]
+                self.control.set_stage(i, S_RESTARTS, self.control.stage(i, S_RESTARTS) + 1)
+            print(f"alphad: stage {c.name} exited with code {code}; restarting", file=sys.stderr, flush=True)
+            c.start()
+
+    def stop_children(self, grace_s: float = 5.0) -> None:
+        self.control.request_shutdown()
+        for c in self.children:
+            if c.alive:
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for c in self.children:
+            if c.proc is None:
+                continue
+            try:
+                c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait()
+
+    # -- status ---------------------------------------------------------------------
+    def status(self) -> frames.StatusReply:
+        stages = {}
+        now_ns = time.monotonic_ns()
+        for s in STAGES:
+            i = STAGE_INDEX[s]
+            pid = self.control.stage(i, S_PID)
+            hb = self.control.stage(i, S_HEARTBEAT)
+            stages[s] = frames.StageStatus(
+                alive=bool(pid) and _pid_alive(pid), ready=bool(self.control.stage(i, S_READY)), pid=pid,
+                restarts=self.control.stage(i, S_RESTARTS), events_in=self.control.stage(i, S_EVENTS_IN),
+                events_out=self.control.stage(i, S_EVENTS_OUT),
+                heartbeat_age_s=round((now_ns - hb) / 1e9, 3) if hb else -1.0)
+        m = self.metrics
+        samples = m.samples(mx.ROW_T2T)[-10_000:]
+        return frames.StatusReply(
+            trading_state=STATE_NAMES[self.control.trading_state], topology=self.plan.name,
+            uptime_s=round(time.monotonic() - self.started, 1), stages=stages,
+            orders=m.counter(STAGE_INDEX["router"], mx.C_ORDERS), fills=m.counter(STAGE_INDEX["risk"], mx.C_FILLS),
+            denials=m.counter(STAGE_INDEX["risk"], mx.C_DENIALS),
+            realized_pnl=round(float(m.gauges[mx.G_REALIZED_PNL]), 2),
+            unrealized_pnl=round(float(m.gauges[mx.G_UNREALIZED_PNL]), 2),
+            tick_to_trade_us=percentiles_us(samples))
+
+    def status_line(self) -> str:
+        st = self.status()
+        m = self.metrics
+        n_t2t = m.latency_count(mx.ROW_T2T)
+        recent = m.samples(mx.ROW_T2T, since=self._last_status[0])
+        self._last_status = (n_t2t, 0, 0)
+        p = percentiles_us(recent)
+        t2t = f"t2t p50 {p['p50']:.1f}us p99 {p['p99']:.1f}us" if p else "t2t -"
+        alive = sum(1 for s in st.stages.values() if s.alive)
+        return (f"alphad [{st.trading_state}] stages {alive}/{len(STAGES)} | events {st.stages['feed'].events_out} "
+                f"| orders {st.orders} fills {st.fills} denials {st.denials} | pnl {st.realized_pnl + st.unrealized_pnl:+.2f} "
+                f"| {t2t}")
+
+    # -- control port ---------------------------------------------------------------
+    def handle(self, raw: bytes) -> frames._Frame:
+        try:
+            req = frames.request_decoder.decode(raw)
+        except Exception as e:  # msgspec.DecodeError/ValidationError: reply, never die
+            return frames.Error(error=f"bad request: {e}")
+        match req:
+            case frames.Status():
+                return self.status()
+            case frames.Halt(reason=reason):
+                self.control.set_trading_state(HALTED)
+                self._journal_control("halt", {"reason": reason})
+                return frames.Ok(message="trading state HALTED")
+            case frames.Resume():
+                self.control.set_trading_state(ACTIVE)
+                self._journal_control("resume", {})
+                return frames.Ok(message="trading state ACTIVE")
+            case frames.Reduce():
+                self.control.set_trading_state(REDUCING)
+                self._journal_control("reduce", {})
+                return frames.Ok(message="trading state REDUCING")
+            case frames.Shutdown():
+                self.stopping = True
+                self._journal_control("shutdown", {})
+                return frames.Ok(message="shutting down")
+        return frames.Error(error=f"unhandled request {type(req).__name__}")
+
+    def _journal_control(self, command: str, fields: dict) -> None:
+        if self.journal is not None:
+            self.journal.control(command, fields)
+
+    # -- main -------------------------------------------------------------------------
+    def run(self, *, control_endpoint: str, duration: float | None = None) -> int:
+        def on_signal(signum, frame):
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.journal = None
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.linger = 0
+        server = None
+        try:
+            self.create_segments()
+            sock.bind(control_endpoint)
+            if self.cfg.metrics.enabled:
+                from alphad.ops.exporter import AlphadCollector, serve
+
+                server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASON_NAMES),
+                               self.cfg.metrics.host, self.metrics_port)
+                self.metrics_port = server.server_port
+            if self.cfg.journal.enabled:
+                self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
+                self.journal.start()
+            self.spawn_all()
+            print(f"alphad: topology {self.plan.name}: processes "
+                  f"{[list(g) for g in self.plan.processes]}; control {control_endpoint}; "
+                  f"metrics http://{self.cfg.metrics.host}:{self.metrics_port}/metrics", file=sys.stderr, flush=True)
+            self.wait_ready(self.cfg.supervisor.start_timeout_s)
+            sdnotify.notify("READY=1")
+            print("alphad: ready (every stage warm)", file=sys.stderr, flush=True)
+            self._loop(sock, duration)
+            return 0
+        finally:
+            sdnotify.notify("STOPPING=1")
+            self.stop_children()
+            if self.journal is not None:
+                self.journal.stop()
+                self.journal.writer.close()
+            if server is not None:
+                server.shutdown()
+            sock.close(0)
+            ctx.term()
+            for r in self.rings.values():
+                r.close()
+            self.remove_segments()
+            print("alphad: stopped; shared memory removed", file=sys.stderr, flush=True)
+
+    def _loop(self, sock, duration: float | None) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        interval = self.cfg.supervisor.status_interval_s
+        next_status = time.monotonic() + interval
+        watchdog = sdnotify.watchdog_period_s() if self.cfg.supervisor.watchdog else None
+        next_ping = time.monotonic()
+        end = time.monotonic() + duration if duration else None
+        while not self.stopping:
+            for s, _ in poller.poll(100):
+                parts = s.recv_multipart()
+                if len(parts) < 2:
+                    continue
+                reply = self.handle(parts[-1])
+                s.send_multipart([*parts[:-1], frames.encoder.encode(reply)])
+            self.reap_and_restart()
+            now = time.monotonic()
+            if now >= next_status:
+                print(self.status_line(), file=sys.stderr, flush=True)
+                next_status = now + interval
+            if watchdog and now >= next_ping and self._heartbeats_fresh():
+                sdnotify.notify("WATCHDOG=1")
+                next_ping = now + watchdog
+            if end is not None and now >= end:
+                break
+
+    def _heartbeats_fresh(self, max_age_s: float = 2.0) -> bool:
+        now = time.monotonic_ns()
+        return all(now - self.control.stage(STAGE_INDEX[s], S_HEARTBEAT) < max_age_s * 1e9 for s in STAGES)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def run(args) -> int:
+    cfg, base = load_config(args.config)
+    import msgspec
+
+    overrides = {}
+    if args.topology:
+        overrides["topology"] = msgspec.structs.replace(cfg.topology, name=args.topology)
+    if args.shm_prefix:
+        overrides["shm"] = msgspec.structs.replace(cfg.shm, prefix=args.shm_prefix)
+    if overrides:
+        cfg = msgspec.structs.replace(cfg, **overrides)
+    config_path = Path(args.config).resolve()
+    if overrides:  # children read the config file: hand them the effective one
+        config_path = _write_effective(cfg, config_path, base)
+    sup = Supervisor(cfg, config_path, base, metrics_port=args.metrics_port)
+    return sup.run(control_endpoint=args.control or cfg.control.endpoint, duration=args.duration)
+
+
+def _write_effective(cfg: Config, config_path: Path, base: Path) -> Path:
+    """Write the config with command-line overrides beside the original (paths stay relative to it)."""
+    import msgspec
+
+    out = base / f".{config_path.stem}.effective.{os.getpid()}.yaml"
+    out.write_bytes(msgspec.yaml.encode(cfg))
+    return out

@@ -1,0 +1,75 @@
+"""Control-port frames: one msgspec tagged union per direction, msgpack on the wire.
+
+A request is a single ZMQ frame holding one of :data:`Request`; the reply is one
+of :data:`Reply`.  A frame that does not decode gets an :class:`Error` reply
+naming what was wrong (msgspec's ``$.path`` message); it never stops the daemon.
+"""
+from __future__ import annotations
+
+import msgspec
+
+
+class _Frame(msgspec.Struct, tag_field="cmd", tag=str.lower, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Status(_Frame):
+    """Ask for trading state and per-stage liveness."""
+
+
+class Halt(_Frame):
+    """Trading state -> HALTED: the risk stage denies every new order."""
+    reason: str = ""
+
+
+class Resume(_Frame):
+    """Trading state -> ACTIVE."""
+
+
+class Reduce(_Frame):
+    """Trading state -> REDUCING: only orders that shrink a position pass."""
+
+
+class Shutdown(_Frame):
+    """Stop every stage, remove shared memory, exit."""
+
+
+Request = Status | Halt | Resume | Reduce | Shutdown
+
+
+class StageStatus(msgspec.Struct, kw_only=True, frozen=True):
+    alive: bool
+    ready: bool
+    pid: int
+    restarts: int
+    events_in: int
+    events_out: int
+    heartbeat_age_s: float
+
+
+class StatusReply(_Frame):
+    trading_state: str
+    topology: str
+    uptime_s: float
+    stages: dict[str, StageStatus]
+    orders: int
+    fills: int
+    denials: int
+    realized_pnl: float
+    unrealized_pnl: float
+    tick_to_trade_us: dict[str, float]
+
+
+class Ok(_Frame):
+    message: str
+
+
+class Error(_Frame):
+    error: str
+
+
+Reply = StatusReply | Ok | Error
+
+request_decoder = msgspec.msgpack.Decoder(Request)
+reply_decoder = msgspec.msgpack.Decoder(Reply)
+encoder = msgspec.msgpack.Encoder()

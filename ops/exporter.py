@@ -1,0 +1,93 @@
+"""The one Prometheus endpoint: a collector that reads the shared metrics block.
+
+prometheus_client is used for exposition only.  At scrape time the collector
+turns the stages' plain int64 counters and bucket counts into metric families;
+no prometheus_client object is touched per event.
+"""
+from __future__ import annotations
+
+from prometheus_client import start_http_server
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+
+from alphad.ipc import metrics as mx
+from alphad.ipc.control import STAGES, STATE_NAMES, ControlBlock
+from alphad.ipc.metrics import MetricsBlock
+
+
+def _histogram(block: MetricsBlock, row: int) -> tuple[list[tuple[str, float]], float]:
+    counts = block.histogram(row)
+    buckets, cum = [], 0
+    for bound_ns, c in zip(mx.BUCKETS_NS, counts[:-1]):
+        cum += int(c)
+        buckets.append((repr(bound_ns / 1e9), cum))
+    cum += int(counts[-1])
+    buckets.append(("+Inf", cum))
+    return buckets, block.latency_sum_ns(row) / 1e9
+
+
+class AlphadCollector:
+    def __init__(self, metrics: MetricsBlock, control: ControlBlock, rings: dict | None = None,
+                 reason_names: dict[int, str] | None = None):
+        self.metrics = metrics
+        self.control = control
+        self.rings = rings or {}
+        self.reason_names = reason_names or {}
+
+    def collect(self):
+        m = self.metrics
+        t2t = HistogramMetricFamily("alphad_tick_to_trade_seconds",
+                                    "Feed ingress (t_origin) to the order handed to the venue adapter")
+        buckets, total = _histogram(m, mx.ROW_T2T)
+        t2t.add_metric([], buckets, total)
+        yield t2t
+        stage_lat = HistogramMetricFamily("alphad_stage_latency_seconds",
+                                          "t_origin to the moment each stage emitted its output", labels=["stage"])
+        for i, s in enumerate(STAGES):
+            buckets, total = _histogram(m, i)
+            stage_lat.add_metric([s], buckets, total)
+        yield stage_lat
+        events = CounterMetricFamily("alphad_events", "Records consumed and emitted per stage",
+                                     labels=["stage", "direction"])
+        for i, s in enumerate(STAGES):
+            events.add_metric([s, "in"], self.control.stage(i, 4))
+            events.add_metric([s, "out"], self.control.stage(i, 5))
+        yield events
+        ri, ro = STAGES.index("risk"), STAGES.index("router")
+        orders = CounterMetricFamily("alphad_orders", "Orders sent to the venue adapter")
+        orders.add_metric([], m.counter(ro, mx.C_ORDERS))
+        yield orders
+        fills = CounterMetricFamily("alphad_fills", "Fills applied by the risk stage")
+        fills.add_metric([], m.counter(ri, mx.C_FILLS))
+        yield fills
+        denials = CounterMetricFamily("alphad_risk_denials", "Orders denied by the pre-trade gate",
+                                      labels=["reason"])
+        for code, n in enumerate(m.denials_by_reason()):
+            if n:
+                denials.add_metric([self.reason_names.get(code, str(code))], int(n))
+        yield denials
+        overruns = CounterMetricFamily("alphad_ring_overruns", "Records a consumer lost on an overwrite ring",
+                                       labels=["ring", "consumer"])
+        for kind, ring in self.rings.items():
+            for ci, cname in enumerate(ring.consumer_names()):
+                overruns.add_metric([kind, cname], ring.overruns(ci))
+        yield overruns
+        state = GaugeMetricFamily("alphad_trading_state", "1 for the current trading state", labels=["state"])
+        for code, name in STATE_NAMES.items():
+            state.add_metric([name], 1.0 if self.control.trading_state == code else 0.0)
+        yield state
+        pnl = GaugeMetricFamily("alphad_pnl", "Profit and loss in quote currency", labels=["kind"])
+        pnl.add_metric(["realized"], float(m.gauges[mx.G_REALIZED_PNL]))
+        pnl.add_metric(["unrealized"], float(m.gauges[mx.G_UNREALIZED_PNL]))
+        yield pnl
+        eq = GaugeMetricFamily("alphad_equity", "Account equity in quote currency")
+        eq.add_metric([], float(m.gauges[mx.G_EQUITY]))
+        yield eq
+
+
+def serve(collector: AlphadCollector, host: str, port: int):
+    """Start the HTTP endpoint in a daemon thread; returns the server (``server.server_port``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
