@@ -504,8 +504,13 @@ def _on_trade(book, inst, params, vorders, inq, outq, deliver, ctr, lat, instrum
             avail = qty - used
             if avail > left:
                 avail = left
+        # Quantities are decimal lots held in binary floats: a difference under
+        # a millionth of a lot is rounding, not volume (no dust fills).
+        eps = 1e-6 * inst[instrument, 1]
+        if o.ahead <= eps:
+            o.ahead = 0.0
         f = o.leaves if o.leaves < avail else avail
-        if f > 0.0:
+        if f > eps:
             left -= f
             _fill_resting(vorders, outq, deliver, ctr, lat, params, inst, k, f, t)
 

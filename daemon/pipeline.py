@@ -311,10 +311,13 @@ class ProcessRunner:
         sleeper = self.sleeper
         feed_stage = STAGE_INDEX["feed"]
         router = getattr(self, "router", None) if "router" in self.stages else None
+        go = self.simulated or feed is None
         while not self.stopping:
             now = self.clock()
             busy = False
-            if feed is not None:
+            if not go:  # the feed holds its first tick until every stage is warm
+                go = all(self.control.stage(i, S_READY) for i in range(len(STAGE_INDEX)))
+            if feed is not None and go:
                 due = feed.next_due(now)
                 if due == 0:
                     if self.simulated:
@@ -355,8 +358,8 @@ class ProcessRunner:
                 os.sched_yield()
                 continue
             # block: arm, re-check, sleep until rung or the next timed event
-            timeout = MAX_WAIT_NS
-            if feed is not None:
+            timeout = MAX_WAIT_NS if go else 5_000_000
+            if feed is not None and go:
                 d = feed.next_due(self.clock())
                 if d == 0:
                     continue

@@ -308,7 +308,7 @@ def check_order(inst, side, qty, limit_px, now_ns, limits, book, sectors, accoun
     # 11. gross, net, leverage
     gross_post = account[A_GROSS] - old_exp + new_exp
     if exp_grows:
-        if False and _over(gross_post, account_limits[G_MAX_GROSS]):
+        if _over(gross_post, account_limits[G_MAX_GROSS]):
             return DENY_GROSS_EXPOSURE
     net_pre = account[A_NET]
     net_post = net_pre - book[inst, B_NET] + new_net_inst

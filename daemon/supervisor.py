@@ -263,52 +263,64 @@ class Supervisor:
             self.journal.control(command, fields)
 
     # -- main -------------------------------------------------------------------------
+    def start(self, control_endpoint: str, stage_args: list[str] | None = None) -> None:
+        """Create segments, bind the control port, start exporter, journal and stages; wait READY."""
+        self.journal = None
+        self.server = None
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.create_segments()
+        self.sock.bind(control_endpoint)
+        self.control_endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.cfg.metrics.enabled:
+            from alphad.ops.exporter import AlphadCollector, serve
+
+            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASON_NAMES),
+                                self.cfg.metrics.host, self.metrics_port)
+            self.metrics_port = self.server.server_port
+        if self.cfg.journal.enabled:
+            self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
+            self.journal.start()
+        self.spawn_all(stage_args)
+        print(f"alphad: topology {self.plan.name}: processes "
+              f"{[list(g) for g in self.plan.processes]}; control {self.control_endpoint}; "
+              + (f"metrics http://{self.cfg.metrics.host}:{self.metrics_port}/metrics" if self.server else "metrics off"),
+              file=sys.stderr, flush=True)
+        self.wait_ready(self.cfg.supervisor.start_timeout_s)
+        sdnotify.notify("READY=1")
+        print("alphad: ready (every stage warm)", file=sys.stderr, flush=True)
+
+    def shutdown(self) -> None:
+        """Stop children, journal, exporter and control port; remove every segment."""
+        sdnotify.notify("STOPPING=1")
+        if self.children:
+            self.stop_children()
+        if getattr(self, "journal", None) is not None:
+            self.journal.stop()
+            self.journal.writer.close()
+        if getattr(self, "server", None) is not None:
+            self.server.shutdown()
+        if getattr(self, "sock", None) is not None:
+            self.sock.close(0)
+            self.ctx.term()
+        for r in self.rings.values():
+            r.close()
+        self.remove_segments()
+        print("alphad: stopped; shared memory removed", file=sys.stderr, flush=True)
+
     def run(self, *, control_endpoint: str, duration: float | None = None) -> int:
         def on_signal(signum, frame):
             self.stopping = True
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.journal = None
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.linger = 0
-        server = None
         try:
-            self.create_segments()
-            sock.bind(control_endpoint)
-            if self.cfg.metrics.enabled:
-                from alphad.ops.exporter import AlphadCollector, serve
-
-                server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASON_NAMES),
-                               self.cfg.metrics.host, self.metrics_port)
-                self.metrics_port = server.server_port
-            if self.cfg.journal.enabled:
-                self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
-                self.journal.start()
-            self.spawn_all()
-            print(f"alphad: topology {self.plan.name}: processes "
-                  f"{[list(g) for g in self.plan.processes]}; control {control_endpoint}; "
-                  f"metrics http://{self.cfg.metrics.host}:{self.metrics_port}/metrics", file=sys.stderr, flush=True)
-            self.wait_ready(self.cfg.supervisor.start_timeout_s)
-            sdnotify.notify("READY=1")
-            print("alphad: ready (every stage warm)", file=sys.stderr, flush=True)
-            self._loop(sock, duration)
+            self.start(control_endpoint)
+            self._loop(self.sock, duration)
             return 0
         finally:
-            sdnotify.notify("STOPPING=1")
-            self.stop_children()
-            if self.journal is not None:
-                self.journal.stop()
-                self.journal.writer.close()
-            if server is not None:
-                server.shutdown()
-            sock.close(0)
-            ctx.term()
-            for r in self.rings.values():
-                r.close()
-            self.remove_segments()
-            print("alphad: stopped; shared memory removed", file=sys.stderr, flush=True)
+            self.shutdown()
 
     def _loop(self, sock, duration: float | None) -> None:
         poller = zmq.Poller()
@@ -364,12 +376,16 @@ def run(args) -> int:
         cfg = msgspec.structs.replace(cfg, **overrides)
     config_path = Path(args.config).resolve()
     if overrides:  # children read the config file: hand them the effective one
-        config_path = _write_effective(cfg, config_path, base)
+        config_path = write_effective(cfg, config_path, base)
     sup = Supervisor(cfg, config_path, base, metrics_port=args.metrics_port)
-    return sup.run(control_endpoint=args.control or cfg.control.endpoint, duration=args.duration)
+    try:
+        return sup.run(control_endpoint=args.control or cfg.control.endpoint, duration=args.duration)
+    finally:
+        if config_path != Path(args.config).resolve():
+            config_path.unlink(missing_ok=True)
 
 
-def _write_effective(cfg: Config, config_path: Path, base: Path) -> Path:
+def write_effective(cfg: Config, config_path: Path, base: Path) -> Path:
     """Write the config with command-line overrides beside the original (paths stay relative to it)."""
     import msgspec
 

@@ -476,7 +476,7 @@ def atr(high, low, close, n: int = 14) -> np.ndarray:
 
 
 # -- Bollinger bands ------------------------------------------------------------------------
-# state: [count, n, k, sum, sum_sq, buf(n)]
+# state: [count, n, k, sum, buf(n)]
 
 
 def bbands_new(n: int = 20, k: float = 2.0) -> np.ndarray:
@@ -485,7 +485,7 @@ def bbands_new(n: int = 20, k: float = 2.0) -> np.ndarray:
     k = float(k)
     if not (k > 0.0 and math.isfinite(k)):
         raise ValueError(f"bbands k: expected a positive number of deviations, was {k}")
-    s = np.zeros(5 + n)
+    s = np.zeros(4 + n)
     s[1] = n
     s[2] = k
     return s
@@ -496,17 +496,15 @@ def _bbands(s, o, x):
     c = int(s[o])
     n = int(s[o + 1])
     s[o] = c + 1
-    # the square sum shares the value ring; n >= 2 so the trailing slot is not x's slot
-    trailing = s[o + 5 + (c + 1) % n]
-    t = _roll_sum(s, o + 3, o + 5, n, c, x)
-    t2 = s[o + 4] + x * x
+    t = _roll_sum(s, o + 3, o + 4, n, c, x)
     if c < n - 1:
-        s[o + 4] = t2
         return np.nan, np.nan, np.nan, np.nan, np.nan
-    s[o + 4] = t2 - trailing * trailing
-    mid = t / n
-    var = t2 / n
-    var -= mid * mid
+    mid = t / n  # TA-Lib's SMA rounding for the middle band
+    # The deviation is computed exactly from the window, not from a running sum of
+    # squares: that sum drifts (2e-8 relative after AIG's 2008 fall) and TA-Lib >= 0.6
+    # no longer uses it either.  TA-Lib floors a variance below 1e-8 to 0; so do we.
+    _, ss = _win_stats(s, o + 4, n)
+    var = ss / n
     sd = math.sqrt(var) if var >= TA_EPSILON else 0.0
     dev = sd * s[o + 2]
     up = mid + dev
@@ -521,8 +519,8 @@ def bbands_update(s, x):
     """Add one close; return ``(upper, middle, lower, pctb, width)``.
 
     ``pctb = (x - lower) / (upper - lower)`` (0.5 when the bands are flat) and
-    ``width = (upper - lower) / middle``.  TA-Lib's variance is ``E[x^2] - E[x]^2`` from
-    running sums, floored to 0 below 1e-8; copied here so the bands match it.
+    ``width = (upper - lower) / middle``.  The middle band is TA-Lib's running-sum SMA;
+    the population deviation is exact over the window (0 when its variance < 1e-8).
     """
     return _bbands(s, 0, x)
 
