@@ -1,0 +1,31 @@
+# alphad: `make run` starts the daemon on config.yaml, `make test` runs the tests.
+# Both create .venv and install the project (editable, with the train and dev extras) when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: run test bench bench-fused train-demo clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[train,dev]'
+	@touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/alphad run --config config.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/alphad bench --config config.yaml --topology five --wait block --rate 1000 --ticks 20000 --json bench-five.json
+	$(VENV)/bin/alphad bench --config config.yaml --topology fused --wait block --rate 1000 --ticks 20000 --json bench-fused.json
+
+train-demo: $(STAMP)
+	$(VENV)/bin/alphad train-demo --config config.yaml
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks var
+	find . -name __pycache__ -prune -exec rm -rf {} +
