@@ -119,6 +119,8 @@ def trim_sector(s, now_ns, equity, limits, book, sectors, last_trim_ns, turnover
         lot = limits[i, L_LOT]
         pos = book[i, B_POSITION]
         q = min(abs(pos), np.ceil(want / px / lot - 1e-9) * lot)
+        # Rounding up to the lot must not break the turnover cap.
+        q = min(q, np.floor((allowed - (to_trim - remaining)) / px / lot + 1e-9) * lot)
         value = q * px
         if q <= 0.0 or value < params[R_MIN_TRIM_VALUE]:
             partial = True
@@ -130,6 +132,8 @@ def trim_sector(s, now_ns, equity, limits, book, sectors, last_trim_ns, turnover
         turnover[0] += value
     if k > 0:
         last_trim_ns[s] = now_ns
+    elif to_trim < excess:
+        return REB_TURNOVER_CAP, 0
     if partial or (params[R_METHOD] != METHOD_PRO_RATA and remaining > 1e-6 * max(1.0, to_trim)):
         return REB_PARTIAL, k
     return REB_TRIMMED, k

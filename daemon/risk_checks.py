@@ -35,6 +35,13 @@ move) always passes them.
 
 The gate does not register the order as working; the stage calls
 :func:`alphad.daemon.portfolio.on_order_sent` after a pass.
+
+HALTED is left only by :func:`resume`.  While ``control[C_FLATTEN]`` is set (the drawdown KILL
+step or ``ctl flatten``), the orders from :func:`flatten_orders` go through
+:func:`check_flatten_order`, which admits reduce-only orders and nothing else.
+
+All kill/halt state lives in ``control`` (int64, no Python objects), so the stage can place it in
+the shared control block and a restarted risk stage inherits it.
 """
 from __future__ import annotations
 
@@ -412,3 +419,63 @@ def check_batch(insts, sides, qtys, limit_pxs, now_ns, limits, book, sectors, ac
         if c == OK:
             passed += 1
     return passed
+
+
+@njit(cache=True)
+def check_flatten_order(inst, side, qty, limits, book, control):
+    """Gate for the orders of a flatten (KILL step, ``ctl flatten``): the one path past HALTED.
+
+    Passes only while ``control[C_FLATTEN]`` is set, for a known instrument and an order that
+    moves the worst-case position toward zero without crossing it.  No lot, limit, band, hours or
+    throttle check applies: getting flat must not be blocked by them (an odd lot left by a
+    partial fill must still close).
+
+    Returns
+    -------
+    int
+        ``OK``, ``DENY_HALTED`` (no flatten requested), ``DENY_UNKNOWN_INSTRUMENT``,
+        ``DENY_BAD_QUANTITY`` or ``DENY_REDUCING`` (not reduce-only).
+    """
+    if control[C_FLATTEN] != 1:
+        return DENY_HALTED
+    if inst < 0 or inst >= limits.shape[0] or limits[inst, L_KNOWN] != 1.0:
+        return DENY_UNKNOWN_INSTRUMENT
+    if (side != 1 and side != -1) or not (qty > 0.0 and np.isfinite(qty)):
+        return DENY_BAD_QUANTITY
+    pos = book[inst, B_POSITION]
+    if side > 0:
+        post = pos + book[inst, B_OPEN_BUY] + qty
+        if pos >= 0.0 or post > 0.0:
+            return DENY_REDUCING
+    else:
+        post = pos - book[inst, B_OPEN_SELL] - qty
+        if pos <= 0.0 or post < 0.0:
+            return DENY_REDUCING
+    return OK
+
+
+@njit(cache=True)
+def flatten_orders(limits, book, out_inst, out_side, out_qty):
+    """Orders that take every position to zero, net of working orders already closing it.
+
+    Writes ``out_inst[k]``, ``out_side[k]`` (+1/-1), ``out_qty[k]`` (shares) and returns the
+    count.  The stage sends them through :func:`check_flatten_order`; it should cancel working
+    orders that add to positions first (they are not counted as closing).
+    """
+    k = 0
+    for i in range(limits.shape[0]):
+        pos = book[i, B_POSITION]
+        if pos > 0.0:
+            q = pos - book[i, B_OPEN_SELL]
+            side = -1
+        elif pos < 0.0:
+            q = -pos - book[i, B_OPEN_BUY]
+            side = 1
+        else:
+            continue
+        if q > 0.0:
+            out_inst[k] = i
+            out_side[k] = side
+            out_qty[k] = q
+            k += 1
+    return k

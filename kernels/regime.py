@@ -24,7 +24,11 @@ __all__ = [
 
 
 def garch_backcast(resids) -> float:
-    """``arch``'s start-up value for the lagged variance: EWMA (0.94) of the first 75 squared residuals."""
+    """``arch``'s start-up value for the lagged variance: EWMA (0.94) of the first 75 squared residuals.
+
+    ``arch`` takes the residuals of its starting mean (``y - y.mean()`` for a constant
+    mean), not of the fitted one; pass those to reproduce its variance path.
+    """
     r = np.asarray(resids, dtype=np.float64)
     tau = min(75, r.shape[0])
     w = 0.94 ** np.arange(tau)
@@ -83,7 +87,7 @@ def garch_variance(returns, omega: float, alpha: float, beta: float, mu: float =
     """Batch: conditional variance path, aligned like ``arch``'s ``conditional_volatility ** 2``."""
     r = np.ascontiguousarray(returns, dtype=np.float64)
     if backcast is None:
-        backcast = garch_backcast(r - mu)
+        backcast = garch_backcast(r - r.mean())  # arch's convention, see garch_backcast
     s = garch_new(omega, alpha, beta, mu, backcast)
     out = np.empty_like(r)
     _garch_batch(s, r, out)

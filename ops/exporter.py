@@ -20,7 +20,7 @@ def _histogram(block: MetricsBlock, row: int) -> tuple[list[tuple[str, float]], 
     buckets, cum = [], 0
     for bound_ns, c in zip(mx.BUCKETS_NS, counts[:-1]):
         cum += int(c)
-        buckets.append((repr(bound_ns / 1e9), cum))
+        buckets.append((repr(int(bound_ns) / 1e9), cum))
     cum += int(counts[-1])
     buckets.append(("+Inf", cum))
     return buckets, block.latency_sum_ns(row) / 1e9

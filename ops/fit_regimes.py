@@ -43,7 +43,8 @@ def fit_garch(returns, *, scale: float = RETURN_SCALE) -> dict:
         "model": "garch11",
         "mu": float(p["mu"]), "omega": float(p["omega"]),
         "alpha": float(p["alpha[1]"]), "beta": float(p["beta[1]"]),
-        "scale": scale, "backcast": garch_backcast(y - float(p["mu"])),
+        # arch seeds from the residuals of its *starting* mean (the sample mean), not the fit
+        "scale": scale, "backcast": garch_backcast(y - y.mean()),
         "loglik": float(res.loglikelihood), "nobs": int(y.shape[0]),
     }
 

@@ -15,8 +15,16 @@ from hypothesis import strategies as st
 
 from alphad.daemon import risk_codes as rc
 from alphad.daemon.portfolio import apply_fill, on_exec, on_mark, on_order_sent
-from alphad.daemon.risk_checks import check_batch, check_order, gate_target, resume, set_state
-from alphad.daemon.risk_config import RiskConfig, build_risk_arrays, set_sessions
+from alphad.daemon.risk_checks import (
+    check_batch,
+    check_flatten_order,
+    check_order,
+    flatten_orders,
+    gate_target,
+    resume,
+    set_state,
+)
+from alphad.daemon.risk_config import RiskConfig, build_risk_arrays, decode_risk_config, set_sessions
 from alphad.ipc.dtypes import EXEC_DTYPE, EXEC_FILL
 
 NAN = float("nan")
@@ -389,3 +397,71 @@ def test_reason_names_cover_every_code():
     assert sorted(codes) == list(range(rc.N_REASONS))
     with pytest.raises(ValueError, match="was 99"):
         rc.reason_name(99)
+
+
+def test_flatten_when_kill_step_requests_it_then_only_reduce_only_orders_pass_while_halted():
+    g = Gate()
+    g.fill(AAA, 1, 700)
+    g.fill(CCC, -1, 333)
+    g.fill(LOT, 1, 250)                        # an odd lot left by partial fills
+    a = g.a
+    n_inst = len(UNIVERSE)
+    inst, side, qty = np.zeros(n_inst, np.int64), np.zeros(n_inst, np.int64), np.zeros(n_inst)
+    assert check_flatten_order(AAA, -1, 700.0, a.limits, a.book, a.control) == rc.DENY_HALTED
+    set_state(a.control, rc.HALTED, rc.DD_EVENT_ESCALATE + rc.DD_KILL, T0)
+    a.control[rc.C_FLATTEN] = 1
+    k = flatten_orders(a.limits, a.book, inst, side, qty)
+    assert [(int(i), int(s), q) for i, s, q in zip(inst[:k], side[:k], qty[:k])] == [
+        (AAA, -1, 700.0), (CCC, 1, 333.0), (LOT, -1, 250.0)]
+    for i, s, q in zip(inst[:k], side[:k], qty[:k]):
+        assert g.check(int(i), int(s), q) == rc.DENY_HALTED          # the normal gate stays shut
+        assert check_flatten_order(int(i), int(s), q, a.limits, a.book, a.control) == rc.OK
+    # Crossing zero, adding, unknown instrument: denied even while flattening.
+    assert check_flatten_order(AAA, -1, 701.0, a.limits, a.book, a.control) == rc.DENY_REDUCING
+    assert check_flatten_order(AAA, 1, 1.0, a.limits, a.book, a.control) == rc.DENY_REDUCING
+    assert check_flatten_order(BBB, -1, 1.0, a.limits, a.book, a.control) == rc.DENY_REDUCING
+    assert check_flatten_order(99, -1, 1.0, a.limits, a.book, a.control) == rc.DENY_UNKNOWN_INSTRUMENT
+    for i, s, q in zip(inst[:k], side[:k], qty[:k]):
+        g.fill(int(i), int(s), q)
+    assert np.all(a.book[:, rc.B_POSITION] == 0)
+    assert flatten_orders(a.limits, a.book, inst, side, qty) == 0
+
+
+# -- config to arrays ----------------------------------------------------------------------------
+def test_build_arrays_when_universe_or_overrides_wrong_then_error_names_what_was_found():
+    cfg = msgspec.convert({}, type=RiskConfig)
+    with pytest.raises(ValueError, match=r"expected \(symbol, sector, tick_size, lot_size\), was \('A', 'X'\)"):
+        build_risk_arrays(cfg, [("A", "X")], equity=1.0)
+    with pytest.raises(ValueError, match="tick_size expected > 0, was 0.0"):
+        build_risk_arrays(cfg, [("A", "X", 0, 1)], equity=1.0)
+    with pytest.raises(ValueError, match="unique, was a repeat of 'A'"):
+        build_risk_arrays(cfg, [("A", "X", 0.01, 1), ("A", "X", 0.01, 1)], equity=1.0)
+    bad = msgspec.convert({"instruments": {"ZZZ": {}}}, type=RiskConfig)
+    with pytest.raises(ValueError, match=r"symbols of the universe, was \['ZZZ'\]"):
+        build_risk_arrays(bad, [("A", "X", 0.01, 1)], equity=1.0)
+    bad = msgspec.convert({"account": {"sector_limits": {"Energy": 0.1}}}, type=RiskConfig)
+    with pytest.raises(ValueError, match=r"sectors of the universe \['X'\], was \['Energy'\]"):
+        build_risk_arrays(bad, [("A", "X", 0.01, 1)], equity=1.0)
+    with pytest.raises(ValueError, match=r"int64 \(7,\), was float64 \(7,\)"):
+        build_risk_arrays(cfg, [("A", "X", 0.01, 1)], equity=1.0, control=np.zeros(7))
+
+
+def test_risk_config_when_decoded_then_unknown_keys_and_bad_values_rejected_with_path():
+    with pytest.raises(ValueError, match=r"Object contains unknown field `max_levrage` - at `\$.account`"):
+        decode_risk_config(b'{"account": {"max_levrage": 2}}')
+    with pytest.raises(ValueError, match=r"at `\$.instrument_defaults.price_band`"):
+        decode_risk_config(b'{"instrument_defaults": {"price_band": -1}}')
+    with pytest.raises(ValueError, match="sector_warning expected <= sector_limit"):
+        decode_risk_config(b'{"account": {"sector_warning": 0.3}}')
+    cfg = decode_risk_config("account:\n  sector_limits: {Energy: 0.1}\n", fmt="yaml")
+    a = build_risk_arrays(cfg, [("X", "Energy", 0.01, 1), ("Y", "Utilities", 0.01, 1)], equity=1.0)
+    assert a.sectors[:, rc.SEC_LIMIT].tolist() == [0.1, 0.25]
+    assert a.sectors[:, rc.SEC_WARN].tolist() == [0.1, 0.20]
+
+
+def test_sessions_when_dst_changes_then_utc_bounds_follow_new_york():
+    g = Gate()
+    set_sessions(g.a, g.cfg, dt.date(2024, 1, 2))    # EST, UTC-5
+    assert g.a.limits[AAA, rc.L_SESSION_OPEN_S] == dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.timezone.utc).timestamp()
+    set_sessions(g.a, g.cfg, dt.date(2024, 7, 1))    # EDT, UTC-4
+    assert g.a.limits[AAA, rc.L_SESSION_CLOSE_S] == dt.datetime(2024, 7, 1, 20, 0, tzinfo=dt.timezone.utc).timestamp()

@@ -1,0 +1,182 @@
+"""The daemon end to end: `alphad run` starts the five real stage processes.
+
+One daemon per module (start-up compiles or loads every kernel in five processes);
+the tests run in file order and the last one shuts it down.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from alphad.ipc import frames
+from alphad.ipc.shm import list_segments
+from alphad.ops.ctl import request
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("feed", "features", "infer", "risk", "router")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def eventually(cond, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+class Daemon:
+    def __init__(self, tmp: Path, topology: str = "five"):
+        self.prefix = f"alphad-it-{os.getpid()}-{topology}"
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
+        text = (REPO / "config.yaml").read_text()
+        cfg = msgspec.yaml.decode(text)
+        cfg["feed"]["path"] = str(REPO / cfg["feed"]["path"])
+        cfg["model"]["card"] = str(REPO / cfg["model"]["card"])
+        cfg["topology"]["name"] = topology
+        cfg["shm"]["prefix"] = self.prefix
+        cfg["control"]["endpoint"] = self.endpoint
+        cfg["metrics"]["port"] = self.metrics_port
+        cfg["journal"]["dir"] = str(tmp / "journal")
+        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
+        cfg["feed"]["speed"] = "5"  # five times real time: plenty of orders within seconds
+        self.config = tmp / "config.yaml"
+        self.config.write_bytes(msgspec.yaml.encode(cfg))
+        self.log = (tmp / "daemon.log").open("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp)
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def status(self) -> frames.StatusReply:
+        reply = request(self.endpoint, frames.Status(), timeout_s=5)
+        assert isinstance(reply, frames.StatusReply), f"status reply was {reply!r}"
+        return reply
+
+    def ctl(self, req) -> frames._Frame:
+        return request(self.endpoint, req, timeout_s=5)
+
+    def wait_ready(self) -> None:
+        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
+                   what="daemon ready")
+        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        for p in list_segments(self.prefix):
+            p.unlink()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("daemon"))
+    try:
+        d.wait_ready()
+        yield d
+    finally:
+        d.stop()
+
+
+def test_run_when_started_then_five_stage_processes_alive_and_orders_fill_within_10s(daemon):
+    st = daemon.status()
+    assert set(st.stages) == set(STAGES)
+    pids = {s.pid for s in st.stages.values()}
+    assert len(pids) == 5 and all(s.alive and s.ready for s in st.stages.values())
+    for pid in pids:  # really separate processes, children of the supervisor
+        assert Path(f"/proc/{pid}/status").read_text().count(f"PPid:\t{daemon.proc.pid}") == 1
+    st = eventually(lambda: (s := daemon.status()).fills > 0 and s, timeout=10, what="a fill")
+    assert st.orders >= st.fills > 0
+    assert st.trading_state == "ACTIVE"
+
+
+def test_metrics_when_scraped_then_tick_to_trade_histogram_and_counters_served(daemon):
+    eventually(lambda: daemon.status().fills > 5, timeout=15, what="some fills")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
+    assert 'alphad_tick_to_trade_seconds_bucket{le="1e-06"}' in body
+    assert 'alphad_tick_to_trade_seconds_bucket{le="0.01"}' in body
+    count = [l for l in body.splitlines() if l.startswith("alphad_tick_to_trade_seconds_count")]
+    assert count and float(count[0].split()[-1]) > 0
+    for name in ("alphad_orders_total", "alphad_fills_total", "alphad_events_total", "alphad_risk_denials_total"):
+        assert f"# TYPE {name} counter" in body
+
+
+def test_control_when_frame_malformed_then_error_reply_and_daemon_keeps_running(daemon):
+    bad = daemon.ctl(b"\x93\x01\x02")  # msgpack, but not a request
+    assert isinstance(bad, frames.Error) and "bad request" in bad.error
+    unknown = daemon.ctl(msgspec.msgpack.encode({"cmd": "launch_missiles"}))
+    assert isinstance(unknown, frames.Error) and "launch_missiles" in unknown.error
+    assert daemon.status().trading_state == "ACTIVE"
+
+
+def test_halt_when_risk_stage_restarted_then_no_order_until_resume(daemon):
+    assert isinstance(daemon.ctl(frames.Halt(reason="test")), frames.Ok)
+    time.sleep(0.5)  # orders already past risk may still fill
+    before = daemon.status()
+    risk_pid = before.stages["risk"].pid
+    os.kill(risk_pid, signal.SIGKILL)
+    eventually(lambda: (s := daemon.status().stages["risk"]).ready and s.pid != risk_pid, timeout=60,
+               what="risk restarted")
+    denials0 = daemon.status().denials
+    eventually(lambda: daemon.status().denials > denials0, timeout=15, what="denials while halted")
+    after = daemon.status()
+    assert after.trading_state == "HALTED"
+    assert after.orders == before.orders  # nothing passed the gate, across the restart
+    assert isinstance(daemon.ctl(frames.Resume()), frames.Ok)
+    eventually(lambda: daemon.status().orders > after.orders, timeout=15, what="orders after resume")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_sigkilled_when_running_then_restarted_and_pipeline_goes_on(daemon, stage):
+    st = daemon.status()
+    old = st.stages[stage].pid
+    os.kill(old, signal.SIGKILL)
+    st2 = eventually(lambda: (s := daemon.status()).stages[stage].ready and s.stages[stage].pid != old and s,
+                     timeout=60, what=f"{stage} restarted")
+    assert st2.stages[stage].restarts >= 1
+    fills = st2.fills
+    eventually(lambda: daemon.status().fills > fills, timeout=20, what=f"fills after {stage} restart")
+
+
+def test_shutdown_when_requested_then_no_process_and_no_shm_segment_left(daemon):
+    pids = [s.pid for s in daemon.status().stages.values()]
+    assert list_segments(daemon.prefix), "segments should exist while running"
+    assert isinstance(daemon.ctl(frames.Shutdown()), frames.Ok)
+    assert daemon.proc.wait(timeout=30) == 0
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert list_segments(daemon.prefix) == []
+    out = daemon.output()
+    assert "shared memory removed" in out
+    journal = Path(daemon.config).parent / "journal" / "journal.jsonl"
+    from alphad.daemon.journal import verify
+
+    n, bad = verify(journal)
+    assert n > 0 and bad is None
