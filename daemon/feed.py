@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -41,10 +40,9 @@ _KINDS = {"quote": MD_QUOTE, "trade": MD_TRADE, "bar": MD_BAR}
 def _open_text(path: Path):
     if not path.exists():
         raise FileNotFoundError(f"feed file {path} was not found")
-    raw = path.open("rb")
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open("r", encoding="utf-8", newline="")
 
 
 def _f(s: str) -> float:
@@ -128,7 +126,7 @@ def _to_md(rows: list[tuple]) -> np.ndarray:
     md = np.zeros(len(rows), dtype=MD_DTYPE)
     if not rows:
         return md
-    a = np.array(rows, dtype=np.float64)  # exact for ns stamps below 2**53? no: keep ts apart
+    a = np.array(rows, dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
     md["ts_exch"] = np.array([r[0] for r in rows], dtype=np.int64)
     md["instrument"] = a[:, 1]
     md["kind"] = a[:, 2]

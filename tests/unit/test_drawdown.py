@@ -264,3 +264,30 @@ def test_alert_sender_when_webhook_down_then_counts_failure_without_raising():
 def test_alert_sender_when_url_not_http_then_error_names_it():
     with pytest.raises(ValueError, match="was 'ftp://x'"):
         AlertSender("ftp://x")
+
+
+@pytest.mark.parametrize("operator_reducing", [False, True])
+def test_ladder_when_recovering_below_critical_then_lifts_only_its_own_reducing(operator_reducing):
+    from alphad.daemon.risk_checks import set_state
+
+    thr = DrawdownConfig().threshold_table()
+    lad = DrawdownArrays(100.0)
+    control = np.zeros(rc.N_CONTROL_COLS, np.int64)
+    acct = np.zeros(rc.N_ACCOUNT_COLS)
+    acct[rc.A_RISK_MULT] = 1.0
+    if operator_reducing:
+        set_state(control, rc.REDUCING, rc.C_REASON_OPERATOR, 0)
+    day = 86_400 * 10**9
+
+    def feed(k, e):
+        return event_name(update_drawdown(k * day, e, lad.state, lad.idx, lad.win_ts, lad.win_eq,
+                                          thr, 0.2, 0.5, control, acct))
+
+    assert feed(0, 100.0) == "none"
+    assert feed(1, 91.5) == "escalate:emergency"           # 8.5%: three steps at once
+    assert control[rc.C_STATE] == rc.REDUCING and acct[rc.A_RISK_MULT] == 0.5
+    assert feed(2, 93.0) == "none"                          # 7% < 8% but not below 6.4%: stays
+    assert feed(3, 94.0) == "recover:critical"              # 6% < 8% x 0.8
+    assert acct[rc.A_RISK_MULT] == 1.0 and control[rc.C_STATE] == rc.REDUCING
+    assert feed(4, 99.0) == "recover:normal"
+    assert control[rc.C_STATE] == (rc.REDUCING if operator_reducing else rc.ACTIVE)

@@ -1,0 +1,54 @@
+"""config.yaml decoding: defaults run, unknown keys and bad values fail with the path."""
+from __future__ import annotations
+
+import pytest
+
+from alphad.daemon.config import Config, ConfigError, decode_config, load_config
+
+MIN = "universe: [{id: 0, symbol: AAA}]\n"
+
+
+def test_load_when_repo_default_config_then_decodes_with_five_topology(repo_root):
+    cfg, base = load_config(repo_root / "config.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.topology.name == "five" and cfg.topology.wait == "block"
+    assert [i.symbol for i in cfg.universe] == ["BTCUSDT", "ETHUSDT"]
+    assert (base / cfg.feed.path).exists() and (base / cfg.model.card).exists()
+
+
+def test_decode_when_minimal_then_defaults_fill_every_section():
+    cfg = decode_config(MIN)
+    assert cfg.rings.md == 4096 and cfg.control.endpoint == "tcp://127.0.0.1:7701"
+
+
+def test_decode_when_unknown_key_then_error_names_path():
+    with pytest.raises(ConfigError, match=r"unknown field `max_pos`.*\$\.risk"):
+        decode_config(MIN + "risk: {max_pos: 3}\n")
+
+
+def test_decode_when_wrong_type_then_error_names_path_and_expectation():
+    with pytest.raises(ConfigError, match=r"Expected `float`.*\$\.risk\.max_order_notional"):
+        decode_config(MIN + "risk: {max_order_notional: lots}\n")
+
+
+def test_decode_when_constraint_violated_then_error_names_path():
+    with pytest.raises(ConfigError, match=r"\$\.model\.weight_cap"):
+        decode_config(MIN + "model: {weight_cap: 1.5}\n")
+    with pytest.raises(ConfigError, match=r"\$\.topology\.name"):
+        decode_config(MIN + "topology: {name: seven}\n")
+
+
+def test_decode_when_universe_ids_not_dense_then_error_explains():
+    with pytest.raises(ConfigError, match="universe ids must be 0..1 in order"):
+        decode_config("universe: [{id: 0, symbol: A}, {id: 2, symbol: B}]\n")
+
+
+def test_config_is_frozen():
+    cfg = decode_config(MIN)
+    with pytest.raises(AttributeError):
+        cfg.risk = None
+
+
+def test_load_when_file_missing_then_error_names_it(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml was not found"):
+        load_config(tmp_path / "nope.yaml")
