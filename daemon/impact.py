@@ -147,8 +147,9 @@ def calibrate(x, sigma, slippage, *, multiplier=1.0, post_move=None) -> Calibrat
     Residuals are scaled by ``sigma`` (costs are in units of volatility), which
     makes instruments and days comparable.  The nonlinear fit starts from a
     log-linear fit ``log(y) = log(gamma) + alpha * log(x)`` on the positive
-    observations; ``scipy.optimize.least_squares`` refines it with a soft-L1
-    loss so a few outliers do not drag the estimate.
+    observations; ``scipy.optimize.least_squares`` refines it in two steps
+    (unweighted, then weighted by the inverse of the first step's expected
+    cost, with a soft-L1 loss so a few outliers do not drag the estimate).
     """
     from scipy.optimize import least_squares
 
@@ -175,22 +176,28 @@ def calibrate(x, sigma, slippage, *, multiplier=1.0, post_move=None) -> Calibrat
         g0, a0 = float(np.exp(c[0])), float(np.clip(c[1], 0.05, 1.5))
     else:
         g0, a0 = 0.1, 0.6
-    if eta0 is not None:
-        def f(theta):
+    def model(theta):
+        if eta0 is not None:
             g, a = theta
-            return m * g * x ** a + 0.5 * eta0 * x - y
-        r = least_squares(f, [g0, a0], bounds=([0.0, 0.01], [np.inf, 1.5]), loss="soft_l1",
-                          f_scale=float(np.std(y)) or 1.0)
-        g, a = r.x
-        e = eta0
-    else:
-        def f(theta):
+            e = eta0
+        else:
             g, a, e = theta
-            return m * g * x ** a + 0.5 * e * x - y
-        r = least_squares(f, [g0, a0, 0.1], bounds=([0.0, 0.01, 0.0], [np.inf, 1.5, np.inf]),
-                          loss="soft_l1", f_scale=float(np.std(y)) or 1.0)
-        g, a, e = r.x
-    rmse = float(np.sqrt(np.mean(r.fun ** 2)))
+        return m * g * x ** a + 0.5 * e * x
+
+    if eta0 is not None:
+        theta0, lo, hi = [g0, a0], [0.0, 0.01], [np.inf, 1.5]
+    else:
+        theta0, lo, hi = [g0, a0, 0.1], [0.0, 0.01, 0.0], [np.inf, 1.5, np.inf]
+    # Two-step feasible GLS: slippage noise grows with the expected cost (big
+    # orders take longer and meet more volatility), so the second pass weights
+    # each residual by 1 / (first-pass expected cost + a floor).
+    r = least_squares(lambda th: model(th) - y, theta0, bounds=(lo, hi))
+    fit0 = model(r.x)
+    scale = np.abs(fit0) + 0.1 * float(np.median(np.abs(fit0)))
+    r = least_squares(lambda th: (model(th) - y) / scale, r.x, bounds=(lo, hi), loss="soft_l1")
+    g, a = r.x[0], r.x[1]
+    e = eta0 if eta0 is not None else r.x[2]
+    rmse = float(np.sqrt(np.mean((model(r.x) - y) ** 2)))
     return Calibration(ImpactParams(gamma=float(g), alpha=float(a), eta=float(e)), len(x), rmse,
                        "nls" if r.success else "loglinear")
 

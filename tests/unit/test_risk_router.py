@@ -42,6 +42,7 @@ def test_trading_state(core, state, qty, code):
 
 def test_reducing_when_order_shrinks_position_then_passes_and_at_flat_boundary(core):
     core.inst[0, rk.I_POS] = 30
+    core.acct[rk.A_MAX_ORDER_QTY] = core.acct[rk.A_MAX_ORDER_NOTIONAL] = 1e9
     assert gate(core, -10, REDUCING) == rk.OK
     assert gate(core, -31, REDUCING) == rk.OK      # flips to -1: |position| still shrinks
     assert gate(core, -60, REDUCING) == rk.OK      # flips to -30: same size, not growing
