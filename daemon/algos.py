@@ -22,7 +22,8 @@ Pricing and urgency
 A child is a limit order priced between the near touch and the far touch:
 ``urgency`` 0 joins the near touch (passive), 1 sits at the far touch
 (marketable).  When the parent falls behind its schedule by more than
-``catch_up`` of its quantity the child crosses the spread (``urgency`` = 1).
+``catch_up`` of its quantity, or in the last ``finish_ns`` before the end, the
+child crosses the spread (``urgency`` = 1).
 A child that has been working for ``replace_after_ns`` while the price the
 algorithm wants has moved away is replaced at the new price (the
 cancel/replace loop); the replacement keeps only the child's open quantity.
@@ -145,6 +146,7 @@ class _Child:
     filled: int = 0
     status: int = 0          # 0 open, 1 pending cancel, 2 pending replace, 3 done
     counted: bool = True     # counts toward the open quantity (False: replacement not yet live)
+    acked: bool = False      # the venue acknowledged it (only acked children are replaced)
     replaced_by: int = 0
     origin: int = 0          # for a replacement: the child it replaces
 
@@ -165,13 +167,18 @@ class ExecAlgo:
         A child working this long while the wanted price moved is replaced.
     catch_up : float
         Behind schedule by more than this fraction of the parent: cross the spread.
+    finish_ns : int, optional
+        In the last ``finish_ns`` before the end, children cross the spread so the
+        parent completes rather than expires (default: a tenth of the window;
+        0 disables it, for a strictly passive parent that may expire).
     """
 
     def __init__(self, spec: ParentSpec, *, replace_after_ns: int = 2_000_000_000,
-                 catch_up: float = 0.1) -> None:
+                 catch_up: float = 0.1, finish_ns: int | None = None) -> None:
         self.spec = spec
         self.replace_after_ns = int(replace_after_ns)
         self.catch_up = float(catch_up)
+        self.finish_ns = (spec.end_ns - spec.start_ns) // 10 if finish_ns is None else int(finish_ns)
         self.state = ParentState.WORKING
         self.children: dict[int, _Child] = {}
         self.filled = 0                 # lots
@@ -268,11 +275,13 @@ class ExecAlgo:
             return acts
         target = min(s.qty_lots, self.target_lots(now))
         behind = (target - self.filled) > self.catch_up * s.qty_lots
-        urgency = 1.0 if behind else s.urgency
+        finishing = s.end_ns - now <= self.finish_ns
+        urgency = 1.0 if behind or finishing else s.urgency
         want_px = self._price(bid, ask, urgency)
         # Cancel/replace loop: reprice children the market has left behind.
         for cid, c in list(self.children.items()):
-            if c.status != _OPEN or not c.counted or now - c.sent_ns < self.replace_after_ns:
+            if c.status != _OPEN or not c.counted or not c.acked or \
+                    now - c.sent_ns < self.replace_after_ns:
                 continue
             stale = (want_px > c.px) if s.side > 0 else (want_px < c.px)
             if stale and c.qty - c.filled > 0:
@@ -336,6 +345,7 @@ class ExecAlgo:
                 if c.replaced_by:  # filled before the replace arrived: the replacement dies
                     self.children[c.replaced_by].counted = False
         elif status == EXEC_ACK:
+            c.acked = True
             # The venue's leaves are authoritative (a replacement may be clamped).
             live = int(round(leaves_qty / lot))
             if c.qty - c.filled > live:
@@ -540,6 +550,8 @@ class AlgoDriver:
     owner: dict[int, int] = field(default_factory=dict)   # child cid -> parent id
     reports: np.ndarray = field(default_factory=lambda: np.zeros(1024, dtype=EXEC_DTYPE))
     _order: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=ORDER_DTYPE))
+    #: Reports the order store refused (unknown id, transition not in the table): must stay 0.
+    failed_reports: int = 0
 
     def add(self, algo: ExecAlgo, now: int, *, arrival_bid: float, arrival_ask: float,
             venue_name: str = "", algo_name: str | None = None) -> None:
@@ -559,6 +571,9 @@ class AlgoDriver:
         st = self.store
         if a.action == NEW or a.action == REPLACE:
             cid = a.cid if a.action == NEW else a.new_cid
+            if a.action == REPLACE:
+                # The old child first: if the FSM refuses, nothing new is recorded.
+                st.trigger(a.cid, Trigger.REPLACE_REQUEST, now)
             slot = st.add(cid, s.instrument, s.side, a.kind, a.qty_lots * s.lot, a.px, now,
                           parent=s.parent_id)
             if slot < 0:  # a replayed decision: the id is known, never send twice
@@ -576,7 +591,6 @@ class AlgoDriver:
                 o["ts"] = now
                 self.venue.submit(o, 0, now)
             else:
-                st.trigger(a.cid, Trigger.REPLACE_REQUEST, now)
                 self.venue.replace(a.cid, a.new_cid, a.qty_lots * s.lot, a.px, now)
             if self.journal:
                 self.journal({"type": "order", "ts": now, "parent_id": s.parent_id, "cid": cid,
@@ -610,7 +624,7 @@ class AlgoDriver:
     def poll(self, now: int) -> int:
         n = self.venue.poll(now, self.reports)
         if n:
-            self.store.apply(self.reports, n)
+            self.failed_reports += self.store.apply(self.reports, n)
         for e in self.reports[:n]:
             cid = int(e["client_order_id"])
             pid = self.owner.get(cid)

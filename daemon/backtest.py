@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import msgspec
@@ -36,7 +35,7 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
     cfg = msgspec.structs.replace(cfg, topology=msgspec.structs.replace(cfg.topology, name="single"),
                                   shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-backtest-{os.getpid()}"))
     names = segment_names(cfg.shm.prefix)
-    bells = Doorbells.create(names["doorbells"])
+    Doorbells.create(names["doorbells"])
     control = ControlBlock.create(names["control"])
     metrics = MetricsBlock.create(names["metrics"])
     try:

@@ -236,8 +236,12 @@ class FeedCore:
             return -1
         return max(0, self._due(self.pos) - now)
 
-    def poll(self, now: int, now_real: int, out: np.ndarray) -> int:
-        """Emit every event due at ``now`` (up to ``max_batch``) into ``out``."""
+    def take(self, now: int, limit: int) -> int:
+        """How many events (up to ``limit``) starting at ``pos`` are due at ``now``.
+
+        Wraps to the next loop at the end of the recording.  The caller emits
+        ``events[pos:pos+n]`` and then calls :meth:`advance`.
+        """
         if self.start_ns is None:
             self.start_ns = now
         if self.pos >= len(self.events):
@@ -246,15 +250,23 @@ class FeedCore:
             self.pos = 0
             self.loops += 1
         n = 0
-        limit = min(len(self.events) - self.pos, self.max_batch, len(out))
+        limit = min(len(self.events) - self.pos, self.max_batch, limit)
         while n < limit and self._due(self.pos + n) <= now:
             n += 1
             if self.period_ns:  # spaced ticks: one per poll, never a burst
                 break
+        return n
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+        self.seq += n
+
+    def poll(self, now: int, now_real: int, out: np.ndarray) -> int:
+        """Emit every event due at ``now`` (up to ``max_batch``) into ``out``."""
+        n = self.take(now, len(out))
         if n:
             _emit(self.events, self.pos, n, out, self.seq, now, now_real)
-            self.pos += n
-            self.seq += n
+            self.advance(n)
         return n
 
 

@@ -589,9 +589,13 @@ class OrderStore:
     def __init__(self, capacity: int = 1 << 16) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity expected > 0, was {capacity}")
-        self.orders = np.zeros(capacity, dtype=ORDER_STATE_DTYPE)
+        # np.empty + fill touches every page now (np.zeros maps them lazily and
+        # the first order on each page would pay a page fault on the hot path).
+        self.orders = np.empty(capacity, dtype=ORDER_STATE_DTYPE)
+        self.orders.view(np.uint8).fill(0)
         size = 1 << int(np.ceil(np.log2(capacity * 2)))  # load factor <= 0.5
-        self.keys = np.zeros(size, dtype=np.uint64)
+        self.keys = np.empty(size, dtype=np.uint64)
+        self.keys.fill(0)
         self.vals = np.full(size, -1, dtype=np.int32)
         self.count = np.zeros(1, dtype=np.int64)
         self.table = TABLE

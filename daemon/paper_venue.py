@@ -68,6 +68,7 @@ from alphad.daemon.order_fsm import (
     REJ_REPLACE_UNKNOWN,
     REJ_UNKNOWN_INSTRUMENT,
     OrderStore,
+    Trigger,
     store_add,
     store_apply,
     store_trigger,
@@ -603,17 +604,19 @@ def _on_quote(book, inst, params, vorders, inq, outq, deliver, ctr, lat, instrum
 
 
 @njit(cache=True)
-def _on_md(book, inst, params, vorders, inq, outq, deliver, ctr, lat, md, n):
+def _on_md(book, inst, params, vorders, inq, outq, deliver, ctr, lat, md, n, now):
+    # Every record is applied at ``now``: one injected clock drives the venue
+    # (exchange stamps come from another clock than the router's).
     for i in range(n):
         m = md[i]
         if m.instrument < 0 or m.instrument >= book.shape[0]:
             continue
         if m.kind == MD_TRADE:
             _on_trade(book, inst, params, vorders, inq, outq, deliver, ctr, lat, m.instrument,
-                      m.last_px, m.last_sz, m.aggressor, m.ts_exch)
+                      m.last_px, m.last_sz, m.aggressor, now)
         elif m.kind == MD_QUOTE:
             _on_quote(book, inst, params, vorders, inq, outq, deliver, ctr, lat, m.instrument,
-                      m.bid_px, m.bid_sz, m.ask_px, m.ask_sz, m.ts_exch)
+                      m.bid_px, m.bid_sz, m.ask_px, m.ask_sz, now)
 
 
 # ---------------------------------------------------------------------------------
@@ -661,9 +664,15 @@ def alloc_storage(specs: Sequence[VenueSpec], n_instruments: int, *, tick=0.01, 
     samples = [(sp.entry.samples(), sp.response.samples()) for sp in specs]
     k = max(max(len(e), len(r)) for e, r in samples)
     lat = np.array([[np.resize(e, k), np.resize(r, k)] for e, r in samples], dtype=np.int64)
-    return VenueStorage(book, inst, params, np.zeros((n, capacity), VORDER_DTYPE),
-                        np.zeros((n, queue), INQ_DTYPE), np.zeros((n, queue), EXEC_DTYPE),
-                        np.zeros((n, queue), np.int64), np.zeros((n, N_CTR), np.int64), lat)
+    def touched(shape, dtype):
+        # Pages touched now, not on the first order that reaches them.
+        a = np.empty(shape, dtype)
+        a.view(np.uint8).fill(0)
+        return a
+
+    return VenueStorage(book, inst, params, touched((n, capacity), VORDER_DTYPE),
+                        touched((n, queue), INQ_DTYPE), touched((n, queue), EXEC_DTYPE),
+                        touched((n, queue), np.int64), touched((n, N_CTR), np.int64), lat)
 
 
 class PaperVenue:
@@ -728,9 +737,10 @@ class PaperVenue:
 
     # -- market data -------------------------------------------------------------
     def on_md(self, md: np.ndarray, now: int) -> None:
-        """MD_DTYPE records: trades fill resting orders, quotes update the top level."""
+        """MD_DTYPE records, applied at ``now``: trades fill resting orders, quotes
+        replace the top level (deeper levels are kept)."""
         _on_md(self.book, self.inst, self.params, self.vorders, self.inq, self.outq, self.deliver,
-               self.ctr, self.lat, md, len(md))
+               self.ctr, self.lat, md, len(md), now)
 
     def on_book(self, instrument: int, bid_px, bid_sz, ask_px, ask_sz, ts: int) -> None:
         """Replace the displayed book of ``instrument`` with top-N arrays (best first) at ``ts``."""
@@ -985,8 +995,25 @@ class SmartRouter:
         slot = self.store.find(cid)
         if slot < 0:
             raise KeyError(f"client order id {cid} is not in the store")
-        self.store.trigger(cid, 5, now)  # raises InvalidStateTrigger when not cancellable
+        self.store.trigger(cid, Trigger.CANCEL_REQUEST, now)  # raises when not cancellable
         return self.venues[int(self.store.orders[slot]["venue"])].cancel(cid, now)
+
+    def replace(self, cid: int, new_cid: int, qty: float, limit_px: float, now: int) -> int:
+        """Cancel/replace ``cid`` on its venue by ``new_cid`` (same venue: a replace
+        cannot move venues).  The store records the new order (NEW -> SUBMIT) and
+        the old one's REPLACE_REQUEST; returns SENT, or ``ERR_DUPLICATE_CID`` when
+        ``new_cid`` is known (a replay: nothing is sent)."""
+        slot = self.store.find(cid)
+        if slot < 0:
+            raise KeyError(f"client order id {cid} is not in the store")
+        old = self.store.orders[slot]
+        new_slot = self.store.add(new_cid, int(old["instrument"]), int(old["side"]), ORDER_LIMIT,
+                                  qty, limit_px, now, parent=int(old["parent"]), venue=int(old["venue"]))
+        if new_slot < 0:
+            return new_slot
+        self.store.trigger(cid, Trigger.REPLACE_REQUEST, now)  # raises when not replaceable
+        self.store.trigger(new_cid, Trigger.SUBMIT, now)
+        return self.venues[int(old["venue"])].replace(cid, new_cid, qty, limit_px, now)
 
     def poll(self, now: int) -> int:
         """Collect every venue's due reports into :attr:`reports` and apply them to the

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from alphad.ipc import dtypes, metrics as mx
-from alphad.ipc.control import (S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
+from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
                                 ControlBlock, stage_word)
 from alphad.ipc.doorbell import Doorbells, Sleeper, arm, disarm, sleep
 from alphad.ipc.metrics import MetricsBlock
@@ -36,6 +36,7 @@ from alphad.ipc.shm import Segment
 from alphad.kernels import quote_features as qf
 
 from . import risk as rk
+from . import steps
 from . import router as rt
 from .config import Config, resolve
 from .feed import FeedCore, load_events, parse_speed
@@ -43,6 +44,7 @@ from .infer import InferCore, ModelSession
 from .topology import EDGES, Plan, segment_names
 
 BATCH = 256
+FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 HOUSEKEEPING_NS = 20_000_000
 MAX_WAIT_NS = 50_000_000
 
@@ -51,10 +53,12 @@ FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
 
 
 @njit(cache=True)
-def stamp_batch(m, row, recs_i64, words_per_rec, n, now):
-    """Record ``now - t_origin`` for ``n`` records (t_origin is word 0 of every record)."""
-    for k in range(n):
-        mx.observe(m, row, now - recs_i64[k * words_per_rec])
+def any_pending(h64s, cis):
+    """True when any input ring has records for this process (checked after arming)."""
+    for j in range(len(h64s)):
+        if ring_pending(h64s[j], cis[j]) > 0:
+            return True
+    return False
 
 
 def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
@@ -131,6 +135,16 @@ class ProcessRunner:
                 ring.claim(ci)
                 self.inputs.append((kind, ring, ci, _Out(kind)))
 
+        from numba.typed import List
+
+        # typed list for any_pending(); a process without input rings gets a blank header
+        self._pending_h64s = List([ring.h64 for _, ring, _, _ in self.inputs] or [np.zeros(512, np.int64)])
+        self._pending_cis = np.array([ci for _, _, ci, _ in self.inputs] or [0], dtype=np.int64)
+        # ring arguments for each output kind: empty arrays where no other process consumes it
+        no_ring = (np.zeros(0, np.int64), np.zeros(0, np.uint8))
+        self._ring_args = {kind: ((self.out_rings[kind].h64, self.out_rings[kind].b8) if kind in self.out_rings
+                                  else no_ring) + (self.bells.words, self.bells.addr) for kind in EDGES}
+
         # -- cores
         self.handlers: dict[str, list] = {kind: [] for kind in EDGES}
         n_inst = len(cfg.universe)
@@ -182,57 +196,49 @@ class ProcessRunner:
     def _risk_on_md(self, md, n, now):
         rk.on_marks(md, n, self.risk.inst)
 
-    def _features_on_md(self, md, n, now):
+    def _features_on_md(self, md, n, clock):
         out = self._out["features"]
-        k = qf.on_md_batch(md, n, self.feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, out.recs, now)
-        self._count(STAGE_INDEX["features"], n, k)
-        if k:
-            self._emit("features", out, k, STAGE_INDEX["features"])
+        h64, b8, bells, addr = self._ring_args["features"]
+        k, pushed = steps.features_step(md, n, self.feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, out.recs,
+                                out.i64, out.words, self.m, self.ctl, FEATURES, h64, b8, bells, addr, out.u8, clock)
+        self._published("features", out, k, pushed, clock)
 
-    def _infer_on_rows(self, rows, n, now):
+    def _infer_on_rows(self, rows, n, clock):
         out = self._out["signals"]
+        now = clock if clock >= 0 else time.monotonic_ns()
         k = self.infer.on_rows(rows, n, out.recs, now)
-        self._count(STAGE_INDEX["infer"], n, k)
-        if k:
-            self._emit("signals", out, k, STAGE_INDEX["infer"])
+        h64, b8, bells, addr = self._ring_args["signals"]
+        k, pushed = steps.signals_publish(out.i64, out.words, k, self.m, self.ctl, INFER, n, h64, b8, bells, addr, out.u8,
+                                  clock)
+        self._published("signals", out, k, pushed, clock)
 
-    def _risk_on_signals(self, sigs, n, now):
+    def _risk_on_signals(self, sigs, n, clock):
         out = self._out["orders"]
-        k = rk.on_signals(sigs, n, self.risk.inst, self.risk.acct, self.ctl, self.m, out.recs, now)
-        self._count(STAGE_INDEX["risk"], n, k)
-        if k:
-            self._emit("orders", out, k, STAGE_INDEX["risk"])
+        h64, b8, bells, addr = self._ring_args["orders"]
+        k, pushed = steps.risk_step(sigs, n, self.risk.inst, self.risk.acct, self.ctl, self.m, out.recs, out.i64, out.words,
+                            RISK, h64, b8, bells, addr, out.u8, clock)
+        self._published("orders", out, k, pushed, clock)
 
-    def _risk_on_exec(self, reports, n, now):
+    def _risk_on_exec(self, reports, n, clock):
         rk.on_exec(reports, n, self.risk.inst, self.risk.acct, self.m)
 
-    def _router_on_orders(self, orders, n, now):
+    def _router_on_orders(self, orders, n, clock):
         out = self._out["exec"]
         r = self.router
-        k = rt.on_orders(orders, n, r.q, r.pending, r.pend_due, r.pend_count, r.latency_ns, r.fee_bps,
-                         r.slippage_bps, self.m, out.recs, now)
-        self._count(STAGE_INDEX["router"], n, k)
-        if k:
-            self._emit("exec", out, k, STAGE_INDEX["router"])
+        h64, b8, bells, addr = self._ring_args["exec"]
+        k, pushed = steps.router_step(orders, n, r.q, r.pending, r.pend_due, r.pend_count, r.latency_ns, r.fee_bps,
+                              r.slippage_bps, self.m, out.recs, out.i64, out.words, self.ctl, ROUTER, h64, b8, bells,
+                              addr, out.u8, clock)
+        self._published("exec", out, k, pushed, clock)
 
     # -- plumbing ----------------------------------------------------------------------
-    def _count(self, stage, n_in, n_out):
-        w = stage_word(stage, 0)
-        self.ctl[w + S_EVENTS_IN] += n_in
-        self.ctl[w + S_EVENTS_OUT] += n_out
-
-    def _emit(self, kind: str, out: _Out, k: int, stage: int) -> None:
-        """Stamp per-stage latency, then hand ``out.recs[:k]`` to local consumers and rings."""
-        now = self.clock()
-        stamp_batch(self.m, stage, out.i64, out.words, k, now)
-        self._deliver(kind, out.recs, out.u8, k, now)
-
-    def _deliver(self, kind, recs, u8, n, now):
-        for handler in self.handlers[kind]:
-            handler(recs, n, now)
-        ring = self.out_rings.get(kind)
-        if ring is not None:
-            self._push(ring, u8, n)
+    def _published(self, kind: str, out: _Out, k: int, pushed: int, clock: int) -> None:
+        """After a step: finish a push a full lossless ring refused, hand on to local consumers."""
+        if pushed < k:  # the consumer is behind (or restarting): wait, push the rest
+            self._push(self.out_rings[kind], out.u8[pushed * out.recs.dtype.itemsize :], k - pushed)
+        if k:
+            for handler in self.handlers[kind]:
+                handler(out.recs, k, clock)
 
     def _push(self, ring: Ring, u8: np.ndarray, n: int) -> None:
         size = ring.dtype.itemsize
@@ -248,41 +254,51 @@ class ProcessRunner:
 
     # -- lifecycle ---------------------------------------------------------------------
     def warm(self) -> None:
-        """Compile/load every kernel this process will call, and run the ONNX session,
-        without touching live state (scratch copies only)."""
-        scratch_m = np.zeros_like(self.m)
+        """Compile or load from the cache every kernel this process will call, and run the
+        ONNX session, without touching live state: scratch copies, empty rings, n = 0."""
+        m, ctl = np.zeros_like(self.m), np.zeros_like(self.ctl)
+        no_h64, no_b8 = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        bells = (self.bells.words, self.bells.addr)
         md = np.zeros(1, dtypes.MD_DTYPE)
+        scratch = {kind: _Out(kind, 2) for kind in EDGES}
         for kind, ring, ci, buf in self.inputs:
             ring_pop(ring.h64, ring.b8, ci, buf.u8, 0)
-            ring_pending(ring.h64, ci)
         for kind, ring in self.out_rings.items():
-            ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, self._out[kind].u8, 0)
+            ring_push(ring.h64, ring.b8, *bells, scratch[kind].u8, 0)
+        any_pending(self._pending_h64s, self._pending_cis)
         arm(self.bells.words, self.index)
         disarm(self.bells.words, self.index)
-        stamp_batch(scratch_m, 0, self._out["md"].i64, self._out["md"].words, 0, 0)
+        o = scratch["md"]
         if self.feed is not None:
-            from .feed import _emit
-            _emit(self.feed.events, 0, 0, md, 0, 0, 0)
+            steps.feed_step(self.feed.events, 0, 0, o.recs, 0, 0, o.i64, o.words, m, ctl, FEED, no_h64, no_b8,
+                            *bells, o.u8, -1)
         if "features" in self.stages:
-            qf.on_md_batch(md, 1, qf.new_state(1), 0.1, 0.01, True, self._out["features"].recs[:1].copy(), 0)
+            o = scratch["features"]
+            steps.features_step(md, 1, qf.new_state(1), 0.1, 0.01, True, o.recs, o.i64, o.words, m, ctl, FEATURES,
+                                no_h64, no_b8, *bells, o.u8, -1)
         if "infer" in self.stages:
             self.infer.session.warm()
-            self.infer.on_rows(self._out["features"].recs[:2].copy(), 2, self._out["signals"].recs[:2].copy(), 0)
+            o = scratch["signals"]
+            self.infer.on_rows(scratch["features"].recs, 2, o.recs, 0)
+            steps.signals_publish(o.i64, o.words, 0, m, ctl, INFER, 0, no_h64, no_b8, *bells, o.u8, -1)
         if "risk" in self.stages:
             inst, acct = self.risk.inst.copy(), self.risk.acct.copy()
-            sig = np.zeros(1, dtypes.SIGNAL_DTYPE)
-            rk.on_signals(sig, 1, inst, acct, np.zeros_like(self.ctl), scratch_m, self._out["orders"].recs[:1].copy(), 0)
-            rk.on_exec(np.zeros(1, dtypes.EXEC_DTYPE), 1, inst, acct, scratch_m)
+            o = scratch["orders"]
+            steps.risk_step(scratch["signals"].recs, 1, inst, acct, ctl, m, o.recs, o.i64, o.words, RISK, no_h64,
+                            no_b8, *bells, o.u8, -1)
+            rk.on_exec(scratch["exec"].recs, 1, inst, acct, m)
             rk.on_marks(md, 1, inst)
             rk.publish_gauges(inst, acct, np.zeros(mx.N_GAUGES))
         if "router" in self.stages:
             r = self.router
             q = r.q.copy()
+            o = scratch["exec"]
             rt.on_quotes(md, 1, q)
-            rt.on_orders(np.zeros(1, dtypes.ORDER_DTYPE), 1, q, r.pending.copy(), r.pend_due.copy(),
-                         np.zeros(1, np.int64), 0, 0.0, 0.0, scratch_m, self._out["exec"].recs[:1].copy(), 0)
-            rt.poll_pending(q, r.pending.copy(), r.pend_due.copy(), np.zeros(1, np.int64), 0.0, 0.0,
-                            self._out["exec"].recs[:1].copy(), 0)
+            pending, due, count = r.pending.copy(), r.pend_due.copy(), np.zeros(1, np.int64)
+            steps.router_step(scratch["orders"].recs, 1, q, pending, due, count, 0, 0.0, 0.0, m, o.recs, o.i64,
+                              o.words, ctl, ROUTER, no_h64, no_b8, *bells, o.u8, -1)
+            rt.poll_pending(q, pending, due, count, 0.0, 0.0, o.recs, 0)
+            steps.signals_publish(o.i64, o.words, 0, m, ctl, ROUTER, 0, no_h64, no_b8, *bells, o.u8, -1)
 
     def mark_ready(self, ready: bool) -> None:
         for s in self.stages:
@@ -309,66 +325,80 @@ class ProcessRunner:
         spin, block = self.wait == "spin", self.wait == "block"
         bells, bells_addr, idx = self.bells.words, self.bells.addr, self.index
         sleeper = self.sleeper
-        feed_stage = STAGE_INDEX["feed"]
-        router = getattr(self, "router", None) if "router" in self.stages else None
+        router = self.router if "router" in self.stages else None
+        md_ring = self._ring_args["md"]
+        md_handlers = self.handlers["md"]
+        real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
         while not self.stopping:
-            now = self.clock()
             busy = False
             if not go:  # the feed holds its first tick until every stage is warm
                 go = all(self.control.stage(i, S_READY) for i in range(len(STAGE_INDEX)))
             if feed is not None and go:
-                due = feed.next_due(now)
-                if due == 0:
-                    if self.simulated:
-                        self._sim_now = now = int(feed.events["ts_exch"][feed.pos])
-                    n = feed.poll(now, time.time_ns(), md_out.recs)
-                    if n:
-                        busy = True
-                        ticks += n
-                        self._count(feed_stage, 0, n)
-                        self.ctl[self._feed_words + FEED_POS] = feed.pos
-                        self.ctl[self._feed_words + FEED_SEQ] = feed.seq
-                        self.ctl[self._feed_words + FEED_LOOPS] = feed.loops
-                        self._emit("md", md_out, n, feed_stage)
-                        if self.bench_ticks and ticks >= self.bench_ticks:
-                            feed = self.feed = None
-                elif due < 0 and self.simulated:
+                now = self._sim_now if self.simulated else time.monotonic_ns()
+                if self.simulated and feed.pos < len(feed.events):
+                    self._sim_now = now = int(feed.events["ts_exch"][feed.pos])
+                n = feed.take(now, BATCH)
+                if n:
+                    busy = True
+                    ticks += n
+                    clock = now if self.simulated else real
+                    k, pushed = steps.feed_step(feed.events, feed.pos, n, md_out.recs, feed.seq, time.time_ns(),
+                                                md_out.i64, md_out.words, self.m, self.ctl, FEED, *md_ring,
+                                                md_out.u8, clock)
+                    feed.advance(n)
+                    self.ctl[self._feed_words + FEED_POS] = feed.pos
+                    self.ctl[self._feed_words + FEED_SEQ] = feed.seq
+                    self.ctl[self._feed_words + FEED_LOOPS] = feed.loops
+                    for handler in md_handlers:
+                        handler(md_out.recs, n, clock)
+                    if self.bench_ticks and ticks >= self.bench_ticks:
+                        feed = self.feed = None
+                elif self.simulated and feed.exhausted:
                     break  # backtest: the recording is exhausted
             for kind, ring, ci, buf in inputs:
                 n = ring_pop(ring.h64, ring.b8, ci, buf.u8, BATCH)
                 if n:
                     busy = True
-                    self._deliver(kind, buf.recs, buf.u8, n, self.clock())
+                    for handler in self.handlers[kind]:
+                        handler(buf.recs, n, real)
             if router is not None and router.pend_count[0]:
                 out = self._out["exec"]
-                now = self.clock()
+                now = self._sim_now if self.simulated else time.monotonic_ns()
                 k = rt.poll_pending(router.q, router.pending, router.pend_due, router.pend_count,
                                     router.fee_bps, router.slippage_bps, out.recs, now)
                 if k:
                     busy = True
-                    self._emit("exec", out, k, STAGE_INDEX["router"])
-            now = self.clock() if not self.simulated else time.monotonic_ns()
+                    h64, b8, bw, ba = self._ring_args["exec"]
+                    k, pushed = steps.signals_publish(out.i64, out.words, k, self.m, self.ctl, ROUTER, 0, h64, b8,
+                                                      bw, ba, out.u8, now if self.simulated else real)
+                    self._published("exec", out, k, pushed, real)
+            if busy or spin or self.simulated:
+                if not self.simulated or ticks & 0x3FF == 0:
+                    now = time.monotonic_ns()
+                    if now >= next_housekeeping:
+                        self._housekeeping(now)
+                        next_housekeeping = now + HOUSEKEEPING_NS
+                continue
+            now = time.monotonic_ns()
             if now >= next_housekeeping:
                 self._housekeeping(now)
                 next_housekeeping = now + HOUSEKEEPING_NS
-            if busy or spin or self.simulated:
-                continue
             if not block:
                 os.sched_yield()
                 continue
             # block: arm, re-check, sleep until rung or the next timed event
             timeout = MAX_WAIT_NS if go else 5_000_000
             if feed is not None and go:
-                d = feed.next_due(self.clock())
+                d = feed.next_due(now)
                 if d == 0:
                     continue
                 if d > 0:
                     timeout = min(timeout, d)
             if router is not None and router.pend_count[0]:
-                timeout = min(timeout, max(router.next_due(self.clock()), 1))
+                timeout = min(timeout, max(router.next_due(now), 1))
             seq = arm(bells, idx)
-            if any(ring_pending(ring.h64, ci) > 0 for _, ring, ci, _ in inputs):
+            if inputs and any_pending(self._pending_h64s, self._pending_cis):
                 disarm(bells, idx)
                 continue
             ts = sleeper._timespec

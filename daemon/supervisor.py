@@ -34,7 +34,7 @@ from alphad.ipc.control import (ACTIVE, HALTED, REDUCING, S_EVENTS_IN, S_EVENTS_
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring
-from alphad.ipc.shm import list_segments, segment_path
+from alphad.ipc.shm import list_segments
 
 from . import sdnotify
 from .config import Config, load_config, resolve

@@ -67,3 +67,38 @@ def futex_wait(addr, expected, timespec_addr):
 def futex_wake(addr, count):
     """Wake up to ``count`` waiters on the int32 at ``addr``; returns how many woke."""
     return _syscall(SYS_FUTEX, addr, FUTEX_WAKE, count, 0, 0, 0)
+
+
+CLOCK_MONOTONIC = 1
+
+
+@intrinsic
+def _clock_gettime_ns(typingctx, clock_id):
+    """Inline ``clock_gettime(clock_id)`` into a stack timespec; returns ns as int64."""
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        ts_type = ir.LiteralStructType([i64, i64])
+        fnty = ir.FunctionType(i32, [i32, ts_type.as_pointer()])
+        fn = cgutils_get_or_insert_function(builder.module, fnty, "clock_gettime")
+        ts = builder.alloca(ts_type)
+        cid = builder.trunc(args[0], i32)
+        builder.call(fn, [cid, ts])
+        sec = builder.load(builder.gep(ts, [i32(0), i32(0)]))
+        nsec = builder.load(builder.gep(ts, [i32(0), i32(1)]))
+        return builder.add(builder.mul(sec, i64(1_000_000_000)), nsec)
+
+    return types.int64(clock_id), codegen
+
+
+def cgutils_get_or_insert_function(module, fnty, name):
+    from numba.core import cgutils
+
+    return cgutils.get_or_insert_function(module, fnty, name)
+
+
+@njit(cache=True)
+def monotonic_ns():
+    """CLOCK_MONOTONIC in ns from inside njit code (the clock ``time.monotonic_ns`` reads)."""
+    return _clock_gettime_ns(CLOCK_MONOTONIC)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from alphad.daemon.order_fsm import OrderStore, State, client_order_id
 from alphad.daemon.paper_venue import LatencyModel, SmartRouter, VenueSpec, load_binance_book
@@ -83,6 +84,7 @@ def measure(data: Path, n: int, warmup: int = 2000) -> np.ndarray:
     return lat
 
 
+@pytest.mark.data
 def test_perf_router_to_paper_venue_per_order(benchmark, shared_data):
     h = Harness(shared_data, 3000)
     for _ in range(200):

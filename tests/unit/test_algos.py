@@ -22,7 +22,13 @@ from alphad.daemon.algos import (
     intraday_volume_profile,
 )
 from alphad.daemon.order_fsm import TERMINAL, OrderStore, State
-from alphad.daemon.paper_venue import PaperVenue, VenueSpec, load_binance_book, load_binance_trades
+from alphad.daemon.paper_venue import (
+    LatencyModel,
+    PaperVenue,
+    VenueSpec,
+    load_binance_book,
+    load_binance_trades,
+)
 
 SYMBOL = "BTCUSDT"
 LOT, TICK = 1e-5, 0.01
@@ -116,11 +122,12 @@ def market(shared_data):
     return t0, books, tr
 
 
-def _run(algo, market, *, cancel_at=None, journal=None):
+def _run(algo, market, *, cancel_at=None, journal=None, latency_ns=0):
     """Replay book states (1 s), trades and algorithm steps (250 ms) in time order."""
     t0, books, tr = market
-    venue = PaperVenue(VenueSpec("paper", taker_bps=1.0, maker_bps=-0.2), 1, tick=TICK, lot=LOT,
-                       depth=20)
+    lat = LatencyModel(latency_ns, 0.3 if latency_ns else 0.0, seed=1)
+    venue = PaperVenue(VenueSpec("paper", taker_bps=1.0, maker_bps=-0.2, entry=lat, response=lat),
+                       1, tick=TICK, lot=LOT, depth=20)
     store = OrderStore(4096)
     drv = AlgoDriver(venue, store, journal=journal)
     ev = [(int(t), 0, k) for k, t in enumerate(books.ts)]
@@ -147,6 +154,7 @@ def _run(algo, market, *, cancel_at=None, journal=None):
         # Never more working + filled than the parent, at any instant.
         assert algo.filled + algo.open_lots <= algo.spec.qty_lots
     drv.poll(t0 + WINDOW + 10 * SEC)
+    assert drv.failed_reports == 0  # every venue report was a transition the table allows
     return drv, venue, store
 
 
@@ -198,11 +206,24 @@ def test_twap_when_market_moves_away_then_children_are_replaced_and_still_sum_ex
 
 
 @pytest.mark.data
+def test_twap_when_venue_slow_and_replacing_fast_then_races_handled_and_sum_exact(market):
+    # 150 ms each way (sampled) against 250 ms steps and 300 ms repricing: fills
+    # cross replaces and cancels in flight; the FSM edges for those races must hold.
+    t0 = market[0]
+    algo = TWAP(_spec(qty_lots=100_000, side=-1, start_ns=t0, end_ns=t0 + 60 * SEC, urgency=0.3),
+                slice_ns=5 * SEC, replace_after_ns=300_000_000)
+    _, _, store = _run(algo, market, latency_ns=150_000_000)
+    assert algo.n_replaced > 0
+    assert algo.state == ParentState.COMPLETED
+    assert _child_fills_in_lots(algo, store) == algo.spec.qty_lots
+
+
+@pytest.mark.data
 def test_pov_when_volume_short_then_stops_at_expiry_with_remainder_reported(market):
     t0 = market[0]
     events = []
-    algo = POV(_spec(qty_lots=2_000_000, start_ns=t0, end_ns=t0 + 30 * SEC, urgency=0.5),
-               rate=0.02, replace_after_ns=2 * SEC)
+    algo = POV(_spec(qty_lots=2_000_000, start_ns=t0, end_ns=t0 + 30 * SEC, urgency=0.5,
+                     min_child_lots=1000), rate=0.02, replace_after_ns=2 * SEC, finish_ns=0)
     _, venue, store = _run(algo, market, journal=events.append)
     assert algo.state == ParentState.EXPIRED
     assert 0 < algo.filled < algo.spec.qty_lots
@@ -221,7 +242,7 @@ def test_pov_when_volume_short_then_stops_at_expiry_with_remainder_reported(mark
 def test_parent_when_cancelled_midway_then_children_cancelled_and_remainder_reported(market):
     t0 = market[0]
     algo = TWAP(_spec(qty_lots=100_000, start_ns=t0, end_ns=t0 + 60 * SEC, urgency=0.0),
-                slice_ns=5 * SEC, catch_up=1.0)
+                slice_ns=5 * SEC, catch_up=1.0, finish_ns=0)
     _, venue, store = _run(algo, market, cancel_at=t0 + 20 * SEC)
     assert algo.state == ParentState.CANCELED
     assert algo.filled < algo.spec.qty_lots
@@ -247,3 +268,46 @@ def test_child_ids_when_parent_rebuilt_then_same_ids_so_replay_never_resends():
     for x in acts_b:  # the restarted process re-derives the same decision
         drv._send(a, x, 0)
     assert len(store) == len(acts_a) and int(venue.ctr[1]) == len(acts_a)
+
+
+@pytest.mark.parametrize("fill_frac", [1.0, 0.5], ids=["filled_before_replace", "partial_before_replace"])
+def test_replace_when_fill_crosses_it_in_flight_then_fsm_edges_hold_and_sum_exact(fill_frac):
+    ms = 1_000_000
+    lat = LatencyModel(10 * ms)
+    venue = PaperVenue(VenueSpec("p", entry=lat, response=lat), 1, tick=TICK, lot=LOT, depth=4)
+    store = OrderStore(64)
+    drv = AlgoDriver(venue, store)
+    algo = Immediate(_spec(qty_lots=50_000, side=-1, end_ns=60 * SEC, urgency=0.0),
+                     replace_after_ns=SEC)
+    venue.on_book(0, [100.00], [1.0], [100.01], [0.5], 0)
+    drv.add(algo, 0, arrival_bid=100.00, arrival_ask=100.01)
+    # Immediate sells at the far touch (the bid) + offset; offset -1 tick puts the
+    # sell at 100.01, where it joins the ask queue behind 0.5.
+    algo.offset_ticks = -1
+    drv.step(0, 100.00, 100.01)
+    drv.poll(20 * ms)
+    (old,) = list(algo.children)
+    assert venue.resting(old)["ahead"] == 0.5
+    # The market drops; the child is left behind and is replaced at t = 3 s ...
+    venue.on_book(0, [99.98], [1.0], [99.99, 100.00, 100.01], [0.3, 0.3, 0.5], 3 * SEC)
+    acts = algo.step(3 * SEC, 99.98, 99.99)
+    assert [a.action for a in acts] == [3]  # REPLACE
+    for a in acts:
+        drv._send(algo, a, 3 * SEC)
+    # ... but a buyer lifts 100.01 at 3.005 s, before the replace reaches the venue (3.010 s).
+    venue.on_trade(0, 100.01, 0.5 + fill_frac * 0.5, 1, 3 * SEC + 5 * ms)
+    drv.poll(3 * SEC + 30 * ms)
+    new = algo.children[old].replaced_by or [c for c in algo.children if c != old][0]
+    if fill_frac == 1.0:
+        # Old: FILLED, then the replace reject is absorbed; the replacement is rejected.
+        assert store.state(old) == State.FILLED and store.state(new) == State.REJECTED
+        assert algo.state == ParentState.COMPLETED
+    else:
+        # Old: partially filled, then REPLACED; the replacement holds only what was left
+        # (the venue clamps it to the old leaves) and, Immediate being behind, crosses.
+        assert store.state(old) == State.REPLACED and store.state(new) == State.FILLED
+        assert store.orders[store.find(new)]["filled"] == pytest.approx(0.25)
+        assert store.orders[store.find(old)]["filled"] == pytest.approx(0.25)
+        assert algo.state == ParentState.COMPLETED
+    assert drv.failed_reports == 0
+    assert _child_fills_in_lots(algo, store) == algo.spec.qty_lots == algo.filled

@@ -66,20 +66,28 @@ def test_invalid_trigger_when_applied_then_raises_state_arrow_trigger_and_keeps_
     assert fsm.state == State.FILLED
 
 
-# Every trigger, with a fill fraction used when the trigger is a fill.
-_events = st.lists(st.tuples(st.sampled_from(list(Trigger)), st.floats(0.05, 0.8)),
-                   min_size=1, max_size=40)
+def _draw_events(data, fsm_state_of, n):
+    """Events biased toward ones the current state accepts (so deep paths and
+    terminal states are reached), mixed with arbitrary ones (which must raise)."""
+    for _ in range(n):
+        state = fsm_state_of()
+        allowed = [t for (s, t) in TRANSITIONS if s == state]
+        if allowed and data.draw(st.integers(0, 4), label="bias") > 0:
+            trig = data.draw(st.sampled_from(allowed), label="trigger")
+        else:
+            trig = data.draw(st.sampled_from(list(Trigger)), label="trigger")
+        yield trig, data.draw(st.floats(0.05, 0.8), label="fill fraction")
 
 
 @settings(max_examples=200, deadline=None)
-@given(events=_events, qty=st.sampled_from([1.0, 0.37, 250.0]))
+@given(data=st.data(), qty=st.sampled_from([1.0, 0.37, 250.0]), n=st.integers(1, 40))
 def test_random_event_sequences_when_applied_then_state_defined_terminal_sticky_never_overfilled(
-        events, qty):
+        data, qty, n):
     # The Python FSM (dict table) and the njit kernel (int table) run side by side.
     fsm = OrderFSM(qty)
     state, filled = int(State.NEW), 0.0
     terminal_at = None
-    for i, (trig, frac) in enumerate(events):
+    for trig, frac in _draw_events(data, lambda: fsm.state, n):
         fill = frac * qty if trig in (Trigger.PARTIAL_FILL, Trigger.FILL) else 0.0
         before = fsm.state
         try:

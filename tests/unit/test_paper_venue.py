@@ -38,6 +38,7 @@ from alphad.ipc.dtypes import (
     EXEC_PARTIAL,
     EXEC_REJECT,
     MD_DTYPE,
+    MD_QUOTE,
     MD_TRADE,
     ORDER_DTYPE,
     ORDER_LIMIT,
@@ -333,9 +334,18 @@ def test_smart_router_when_fees_differ_then_routes_to_cheapest_and_fsm_follows_r
     r.cancel(cid2, 2)
     r.poll(2)
     assert r.store.state(cid2) == State.CANCELED
+    # Cancel/replace through the router: old REPLACED, new live on the same venue.
+    cid3, cid4 = client_order_id(0, 0, 3), client_order_id(0, 0, 3, 1)
+    assert r.send(_router_order(cid3, 1, ORDER_LIMIT, 0.5, 99.99), 0, 2) == 0
+    r.poll(2)
+    assert r.replace(cid3, cid4, 0.5, 100.00, 3) == 0
+    r.poll(3)
+    assert r.store.state(cid3) == State.REPLACED and r.store.state(cid4) == State.ACCEPTED
+    assert r.venues[0].resting(cid4)["px"] == 100.00 and r.failed_reports == 0
     # The same decision again: known id, nothing sent twice.
     assert r.send(_router_order(cid, 1, ORDER_MARKET, 0.5, np.nan), 0, 3) == ERR_DUPLICATE_CID
-    assert sum(int(v.ctr[1]) for v in r.venues) == 3  # inbound messages: 2 orders + 1 cancel
+    # Inbound messages: 3 orders, 1 cancel, 1 replace.
+    assert sum(int(v.ctr[1]) for v in r.venues) == 5
 
 
 def test_smart_router_when_spread_or_depth_or_latency_differ_then_all_in_cost_decides():
@@ -381,3 +391,18 @@ def test_binance_loader_when_rebuilt_then_best_levels_match_book_ticker_at_same_
 def test_binance_loader_when_symbol_unknown_then_error_names_it(shared_data):
     with pytest.raises(ValueError, match="symbol expected .* was 'XRPUSDT'"):
         load_binance_trades(shared_data / "l2", "XRPUSDT")
+
+
+def test_md_quote_when_fed_then_top_level_replaced_deeper_levels_kept():
+    v = _venue()
+    v.on_book(0, [100.00, 99.99, 99.98], [1.0, 2.0, 3.0], [100.01, 100.02, 100.03], [1.0, 2.0, 3.0], 0)
+    md = np.zeros(2, dtype=MD_DTYPE)
+    md["kind"] = MD_QUOTE
+    # A worse best bid removes the 100.00 level; a better best ask is put on top.
+    md[0]["bid_px"], md[0]["bid_sz"], md[0]["ask_px"], md[0]["ask_sz"] = 99.99, 5.0, 100.005, 0.5
+    md[1]["bid_px"], md[1]["bid_sz"], md[1]["ask_px"], md[1]["ask_sz"] = 99.99, 4.0, 100.005, 0.7
+    v.on_md(md, 1)
+    assert v.book[0, 0, :2].tolist() == [99.99, 99.98] and np.isnan(v.book[0, 0, 2])
+    assert v.book[0, 1, :2].tolist() == [4.0, 3.0]
+    assert v.book[0, 2, :4].tolist() == [100.005, 100.01, 100.02, 100.03]
+    assert v.book[0, 3, :4].tolist() == [0.7, 1.0, 2.0, 3.0]
