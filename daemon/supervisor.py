@@ -40,7 +40,7 @@ from . import sdnotify
 from .config import Config, load_config, resolve
 from .journal import JournalThread, JournalWriter
 from .risk import REASON_NAMES
-from .topology import Plan, plan as make_plan, segment_names
+from .topology import PASSIVE, Plan, plan as make_plan, segment_names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -116,7 +116,7 @@ class Supervisor:
         for kind, spec in self.plan.rings.items():
             doorbell_of = {}
             for c in spec.consumers:
-                if c in STAGE_INDEX:
+                if c in STAGE_INDEX and (kind, c) not in PASSIVE:
                     k = self.plan.process_index(c)
                     if self.cfg.topology.wait_overrides.get(self.plan.process_name(k), self.cfg.topology.wait) == "block":
                         doorbell_of[c] = k

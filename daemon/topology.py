@@ -28,6 +28,13 @@ EDGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "exec": ("router", ("risk",)),
 }
 
+#: Consumers that read a ring without being woken by it: risk and router only need the
+#: latest marks and quotes, which they drain each time their primary input (signals,
+#: orders) wakes them.  Waking them on every quote would put two extra processes on
+#: the CPUs exactly when the features stage needs one (measured: 105 µs feed→features
+#: p50 with three wake-ups per quote on two cores, see BENCHMARKS.md).
+PASSIVE = {("md", "risk"), ("md", "router")}
+
 #: Market data may be overwritten (a late consumer resyncs to fresh quotes);
 #: everything downstream of a decision must never be lost.
 POLICY = {"md": "overwrite", "features": "lossless", "signals": "lossless", "orders": "lossless", "exec": "lossless"}

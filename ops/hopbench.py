@@ -57,6 +57,7 @@ def main() -> int:
     p.add_argument("--wait", choices=["spin", "yield", "block"], default="block")
     p.add_argument("--ticks", type=int, default=20_000)
     p.add_argument("--rate", type=float, default=1000.0)
+    p.add_argument("--spin-us", type=float, default=200.0, help="producer busy-waits the last SPIN_US before each tick")
     p.add_argument("--role", default="producer", help=argparse.SUPPRESS)
     p.add_argument("--prefix", default=f"alphad-hop-{os.getpid()}", help=argparse.SUPPRESS)
     p.add_argument("--out", default="", help=argparse.SUPPRESS)
@@ -79,7 +80,7 @@ def main() -> int:
         for k in range(a.ticks):
             due = t0 + int(k * period)
             while (d := due - time.monotonic_ns()) > 0:
-                time.sleep(d / 1e9) if d > 200_000 else None
+                time.sleep(d / 1e9) if d > a.spin_us * 1000 else None
             rec[0]["t_origin"] = time.monotonic_ns()
             ring_push(ring.h64, ring.b8, bells.words, bells.addr, u8, 1)
         child.wait(timeout=60)
