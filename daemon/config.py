@@ -53,6 +53,9 @@ class Topology(Base):
     #: ``other`` (CFS) or ``fifo`` (SCHED_FIFO at ``priority``; needs CAP_SYS_NICE, else a warning).
     sched: Literal["other", "fifo"] = "other"
     priority: Annotated[int, Meta(ge=1, le=99)] = 10
+    #: Start a SCHED_IDLE busy-poll process per CPU so idle vCPUs never halt (see
+    #: daemon/idle_poll.py); for VMs whose kernel boot line cannot say ``idle=poll``.
+    idle_poll: bool = False
 
 
 class Rings(Base):

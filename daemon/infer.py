@@ -156,16 +156,31 @@ class InferCore:
         self.weight_per_unit = weight_per_unit
         self.weight_cap = weight_cap
         self.min_abs_prediction = min_abs_prediction
+        self._gather, self._size = gather_rows, size_signals
+
+    def bind(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Bind the njit helpers to their compiled entry points for these buffers' types
+        (see :func:`alphad.daemon.steps.bind`); call once while warming."""
+        from .steps import bind
+
+        s = self.session
+        self._gather = bind(gather_rows, rows, 1, s.n_features, s.x)
+        self._size = bind(size_signals, rows, 1, s.y[:1, 0], self.scale, self.weight_per_unit, self.weight_cap,
+                          self.min_abs_prediction, out, 0)
 
     def on_rows(self, rows: np.ndarray, n: int, out: np.ndarray, now: int) -> int:
         s = self.session
+        if n <= s.max_batch:  # the usual case: one model run, no slicing
+            self._gather(rows, n, s.n_features, s.x)
+            self._size(rows, n, s.run_bound(n), self.scale, self.weight_per_unit, self.weight_cap,
+                       self.min_abs_prediction, out, now)
+            return n
         done = 0
-        while done < n:  # the ring batch may exceed the model's max batch
+        while done < n:  # a ring batch larger than the model's max batch
             m = min(n - done, s.max_batch)
             chunk = rows[done : done + m]
             gather_rows(chunk, m, s.n_features, s.x)
-            y = s.run_bound(m)
-            size_signals(chunk, m, y, self.scale, self.weight_per_unit, self.weight_cap,
+            size_signals(chunk, m, s.run_bound(m), self.scale, self.weight_per_unit, self.weight_cap,
                          self.min_abs_prediction, out[done : done + m], now)
             done += m
         return n

@@ -191,15 +191,15 @@ class ProcessRunner:
 
     # -- handlers: one per (stage, input kind) ----------------------------------------
     def _router_on_md(self, md, n, now):
-        rt.on_quotes(md, n, self.router.q)
+        self._on_quotes(md, n, self.router.q)
 
     def _risk_on_md(self, md, n, now):
-        rk.on_marks(md, n, self.risk.inst)
+        self._on_marks(md, n, self.risk.inst)
 
     def _features_on_md(self, md, n, clock):
         out = self._out["features"]
         h64, b8, bells, addr = self._ring_args["features"]
-        k, pushed = steps.features_step(md, n, self.feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, out.recs,
+        k, pushed = self._features_step(md, n, self.feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, out.recs,
                                 out.i64, out.words, self.m, self.ctl, FEATURES, h64, b8, bells, addr, out.u8, clock)
         self._published("features", out, k, pushed, clock)
 
@@ -208,25 +208,25 @@ class ProcessRunner:
         now = clock if clock >= 0 else time.monotonic_ns()
         k = self.infer.on_rows(rows, n, out.recs, now)
         h64, b8, bells, addr = self._ring_args["signals"]
-        k, pushed = steps.signals_publish(out.i64, out.words, k, self.m, self.ctl, INFER, n, h64, b8, bells, addr, out.u8,
+        k, pushed = self._publish(out.i64, out.words, k, self.m, self.ctl, INFER, n, h64, b8, bells, addr, out.u8,
                                   clock)
         self._published("signals", out, k, pushed, clock)
 
     def _risk_on_signals(self, sigs, n, clock):
         out = self._out["orders"]
         h64, b8, bells, addr = self._ring_args["orders"]
-        k, pushed = steps.risk_step(sigs, n, self.risk.inst, self.risk.acct, self.ctl, self.m, out.recs, out.i64, out.words,
+        k, pushed = self._risk_step(sigs, n, self.risk.inst, self.risk.acct, self.ctl, self.m, out.recs, out.i64, out.words,
                             RISK, h64, b8, bells, addr, out.u8, clock)
         self._published("orders", out, k, pushed, clock)
 
     def _risk_on_exec(self, reports, n, clock):
-        rk.on_exec(reports, n, self.risk.inst, self.risk.acct, self.m)
+        self._on_exec(reports, n, self.risk.inst, self.risk.acct, self.m)
 
     def _router_on_orders(self, orders, n, clock):
         out = self._out["exec"]
         r = self.router
         h64, b8, bells, addr = self._ring_args["exec"]
-        k, pushed = steps.router_step(orders, n, r.q, r.pending, r.pend_due, r.pend_count, r.latency_ns, r.fee_bps,
+        k, pushed = self._router_step(orders, n, r.q, r.pending, r.pend_due, r.pend_count, r.latency_ns, r.fee_bps,
                               r.slippage_bps, self.m, out.recs, out.i64, out.words, self.ctl, ROUTER, h64, b8, bells,
                               addr, out.u8, clock)
         self._published("exec", out, k, pushed, clock)
@@ -254,51 +254,62 @@ class ProcessRunner:
 
     # -- lifecycle ---------------------------------------------------------------------
     def warm(self) -> None:
-        """Compile or load from the cache every kernel this process will call, and run the
-        ONNX session, without touching live state: scratch copies, empty rings, n = 0."""
+        """Compile or load from the cache every kernel this process will call, bind each
+        to its compiled entry point (steps.bind), and run the ONNX session, without
+        touching live state: scratch copies, no ring pushes, n = 0."""
         m, ctl = np.zeros_like(self.m), np.zeros_like(self.ctl)
         no_h64, no_b8 = np.zeros(0, np.int64), np.zeros(0, np.uint8)
         bells = (self.bells.words, self.bells.addr)
         md = np.zeros(1, dtypes.MD_DTYPE)
         scratch = {kind: _Out(kind, 2) for kind in EDGES}
-        for kind, ring, ci, buf in self.inputs:
-            ring_pop(ring.h64, ring.b8, ci, buf.u8, 0)
+
+        def bound(dispatcher, *args):
+            ep = steps.bind(dispatcher, *args)
+            ep(*args)
+            return ep
+
+        self._ring_pop, self._any_pending = ring_pop, any_pending
+        if self.inputs:
+            _, ring, ci, buf = self.inputs[0]
+            self._ring_pop = bound(ring_pop, ring.h64, ring.b8, ci, buf.u8, 0)
+            self._any_pending = bound(any_pending, self._pending_h64s, self._pending_cis)
         for kind, ring in self.out_rings.items():
             ring_push(ring.h64, ring.b8, *bells, scratch[kind].u8, 0)
-        any_pending(self._pending_h64s, self._pending_cis)
-        arm(self.bells.words, self.index)
-        disarm(self.bells.words, self.index)
+        bell_words = np.zeros_like(self.bells.words)  # arm/disarm on a scratch copy
+        self._arm = bound(arm, bell_words, self.index)
+        self._disarm = bound(disarm, bell_words, self.index)
+        self._sleep = steps.bind(sleep, self.bells.words, self.bells.addr, self.index, 0, self.sleeper.timespec_addr)
         o = scratch["md"]
+        self._publish = bound(steps.signals_publish, o.i64, o.words, 0, m, ctl, INFER, 0, no_h64, no_b8, *bells,
+                              o.u8, -1)
         if self.feed is not None:
-            steps.feed_step(self.feed.events, 0, 0, o.recs, 0, 0, o.i64, o.words, m, ctl, FEED, no_h64, no_b8,
-                            *bells, o.u8, -1)
+            self._feed_step = bound(steps.feed_step, self.feed.events, 0, 0, o.recs, 0, 0, o.i64, o.words, m, ctl,
+                                    FEED, no_h64, no_b8, *bells, o.u8, -1)
         if "features" in self.stages:
             o = scratch["features"]
-            steps.features_step(md, 1, qf.new_state(1), 0.1, 0.01, True, o.recs, o.i64, o.words, m, ctl, FEATURES,
-                                no_h64, no_b8, *bells, o.u8, -1)
+            self._features_step = bound(steps.features_step, md, 1, qf.new_state(1), 0.1, 0.01, True, o.recs, o.i64,
+                                        o.words, m, ctl, FEATURES, no_h64, no_b8, *bells, o.u8, -1)
         if "infer" in self.stages:
             self.infer.session.warm()
-            o = scratch["signals"]
-            self.infer.on_rows(scratch["features"].recs, 2, o.recs, 0)
-            steps.signals_publish(o.i64, o.words, 0, m, ctl, INFER, 0, no_h64, no_b8, *bells, o.u8, -1)
+            self.infer.bind(scratch["features"].recs, scratch["signals"].recs)
+            self.infer.on_rows(scratch["features"].recs, 2, scratch["signals"].recs, 0)
         if "risk" in self.stages:
             inst, acct = self.risk.inst.copy(), self.risk.acct.copy()
             o = scratch["orders"]
-            steps.risk_step(scratch["signals"].recs, 1, inst, acct, ctl, m, o.recs, o.i64, o.words, RISK, no_h64,
-                            no_b8, *bells, o.u8, -1)
-            rk.on_exec(scratch["exec"].recs, 1, inst, acct, m)
-            rk.on_marks(md, 1, inst)
+            self._risk_step = bound(steps.risk_step, scratch["signals"].recs, 1, inst, acct, ctl, m, o.recs, o.i64,
+                                    o.words, RISK, no_h64, no_b8, *bells, o.u8, -1)
+            self._on_exec = bound(rk.on_exec, scratch["exec"].recs, 1, inst, acct, m)
+            self._on_marks = bound(rk.on_marks, md, 1, inst)
             rk.publish_gauges(inst, acct, np.zeros(mx.N_GAUGES))
         if "router" in self.stages:
             r = self.router
             q = r.q.copy()
             o = scratch["exec"]
-            rt.on_quotes(md, 1, q)
+            self._on_quotes = bound(rt.on_quotes, md, 1, q)
             pending, due, count = r.pending.copy(), r.pend_due.copy(), np.zeros(1, np.int64)
-            steps.router_step(scratch["orders"].recs, 1, q, pending, due, count, 0, 0.0, 0.0, m, o.recs, o.i64,
-                              o.words, ctl, ROUTER, no_h64, no_b8, *bells, o.u8, -1)
+            self._router_step = bound(steps.router_step, scratch["orders"].recs, 1, q, pending, due, count, 0, 0.0,
+                                      0.0, m, o.recs, o.i64, o.words, ctl, ROUTER, no_h64, no_b8, *bells, o.u8, -1)
             rt.poll_pending(q, pending, due, count, 0.0, 0.0, o.recs, 0)
-            steps.signals_publish(o.i64, o.words, 0, m, ctl, ROUTER, 0, no_h64, no_b8, *bells, o.u8, -1)
 
     def mark_ready(self, ready: bool) -> None:
         for s in self.stages:
@@ -328,6 +339,7 @@ class ProcessRunner:
         router = self.router if "router" in self.stages else None
         md_ring = self._ring_args["md"]
         md_handlers = self.handlers["md"]
+        pop = self._ring_pop
         real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
         while not self.stopping:
@@ -343,7 +355,7 @@ class ProcessRunner:
                     busy = True
                     ticks += n
                     clock = now if self.simulated else real
-                    k, pushed = steps.feed_step(feed.events, feed.pos, n, md_out.recs, feed.seq, time.time_ns(),
+                    k, pushed = self._feed_step(feed.events, feed.pos, n, md_out.recs, feed.seq, time.time_ns(),
                                                 md_out.i64, md_out.words, self.m, self.ctl, FEED, *md_ring,
                                                 md_out.u8, clock)
                     feed.advance(n)
@@ -357,7 +369,7 @@ class ProcessRunner:
                 elif self.simulated and feed.exhausted:
                     break  # backtest: the recording is exhausted
             for kind, ring, ci, buf in inputs:
-                n = ring_pop(ring.h64, ring.b8, ci, buf.u8, BATCH)
+                n = pop(ring.h64, ring.b8, ci, buf.u8, BATCH)
                 if n:
                     busy = True
                     for handler in self.handlers[kind]:
@@ -370,7 +382,7 @@ class ProcessRunner:
                 if k:
                     busy = True
                     h64, b8, bw, ba = self._ring_args["exec"]
-                    k, pushed = steps.signals_publish(out.i64, out.words, k, self.m, self.ctl, ROUTER, 0, h64, b8,
+                    k, pushed = self._publish(out.i64, out.words, k, self.m, self.ctl, ROUTER, 0, h64, b8,
                                                       bw, ba, out.u8, now if self.simulated else real)
                     self._published("exec", out, k, pushed, real)
             if busy or spin or self.simulated:
@@ -397,14 +409,14 @@ class ProcessRunner:
                     timeout = min(timeout, d)
             if router is not None and router.pend_count[0]:
                 timeout = min(timeout, max(router.next_due(now), 1))
-            seq = arm(bells, idx)
-            if inputs and any_pending(self._pending_h64s, self._pending_cis):
-                disarm(bells, idx)
+            seq = self._arm(bells, idx)
+            if inputs and self._any_pending(self._pending_h64s, self._pending_cis):
+                self._disarm(bells, idx)
                 continue
             ts = sleeper._timespec
             ts[0] = timeout // 1_000_000_000
             ts[1] = timeout % 1_000_000_000
-            sleep(bells, bells_addr, idx, seq, sleeper.timespec_addr)
+            self._sleep(bells, bells_addr, idx, seq, sleeper.timespec_addr)
         return 0
 
     def _housekeeping(self, now: int) -> None:

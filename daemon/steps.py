@@ -21,7 +21,7 @@ The cores stay transport-agnostic; only this module knows about rings.
 """
 from __future__ import annotations
 
-from numba import njit
+from numba import njit, typeof
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import S_EVENTS_IN, S_EVENTS_OUT
@@ -89,3 +89,15 @@ def router_step(orders, n, q, pending, pend_due, pend_count, latency_ns, fee_bps
     k = rt.on_orders(orders, n, q, pending, pend_due, pend_count, latency_ns, fee_bps, slippage_bps, m, out,
                      _clock(clock))
     return _publish(out_i64, words, k, m, stage, ctl, stage, n, ring_h64, ring_b8, bells, bells_addr, out_u8, clock)
+
+
+def bind(dispatcher, *args):
+    """The compiled specialisation of ``dispatcher`` for these arguments' types.
+
+    A dispatcher call first resolves the Numba type of every argument (~0.1 µs
+    per plain array, ~0.2 µs per structured array, and more when that Python
+    code is cold after a sleep).  A stage's argument types never change after
+    start-up, so the shell binds each kernel once, while warming it, and then
+    calls the entry point directly.  Callers must pass exactly these types.
+    """
+    return dispatcher.compile(tuple(typeof(a) for a in args))

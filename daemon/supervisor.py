@@ -282,6 +282,10 @@ class Supervisor:
         if self.cfg.journal.enabled:
             self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
             self.journal.start()
+        if self.cfg.topology.idle_poll:
+            from . import idle_poll
+
+            self.pollers = idle_poll.start()
         self.spawn_all(stage_args)
         print(f"alphad: topology {self.plan.name}: processes "
               f"{[list(g) for g in self.plan.processes]}; control {self.control_endpoint}; "
@@ -296,6 +300,10 @@ class Supervisor:
         sdnotify.notify("STOPPING=1")
         if self.children:
             self.stop_children()
+        if getattr(self, "pollers", None):
+            from . import idle_poll
+
+            idle_poll.stop(self.pollers)
         if getattr(self, "journal", None) is not None:
             self.journal.stop()
             self.journal.writer.close()

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
     p.add_argument("--topology", choices=["five", "fused", "single"], default=None, help="override topology.name")
     p.add_argument("--wait", choices=["spin", "yield", "block"], default=None, help="override topology.wait")
+    p.add_argument("--idle-poll", action="store_true",
+                   help="run with topology.idle_poll (SCHED_IDLE pollers keep vCPUs out of HLT)")
     p.add_argument("--rate", type=float, default=1000.0, help="ticks per second, evenly spaced (default: %(default)s)")
     p.add_argument("--ticks", type=int, default=20_000, help="ticks to send (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=500, help="first ticks left out of the figures (default: %(default)s)")
@@ -77,6 +79,8 @@ def run(args) -> int:
         topo = msgspec.structs.replace(topo, name=args.topology)
     if args.wait:
         topo = msgspec.structs.replace(topo, wait=args.wait)
+    if args.idle_poll:
+        topo = msgspec.structs.replace(topo, idle_poll=True)
     if topo.name == "single":
         raise ValueError("bench measures the process topologies (five, fused); `single` is the simulated-clock backtest")
     cfg = msgspec.structs.replace(
@@ -122,6 +126,8 @@ def run(args) -> int:
             "host": host_description(),
             "topology": topo.name,
             "wait": topo.wait,
+            "idle_poll": topo.idle_poll,
+            "sched": topo.sched,
             "rate_hz": args.rate,
             "ticks": args.ticks,
             "orders": int(len(t2t)),

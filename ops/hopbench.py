@@ -58,6 +58,7 @@ def main() -> int:
     p.add_argument("--ticks", type=int, default=20_000)
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--spin-us", type=float, default=200.0, help="producer busy-waits the last SPIN_US before each tick")
+    p.add_argument("--idle-poll", action="store_true", help="SCHED_IDLE pollers keep the vCPUs out of HLT")
     p.add_argument("--role", default="producer", help=argparse.SUPPRESS)
     p.add_argument("--prefix", default=f"alphad-hop-{os.getpid()}", help=argparse.SUPPRESS)
     p.add_argument("--out", default="", help=argparse.SUPPRESS)
@@ -69,6 +70,11 @@ def main() -> int:
     ring = Ring.create(f"{a.prefix}.ring", MD_DTYPE, 1024, ["c"], policy="lossless", bells=bells,
                        doorbell_of={"c": 1} if a.wait == "block" else {})
     out = f"/tmp/{a.prefix}.npy"
+    pollers = []
+    if a.idle_poll:
+        from alphad.daemon import idle_poll
+
+        pollers = idle_poll.start()
     child = subprocess.Popen([sys.executable, "-m", "alphad.ops.hopbench", "--role", "consumer", "--wait", a.wait,
                               "--ticks", str(a.ticks), "--prefix", a.prefix, "--out", out], stdout=subprocess.PIPE, text=True)
     try:
@@ -86,10 +92,12 @@ def main() -> int:
         child.wait(timeout=60)
         lat = np.load(out)[a.ticks // 10:] / 1e3
         q = np.percentile(lat, [50, 90, 99, 99.9])
-        print(json.dumps({"wait": a.wait, "rate_hz": a.rate, "ticks": a.ticks,
+        print(json.dumps({"wait": a.wait, "idle_poll": a.idle_poll, "rate_hz": a.rate, "ticks": a.ticks,
                           "hop_us": {"p50": round(q[0], 2), "p90": round(q[1], 2), "p99": round(q[2], 2),
                                      "p999": round(q[3], 2), "max": round(float(lat.max()), 2)}}))
     finally:
+        if pollers:
+            idle_poll.stop(pollers)
         if child.poll() is None:
             child.kill()
         for path in list_segments(a.prefix):
