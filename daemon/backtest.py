@@ -46,19 +46,19 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
         runner.warm()
         runner.mark_ready(True)
         runner.run()
-        from .risk import I_POS
+        from .risk_codes import B_POSITION
 
         summary = {
             "events": int(control.stage(0, 5)),
             "orders": int(sum(len(o) for o in orders)),
             "fills": metrics.counter(3, mx.C_FILLS),
             "denials": metrics.counter(3, mx.C_DENIALS),
-            "positions": runner.risk.inst[:, I_POS].tolist(),
+            "positions": runner.risk.book[:, B_POSITION].tolist(),
         }
         from .risk import publish_gauges
 
         g = np.zeros(mx.N_GAUGES)
-        publish_gauges(runner.risk.inst, runner.risk.acct, g)
+        publish_gauges(runner.risk.account, g)
         summary["realized_pnl"] = float(g[mx.G_REALIZED_PNL])
         summary["unrealized_pnl"] = float(g[mx.G_UNREALIZED_PNL])
         all_orders = np.concatenate(orders) if orders else np.zeros(0, dtype=runner._out["orders"].recs.dtype)

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .risk_config import RiskConfig
+
 PositiveInt = Annotated[int, Meta(gt=0)]
 NonNegInt = Annotated[int, Meta(ge=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
@@ -111,14 +113,13 @@ class Model(Base):
     min_abs_prediction: NonNegFloat = 0.0
 
 
-class Risk(Base):
+class Risk(RiskConfig):
+    """The ``risk:`` section: every limit of the pre-trade gate, sizing and drawdown ladder
+    (:class:`alphad.daemon.risk_config.RiskConfig`), plus the account's start."""
+
     initial_equity: PositiveFloat = 1_000_000.0
-    max_order_notional: PositiveFloat = 50_000.0
-    max_order_qty: PositiveFloat = 1_000_000.0
-    #: Per-instrument position limit as a fraction of initial equity (absolute notional).
-    max_position_weight: Fraction = 0.05
-    #: Orders smaller than this notional are not worth sending.
-    min_order_notional: NonNegFloat = 10.0
+    #: Orders smaller than this notional are not worth sending (a threshold, not a denial).
+    min_order_notional: NonNegFloat = 0.0
 
 
 class Router(Base):

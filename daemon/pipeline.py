@@ -179,9 +179,11 @@ class ProcessRunner:
                                    weight_cap=cfg.model.weight_cap, min_abs_prediction=cfg.model.min_abs_prediction)
             self.handlers["features"].append(self._infer_on_rows)
         if "risk" in self.stages:
-            self._risk_seg, fresh, (inst, acct) = shared_arrays(
-                names["risk_state"], [((n_inst, rk.N_INST_COLS), np.float64), ((rk.N_ACCT,), np.float64)])
-            self.risk = rk.RiskCore(cfg.universe, cfg.risk, inst=inst, acct=acct, fresh=fresh)
+            n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
+            specs = rk.state_specs(n_inst, n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
+            self._risk_seg, fresh, views = shared_arrays(names["risk_state"], specs)
+            self.risk = rk.RiskCore(cfg.universe, cfg.risk, self.control.risk_control, shared=(views, fresh))
+            self._resumes_seen = self.control.resume_requests
             self.handlers["signals"].append(self._risk_on_signals)
             self.handlers["exec"].append(self._risk_on_exec)
         if "router" in self.stages:
@@ -190,11 +192,14 @@ class ProcessRunner:
             self.handlers["orders"].append(self._router_on_orders)
 
     # -- handlers: one per (stage, input kind) ----------------------------------------
-    def _router_on_md(self, md, n, now):
+    def _router_on_md(self, md, n, clock):
         self._on_quotes(md, n, self.router.q)
 
-    def _risk_on_md(self, md, n, now):
-        self._on_marks(md, n, self.risk.inst)
+    def _risk_on_md(self, md, n, clock):
+        r = self.risk
+        self._on_marks(md, n, r.limits, r.book, r.sectors, r.account)
+        self._watch(time.monotonic_ns() if clock < 0 else clock, r.account_limits, r.account, r.control, r.dd_state,
+                    r.dd_idx, r.win_ts, r.win_eq, r.thresholds, r.params)
 
     def _features_on_md(self, md, n, clock):
         out = self._out["features"]
@@ -215,12 +220,15 @@ class ProcessRunner:
     def _risk_on_signals(self, sigs, n, clock):
         out = self._out["orders"]
         h64, b8, bells, addr = self._ring_args["orders"]
-        k, pushed = self._risk_step(sigs, n, self.risk.inst, self.risk.acct, self.ctl, self.m, out.recs, out.i64, out.words,
-                            RISK, h64, b8, bells, addr, out.u8, clock)
+        r = self.risk
+        k, pushed = self._risk_step(sigs, n, r.limits, r.book, r.sectors, r.account_limits, r.account, r.control,
+                                    r.oo_ids, r.oo_vals, r.params, r.tmp, self.ctl, self.m, out.recs, out.i64,
+                                    out.words, RISK, h64, b8, bells, addr, out.u8, clock)
         self._published("orders", out, k, pushed, clock)
 
     def _risk_on_exec(self, reports, n, clock):
-        self._on_exec(reports, n, self.risk.inst, self.risk.acct, self.m)
+        r = self.risk
+        self._on_exec(reports, n, r.oo_ids, r.oo_vals, r.limits, r.book, r.sectors, r.account, self.m)
 
     def _router_on_orders(self, orders, n, clock):
         out = self._out["exec"]
@@ -294,13 +302,23 @@ class ProcessRunner:
             self.infer.bind(scratch["features"].recs, scratch["signals"].recs)
             self.infer.on_rows(scratch["features"].recs, 2, scratch["signals"].recs, 0)
         if "risk" in self.stages:
-            inst, acct = self.risk.inst.copy(), self.risk.acct.copy()
+            r = self.risk
+            a = [x.copy() for x in (r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids,
+                                    r.oo_vals, r.dd_state, r.dd_idx, r.win_ts, r.win_eq)]
+            limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, dds, ddi, wts, weq = a
             o = scratch["orders"]
-            self._risk_step = bound(steps.risk_step, scratch["signals"].recs, 1, inst, acct, ctl, m, o.recs, o.i64,
-                                    o.words, RISK, no_h64, no_b8, *bells, o.u8, -1)
-            self._on_exec = bound(rk.on_exec, scratch["exec"].recs, 1, inst, acct, m)
-            self._on_marks = bound(rk.on_marks, md, 1, inst)
-            rk.publish_gauges(inst, acct, np.zeros(mx.N_GAUGES))
+            self._risk_step = bound(steps.risk_step, scratch["signals"].recs, 1, limits, book, sectors,
+                                    account_limits, account, control, oo_ids, oo_vals, r.params, r.tmp, ctl, m,
+                                    o.recs, o.i64, o.words, RISK, no_h64, no_b8, *bells, o.u8, -1)
+            self._on_exec = bound(rk.on_exec, scratch["exec"].recs, 1, oo_ids, oo_vals, limits, book, sectors,
+                                  account, m)
+            self._on_marks = bound(rk.on_marks, md, 1, limits, book, sectors, account)
+            self._watch = bound(rk.watch, 0, account_limits, account, control, dds, ddi, wts, weq, r.thresholds,
+                                r.params)
+            self._flatten = bound(rk.flatten, 0, limits, book, sectors, account, control, oo_ids, oo_vals, r.f_inst,
+                                  r.f_side, r.f_qty, o.recs, 0)
+            self._resume = bound(rk.operator_resume, control, account, 0)
+            rk.publish_gauges(account, np.zeros(mx.N_GAUGES))
         if "router" in self.stages:
             r = self.router
             q = r.q.copy()
@@ -425,7 +443,29 @@ class ProcessRunner:
         if self.control.shutdown_requested:
             self.stopping = True
         if "risk" in self.stages:
-            rk.publish_gauges(self.risk.inst, self.risk.acct, self.metrics.gauges)
+            self._risk_housekeeping(now)
+
+    def _risk_housekeeping(self, now: int) -> None:
+        """Operator requests (resume, flatten), the ladder on time alone, the status gauges."""
+        r = self.risk
+        requests = self.control.resume_requests
+        if requests != self._resumes_seen:
+            self._resumes_seen = requests
+            self._resume(r.control, r.account, now)
+        self._watch(now, r.account_limits, r.account, r.control, r.dd_state, r.dd_idx, r.win_ts, r.win_eq,
+                    r.thresholds, r.params)
+        if r.control[3] == 1:  # C_FLATTEN: ctl flatten, or the drawdown KILL step
+            out = self._out["orders"]
+            seq = int(self.ctl[stage_word(FEED, 0) + FEED_SEQ])
+            k = self._flatten(seq, r.limits, r.book, r.sectors, r.account, r.control, r.oo_ids, r.oo_vals, r.f_inst,
+                              r.f_side, r.f_qty, out.recs, now)
+            if k:
+                h64, b8, bells, addr = self._ring_args["orders"]
+                k, pushed = self._publish(out.i64, out.words, k, self.m, self.ctl, RISK, 0, h64, b8, bells, addr,
+                                          out.u8, -1)
+                self._published("orders", out, k, pushed, -1)
+            r.control[3] = 0
+        rk.publish_gauges(r.account, self.metrics.gauges)
 
     def close(self) -> None:
         self.mark_ready(False)

@@ -1,27 +1,22 @@
-"""Risk stage core: positions from exec reports, the pre-trade gate, orders out.
+"""Risk stage core: the full pre-trade gate, portfolio and drawdown ladder over shared arrays.
 
-All state is in two float64 arrays so the gate is one ``@njit`` call:
+The maths lives in the pure risk library (``risk_checks``, ``portfolio``,
+``drawdown``; layouts in ``risk_codes``); this module is the stage's step
+functions and the place its arrays live:
 
-``inst[i, :]``  per instrument: position, average price, open (unfilled) signed
-                quantity, mark, lot size, tick size, tradable flag.
-``acct[:]``     account and limits: cash, realised PnL, fees, initial equity,
-                max order notional, max order quantity, max position notional,
-                minimum order notional.
+* ``control`` (trading state, kill-switch latch, flatten request, throttle clock)
+  is a view on the shared control block, so ``alphad ctl halt`` takes effect on
+  the next order and a HALTED (operator, daily loss or drawdown KILL) survives a
+  restart of this stage;
+* every other state array (book, account, sectors, open orders, drawdown
+  windows) is a view on the ``risk_state`` segment, adopted as it is by a
+  restarted stage, so positions and PnL survive too.
 
-The trading state is read from the shared control block on every signal, so
-``alphad ctl halt`` stops new orders at once and stays in force across a
-restart of this stage.  A denial is an event: it is counted per reason code in
-the metrics block (and journaled by the supervisor); it never raises.
-
-Gate order (first failing check wins; codes below):
-1. trading state HALTED → ``DENY_HALTED``
-2. instrument unknown or not tradable → ``DENY_INSTRUMENT``
-2b. trading state REDUCING and the order grows |position| → ``DENY_REDUCING``
-3. no mark to price the order → ``DENY_NO_PRICE``
-4. quantity not positive after rounding to the lot grid → ``DENY_QUANTITY``
-5. quantity above ``max_order_qty`` → ``DENY_MAX_QTY``
-6. notional above ``max_order_notional`` → ``DENY_MAX_NOTIONAL``
-7. resulting |position| notional above ``max_position_notional`` → ``DENY_POSITION_LIMIT``
+Per signal: target weight → order quantity (target − position − working
+orders, on the lot grid) → :func:`alphad.daemon.risk_checks.check_order`, whose
+fixed order of checks and reason codes are documented there.  A denial is
+counted per reason in the metrics block (``alphad_risk_denials_total{reason}``);
+it is never an exception and never silent.
 """
 from __future__ import annotations
 
@@ -29,102 +24,65 @@ import numpy as np
 from numba import njit
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import HALTED, REDUCING, W_STATE, STAGE_INDEX
-from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, MD_QUOTE, MD_TRADE,
-                               ORDER_MARKET)
+from alphad.ipc.control import STAGE_INDEX
+from alphad.ipc.dtypes import MD_QUOTE, MD_TRADE, ORDER_MARKET
 
-# -- reason codes (0 = passed) ------------------------------------------------------
-OK = 0
-DENY_HALTED = 1
-DENY_REDUCING = 2
-DENY_INSTRUMENT = 3
-DENY_NO_PRICE = 4
-DENY_QUANTITY = 5
-DENY_MAX_QTY = 6
-DENY_MAX_NOTIONAL = 7
-DENY_POSITION_LIMIT = 8
-REASON_NAMES = {
-    DENY_HALTED: "halted", DENY_REDUCING: "reducing", DENY_INSTRUMENT: "instrument",
-    DENY_NO_PRICE: "no_price", DENY_QUANTITY: "quantity", DENY_MAX_QTY: "max_order_qty",
-    DENY_MAX_NOTIONAL: "max_order_notional", DENY_POSITION_LIMIT: "position_limit",
-}
-
-# inst columns
-I_POS, I_AVG_PX, I_OPEN, I_MARK, I_LOT, I_TICK, I_TRADABLE = range(7)
-N_INST_COLS = 7
-# acct entries
-A_CASH, A_REALIZED, A_FEES, A_EQUITY0, A_MAX_ORDER_NOTIONAL, A_MAX_ORDER_QTY, A_MAX_POS_NOTIONAL, A_MIN_NOTIONAL = range(8)
-N_ACCT = 8
+from .drawdown import update_drawdown
+from .portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
+from .risk_checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
+from .risk_codes import A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, NO_ORDER, OK, REASON_NAMES
+from .risk_config import build_risk_arrays
 
 RISK = STAGE_INDEX["risk"]
 
+# params (float64) the steps take besides the library's arrays
+P_MIN_NOTIONAL = 0
+P_HYSTERESIS = 1
+P_EMERGENCY_MULT = 2
+N_PARAMS = 3
 
-@njit(cache=True)
-def check_order(inst, acct, state, i, qty_signed):
-    """Run the gate for one order of ``qty_signed`` (already on the lot grid). Returns a code."""
-    if state == HALTED:
-        return DENY_HALTED
-    if i < 0 or i >= inst.shape[0] or inst[i, I_TRADABLE] == 0.0:
-        return DENY_INSTRUMENT
-    pos = inst[i, I_POS] + inst[i, I_OPEN]
-    if state == REDUCING and abs(pos + qty_signed) > abs(pos):
-        return DENY_REDUCING
-    px = inst[i, I_MARK]
-    if not px > 0.0:
-        return DENY_NO_PRICE
-    q = abs(qty_signed)
-    if not q > 0.0:
-        return DENY_QUANTITY
-    if q > acct[A_MAX_ORDER_QTY]:
-        return DENY_MAX_QTY
-    if q * px > acct[A_MAX_ORDER_NOTIONAL]:
-        return DENY_MAX_NOTIONAL
-    if abs(pos + qty_signed) * px > acct[A_MAX_POS_NOTIONAL]:
-        return DENY_POSITION_LIMIT
-    return OK
+#: Reason names by code for the exporter's ``reason`` label.
+REASONS = dict(enumerate(REASON_NAMES))
 
 
 @njit(cache=True)
-def on_signals(sigs, n, inst, acct, ctl, m, out, now):
-    """Turn target weights into orders; returns the number of orders written to ``out``."""
-    state = ctl[W_STATE]
+def client_order_id(seq, instrument, child):
+    """Deterministic id from the decision (md seq of the tick, instrument, child index):
+    a replay or a restarted stage derives the same id, and the router refuses a repeat."""
+    return (seq << 12) | (child << 8) | instrument
+
+
+@njit(cache=True)
+def on_signals(sigs, n, limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, params,
+               tmp, m, out, now):
+    """Target weights in, gated orders out; returns the number of orders written to ``out``."""
     k = 0
-    equity0 = acct[A_EQUITY0]
     for j in range(n):
         s = sigs[j]
         i = s.instrument
-        if i < 0 or i >= inst.shape[0]:
-            mx.count_denial(m, RISK, DENY_INSTRUMENT)
+        code = gate_target(i, s.target_weight, s.ref_px, np.nan, now, limits, book, sectors, account_limits,
+                           account, control, tmp)
+        if code == NO_ORDER:
             continue
-        if s.ref_px > 0.0:
-            inst[i, I_MARK] = s.ref_px
-        px = inst[i, I_MARK]
-        if not px > 0.0:
-            mx.count_denial(m, RISK, DENY_NO_PRICE)
-            continue
-        target_qty = s.target_weight * equity0 / px
-        lot = inst[i, I_LOT]
-        delta = np.round((target_qty - inst[i, I_POS] - inst[i, I_OPEN]) / lot) * lot
-        if abs(delta) * px < acct[A_MIN_NOTIONAL]:
-            continue  # already at target: nothing worth sending, not a denial
-        if inst[i, I_OPEN] != 0.0:
-            continue  # one working order per instrument; the next signal re-targets
-        code = check_order(inst, acct, state, i, delta)
         if code != OK:
             mx.count_denial(m, RISK, code)
             continue
+        side = int(tmp[0])
+        qty = tmp[1]
+        if qty * s.ref_px < params[P_MIN_NOTIONAL]:
+            continue  # not worth an order: a threshold, not a denial
+        cid = client_order_id(s.seq, i, 0)
+        if on_order_sent(cid, i, side, qty, oo_ids, oo_vals, limits, book, sectors, account) != PF_OK:
+            continue  # same decision seen before (replay): never send twice
         o = out[k]
         o.t_origin = s.t_origin
         o.ts = now
-        # Deterministic id from the decision (md seq of the triggering event and the
-        # instrument): a replay or a restart re-derives the same id, never a new order.
-        o.client_order_id = (s.seq << 8) | i
+        o.client_order_id = cid
         o.instrument = i
-        o.side = 1 if delta > 0.0 else -1
+        o.side = side
         o.kind = ORDER_MARKET
-        o.qty = abs(delta)
+        o.qty = qty
         o.limit_px = np.nan
-        inst[i, I_OPEN] += delta
         k += 1
     if k:
         mx.count(m, RISK, mx.C_ORDERS, k)
@@ -132,88 +90,147 @@ def on_signals(sigs, n, inst, acct, ctl, m, out, now):
 
 
 @njit(cache=True)
-def on_exec(reports, n, inst, acct, m):
-    """Apply exec reports: positions, average price, cash, realised PnL, fees."""
+def on_exec(reports, n, oo_ids, oo_vals, limits, book, sectors, account, m):
+    """Book exec reports (fills, rejects, cancels); returns the number of fills."""
     fills = 0
     for j in range(n):
-        r = reports[j]
-        i = r.instrument
-        if i < 0 or i >= inst.shape[0]:
-            continue
-        side = float(r.side)
-        if r.status == EXEC_FILL or r.status == EXEC_PARTIAL:
-            q = r.fill_qty * side
-            pos = inst[i, I_POS]
-            px = r.fill_px
-            if pos == 0.0 or (pos > 0.0) == (q > 0.0):  # opening or adding
-                inst[i, I_AVG_PX] = (inst[i, I_AVG_PX] * abs(pos) + px * abs(q)) / (abs(pos) + abs(q))
-            else:  # reducing, maybe flipping
-                closed = min(abs(q), abs(pos))
-                acct[A_REALIZED] += closed * (px - inst[i, I_AVG_PX]) * (1.0 if pos > 0.0 else -1.0)
-                if abs(q) > abs(pos):
-                    inst[i, I_AVG_PX] = px
-                elif abs(q) == abs(pos):
-                    inst[i, I_AVG_PX] = 0.0
-            inst[i, I_POS] = pos + q
-            inst[i, I_OPEN] -= q
-            acct[A_CASH] -= q * px + r.fee
-            acct[A_FEES] += r.fee
+        pf_on_exec(reports, j, oo_ids, oo_vals, limits, book, sectors, account)
+        if reports[j].fill_qty > 0.0:
             fills += 1
-            if r.status == EXEC_FILL:
-                inst[i, I_OPEN] = 0.0
-        elif r.status == EXEC_REJECT or r.status == EXEC_CANCELED:
-            inst[i, I_OPEN] = 0.0
     if fills:
         mx.count(m, RISK, mx.C_FILLS, fills)
     return fills
 
 
 @njit(cache=True)
-def on_marks(md, n, inst):
+def on_marks(md, n, limits, book, sectors, account):
+    """Revalue on quotes (mid) and trades (last price)."""
     for j in range(n):
         e = md[j]
         i = e.instrument
-        if i < 0 or i >= inst.shape[0]:
+        if i < 0 or i >= book.shape[0]:
             continue
         if e.kind == MD_QUOTE and e.bid_px > 0.0 and e.ask_px > e.bid_px:
-            inst[i, I_MARK] = 0.5 * (e.bid_px + e.ask_px)
-        elif e.kind == MD_TRADE and e.last_px > 0.0:
-            inst[i, I_MARK] = e.last_px
+            on_mark(i, 0.5 * (e.bid_px + e.ask_px), limits, book, sectors, account)
+        elif e.kind == MD_TRADE:
+            on_mark(i, e.last_px, limits, book, sectors, account)
 
 
 @njit(cache=True)
-def publish_gauges(inst, acct, gauges):
-    unreal = 0.0
-    gross = 0.0
-    value = 0.0
-    for i in range(inst.shape[0]):
-        pos = inst[i, I_POS]
-        if pos != 0.0 and inst[i, I_MARK] > 0.0:
-            unreal += pos * (inst[i, I_MARK] - inst[i, I_AVG_PX])
-            gross += abs(pos) * inst[i, I_MARK]
-            value += pos * inst[i, I_MARK]
-    gauges[mx.G_REALIZED_PNL] = acct[A_REALIZED]
-    gauges[mx.G_UNREALIZED_PNL] = unreal
-    gauges[mx.G_EQUITY] = acct[A_CASH] + value
-    gauges[mx.G_GROSS_EXPOSURE] = gross
+def watch(now, account_limits, account, control, dd_state, dd_idx, win_ts, win_eq, thresholds, params):
+    """Drawdown ladder and daily-loss kill switch on the current equity; returns the ladder event."""
+    ev = update_drawdown(now, account[A_EQUITY], dd_state, dd_idx, win_ts, win_eq, thresholds,
+                         params[P_HYSTERESIS], params[P_EMERGENCY_MULT], control, account)
+    check_kill_switch(account_limits, account, control, now)
+    return ev
+
+
+@njit(cache=True)
+def flatten(seq, limits, book, sectors, account, control, oo_ids, oo_vals, f_inst, f_side, f_qty, out, now):
+    """Orders that take every position to zero (``ctl flatten`` or the KILL step): the one
+    path past HALTED, each through ``check_flatten_order``.  Returns the orders written."""
+    n = flatten_orders(limits, book, f_inst, f_side, f_qty)
+    k = 0
+    for j in range(n):
+        i = f_inst[j]
+        if check_flatten_order(i, f_side[j], f_qty[j], limits, book, control) != OK:
+            continue
+        cid = client_order_id(seq, i, 1)
+        if on_order_sent(cid, i, f_side[j], f_qty[j], oo_ids, oo_vals, limits, book, sectors, account) != PF_OK:
+            continue
+        o = out[k]
+        o.t_origin = now
+        o.ts = now
+        o.client_order_id = cid
+        o.instrument = i
+        o.side = f_side[j]
+        o.kind = ORDER_MARKET
+        o.qty = f_qty[j]
+        o.limit_px = np.nan
+        k += 1
+    return k
+
+
+@njit(cache=True)
+def operator_resume(control, account, now):
+    resume(control, account, now)
+
+
+@njit(cache=True)
+def publish_gauges(account, gauges):
+    gauges[mx.G_REALIZED_PNL] = account[A_REALISED]
+    gauges[mx.G_UNREALIZED_PNL] = account[A_UNREALISED]
+    gauges[mx.G_EQUITY] = account[A_EQUITY]
+    gauges[mx.G_GROSS_EXPOSURE] = account[A_GROSS]
+
+
+def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_capacity: int):
+    """Shapes and dtypes of the state arrays kept in the ``risk_state`` segment."""
+    from .drawdown import N_DD_STATE
+    from .risk_codes import N_ACCOUNT_COLS, N_BOOK_COLS, N_SECTOR_COLS
+
+    return [
+        ((n_instruments, N_BOOK_COLS), np.float64),      # book
+        ((n_sectors, N_SECTOR_COLS), np.float64),        # sectors (limits + exposure)
+        ((N_ACCOUNT_COLS,), np.float64),                 # account
+        ((oo_capacity,), np.int64),                      # open-order ids
+        ((oo_capacity, 3), np.float64),                  # open-order values
+        ((N_DD_STATE,), np.float64),                     # drawdown state
+        ((4,), np.int64),                                # drawdown deque heads
+        ((2, window_capacity), np.int64),                # drawdown window times
+        ((2, window_capacity), np.float64),              # drawdown window equity
+    ]
 
 
 class RiskCore:
-    """Owns the risk state arrays; the shell calls the njit steps with them."""
+    """The risk stage's arrays.
 
-    def __init__(self, universe, risk_cfg, *, inst=None, acct=None, fresh=True):
+    Parameters
+    ----------
+    universe : the config's instruments.
+    risk_cfg : the config's ``risk`` section (:class:`alphad.daemon.config.Risk`).
+    control : int64 view of the risk words of the shared control block.
+    shared : optional ``(views, fresh)`` from the ``risk_state`` segment (see
+        :func:`state_specs`); ``fresh`` False means a previous incarnation's state is
+        adopted unchanged.
+    """
+
+    OO_CAPACITY = 4096
+
+    def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None):
+        from .drawdown import DrawdownArrays
+
+        rows = [(ins.symbol, ins.sector, ins.tick_size, ins.lot_size) for ins in universe]
+        fresh_control = control[4] == 0  # C_THROTTLE_NS: -1 once initialised
+        arrays = build_risk_arrays(risk_cfg, rows, equity=risk_cfg.initial_equity, control=control,
+                                   open_order_capacity=self.OO_CAPACITY)
+        if fresh_control:
+            control[4] = -1
+        dd = DrawdownArrays(risk_cfg.initial_equity, risk_cfg.drawdown.window_capacity)
+        self.limits = arrays.limits
+        self.account_limits = arrays.account_limits
+        self.control = control
+        state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
+                 dd.state, dd.idx, dd.win_ts, dd.win_eq]
+        if shared is not None:
+            views, fresh = shared
+            if fresh:
+                for view, a in zip(views, state):
+                    view[...] = a
+            state = views
+        (self.book, self.sectors, self.account, self.oo_ids, self.oo_vals,
+         self.dd_state, self.dd_idx, self.win_ts, self.win_eq) = state
+        self.thresholds = risk_cfg.drawdown.threshold_table()
+        self.params = np.zeros(N_PARAMS)
+        self.params[P_MIN_NOTIONAL] = risk_cfg.min_order_notional
+        self.params[P_HYSTERESIS] = risk_cfg.drawdown.recovery_hysteresis
+        self.params[P_EMERGENCY_MULT] = risk_cfg.drawdown.emergency_risk_multiplier
+        self.tmp = np.zeros(2)
         n = len(universe)
-        self.inst = inst if inst is not None else np.zeros((n, N_INST_COLS), dtype=np.float64)
-        self.acct = acct if acct is not None else np.zeros(N_ACCT, dtype=np.float64)
-        if not fresh:
-            return  # adopted from a previous incarnation: positions and cash are the truth
-        for ins in universe:
-            self.inst[ins.id, I_LOT] = ins.lot_size
-            self.inst[ins.id, I_TICK] = ins.tick_size
-            self.inst[ins.id, I_TRADABLE] = 1.0
-        self.acct[A_CASH] = risk_cfg.initial_equity
-        self.acct[A_EQUITY0] = risk_cfg.initial_equity
-        self.acct[A_MAX_ORDER_NOTIONAL] = risk_cfg.max_order_notional
-        self.acct[A_MAX_ORDER_QTY] = risk_cfg.max_order_qty
-        self.acct[A_MAX_POS_NOTIONAL] = risk_cfg.max_position_weight * risk_cfg.initial_equity
-        self.acct[A_MIN_NOTIONAL] = risk_cfg.min_order_notional
+        self.f_inst = np.zeros(n, np.int64)
+        self.f_side = np.zeros(n, np.int64)
+        self.f_qty = np.zeros(n)
+        self.n_sectors = arrays.sectors.shape[0]
+
+    def gate_args(self):
+        return (self.limits, self.book, self.sectors, self.account_limits, self.account, self.control)

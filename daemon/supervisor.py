@@ -29,7 +29,7 @@ import zmq
 
 from alphad.ipc import dtypes, frames
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (ACTIVE, HALTED, REDUCING, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY,
+from alphad.ipc.control import (ACTIVE, HALTED, REASON_OPERATOR, REDUCING, W_REASON, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY,
                                 S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, ControlBlock)
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
@@ -39,7 +39,7 @@ from alphad.ipc.shm import list_segments
 from . import sdnotify
 from .config import Config, load_config, resolve
 from .journal import JournalThread, JournalWriter
-from .risk import REASON_NAMES
+from .risk import REASONS
 from .topology import PASSIVE, Plan, plan as make_plan, segment_names
 
 
@@ -210,13 +210,29 @@ class Supervisor:
         m = self.metrics
         samples = m.samples(mx.ROW_T2T)[-10_000:]
         return frames.StatusReply(
-            trading_state=STATE_NAMES[self.control.trading_state], topology=self.plan.name,
+            trading_state=STATE_NAMES[self.control.trading_state], state_reason=self._state_reason(),
+            topology=self.plan.name,
             uptime_s=round(time.monotonic() - self.started, 1), stages=stages,
             orders=m.counter(STAGE_INDEX["router"], mx.C_ORDERS), fills=m.counter(STAGE_INDEX["risk"], mx.C_FILLS),
             denials=m.counter(STAGE_INDEX["risk"], mx.C_DENIALS),
             realized_pnl=round(float(m.gauges[mx.G_REALIZED_PNL]), 2),
             unrealized_pnl=round(float(m.gauges[mx.G_UNREALIZED_PNL]), 2),
             tick_to_trade_us=percentiles_us(samples))
+
+    def _state_reason(self) -> str:
+        from .drawdown import event_name
+
+        code = int(self.control.words[W_REASON])
+        if code == 0:
+            return ""
+        if code == REASON_OPERATOR:
+            return "operator"
+        if code >= 100:
+            try:
+                return f"drawdown_{event_name(code)}"
+            except ValueError:
+                return str(code)
+        return REASONS.get(code, str(code))
 
     def status_line(self) -> str:
         st = self.status()
@@ -241,17 +257,31 @@ class Supervisor:
             case frames.Status():
                 return self.status()
             case frames.Halt(reason=reason):
-                self.control.set_trading_state(HALTED)
+                self.control.raise_trading_state(HALTED, time.monotonic_ns())
                 self._journal_control("halt", {"reason": reason})
                 return frames.Ok(message="trading state HALTED")
-            case frames.Resume():
-                self.control.set_trading_state(ACTIVE)
-                self._journal_control("resume", {})
-                return frames.Ok(message="trading state ACTIVE")
             case frames.Reduce():
-                self.control.set_trading_state(REDUCING)
+                changed = self.control.raise_trading_state(REDUCING, time.monotonic_ns())
                 self._journal_control("reduce", {})
-                return frames.Ok(message="trading state REDUCING")
+                state = STATE_NAMES[self.control.trading_state]
+                return frames.Ok(message="trading state REDUCING" if changed else
+                                 f"trading state stays {state} (reduce never lowers it; resume first)")
+            case frames.Resume():
+                # Only the risk stage lowers the state: it re-arms the daily loss limit from
+                # the equity it holds.  Ask, then wait for it to act.
+                self.control.request_resume()
+                self._journal_control("resume", {})
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    if self.control.trading_state == ACTIVE:
+                        return frames.Ok(message="trading state ACTIVE")
+                    time.sleep(0.005)
+                return frames.Error(error="resume requested, but the risk stage did not act on it within 2 s "
+                                          f"(state {STATE_NAMES[self.control.trading_state]}; is risk running?)")
+            case frames.Flatten():
+                self.control.request_flatten()
+                self._journal_control("flatten", {})
+                return frames.Ok(message="flatten requested: the risk stage sends reduce-only orders to zero every position")
             case frames.Shutdown():
                 self.stopping = True
                 self._journal_control("shutdown", {})
@@ -276,7 +306,7 @@ class Supervisor:
         if self.cfg.metrics.enabled:
             from alphad.ops.exporter import AlphadCollector, serve
 
-            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASON_NAMES),
+            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS),
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         if self.cfg.journal.enabled:

@@ -7,18 +7,23 @@ restart of the risk stage because it does not live in that process.
 
 Words (int64):
 
-====  =============================================================
-0     magic
-1     layout version
-2     trading state: ACTIVE=0, REDUCING=1, HALTED=2
-3     epoch: bumped on every state change (lets stages notice one)
-4     shutdown requested (1 = every stage exits its loop)
-5     flatten requests (counter; risk flattens when it changes)
-6     supervisor pid
-7     reason of the last state change (control command or risk code)
-64+   stage ``i`` at ``64 + 16*i``: pid, ready, heartbeat ns, restarts,
-      events in, events out, busy ns (16 words)
-====  =============================================================
+======  ===========================================================
+0       magic
+1       layout version
+4       shutdown requested (1 = every stage exits its loop)
+6       supervisor pid
+8       resume requests (counter; the risk stage performs the resume)
+16..22  the risk control array (layout ``C_*`` in
+        :mod:`alphad.daemon.risk_codes`): trading state (ACTIVE=0,
+        REDUCING=1, HALTED=2), reason, when, flatten request, throttle
+        clock, warning bits, epoch
+64+     stage ``i`` at ``64 + 16*i``: pid, ready, heartbeat ns, restarts,
+        events in, events out, then stage-private words (16 words)
+======  ===========================================================
+
+Only the risk stage lowers the trading state (``resume`` re-arms the daily loss
+limit from the equity it holds), so the control port asks for a resume by
+bumping word 8 rather than writing the state.
 """
 from __future__ import annotations
 
@@ -27,14 +32,25 @@ import numpy as np
 from .shm import Segment
 
 MAGIC = int.from_bytes(b"ALPHDCTL", "little")
-VERSION = 1
+VERSION = 2
 
 ACTIVE = 0
 REDUCING = 1
 HALTED = 2
 STATE_NAMES = {ACTIVE: "ACTIVE", REDUCING: "REDUCING", HALTED: "HALTED"}
 
-W_MAGIC, W_VERSION, W_STATE, W_EPOCH, W_SHUTDOWN, W_FLATTEN, W_SUPERVISOR_PID, W_REASON = range(8)
+W_MAGIC, W_VERSION = 0, 1
+W_SHUTDOWN = 4
+W_SUPERVISOR_PID = 6
+W_RESUME_REQUESTS = 8
+#: First word of the risk control array; its columns are risk_codes.C_* (checked by a test).
+RISK_CONTROL = 16
+N_RISK_CONTROL = 7
+W_STATE = RISK_CONTROL + 0       # C_STATE
+W_REASON = RISK_CONTROL + 1      # C_STATE_REASON
+W_FLATTEN = RISK_CONTROL + 3     # C_FLATTEN
+W_THROTTLE_NS = RISK_CONTROL + 4  # C_THROTTLE_NS
+W_EPOCH = RISK_CONTROL + 6       # C_EPOCH
 
 #: Stage slots, in pipeline order.  Indices are part of the shared layout.
 STAGES = ("feed", "features", "infer", "risk", "router")
@@ -44,10 +60,8 @@ _STAGE_BASE = 64
 _STAGE_WORDS = 16
 S_PID, S_READY, S_HEARTBEAT, S_RESTARTS, S_EVENTS_IN, S_EVENTS_OUT = range(6)
 
-# -- reasons recorded with a state change
-REASON_CONTROL = 1        # an operator command on the control port
-REASON_DAILY_LOSS = 2     # the risk stage's daily loss limit
-REASON_DRAWDOWN = 3       # the drawdown ladder
+#: ``W_REASON`` when an operator command set the state (risk_codes.C_REASON_OPERATOR).
+REASON_OPERATOR = 999
 
 SIZE = 4096
 
@@ -67,6 +81,7 @@ class ControlBlock:
         w = seg.buf.view(np.int64)
         if w[W_MAGIC] != MAGIC:
             w[W_VERSION] = VERSION
+            w[W_THROTTLE_NS] = -1  # the risk throttle has not refilled yet
             w[W_MAGIC] = MAGIC
         return cls(seg)
 
@@ -86,15 +101,33 @@ class ControlBlock:
     def trading_state(self) -> int:
         return int(self.words[W_STATE])
 
-    def set_trading_state(self, state: int, reason: int = REASON_CONTROL) -> None:
-        if state not in STATE_NAMES:
-            raise ValueError(f"trading state must be one of {sorted(STATE_NAMES)}, was {state}")
-        self.words[W_REASON] = reason
+    @property
+    def risk_control(self) -> np.ndarray:
+        """The int64 view the risk library's ``control`` argument takes."""
+        return self.words[RISK_CONTROL : RISK_CONTROL + N_RISK_CONTROL]
+
+    def raise_trading_state(self, state: int, now_ns: int) -> bool:
+        """HALTED or REDUCING from an operator; never lowers the state (see :meth:`request_resume`).
+        Returns True when the state changed."""
+        if state not in (REDUCING, HALTED):
+            raise ValueError(f"an operator may raise the state to REDUCING or HALTED, was {state}")
+        if state <= self.words[W_STATE]:
+            return False
+        self.words[W_REASON] = REASON_OPERATOR
+        self.words[RISK_CONTROL + 2] = now_ns
         self.words[W_STATE] = state
         self.words[W_EPOCH] += 1
+        return True
+
+    def request_resume(self) -> None:
+        self.words[W_RESUME_REQUESTS] += 1
+
+    @property
+    def resume_requests(self) -> int:
+        return int(self.words[W_RESUME_REQUESTS])
 
     def request_flatten(self) -> None:
-        self.words[W_FLATTEN] += 1
+        self.words[W_FLATTEN] = 1
 
     @property
     def shutdown_requested(self) -> bool:

@@ -30,11 +30,15 @@ class Reduce(_Frame):
     """Trading state -> REDUCING: only orders that shrink a position pass."""
 
 
+class Flatten(_Frame):
+    """Close every position with reduce-only orders (allowed even while HALTED)."""
+
+
 class Shutdown(_Frame):
     """Stop every stage, remove shared memory, exit."""
 
 
-Request = Status | Halt | Resume | Reduce | Shutdown
+Request = Status | Halt | Resume | Reduce | Flatten | Shutdown
 
 
 class StageStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -49,6 +53,7 @@ class StageStatus(msgspec.Struct, kw_only=True, frozen=True):
 
 class StatusReply(_Frame):
     trading_state: str
+    state_reason: str            # why the state was last raised: operator, daily_loss, drawdown_kill, ...
     topology: str
     uptime_s: float
     stages: dict[str, StageStatus]

@@ -10,7 +10,8 @@ the paper venue, and each stage records ``now - t_origin`` when it emits.
 
 So that every tick travels the whole path, the bench runs with
 ``risk.min_order_notional = 0`` (a tick whose target differs from the position
-by any lot produces an order); ticks that produce no order add no sample.
+by any lot produces an order) and no order-rate throttle; ticks that produce no
+order add no sample.
 
 Output: a JSON document (``--json``) and a one-line summary on stdout::
 
@@ -85,7 +86,10 @@ def run(args) -> int:
         raise ValueError("bench measures the process topologies (five, fused); `single` is the simulated-clock backtest")
     cfg = msgspec.structs.replace(
         cfg, topology=topo,
-        risk=msgspec.structs.replace(cfg.risk, min_order_notional=0.0),
+        risk=msgspec.structs.replace(
+            cfg.risk, min_order_notional=0.0,
+            # the bench measures latency: the order-rate throttle must not thin the samples
+            account=msgspec.structs.replace(cfg.risk.account, throttle_rate=1e6, throttle_burst=1e6)),
         shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-bench-{os.getpid()}"),
         metrics=msgspec.structs.replace(cfg.metrics, enabled=False),
         journal=msgspec.structs.replace(cfg.journal, enabled=False),

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -19,80 +17,11 @@ import pytest
 
 from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
-from alphad.ops.ctl import request
+
+sys.path.insert(0, str(Path(__file__).parent))
+from daemon_rig import STAGES, Daemon, eventually  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
-STAGES = ("feed", "features", "infer", "risk", "router")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def eventually(cond, timeout=30.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout} s")
-
-
-class Daemon:
-    def __init__(self, tmp: Path, topology: str = "five"):
-        self.prefix = f"alphad-it-{os.getpid()}-{topology}"
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.metrics_port = free_port()
-        text = (REPO / "config.yaml").read_text()
-        cfg = msgspec.yaml.decode(text)
-        cfg["feed"]["path"] = str(REPO / cfg["feed"]["path"])
-        cfg["model"]["card"] = str(REPO / cfg["model"]["card"])
-        cfg["topology"]["name"] = topology
-        cfg["shm"]["prefix"] = self.prefix
-        cfg["control"]["endpoint"] = self.endpoint
-        cfg["metrics"]["port"] = self.metrics_port
-        cfg["journal"]["dir"] = str(tmp / "journal")
-        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
-        cfg["feed"]["speed"] = "5"  # five times real time: plenty of orders within seconds
-        self.config = tmp / "config.yaml"
-        self.config.write_bytes(msgspec.yaml.encode(cfg))
-        self.log = (tmp / "daemon.log").open("w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp)
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def status(self) -> frames.StatusReply:
-        reply = request(self.endpoint, frames.Status(), timeout_s=5)
-        assert isinstance(reply, frames.StatusReply), f"status reply was {reply!r}"
-        return reply
-
-    def ctl(self, req) -> frames._Frame:
-        return request(self.endpoint, req, timeout_s=5)
-
-    def wait_ready(self) -> None:
-        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
-                   what="daemon ready")
-        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        for p in list_segments(self.prefix):
-            p.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +80,21 @@ def test_halt_when_risk_stage_restarted_then_no_order_until_resume(daemon):
     assert after.orders == before.orders  # nothing passed the gate, across the restart
     assert isinstance(daemon.ctl(frames.Resume()), frames.Ok)
     eventually(lambda: daemon.status().orders > after.orders, timeout=15, what="orders after resume")
+
+
+def test_reduce_when_halted_then_state_stays_halted_and_flatten_closes_positions(daemon):
+    eventually(lambda: daemon.status().fills > 0, timeout=15, what="fills")
+    assert isinstance(daemon.ctl(frames.Halt(reason="flatten test")), frames.Ok)
+    reply = daemon.ctl(frames.Reduce())
+    assert isinstance(reply, frames.Ok) and "stays HALTED" in reply.message
+    fills = daemon.status().fills
+    assert isinstance(daemon.ctl(frames.Flatten()), frames.Ok)
+    # reduce-only orders pass even while HALTED and fill
+    eventually(lambda: daemon.status().fills > fills, timeout=15, what="flatten fills")
+    st = daemon.status()
+    assert st.trading_state == "HALTED" and st.state_reason == "operator"
+    assert isinstance(daemon.ctl(frames.Resume()), frames.Ok)
+    assert daemon.status().trading_state == "ACTIVE"
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -1,4 +1,4 @@
-"""Skeleton risk gate and paper router: each check passes, denies and holds at its boundary."""
+"""The risk stage's steps over the risk library, and the paper router."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,113 +7,102 @@ import pytest
 from alphad.daemon import risk as rk
 from alphad.daemon import router as rt
 from alphad.daemon.config import decode_config
+from alphad.daemon.portfolio import on_mark
+from alphad.daemon.risk_codes import (A_CASH, B_OPEN_BUY, B_POSITION, C_FLATTEN, C_STATE, DENY_HALTED,
+                                      DENY_MAX_ORDER_QTY, HALTED)
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import ACTIVE, HALTED, REDUCING, W_STATE
 from alphad.ipc.dtypes import (EXEC_DTYPE, EXEC_FILL, EXEC_REJECT, MD_DTYPE, MD_QUOTE, ORDER_DTYPE,
                                SIGNAL_DTYPE)
 
 CFG = decode_config("""
-universe: [{id: 0, symbol: AAA, lot_size: 1}, {id: 1, symbol: BBB, lot_size: 1}]
-risk: {initial_equity: 100000, max_order_notional: 5000, max_order_qty: 40, max_position_weight: 0.08,
-       min_order_notional: 10}
+universe: [{id: 0, symbol: AAA, sector: Tech, lot_size: 1}, {id: 1, symbol: BBB, sector: Tech, lot_size: 1}]
+risk:
+  initial_equity: 100000
+  min_order_notional: 10
+  instrument_defaults: {max_order_qty: 40, max_order_notional: 5000, max_position_weight: 0.08}
+  account: {sector_limit: 1.0, sector_warning: 0.9}
 router: {fee_bps: 2.0}
 """)
 
 
-@pytest.fixture
-def core():
-    c = rk.RiskCore(CFG.universe, CFG.risk)
-    c.inst[:, rk.I_MARK] = 100.0
-    return c
+def new_core():
+    control = np.zeros(7, np.int64)
+    core = rk.RiskCore(CFG.universe, CFG.risk, control)
+    for i in range(2):
+        on_mark(i, 100.0, core.limits, core.book, core.sectors, core.account)
+    return core
 
 
-def gate(core, qty, state=ACTIVE, i=0):
-    return rk.check_order(core.inst, core.acct, state, i, float(qty))
-
-
-@pytest.mark.parametrize("state,qty,code", [
-    (ACTIVE, 10, rk.OK),
-    (HALTED, 10, rk.DENY_HALTED),
-    (REDUCING, 10, rk.DENY_REDUCING),      # grows a flat position
-])
-def test_trading_state(core, state, qty, code):
-    assert gate(core, qty, state) == code
-
-
-def test_reducing_when_order_shrinks_position_then_passes_and_at_flat_boundary(core):
-    core.inst[0, rk.I_POS] = 30
-    core.acct[rk.A_MAX_ORDER_QTY] = core.acct[rk.A_MAX_ORDER_NOTIONAL] = 1e9
-    assert gate(core, -10, REDUCING) == rk.OK
-    assert gate(core, -31, REDUCING) == rk.OK      # flips to -1: |position| still shrinks
-    assert gate(core, -60, REDUCING) == rk.OK      # flips to -30: same size, not growing
-    assert gate(core, -61, REDUCING) == rk.DENY_REDUCING
-
-
-def test_instrument_unknown_or_untradable(core):
-    assert gate(core, 1, i=2) == rk.DENY_INSTRUMENT
-    core.inst[1, rk.I_TRADABLE] = 0
-    assert gate(core, 1, i=1) == rk.DENY_INSTRUMENT
-    assert gate(core, 1, i=0) == rk.OK
-
-
-def test_no_price(core):
-    core.inst[0, rk.I_MARK] = 0.0
-    assert gate(core, 1) == rk.DENY_NO_PRICE
-
-
-def test_quantity_positive(core):
-    assert gate(core, 0) == rk.DENY_QUANTITY
-
-
-def test_max_order_qty_boundary(core):
-    core.inst[0, rk.I_MARK] = 1.0
-    assert gate(core, 40) == rk.OK
-    assert gate(core, 41) == rk.DENY_MAX_QTY
-
-
-def test_max_order_notional_boundary(core):
-    core.acct[rk.A_MAX_ORDER_QTY] = 1e9
-    assert gate(core, 50) == rk.OK          # 50 * 100 = 5000
-    assert gate(core, 51) == rk.DENY_MAX_NOTIONAL
-
-
-def test_position_limit_boundary_counts_open_orders(core):
-    core.inst[0, rk.I_POS] = 40              # limit: 8% of 100k = 8000 = 80 shares
-    assert gate(core, 40) == rk.OK
-    core.inst[0, rk.I_OPEN] = 1
-    assert gate(core, 40) == rk.DENY_POSITION_LIMIT
-
-
-def test_on_signals_when_halted_then_denial_counted_by_reason_and_no_order(core):
+def signals(weight, seq=5, inst=0, px=100.0):
     sig = np.zeros(1, SIGNAL_DTYPE)
-    sig[0]["target_weight"], sig[0]["ref_px"], sig[0]["seq"] = 0.02, 100.0, 5
-    ctl = np.zeros(16, np.int64)
-    m = np.zeros(mx.SIZE // 8, np.int64)
+    sig[0]["target_weight"], sig[0]["ref_px"], sig[0]["seq"], sig[0]["instrument"] = weight, px, seq, inst
+    return sig
+
+
+def step(core, sig, m):
     out = np.zeros(4, ORDER_DTYPE)
-    ctl[W_STATE] = HALTED
-    assert rk.on_signals(sig, 1, core.inst, core.acct, ctl, m, out, 0) == 0
+    k = rk.on_signals(sig, len(sig), *core.gate_args(), core.oo_ids, core.oo_vals, core.params, core.tmp, m, out, 0)
+    return out[:k]
+
+
+def denials(m):
     block = mx.MetricsBlock.__new__(mx.MetricsBlock)
     block.words = m
-    assert block.denials_by_reason()[rk.DENY_HALTED] == 1
-    ctl[W_STATE] = ACTIVE
-    assert rk.on_signals(sig, 1, core.inst, core.acct, ctl, m, out, 0) == 1
-    o = out[0]
-    assert o["side"] == 1 and o["qty"] == 20 and o["client_order_id"] == (5 << 8)  # 2% of 100k at 100
-    assert core.inst[0, rk.I_OPEN] == 20
+    return block.denials_by_reason()
 
 
-def test_on_exec_when_round_trip_then_realized_pnl_and_fees():
-    c = rk.RiskCore(CFG.universe, CFG.risk)
-    ex = np.zeros(2, EXEC_DTYPE)
-    ex["status"] = EXEC_FILL
-    ex["side"] = [1, -1]
-    ex["fill_qty"] = 10
-    ex["fill_px"] = [100.0, 103.0]
-    ex["fee"] = [0.2, 0.2]
-    m = np.zeros(mx.SIZE // 8, np.int64)
-    assert rk.on_exec(ex, 2, c.inst, c.acct, m) == 2
-    assert c.inst[0, rk.I_POS] == 0 and c.acct[rk.A_REALIZED] == pytest.approx(30.0)
-    assert c.acct[rk.A_CASH] == pytest.approx(100_000 + 30 - 0.4)
+def test_signal_when_active_then_order_sized_from_equity_and_registered_as_working():
+    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    orders = step(core, signals(0.02, seq=5), m)
+    assert len(orders) == 1
+    o = orders[0]
+    assert o["side"] == 1 and o["qty"] == 20 and o["client_order_id"] == rk.client_order_id(5, 0, 0)
+    assert core.book[0, B_OPEN_BUY] == 20  # counted against limits until it fills
+    assert len(step(core, signals(0.02, seq=5), m)) == 0  # target met by the working order
+
+
+def test_signal_when_halted_then_denial_counted_by_reason_and_no_order():
+    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    core.control[C_STATE] = HALTED
+    assert len(step(core, signals(0.02), m)) == 0
+    assert denials(m)[DENY_HALTED] == 1
+
+
+def test_signal_when_position_weight_limit_then_denied_with_that_reason():
+    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    assert len(step(core, signals(0.5), m)) == 0  # 50% of equity: past 8% and past 40 shares
+    assert denials(m)[DENY_MAX_ORDER_QTY] == 1
+
+
+def test_signal_when_replayed_then_same_decision_never_sent_twice():
+    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    assert len(step(core, signals(0.02, seq=9), m)) == 1
+    core.book[0, B_OPEN_BUY] = 0.0  # even if the working quantity were forgotten...
+    assert len(step(core, signals(0.02, seq=9), m)) == 0  # ...the same id is refused
+
+
+def test_exec_when_filled_then_position_cash_and_fills_counted():
+    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    o = step(core, signals(0.02, seq=3), m)[0]
+    ex = np.zeros(1, EXEC_DTYPE)
+    ex[0]["client_order_id"], ex[0]["instrument"], ex[0]["side"] = o["client_order_id"], 0, 1
+    ex[0]["status"], ex[0]["fill_qty"], ex[0]["fill_px"], ex[0]["fee"] = EXEC_FILL, 20, 100.0, 0.4
+    assert rk.on_exec(ex, 1, core.oo_ids, core.oo_vals, core.limits, core.book, core.sectors, core.account, m) == 1
+    assert core.book[0, B_POSITION] == 20 and core.book[0, B_OPEN_BUY] == 0
+    assert core.account[A_CASH] == pytest.approx(100_000 - 2000 - 0.4)
+
+
+def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
+    core = new_core()
+    core.book[0, B_POSITION] = 30
+    core.control[C_STATE] = HALTED
+    out = np.zeros(4, ORDER_DTYPE)
+    args = (7, core.limits, core.book, core.sectors, core.account, core.control, core.oo_ids, core.oo_vals,
+            core.f_inst, core.f_side, core.f_qty, out, 0)
+    assert rk.flatten(*args) == 0  # no flatten requested: nothing passes HALTED
+    core.control[C_FLATTEN] = 1
+    assert rk.flatten(*args) == 1
+    assert out[0]["side"] == -1 and out[0]["qty"] == 30 and out[0]["instrument"] == 0
 
 
 def quote(i, bid, ask):

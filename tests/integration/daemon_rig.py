@@ -1,0 +1,91 @@
+"""A real `alphad run` in a subprocess, for the integration tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+from alphad.ipc import frames
+from alphad.ipc.shm import list_segments
+from alphad.ops.ctl import request
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("feed", "features", "infer", "risk", "router")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def eventually(cond, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+class Daemon:
+    def __init__(self, tmp: Path, topology: str = "five", risk: dict | None = None, tag: str = ""):
+        self.prefix = f"alphad-it-{os.getpid()}-{topology}{tag}"
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
+        text = (REPO / "config.yaml").read_text()
+        cfg = msgspec.yaml.decode(text)
+        cfg["feed"]["path"] = str(REPO / cfg["feed"]["path"])
+        cfg["model"]["card"] = str(REPO / cfg["model"]["card"])
+        cfg["topology"]["name"] = topology
+        cfg["shm"]["prefix"] = self.prefix
+        cfg["control"]["endpoint"] = self.endpoint
+        cfg["metrics"]["port"] = self.metrics_port
+        cfg["journal"]["dir"] = str(tmp / "journal")
+        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
+        cfg["feed"]["speed"] = "5"  # five times real time: plenty of orders within seconds
+        for section, values in (risk or {}).items():
+            cfg["risk"].setdefault(section, {}).update(values) if isinstance(values, dict) else cfg["risk"].update({section: values})
+        self.config = tmp / "config.yaml"
+        self.config.write_bytes(msgspec.yaml.encode(cfg))
+        self.log = (tmp / "daemon.log").open("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp)
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def status(self) -> frames.StatusReply:
+        reply = request(self.endpoint, frames.Status(), timeout_s=5)
+        assert isinstance(reply, frames.StatusReply), f"status reply was {reply!r}"
+        return reply
+
+    def ctl(self, req) -> frames._Frame:
+        return request(self.endpoint, req, timeout_s=5)
+
+    def wait_ready(self) -> None:
+        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
+                   what="daemon ready")
+        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        for p in list_segments(self.prefix):
+            p.unlink()
+
+
