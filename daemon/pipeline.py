@@ -39,6 +39,8 @@ from . import risk as rk
 from . import steps
 from . import router as rt
 from .config import Config, resolve
+from .drawdown import D_LEVEL, AlertSender, DrawdownArrays
+from .risk_codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from .feed import FeedCore, load_events, parse_speed
 from .infer import InferCore, ModelSession
 from .topology import EDGES, Plan, segment_names
@@ -184,6 +186,12 @@ class ProcessRunner:
             self._risk_seg, fresh, views = shared_arrays(names["risk_state"], specs)
             self.risk = rk.RiskCore(cfg.universe, cfg.risk, self.control.risk_control, shared=(views, fresh))
             self._resumes_seen = self.control.resume_requests
+            self._alerts = None
+            self._dd_level = int(self.risk.dd_state[D_LEVEL])
+            if cfg.risk.drawdown.webhook_url:  # ladder alerts, posted off the hot path by a thread
+                self._alerts = AlertSender(cfg.risk.drawdown.webhook_url, cfg.risk.drawdown.alert_cooldown_s)
+                self._ladder = DrawdownArrays(cfg.risk.initial_equity, 16)
+                self._ladder.state = self.risk.dd_state
             self.handlers["signals"].append(self._risk_on_signals)
             self.handlers["exec"].append(self._risk_on_exec)
         if "router" in self.stages:
@@ -454,6 +462,12 @@ class ProcessRunner:
             self._resume(r.control, r.account, now)
         self._watch(now, r.account_limits, r.account, r.control, r.dd_state, r.dd_idx, r.win_ts, r.win_eq,
                     r.thresholds, r.params)
+        level = int(r.dd_state[D_LEVEL])
+        if level != self._dd_level:  # a ladder step (up or down) since the last look
+            event = (DD_EVENT_ESCALATE if level > self._dd_level else DD_EVENT_RECOVER) + level
+            self._dd_level = level
+            if self._alerts is not None:
+                self._alerts.submit_event(event, self._ladder, now)
         if r.control[3] == 1:  # C_FLATTEN: ctl flatten, or the drawdown KILL step
             out = self._out["orders"]
             seq = int(self.ctl[stage_word(FEED, 0) + FEED_SEQ])
@@ -469,3 +483,5 @@ class ProcessRunner:
 
     def close(self) -> None:
         self.mark_ready(False)
+        if getattr(self, "_alerts", None) is not None:
+            self._alerts.close(timeout_s=2.0)
