@@ -46,13 +46,14 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
         runner.warm()
         runner.mark_ready(True)
         runner.run()
-        from .risk_codes import B_POSITION
+        from .risk_codes import B_POSITION, REASON_NAMES
 
         summary = {
             "events": int(control.stage(0, 5)),
             "orders": int(sum(len(o) for o in orders)),
             "fills": metrics.counter(3, mx.C_FILLS),
             "denials": metrics.counter(3, mx.C_DENIALS),
+            "denials_by_reason": {REASON_NAMES[c]: int(v) for c, v in enumerate(metrics.denials_by_reason()) if v},
             "positions": runner.risk.book[:, B_POSITION].tolist(),
         }
         from .risk import publish_gauges

@@ -66,6 +66,7 @@ class Rings(Base):
     signals: PowerOfTwo = 1024
     orders: PowerOfTwo = 1024
     exec: PowerOfTwo = 1024
+    denials: PowerOfTwo = 1024
 
 
 class Synthetic(Base):

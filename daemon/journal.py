@@ -1,4 +1,4 @@
-"""Append-only, hash-chained journal of orders, exec reports and control commands.
+"""Append-only, hash-chained journal of orders, exec reports, risk denials and control commands.
 
 One JSON object per line.  Each line carries ``prev`` (the previous line's
 hash) and ``hash`` = sha256 of ``prev`` + the line's canonical JSON without the
@@ -21,7 +21,12 @@ import numpy as np
 from alphad.ipc import dtypes
 from alphad.ipc.ring import Ring, ring_pop
 
+from .risk_codes import REASON_NAMES
+
 GENESIS = "0" * 64
+
+#: Journal entry type of each ring the journal reads.
+_ENTRY = {"orders": "order", "exec": "exec", "denials": "denial"}
 
 
 def _digest(prev: str, body: dict) -> str:
@@ -101,7 +106,7 @@ class JournalThread(threading.Thread):
         self.period_s = period_s
         self.sources = []
         for kind, ring in rings.items():
-            if kind in ("orders", "exec") and "journal" in ring.consumer_names():
+            if kind in _ENTRY and "journal" in ring.consumer_names():
                 buf = np.zeros(256, dtype=dtypes.RECORDS[kind])
                 self.sources.append((kind, ring, ring.consumer_index("journal"), buf))
         self.lock = threading.Lock()
@@ -120,7 +125,10 @@ class JournalThread(threading.Thread):
                 while True:
                     n = ring_pop(ring.h64, ring.b8, ci, buf.view(np.uint8), len(buf))
                     for k in range(n):
-                        self.writer.append("order" if kind == "orders" else "exec", _record_fields(buf[k]))
+                        fields = _record_fields(buf[k])
+                        if kind == "denials":
+                            fields["reason_name"] = REASON_NAMES[fields["reason"]]
+                        self.writer.append(_ENTRY[kind], fields)
                     total += n
                     if n < len(buf):
                         break

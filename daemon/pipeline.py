@@ -230,9 +230,19 @@ class ProcessRunner:
         h64, b8, bells, addr = self._ring_args["orders"]
         r = self.risk
         k, pushed = self._risk_step(sigs, n, r.limits, r.book, r.sectors, r.account_limits, r.account, r.control,
-                                    r.oo_ids, r.oo_vals, r.params, r.tmp, self.ctl, self.m, out.recs, out.i64,
-                                    out.words, RISK, h64, b8, bells, addr, out.u8, clock)
+                                    r.oo_ids, r.oo_vals, r.params, r.tmp, self.ctl, self.m, out.recs, r.denials,
+                                    r.den_n, out.i64, out.words, RISK, h64, b8, bells, addr, out.u8, clock)
+        if r.den_n[0]:
+            self._journal_denials()
         self._published("orders", out, k, pushed, clock)
+
+    def _journal_denials(self) -> None:
+        """Hand the step's denials to the journal (an overwrite ring: never blocks the gate)."""
+        r = self.risk
+        ring = self.out_rings.get("denials")
+        if ring is not None:
+            ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, r.denials.view(np.uint8), int(r.den_n[0]))
+        r.den_n[0] = 0
 
     def _risk_on_exec(self, reports, n, clock):
         r = self.risk
@@ -290,7 +300,7 @@ class ProcessRunner:
             self._ring_pop = bound(ring_pop, ring.h64, ring.b8, ci, buf.u8, 0)
             self._any_pending = bound(any_pending, self._pending_h64s, self._pending_cis)
         for kind, ring in self.out_rings.items():
-            ring_push(ring.h64, ring.b8, *bells, scratch[kind].u8, 0)
+            ring_push(ring.h64, ring.b8, *bells, no_b8, 0)
         bell_words = np.zeros_like(self.bells.words)  # arm/disarm on a scratch copy
         self._arm = bound(arm, bell_words, self.index)
         self._disarm = bound(disarm, bell_words, self.index)
@@ -317,7 +327,8 @@ class ProcessRunner:
             o = scratch["orders"]
             self._risk_step = bound(steps.risk_step, scratch["signals"].recs, 1, limits, book, sectors,
                                     account_limits, account, control, oo_ids, oo_vals, r.params, r.tmp, ctl, m,
-                                    o.recs, o.i64, o.words, RISK, no_h64, no_b8, *bells, o.u8, -1)
+                                    o.recs, r.denials.copy(), np.zeros(1, np.int64), o.i64, o.words, RISK, no_h64,
+                                    no_b8, *bells, o.u8, -1)
             self._on_exec = bound(rk.on_exec, scratch["exec"].recs, 1, oo_ids, oo_vals, limits, book, sectors,
                                   account, m)
             self._on_marks = bound(rk.on_marks, md, 1, limits, book, sectors, account)

@@ -25,7 +25,7 @@ from numba import njit
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
-from alphad.ipc.dtypes import MD_QUOTE, MD_TRADE, ORDER_MARKET
+from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_MARKET
 
 from .drawdown import update_drawdown
 from .portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
@@ -54,8 +54,12 @@ def client_order_id(seq, instrument, child):
 
 @njit(cache=True)
 def on_signals(sigs, n, limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, params,
-               tmp, m, out, now):
-    """Target weights in, gated orders out; returns the number of orders written to ``out``."""
+               tmp, m, out, den, den_n, now):
+    """Target weights in, gated orders out; returns the number of orders written to ``out``.
+
+    Each denial is counted by reason in ``m`` and written to ``den[den_n[0]]`` (for the
+    journal) while there is room; the shell drains ``den`` after the call.
+    """
     k = 0
     for j in range(n):
         s = sigs[j]
@@ -66,6 +70,19 @@ def on_signals(sigs, n, limits, book, sectors, account_limits, account, control,
             continue
         if code != OK:
             mx.count_denial(m, RISK, code)
+            d = den_n[0]
+            if d < den.shape[0]:
+                r = den[d]
+                r.t_origin = s.t_origin
+                r.ts = now
+                r.seq = s.seq
+                r.instrument = i
+                r.reason = code
+                r.side = int(tmp[0])
+                r.qty = tmp[1]
+                r.target_weight = s.target_weight
+                r.ref_px = s.ref_px
+                den_n[0] = d + 1
             continue
         side = int(tmp[0])
         qty = tmp[1]
@@ -226,6 +243,8 @@ class RiskCore:
         self.params[P_HYSTERESIS] = risk_cfg.drawdown.recovery_hysteresis
         self.params[P_EMERGENCY_MULT] = risk_cfg.drawdown.emergency_risk_multiplier
         self.tmp = np.zeros(2)
+        self.denials = np.zeros(256, DENIAL_DTYPE)
+        self.den_n = np.zeros(1, np.int64)
         n = len(universe)
         self.f_inst = np.zeros(n, np.int64)
         self.f_side = np.zeros(n, np.int64)

@@ -78,9 +78,9 @@ def signals_publish(out_i64, words, k, m, ctl, stage, n_in, ring_h64, ring_b8, b
 
 @njit(cache=True)
 def risk_step(sigs, n, limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, params, tmp, ctl, m,
-              out, out_i64, words, stage, ring_h64, ring_b8, bells, bells_addr, out_u8, clock):
+              out, den, den_n, out_i64, words, stage, ring_h64, ring_b8, bells, bells_addr, out_u8, clock):
     k = rk.on_signals(sigs, n, limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, params, tmp,
-                      m, out, _clock(clock))
+                      m, out, den, den_n, _clock(clock))
     return _publish(out_i64, words, k, m, stage, ctl, stage, n, ring_h64, ring_b8, bells, bells_addr, out_u8, clock)
 
 

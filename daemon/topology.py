@@ -76,6 +76,10 @@ class Plan:
 #: Rings the supervisor's journal thread also reads (as consumer ``journal``).
 JOURNALED = ("orders", "exec")
 
+#: Side channels to the journal alone (producer stage, policy): risk's denials.  Overwrite:
+#: a stalled journal must never stall the gate; lost records are counted as overruns.
+JOURNAL_ONLY = {"denials": ("risk", "overwrite")}
+
 
 def plan(topology_name: str, ring_sizes, *, journal: bool = False) -> Plan:
     if topology_name not in PRESETS:
@@ -90,6 +94,9 @@ def plan(topology_name: str, ring_sizes, *, journal: bool = False) -> Plan:
             if journal and kind in JOURNALED:
                 remote = remote + ("journal",)
             rings[kind] = RingSpec(kind, producer, remote, POLICY[kind], getattr(ring_sizes, kind))
+    if journal:
+        for kind, (producer, policy) in JOURNAL_ONLY.items():
+            rings[kind] = RingSpec(kind, producer, ("journal",), policy, getattr(ring_sizes, kind))
     return Plan(topology_name, processes, rings)
 
 
@@ -101,5 +108,5 @@ def segment_names(prefix: str) -> dict[str, str]:
         "doorbells": f"{prefix}.doorbells",
         "risk_state": f"{prefix}.risk_state",
         "router_state": f"{prefix}.router_state",
-        **{f"ring.{kind}": f"{prefix}.ring.{kind}" for kind in EDGES},
+        **{f"ring.{kind}": f"{prefix}.ring.{kind}" for kind in (*EDGES, *JOURNAL_ONLY)},
     }

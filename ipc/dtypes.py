@@ -128,6 +128,23 @@ EXEC_DTYPE = np.dtype(
     align=True,
 )
 
+#: A pre-trade gate denial, journaled by the supervisor (reason codes: daemon/risk_codes.py).
+DENIAL_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("seq", "u8"),          # md seq of the tick that led to the decision
+        ("instrument", "i4"),
+        ("reason", "i2"),
+        ("side", "i1"),         # side of the order that was denied (0 when no order was formed)
+        ("pad", "u1"),
+        ("qty", "f8"),
+        ("target_weight", "f8"),
+        ("ref_px", "f8"),
+    ],
+    align=True,
+)
+
 #: Every ring record type by the name used in config and ring headers.
 RECORDS = {
     "md": MD_DTYPE,
@@ -135,6 +152,7 @@ RECORDS = {
     "signals": SIGNAL_DTYPE,
     "orders": ORDER_DTYPE,
     "exec": EXEC_DTYPE,
+    "denials": DENIAL_DTYPE,
 }
 
 

@@ -124,3 +124,11 @@ def test_shutdown_when_requested_then_no_process_and_no_shm_segment_left(daemon)
 
     n, bad = verify(journal)
     assert n > 0 and bad is None
+    import json
+
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    kinds = {e["type"] for e in entries}
+    assert {"order", "exec", "denial", "control"} <= kinds
+    # every decision is there: the denials while halted carry their reason
+    assert any(e["type"] == "denial" and e["reason_name"] == "halted" for e in entries)
+    assert [e["command"] for e in entries if e["type"] == "control"][:2] == ["halt", "resume"]

@@ -41,7 +41,8 @@ def signals(weight, seq=5, inst=0, px=100.0):
 
 def step(core, sig, m):
     out = np.zeros(4, ORDER_DTYPE)
-    k = rk.on_signals(sig, len(sig), *core.gate_args(), core.oo_ids, core.oo_vals, core.params, core.tmp, m, out, 0)
+    k = rk.on_signals(sig, len(sig), *core.gate_args(), core.oo_ids, core.oo_vals, core.params, core.tmp, m, out,
+                      core.denials, core.den_n, 0)
     return out[:k]
 
 
@@ -64,8 +65,11 @@ def test_signal_when_active_then_order_sized_from_equity_and_registered_as_worki
 def test_signal_when_halted_then_denial_counted_by_reason_and_no_order():
     core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
     core.control[C_STATE] = HALTED
-    assert len(step(core, signals(0.02), m)) == 0
+    assert len(step(core, signals(0.02, seq=11), m)) == 0
     assert denials(m)[DENY_HALTED] == 1
+    assert core.den_n[0] == 1  # and written for the journal
+    d = core.denials[0]
+    assert d["reason"] == DENY_HALTED and d["seq"] == 11 and d["side"] == 1 and d["qty"] == 20
 
 
 def test_signal_when_position_weight_limit_then_denied_with_that_reason():
