@@ -18,7 +18,8 @@ from alphad.ipc import metrics as mx
 from alphad.ipc.control import ControlBlock
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
-from alphad.ipc.shm import list_segments
+from alphad.ipc import feature_list
+from alphad.ipc.shm import Segment, list_segments
 
 from .config import Config, load_config
 from .pipeline import ProcessRunner
@@ -38,6 +39,7 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
     Doorbells.create(names["doorbells"])
     control = ControlBlock.create(names["control"])
     metrics = MetricsBlock.create(names["metrics"])
+    Segment.create(names["feature_list"], feature_list.SIZE).close()
     try:
         plan = make_plan("single", cfg.rings)
         runner = ProcessRunner(cfg, base, plan, 0, simulated=True)

@@ -97,6 +97,10 @@ class Feed(Base):
 
 
 class Features(Base):
+    #: The named, ordered feature set the stage computes and publishes.  ``quote``: the
+    #: streaming quote/trade set of kernels/quote_features.py.  (The bar sets ``core`` and
+    #: ``full`` of kernels/feature_sets.py need OHLC bars in the md record, not there yet.)
+    set: Literal["quote"] = "quote"
     #: Emit a feature row on every md event (``event``) or only on quotes (``quote``).
     trigger: Literal["event", "quote"] = "quote"
     ema_fast_events: PositiveFloat = 10.0

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from alphad.ipc import dtypes, metrics as mx
+from alphad.ipc import dtypes, feature_list, metrics as mx
 from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
                                 ControlBlock, stage_word)
 from alphad.ipc.doorbell import Doorbells, Sleeper, arm, disarm, sleep
@@ -170,12 +170,17 @@ class ProcessRunner:
                 self.handlers["md"].append(getattr(self, f"_{consumer}_on_md"))
         if "features" in self.stages:
             f = cfg.features
+            self._feature_seg = Segment.attach(names["feature_list"])
+            feature_list.publish(self._feature_seg, f.set, qf.FEATURE_NAMES)
             self.feat_state = qf.new_state(n_inst)
             self.alpha_fast = 2.0 / (f.ema_fast_events + 1.0)
             self.alpha_slow = 2.0 / (f.ema_slow_events + 1.0)
             self.quotes_only = f.trigger == "quote"
         if "infer" in self.stages:
-            session = ModelSession(resolve(base, cfg.model.card), qf.FEATURE_NAMES,
+            seg = Segment.attach(names["feature_list"])
+            _, published = feature_list.read(seg, cfg.supervisor.start_timeout_s)
+            seg.close()
+            session = ModelSession(resolve(base, cfg.model.card), published,
                                    provider=cfg.model.provider, max_batch=cfg.model.max_batch)
             self.infer = InferCore(session, weight_per_unit=cfg.model.weight_per_unit,
                                    weight_cap=cfg.model.weight_cap, min_abs_prediction=cfg.model.min_abs_prediction)

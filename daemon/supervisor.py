@@ -34,7 +34,8 @@ from alphad.ipc.control import (ACTIVE, HALTED, REASON_OPERATOR, REDUCING, W_REA
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring
-from alphad.ipc.shm import list_segments
+from alphad.ipc import feature_list
+from alphad.ipc.shm import Segment, list_segments
 
 from . import sdnotify
 from .config import Config, load_config, resolve
@@ -113,6 +114,7 @@ class Supervisor:
         self.control = ControlBlock.create(self.names["control"])
         self.control.words[6] = os.getpid()
         self.metrics = MetricsBlock.create(self.names["metrics"])
+        Segment.create(self.names["feature_list"], feature_list.SIZE).close()
         for kind, spec in self.plan.rings.items():
             doorbell_of = {}
             for c in spec.consumers:

@@ -108,5 +108,6 @@ def segment_names(prefix: str) -> dict[str, str]:
         "doorbells": f"{prefix}.doorbells",
         "risk_state": f"{prefix}.risk_state",
         "router_state": f"{prefix}.router_state",
+        "feature_list": f"{prefix}.feature_list",
         **{f"ring.{kind}": f"{prefix}.ring.{kind}" for kind in (*EDGES, *JOURNAL_ONLY)},
     }
