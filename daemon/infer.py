@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from numba import njit
 
+from alphad.ops.drift import histogram_update
 from alphad.ops.model_card import ModelCard, read_card, sha256_file
 
 
@@ -120,6 +121,13 @@ def gather_rows(rows, n, n_features, x):
 
 
 @njit(cache=True)
+def count_drift(counts, edges, x, n):
+    """Count the first ``n`` model input rows into the live drift histograms."""
+    for k in range(n):
+        histogram_update(counts, edges, x[k])
+
+
+@njit(cache=True)
 def size_signals(rows, n, y, scale, weight_per_unit, weight_cap, min_abs_pred, out, now):
     """Prediction -> target weight: ``y/scale * weight_per_unit`` capped at ±``weight_cap``.
 
@@ -147,11 +155,20 @@ def size_signals(rows, n, y, scale, weight_per_unit, weight_cap, min_abs_pred, o
 
 
 class InferCore:
-    """Rows in, sized signals out."""
+    """Rows in, sized signals out.
+
+    With ``drift_counts`` (int64, features x bins) and a card that carries a drift
+    reference, every model input row is also counted into the live histograms the
+    exporter turns into PSI (``alphad_feature_psi``).
+    """
 
     def __init__(self, session: ModelSession, *, weight_per_unit: float, weight_cap: float,
-                 min_abs_prediction: float = 0.0):
+                 min_abs_prediction: float = 0.0, drift_counts: np.ndarray | None = None):
         self.session = session
+        ref = session.card.drift_reference
+        self.drift_counts = drift_counts if ref is not None else None
+        self.drift_edges = np.asarray(ref.edges, np.float64) if ref is not None else None
+        self._count = count_drift
         self.scale = float(session.card.prediction_scale) or 1.0
         self.weight_per_unit = weight_per_unit
         self.weight_cap = weight_cap
@@ -167,11 +184,15 @@ class InferCore:
         self._gather = bind(gather_rows, rows, 1, s.n_features, s.x)
         self._size = bind(size_signals, rows, 1, s.y[:1, 0], self.scale, self.weight_per_unit, self.weight_cap,
                           self.min_abs_prediction, out, 0)
+        if self.drift_counts is not None:
+            self._count = bind(count_drift, self.drift_counts, self.drift_edges, s.x, 0)
 
     def on_rows(self, rows: np.ndarray, n: int, out: np.ndarray, now: int) -> int:
         s = self.session
         if n <= s.max_batch:  # the usual case: one model run, no slicing
             self._gather(rows, n, s.n_features, s.x)
+            if self.drift_counts is not None:
+                self._count(self.drift_counts, self.drift_edges, s.x, n)
             self._size(rows, n, s.run_bound(n), self.scale, self.weight_per_unit, self.weight_cap,
                        self.min_abs_prediction, out, now)
             return n
@@ -180,6 +201,8 @@ class InferCore:
             m = min(n - done, s.max_batch)
             chunk = rows[done : done + m]
             gather_rows(chunk, m, s.n_features, s.x)
+            if self.drift_counts is not None:
+                count_drift(self.drift_counts, self.drift_edges, s.x, m)
             size_signals(chunk, m, s.run_bound(m), self.scale, self.weight_per_unit, self.weight_cap,
                          self.min_abs_prediction, out[done : done + m], now)
             done += m

@@ -182,8 +182,14 @@ class ProcessRunner:
             seg.close()
             session = ModelSession(resolve(base, cfg.model.card), published,
                                    provider=cfg.model.provider, max_batch=cfg.model.max_batch)
+            drift = None
+            ref = session.card.drift_reference
+            if ref is not None:  # live histograms in shared memory: the exporter computes PSI from them
+                shape = (len(ref.feature_names), len(ref.fractions[0]))
+                self._drift_seg, _, (drift,) = shared_arrays(names["drift"], [(shape, np.int64)])
             self.infer = InferCore(session, weight_per_unit=cfg.model.weight_per_unit,
-                                   weight_cap=cfg.model.weight_cap, min_abs_prediction=cfg.model.min_abs_prediction)
+                                   weight_cap=cfg.model.weight_cap, min_abs_prediction=cfg.model.min_abs_prediction,
+                                   drift_counts=drift)
             self.handlers["features"].append(self._infer_on_rows)
         if "risk" in self.stages:
             n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
@@ -322,8 +328,12 @@ class ProcessRunner:
                                         o.words, m, ctl, FEATURES, no_h64, no_b8, *bells, o.u8, -1)
         if "infer" in self.stages:
             self.infer.session.warm()
+            counts, self.infer.drift_counts = self.infer.drift_counts, None  # warm-up rows are not live data
             self.infer.bind(scratch["features"].recs, scratch["signals"].recs)
             self.infer.on_rows(scratch["features"].recs, 2, scratch["signals"].recs, 0)
+            self.infer.drift_counts = counts
+            if counts is not None:
+                self.infer.bind(scratch["features"].recs, scratch["signals"].recs)
         if "risk" in self.stages:
             r = self.risk
             a = [x.copy() for x in (r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids,

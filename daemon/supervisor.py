@@ -92,6 +92,8 @@ class Supervisor:
         self.rings: dict[str, Ring] = {}
         self.metrics_port = cfg.metrics.port if metrics_port is None else metrics_port
         self._last_status = (0, 0, 0)
+        self.drift = None
+        self._drift_warned: dict[str, float] = {}
 
     # -- segments -----------------------------------------------------------------
     def create_segments(self) -> None:
@@ -305,10 +307,11 @@ class Supervisor:
         self.create_segments()
         self.sock.bind(control_endpoint)
         self.control_endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.drift = self._drift_view()
         if self.cfg.metrics.enabled:
             from alphad.ops.exporter import AlphadCollector, serve
 
-            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS),
+            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS, self.drift),
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         if self.cfg.journal.enabled:
@@ -326,6 +329,34 @@ class Supervisor:
         self.wait_ready(self.cfg.supervisor.start_timeout_s)
         sdnotify.notify("READY=1")
         print("alphad: ready (every stage warm)", file=sys.stderr, flush=True)
+
+    def _drift_view(self):
+        """PSI from the inference stage's live histograms, when the model card has a reference."""
+        from alphad.ops.exporter import DriftView
+        from alphad.ops.model_card import read_card
+
+        try:
+            card = read_card(resolve(self.base, self.cfg.model.card))
+        except (FileNotFoundError, ValueError):
+            return None  # the infer stage reports the problem itself, by name
+        if card.drift_reference is None:
+            return None
+        return DriftView(card.drift_reference, self.names["drift"])
+
+    def warn_drift(self, now: float) -> None:
+        """One line per drifted feature (PSI > 0.25), at most every five minutes per feature."""
+        from alphad.ops.drift import PSI_WARN
+
+        if self.drift is None:
+            return
+        values = self.drift.psi()
+        if values is None:
+            return
+        for name, v in zip(self.drift.names, values):
+            if v > PSI_WARN and now - self._drift_warned.get(name, -1e9) > 300:
+                self._drift_warned[name] = now
+                print(f"alphad: warning: feature {name} drifted from the training data (PSI {v:.3f} > {PSI_WARN})",
+                      file=sys.stderr, flush=True)
 
     def shutdown(self) -> None:
         """Stop children, journal, exporter and control port; remove every segment."""
@@ -381,6 +412,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)
+                self.warn_drift(now)
                 next_status = now + interval
             if watchdog and now >= next_ping and self._heartbeats_fresh():
                 sdnotify.notify("WATCHDOG=1")

@@ -109,5 +109,6 @@ def segment_names(prefix: str) -> dict[str, str]:
         "risk_state": f"{prefix}.risk_state",
         "router_state": f"{prefix}.router_state",
         "feature_list": f"{prefix}.feature_list",
+        "drift": f"{prefix}.drift",
         **{f"ring.{kind}": f"{prefix}.ring.{kind}" for kind in (*EDGES, *JOURNAL_ONLY)},
     }

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from alphad.kernels.quote_features import FEATURE_NAMES, N_FEATURES, quote_features_batch
+from alphad.ops.drift import reference_histograms
 from alphad.ops.model_card import FoldResult, ModelCard, sha256_file, write_card
 
 DEFAULT_CONFIG = "config.yaml"
@@ -100,6 +101,7 @@ def run(args) -> int:
         oos_win_rate=hit,
         oos_payoff_ratio=payoff,
         prediction_scale=float(np.std(pred)) or 1.0,
+        drift_reference=reference_histograms(X[:split].astype(np.float64), list(FEATURE_NAMES), 10),
         created_by=f"alphad train-demo --config {args.config} --horizon {args.horizon} --trees {args.trees} --seed {args.seed}",
     )
     write_card(out / "model_card.json", card)

@@ -78,9 +78,10 @@ def reference_histograms(X: np.ndarray, feature_names: list[str], n_bins: int = 
         if col.size == 0:
             raise ValueError(f"feature {feature_names[f]!r}: no finite training values")
         e = np.unique(np.quantile(col, q).astype(np.float32)).astype(np.float64)
-        # Pad with +inf edges so every feature has n_bins-1 edges (fixed-width
-        # arrays for the kernel); padded bins stay empty on both sides.
-        e_full = np.r_[e, np.full(n_bins - 1 - e.size, np.inf)]
+        # Pad with the largest float32 so every feature has n_bins-1 edges (fixed-width
+        # arrays for the kernel); padded bins stay empty on both sides.  Not +inf:
+        # the reference lives in model_card.json, and JSON has no infinity.
+        e_full = np.r_[e, np.full(n_bins - 1 - e.size, float(np.finfo(np.float32).max))]
         counts = np.zeros(n_bins)
         idx = np.searchsorted(e_full, col, side="right")
         np.add.at(counts, idx, 1.0)

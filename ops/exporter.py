@@ -26,13 +26,42 @@ def _histogram(block: MetricsBlock, row: int) -> tuple[list[tuple[str, float]], 
     return buckets, block.latency_sum_ns(row) / 1e9
 
 
+class DriftView:
+    """Live PSI per feature from the inference stage's shared histogram counts."""
+
+    def __init__(self, reference, segment_name: str):
+        import numpy as np
+
+        self.names = list(reference.feature_names)
+        self.reference = np.asarray(reference.fractions, np.float64)
+        self.segment_name = segment_name
+        self._counts = None
+
+    def psi(self):
+        """PSI per feature (NaN before any live row), or None until the stage created its counts."""
+        import numpy as np
+
+        from alphad.ipc.shm import Segment
+        from alphad.ops.drift import psi
+
+        if self._counts is None:
+            try:
+                seg = Segment.attach(self.segment_name)
+            except FileNotFoundError:
+                return None
+            self._seg = seg
+            self._counts = seg.buf[64 : 64 + self.reference.size * 8].view(np.int64).reshape(self.reference.shape)
+        return psi(self.reference, self._counts)
+
+
 class AlphadCollector:
     def __init__(self, metrics: MetricsBlock, control: ControlBlock, rings: dict | None = None,
-                 reason_names: dict[int, str] | None = None):
+                 reason_names: dict[int, str] | None = None, drift: DriftView | None = None):
         self.metrics = metrics
         self.control = control
         self.rings = rings or {}
         self.reason_names = reason_names or {}
+        self.drift = drift
 
     def collect(self):
         m = self.metrics
@@ -83,6 +112,13 @@ class AlphadCollector:
         eq = GaugeMetricFamily("alphad_equity", "Account equity in quote currency")
         eq.add_metric([], float(m.gauges[mx.G_EQUITY]))
         yield eq
+        values = self.drift.psi() if self.drift is not None else None
+        if values is not None:
+            g = GaugeMetricFamily("alphad_feature_psi", "Population stability index of each model input "
+                                  "against the training data (> 0.25: drifted)", labels=["feature"])
+            for name, v in zip(self.drift.names, values):
+                g.add_metric([name], float(v))
+            yield g
 
 
 def serve(collector: AlphadCollector, host: str, port: int):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 
+from .drift import DriftReference
+
 
 class FoldResult(msgspec.Struct, kw_only=True, frozen=True):
     fold: int
@@ -44,6 +46,8 @@ class ModelCard(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     oos_payoff_ratio: float = 1.0
     prediction_scale: float = 1.0  # typical |prediction| (std on OOS rows); sizing divides by it
     created_by: str = ""           # command that produced the model
+    #: Training histograms per feature; with them the inference stage exports live PSI drift.
+    drift_reference: DriftReference | None = None
 
 
 def sha256_file(path: str | Path) -> str:

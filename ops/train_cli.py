@@ -28,7 +28,6 @@ from typing import Annotated, Literal
 import msgspec
 import numpy as np
 
-from alphad.ops.drift import DriftReference
 from alphad.ops.gates import GateConfig
 from alphad.ops.model_card import ModelCard
 
@@ -352,7 +351,6 @@ class TrainedModelCard(ModelCard, kw_only=True, frozen=True):
     ensemble_method: str = ""
     onnx_max_abs_diff: float = 0.0
     feature_importance: dict[str, float] = {}
-    drift_reference: DriftReference | None = None
 
 
 def _cv_text(c: CVConfig) -> str:

@@ -55,6 +55,11 @@ def test_metrics_when_scraped_then_tick_to_trade_histogram_and_counters_served(d
     assert count and float(count[0].split()[-1]) > 0
     for name in ("alphad_orders_total", "alphad_fills_total", "alphad_events_total", "alphad_risk_denials_total"):
         assert f"# TYPE {name} counter" in body
+    # live drift of every model input against the card's training histograms
+    psi = {l.split('"')[1]: float(l.split()[-1]) for l in body.splitlines() if l.startswith("alphad_feature_psi{")}
+    assert set(psi) == {"ret_1", "ema_ret_fast", "ema_ret_slow", "mid_ema_dev", "imbalance_l1", "spread_bps",
+                        "trade_flow", "vol_ema"}
+    assert all(v >= 0 for v in psi.values())
 
 
 def test_control_when_frame_malformed_then_error_reply_and_daemon_keeps_running(daemon):
