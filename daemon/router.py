@@ -9,9 +9,9 @@ injected clock (0 fills within the same call), paying ``fee_bps`` of notional.
 It rejects orders for unknown instruments or with no quote yet.
 
 Idempotency: client order ids are derived from the decision that caused them
-and increase per instrument; the router refuses an id it has already seen
-(``last_cid``), so a replayed ring record or a restarted risk stage can never
-send the same order twice.  ``state`` lives in shared memory, so that memory
+and increase per instrument; the router drops an id it has already seen
+(``last_cid``; counted as an error, no exec report), so a replayed ring record
+or a restarted risk stage can never send the same order twice.  ``state`` lives in shared memory, so that memory
 survives a restart of this stage.
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ N_Q = 5
 # reject reasons in exec.reason
 REJECT_UNKNOWN_INSTRUMENT = 1
 REJECT_NO_QUOTE = 2
-REJECT_DUPLICATE = 3
 REJECT_QUEUE_FULL = 4
 
 PENDING_CAP = 1024
@@ -51,33 +50,41 @@ def on_quotes(md, n, q):
 
 
 @njit(cache=True)
+def _reject(o, out, reason, now):
+    """Write a reject of order ``o`` with ``reason`` into ``out``; returns 1."""
+    out.t_origin = o.t_origin
+    out.ts = now
+    out.client_order_id = o.client_order_id
+    out.instrument = o.instrument
+    out.side = o.side
+    out.status = EXEC_REJECT
+    out.reason = reason
+    out.fee = 0.0
+    out.fill_qty = 0.0
+    out.fill_px = 0.0
+    out.leaves_qty = 0.0
+    return 1
+
+
+@njit(cache=True)
 def _fill(o, q, fee_bps, slippage_bps, out, now):
     """Write the venue's answer to order ``o`` into ``out``; returns 1."""
     i = o.instrument
+    if i < 0 or i >= q.shape[0]:
+        return _reject(o, out, REJECT_UNKNOWN_INSTRUMENT, now)
+    px = q[i, Q_ASK] if o.side > 0 else q[i, Q_BID]
+    if not px > 0.0:
+        return _reject(o, out, REJECT_NO_QUOTE, now)
+    if o.limit_px == o.limit_px:  # a limit order must be marketable
+        if (o.side > 0 and o.limit_px < px) or (o.side < 0 and o.limit_px > px):
+            return _reject(o, out, REJECT_NO_QUOTE, now)
     out.t_origin = o.t_origin
     out.ts = now
     out.client_order_id = o.client_order_id
     out.instrument = i
     out.side = o.side
-    out.fee = 0.0
-    out.fill_qty = 0.0
-    out.fill_px = 0.0
-    out.leaves_qty = 0.0
     out.reason = 0
-    if i < 0 or i >= q.shape[0]:
-        out.status = EXEC_REJECT
-        out.reason = REJECT_UNKNOWN_INSTRUMENT
-        return 1
-    px = q[i, Q_ASK] if o.side > 0 else q[i, Q_BID]
-    if not px > 0.0:
-        out.status = EXEC_REJECT
-        out.reason = REJECT_NO_QUOTE
-        return 1
-    if o.limit_px == o.limit_px:  # a limit order must be marketable
-        if (o.side > 0 and o.limit_px < px) or (o.side < 0 and o.limit_px > px):
-            out.status = EXEC_REJECT
-            out.reason = REJECT_NO_QUOTE
-            return 1
+    out.leaves_qty = 0.0
     px = px * (1.0 + o.side * slippage_bps * 1e-4)
     out.status = EXEC_FILL
     out.fill_qty = o.qty
@@ -101,12 +108,9 @@ def on_orders(orders, n, q, pending, pend_due, pend_count, latency_ns, fee_bps, 
         i = o.instrument
         if 0 <= i < q.shape[0]:
             if o.client_order_id <= q[i, Q_LAST_CID]:
-                out[k].t_origin = o.t_origin
-                out[k].client_order_id = o.client_order_id
-                out[k].instrument = i
-                out[k].status = EXEC_REJECT
-                out[k].reason = REJECT_DUPLICATE
-                k += 1
+                # Seen before (a replayed ring record): drop it.  No exec report: a reject
+                # under the same id would end the original order's book entry at risk.
+                mx.count(m, ROUTER, mx.C_ERRORS, 1)
                 continue
             q[i, Q_LAST_CID] = o.client_order_id
         sent += 1
@@ -117,12 +121,7 @@ def on_orders(orders, n, q, pending, pend_due, pend_count, latency_ns, fee_bps, 
             pend_due[pend_count[0]] = now + latency_ns
             pend_count[0] += 1
         else:
-            out[k].t_origin = o.t_origin
-            out[k].client_order_id = o.client_order_id
-            out[k].instrument = i
-            out[k].status = EXEC_REJECT
-            out[k].reason = REJECT_QUEUE_FULL
-            k += 1
+            k += _reject(o, out[k], REJECT_QUEUE_FULL, now)
     if sent:
         mx.count(m, ROUTER, mx.C_ORDERS, sent)
     return k

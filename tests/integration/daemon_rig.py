@@ -71,6 +71,13 @@ class Daemon:
     def ctl(self, req) -> frames._Frame:
         return request(self.endpoint, req, timeout_s=5)
 
+    def kill_stage(self, stage: str) -> frames.StatusReply:
+        """SIGKILL a stage's process; return the status once its restart is ready."""
+        old = self.status().stages[stage].pid
+        os.kill(old, signal.SIGKILL)
+        return eventually(lambda: (s := self.status()).stages[stage].ready and s.stages[stage].pid != old and s,
+                          timeout=60, what=f"{stage} restarted")
+
     def wait_ready(self) -> None:
         eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
                    what="daemon ready")

@@ -5,8 +5,6 @@ the tests run in file order and the last one shuts it down.
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 import urllib.request
@@ -74,10 +72,7 @@ def test_halt_when_risk_stage_restarted_then_no_order_until_resume(daemon):
     assert isinstance(daemon.ctl(frames.Halt(reason="test")), frames.Ok)
     time.sleep(0.5)  # orders already past risk may still fill
     before = daemon.status()
-    risk_pid = before.stages["risk"].pid
-    os.kill(risk_pid, signal.SIGKILL)
-    eventually(lambda: (s := daemon.status().stages["risk"]).ready and s.pid != risk_pid, timeout=60,
-               what="risk restarted")
+    daemon.kill_stage("risk")
     denials0 = daemon.status().denials
     eventually(lambda: daemon.status().denials > denials0, timeout=15, what="denials while halted")
     after = daemon.status()
@@ -104,11 +99,7 @@ def test_reduce_when_halted_then_state_stays_halted_and_flatten_closes_positions
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_sigkilled_when_running_then_restarted_and_pipeline_goes_on(daemon, stage):
-    st = daemon.status()
-    old = st.stages[stage].pid
-    os.kill(old, signal.SIGKILL)
-    st2 = eventually(lambda: (s := daemon.status()).stages[stage].ready and s.stages[stage].pid != old and s,
-                     timeout=60, what=f"{stage} restarted")
+    st2 = daemon.kill_stage(stage)
     assert st2.stages[stage].restarts >= 1
     fills = st2.fills
     eventually(lambda: daemon.status().fills > fills, timeout=20, what=f"fills after {stage} restart")

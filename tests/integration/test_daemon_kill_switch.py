@@ -1,8 +1,6 @@
 """The daily loss limit latches HALTED in the real daemon, across a restart of the risk stage."""
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -24,10 +22,7 @@ def test_daily_loss_when_breached_then_halted_until_resume_also_across_risk_rest
         st = eventually(lambda: (s := d.status()).trading_state == "HALTED" and s, timeout=30, what="kill switch")
         assert st.state_reason == "daily_loss"
         orders = st.orders
-        risk_pid = st.stages["risk"].pid
-        os.kill(risk_pid, signal.SIGKILL)
-        eventually(lambda: (s := d.status().stages["risk"]).ready and s.pid != risk_pid, timeout=60,
-                   what="risk restarted")
+        d.kill_stage("risk")
         denials = d.status().denials
         eventually(lambda: d.status().denials > denials, timeout=15, what="denials after the restart")
         st = d.status()

@@ -1,7 +1,6 @@
 """The inference stage's ONNX session: refuses mismatched models, matches LightGBM."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import lightgbm as lgb

@@ -138,17 +138,19 @@ def test_router_when_quote_known_then_fills_at_touch_with_fee_and_records_t2t():
     assert block.latency_count(mx.ROW_T2T) == 3 and list(block.samples(mx.ROW_T2T)) == [4000] * 3
 
 
-def test_router_when_same_client_order_id_again_then_rejected_as_duplicate():
+def test_router_when_same_client_order_id_again_then_dropped_and_counted():
     r = rt.RouterCore(1, CFG.router)
     rt.on_quotes(quote(0, 99.0, 101.0), 1, r.q)
     o = np.zeros(1, ORDER_DTYPE)
     o["side"], o["qty"], o["limit_px"], o["client_order_id"] = 1, 1, np.nan, 77
     m = np.zeros(mx.SIZE // 8, np.int64)
     out = np.zeros(1, EXEC_DTYPE)
-    rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 0, 0.0, 0.0, m, out, 0)
+    assert rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 0, 0.0, 0.0, m, out, 0) == 1
     assert out[0]["status"] == EXEC_FILL
-    rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 0, 0.0, 0.0, m, out, 0)
-    assert out[0]["status"] == EXEC_REJECT and out[0]["reason"] == rt.REJECT_DUPLICATE
+    assert rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 0, 0.0, 0.0, m, out, 0) == 0
+    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
+    block.words = m
+    assert block.counter(rt.ROUTER, mx.C_ERRORS) == 1 and block.counter(rt.ROUTER, mx.C_ORDERS) == 1
 
 
 def test_router_when_latency_then_fill_waits_until_due_at_the_then_current_quote():
