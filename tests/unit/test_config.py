@@ -27,8 +27,8 @@ def test_decode_when_unknown_key_then_error_names_path():
 
 
 def test_decode_when_wrong_type_then_error_names_path_and_expectation():
-    with pytest.raises(ConfigError, match=r"Expected `float`.*\$\.risk\.max_order_notional"):
-        decode_config(MIN + "risk: {max_order_notional: lots}\n")
+    with pytest.raises(ConfigError, match=r"Expected `float`.*\$\.risk\.instrument_defaults\.max_order_notional"):
+        decode_config(MIN + "risk: {instrument_defaults: {max_order_notional: lots}}\n")
 
 
 def test_decode_when_constraint_violated_then_error_names_path():
