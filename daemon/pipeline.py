@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -182,6 +183,8 @@ class ProcessRunner:
             seg.close()
             session = ModelSession(resolve(base, cfg.model.card), published,
                                    provider=cfg.model.provider, max_batch=cfg.model.max_batch)
+            print(f"alphad stage infer: model {cfg.model.card}, ONNX Runtime providers in use: "
+                  f"{session.providers}", file=sys.stderr, flush=True)
             drift = None
             ref = session.card.drift_reference
             if ref is not None:  # live histograms in shared memory: the exporter computes PSI from them
