@@ -44,6 +44,10 @@ from .risk import REASONS
 from .topology import PASSIVE, Plan, plan as make_plan, segment_names
 
 
+#: Live rows before a drift warning: with fewer, PSI on 10 bins is mostly sampling noise.
+MIN_DRIFT_ROWS = 2000
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
     p.add_argument("--topology", choices=["five", "fused", "single"], default=None,
@@ -344,13 +348,14 @@ class Supervisor:
         return DriftView(card.drift_reference, self.names["drift"])
 
     def warn_drift(self, now: float) -> None:
-        """One line per drifted feature (PSI > 0.25), at most every five minutes per feature."""
+        """One line per drifted feature (PSI > 0.25), at most every five minutes per feature,
+        once enough rows are in for the estimate to mean something."""
         from alphad.ops.drift import PSI_WARN
 
         if self.drift is None:
             return
         values = self.drift.psi()
-        if values is None:
+        if values is None or self.drift.rows() < MIN_DRIFT_ROWS:
             return
         for name, v in zip(self.drift.names, values):
             if v > PSI_WARN and now - self._drift_warned.get(name, -1e9) > 300:

@@ -37,6 +37,10 @@ class DriftView:
         self.segment_name = segment_name
         self._counts = None
 
+    def rows(self) -> int:
+        """Live rows counted so far (0 until the stage created its counts)."""
+        return 0 if self._counts is None else int(self._counts[0].sum())
+
     def psi(self):
         """PSI per feature (NaN before any live row), or None until the stage created its counts."""
         import numpy as np
