@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .paper_venue import VenueSpec
 from .risk_config import RiskConfig
 
 PositiveInt = Annotated[int, Meta(gt=0)]
@@ -128,12 +129,18 @@ class Risk(RiskConfig):
 
 
 class Router(Base):
+    """Where orders go: ``paper`` routes across the simulated venues of ``venues``
+    (daemon/paper_venue.py: fees and rebates, entry/response latency, displayed-size
+    matching, queue position) by expected all-in cost."""
+
     venue: Literal["paper"] = "paper"
-    #: Simulated venue round trip (order entry to fill), µs. 0 fills at once.
-    latency_us: NonNegFloat = 0.0
-    fee_bps: float = 1.0
-    #: Market orders fill at the touch; a limit order fills only if marketable.
-    slippage_bps: NonNegFloat = 0.0
+    venues: tuple[VenueSpec, ...] = (VenueSpec(name="paper", taker_bps=1.0),)
+    #: Cost charged per ms of a venue's expected round trip when choosing one, bps.
+    latency_bps_per_ms: NonNegFloat = 0.0
+    #: Price levels per side each simulated venue keeps.
+    book_depth: PositiveInt = 5
+    #: Resting orders each simulated venue holds at once.
+    resting_capacity: PositiveInt = 1024
 
 
 class Control(Base):

@@ -401,6 +401,18 @@ def store_find(keys, vals, cid):
 
 
 @njit(cache=True)
+def _reindex(keys, vals, cids, n):
+    """Rebuild the cid index for slots ``0..n-1`` (after :meth:`OrderStore.compact`)."""
+    mask = keys.shape[0] - 1
+    for slot in range(n):
+        i = np.int64(_mix64(np.uint64(cids[slot])) & np.uint64(mask))
+        while keys[i] != 0:
+            i = (i + 1) & mask
+        keys[i] = cids[slot]
+        vals[i] = slot
+
+
+@njit(cache=True)
 def store_add(orders, count, keys, vals, cid, instrument, side, kind, qty, limit_px,
               now, expire_at, parent, venue):
     """Add an order in state NEW.
@@ -582,8 +594,8 @@ class OrderStore:
     Parameters
     ----------
     capacity : int
-        Maximum number of orders (a day's worth; the store does not recycle slots,
-        so every order stays auditable until the store is rebuilt from the journal).
+        Maximum number of orders held at once; :meth:`compact` forgets orders that
+        ended a while ago (the journal keeps every one).
     """
 
     def __init__(self, capacity: int = 1 << 16) -> None:
@@ -651,6 +663,37 @@ class OrderStore:
         """Apply exec reports; returns how many failed (see :func:`store_apply`)."""
         n = len(execs) if n is None else n
         return int(store_apply(self.orders, self.keys, self.vals, self.table, execs, n))
+
+    def compact(self, now: int, keep_terminal_ns: int) -> int:
+        """Forget orders that ended more than ``keep_terminal_ns`` ago; returns how many.
+
+        A long-running router would otherwise fill the store.  Recently ended orders stay
+        so the real-world late edges (a fill after a cancel) still find them.  Works in
+        place: compiled callers hold these very arrays.  A forgotten id is no longer a
+        duplicate to the store, so the caller must keep its own guard against replays
+        (the router stage keeps the last id per instrument in shared memory).
+        """
+        n = len(self)
+        o = self.orders[:n]
+        term = np.array(sorted(int(s) for s in TERMINAL), dtype=np.int8)
+        keep = ~np.isin(o["state"], term) | (o["ts_last"] >= now - keep_terminal_ns)
+        idx = np.flatnonzero(keep)
+        if len(idx) == n:
+            return 0
+        mapping = np.full(n, -1, dtype=np.int64)
+        mapping[idx] = np.arange(len(idx))
+        kept = o[idx].copy()
+        for field in ("parent", "link"):  # slot references move with their orders
+            v = kept[field]
+            ok = v >= 0
+            v[ok] = mapping[v[ok]]
+        self.orders[: len(idx)] = kept
+        self.orders[len(idx) : n].view(np.uint8).fill(0)
+        self.count[0] = len(idx)
+        self.keys.fill(0)
+        self.vals.fill(-1)
+        _reindex(self.keys, self.vals, kept["cid"], len(idx))
+        return n - len(idx)
 
     def open_slots(self) -> np.ndarray:
         """Slots of orders that are not in a terminal state."""

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from alphad.ipc import dtypes, feature_list, metrics as mx
-from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
+from alphad.ipc.control import (S_EVENTS_IN, S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
                                 ControlBlock, stage_word)
 from alphad.ipc.doorbell import Doorbells, Sleeper, arm, disarm, sleep
 from alphad.ipc.metrics import MetricsBlock
@@ -84,12 +84,17 @@ def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
 class _Out:
     """A preallocated output buffer for one record kind."""
 
-    def __init__(self, kind: str, size: int = BATCH):
+    def __init__(self, kind: str, size: int = BATCH, recs: np.ndarray | None = None):
         self.kind = kind
-        self.recs = np.zeros(size, dtype=dtypes.RECORDS[kind])
+        self.recs = recs if recs is not None else np.zeros(size, dtype=dtypes.RECORDS[kind])
         self.u8 = self.recs.view(np.uint8)
         self.i64 = self.recs.view(np.int64)
         self.words = dtypes.RECORDS[kind].itemsize // 8
+
+    @classmethod
+    def over(cls, kind: str, recs: np.ndarray) -> "_Out":
+        """Wrap an existing buffer (the smart router's report buffer)."""
+        return cls(kind, recs=recs)
 
 
 class ProcessRunner:
@@ -209,13 +214,14 @@ class ProcessRunner:
             self.handlers["signals"].append(self._risk_on_signals)
             self.handlers["exec"].append(self._risk_on_exec)
         if "router" in self.stages:
-            self._router_seg, _, (q,) = shared_arrays(names["router_state"], [((n_inst, rt.N_Q), np.float64)])
-            self.router = rt.RouterCore(n_inst, cfg.router, state=q)
+            self._router_seg, _, (last_cid,) = shared_arrays(names["router_state"], [((n_inst,), np.uint64)])
+            self.router = rt.RouterCore(cfg.universe, cfg.router, last_cid)
+            self._reports = _Out.over("exec", self.router.reports)
             self.handlers["orders"].append(self._router_on_orders)
 
     # -- handlers: one per (stage, input kind) ----------------------------------------
     def _router_on_md(self, md, n, clock):
-        self._on_quotes(md, n, self.router.q)
+        self.router.on_md(md, n, time.monotonic_ns() if clock < 0 else clock)
 
     def _risk_on_md(self, md, n, clock):
         r = self.risk
@@ -263,13 +269,22 @@ class ProcessRunner:
         self._on_exec(reports, n, r.oo_ids, r.oo_vals, r.limits, r.book, r.sectors, r.account, self.m)
 
     def _router_on_orders(self, orders, n, clock):
-        out = self._out["exec"]
         r = self.router
-        h64, b8, bells, addr = self._ring_args["exec"]
-        k, pushed = self._router_step(orders, n, r.q, r.pending, r.pend_due, r.pend_count, r.latency_ns, r.fee_bps,
-                              r.slippage_bps, self.m, out.recs, out.i64, out.words, self.ctl, ROUTER, h64, b8, bells,
-                              addr, out.u8, clock)
-        self._published("exec", out, k, pushed, clock)
+        now = time.monotonic_ns() if clock < 0 else clock
+        self._route(orders, n, r.last_cid, self.m, *r.route_args, now)
+        self.ctl[stage_word(ROUTER, 0) + S_EVENTS_IN] += n
+        self._router_poll(now, clock)
+
+    def _router_poll(self, now: int, clock: int) -> int:
+        """Collect the venues' due exec reports and send them on to risk."""
+        k = self.router.poll(now)
+        if k:
+            out = self._reports
+            h64, b8, bells, addr = self._ring_args["exec"]
+            k, pushed = self._publish(out.i64, out.words, k, self.m, self.ctl, ROUTER, 0, h64, b8, bells, addr,
+                                      out.u8, clock)
+            self._published("exec", out, k, pushed, clock)
+        return k
 
     # -- plumbing ----------------------------------------------------------------------
     def _published(self, kind: str, out: _Out, k: int, pushed: int, clock: int) -> None:
@@ -358,13 +373,10 @@ class ProcessRunner:
             rk.publish_gauges(account, np.zeros(mx.N_GAUGES))
         if "router" in self.stages:
             r = self.router
-            q = r.q.copy()
-            o = scratch["exec"]
-            self._on_quotes = bound(rt.on_quotes, md, 1, q)
-            pending, due, count = r.pending.copy(), r.pend_due.copy(), np.zeros(1, np.int64)
-            self._router_step = bound(steps.router_step, scratch["orders"].recs, 1, q, pending, due, count, 0, 0.0,
-                                      0.0, m, o.recs, o.i64, o.words, ctl, ROUTER, no_h64, no_b8, *bells, o.u8, -1)
-            rt.poll_pending(q, pending, due, count, 0.0, 0.0, o.recs, 0)
+            # n = 0 compiles (or loads) every router kernel without touching a venue or the store
+            self._route = bound(rt.route_batch, scratch["orders"].recs, 0, r.last_cid.copy(), m, *r.route_args, 0)
+            r.on_md(md, 0, 0)
+            r.poll(0)
 
     def mark_ready(self, ready: bool) -> None:
         for s in self.stages:
@@ -429,17 +441,10 @@ class ProcessRunner:
                     busy = True
                     for handler in self.handlers[kind]:
                         handler(buf.recs, n, real)
-            if router is not None and router.pend_count[0]:
-                out = self._out["exec"]
+            if router is not None and router.poll_ns:  # venue latency: reports come due later
                 now = self._sim_now if self.simulated else time.monotonic_ns()
-                k = rt.poll_pending(router.q, router.pending, router.pend_due, router.pend_count,
-                                    router.fee_bps, router.slippage_bps, out.recs, now)
-                if k:
+                if self._router_poll(now, now if self.simulated else real):
                     busy = True
-                    h64, b8, bw, ba = self._ring_args["exec"]
-                    k, pushed = self._publish(out.i64, out.words, k, self.m, self.ctl, ROUTER, 0, h64, b8,
-                                                      bw, ba, out.u8, now if self.simulated else real)
-                    self._published("exec", out, k, pushed, real)
             if busy or spin or self.simulated:
                 if not self.simulated or ticks & 0x3FF == 0:
                     now = time.monotonic_ns()
@@ -462,8 +467,8 @@ class ProcessRunner:
                     continue
                 if d > 0:
                     timeout = min(timeout, d)
-            if router is not None and router.pend_count[0]:
-                timeout = min(timeout, max(router.next_due(now), 1))
+            if router is not None and router.poll_ns:
+                timeout = min(timeout, router.poll_ns)
             seq = self._arm(bells, idx)
             if inputs and self._any_pending(self._pending_h64s, self._pending_cis):
                 self._disarm(bells, idx)
@@ -481,6 +486,8 @@ class ProcessRunner:
             self.stopping = True
         if "risk" in self.stages:
             self._risk_housekeeping(now)
+        if "router" in self.stages:
+            self.router.housekeeping(now)
 
     def _risk_housekeeping(self, now: int) -> None:
         """Operator requests (resume, flatten), the ladder on time alone, the status gauges."""

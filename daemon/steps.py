@@ -30,7 +30,6 @@ from alphad.ipc.sync import monotonic_ns
 from alphad.kernels.quote_features import on_md_batch
 
 from . import risk as rk
-from . import router as rt
 from .feed import _emit as feed_emit
 
 _STAGE_BASE = 64
@@ -81,14 +80,6 @@ def risk_step(sigs, n, limits, book, sectors, account_limits, account, control, 
               out, den, den_n, out_i64, words, stage, ring_h64, ring_b8, bells, bells_addr, out_u8, clock):
     k = rk.on_signals(sigs, n, limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, params, tmp,
                       m, out, den, den_n, _clock(clock))
-    return _publish(out_i64, words, k, m, stage, ctl, stage, n, ring_h64, ring_b8, bells, bells_addr, out_u8, clock)
-
-
-@njit(cache=True)
-def router_step(orders, n, q, pending, pend_due, pend_count, latency_ns, fee_bps, slippage_bps, m, out, out_i64,
-                words, ctl, stage, ring_h64, ring_b8, bells, bells_addr, out_u8, clock):
-    k = rt.on_orders(orders, n, q, pending, pend_due, pend_count, latency_ns, fee_bps, slippage_bps, m, out,
-                     _clock(clock))
     return _publish(out_i64, words, k, m, stage, ctl, stage, n, ring_h64, ring_b8, bells, bells_addr, out_u8, clock)
 
 

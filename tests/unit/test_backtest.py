@@ -13,7 +13,7 @@ def test_backtest_when_run_twice_then_identical_orders_and_every_order_filled(re
     b, sb = backtest(cfg, base)
     assert len(a) > 100
     assert a.tobytes() == b.tobytes() and sa == sb
-    assert sa["fills"] == sa["orders"] == len(a)  # the paper venue fills every order at the touch
+    assert sa["orders"] == len(a) and 0 < sa["fills"] <= sa["orders"]  # market orders take displayed size
     assert sum(sa["denials_by_reason"].values()) == sa["denials"]
     assert len(np.unique(a["client_order_id"])) == len(a)  # ids never repeat
     # t_origin and ts are on the simulated (event) clock: ordered like the recording

@@ -279,3 +279,23 @@ def test_cancel_all_when_called_then_every_working_order_pending_cancel_once():
     assert sorted(store.cancel_all(3, instrument=0)) == [1, 2]
     assert store.state(3) == State.PENDING_NEW and store.state(4) == State.FILLED
     assert store.cancel_all(4, instrument=0) == []  # already pending: not sent twice
+
+
+def test_compact_when_orders_ended_long_ago_then_forgotten_and_the_rest_still_found():
+    from alphad.daemon.order_fsm import OrderStore, State, Trigger
+
+    store = OrderStore(capacity=8)
+    for cid in range(1, 6):
+        store.add(cid, 0, 1, 1, 10.0, float("nan"), now=cid)
+        store.trigger(cid, Trigger.SUBMIT, cid)
+    for cid in (1, 2, 4):  # end three of them, two long ago and one just now
+        store.trigger(cid, Trigger.REJECT, {1: 10, 2: 20, 4: 995}[cid])
+    assert store.compact(now=1000, keep_terminal_ns=100) == 2
+    assert len(store) == 3
+    assert store.find(1) == store.find(2) == -1
+    for cid in (3, 4, 5):
+        assert store.orders[store.find(cid)]["cid"] == cid
+    assert store.state(3) == State.PENDING_NEW and store.state(4) == State.REJECTED
+    for cid in (6, 7, 8, 9, 10):  # the freed slots are used again
+        store.add(cid, 0, 1, 1, 1.0, float("nan"), now=1001)
+    assert len(store) == 8 and store.find(10) >= 0

@@ -11,8 +11,8 @@ from alphad.daemon.portfolio import on_mark
 from alphad.daemon.risk_codes import (A_CASH, B_OPEN_BUY, B_POSITION, C_FLATTEN, C_STATE, DENY_HALTED,
                                       DENY_MAX_ORDER_QTY, HALTED)
 from alphad.ipc import metrics as mx
-from alphad.ipc.dtypes import (EXEC_DTYPE, EXEC_FILL, EXEC_REJECT, MD_DTYPE, MD_QUOTE, ORDER_DTYPE,
-                               SIGNAL_DTYPE)
+from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_REJECT, MD_DTYPE, MD_QUOTE,
+                               ORDER_DTYPE, ORDER_MARKET, SIGNAL_DTYPE)
 
 CFG = decode_config("""
 universe: [{id: 0, symbol: AAA, sector: Tech, lot_size: 1}, {id: 1, symbol: BBB, sector: Tech, lot_size: 1}]
@@ -21,7 +21,6 @@ risk:
   min_order_notional: 10
   instrument_defaults: {max_order_qty: 40, max_order_notional: 5000, max_position_weight: 0.08}
   account: {sector_limit: 1.0, sector_warning: 0.9}
-router: {fee_bps: 2.0}
 """)
 
 
@@ -116,52 +115,73 @@ def quote(i, bid, ask):
     return md
 
 
-def test_router_when_quote_known_then_fills_at_touch_with_fee_and_records_t2t():
-    r = rt.RouterCore(2, CFG.router)
-    rt.on_quotes(quote(0, 99.0, 101.0), 1, r.q)
+def new_router(n=2):
+    return rt.RouterCore(CFG.universe[:n], CFG.router, np.zeros(n, np.uint64))
+
+
+def route(r, orders, m, now):
+    sent = rt.route_batch(orders, len(orders), r.last_cid, m, *r.route_args, now)
+    return sent, r.reports[: r.poll(now)].copy()
+
+
+def metrics_of(m):
+    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
+    block.words = m
+    return block
+
+
+def test_router_when_quote_known_then_takes_displayed_size_with_fee_and_records_t2t():
+    r = new_router()
+    r.on_md(quote(0, 99.0, 101.0), 1, 0)
     orders = np.zeros(3, ORDER_DTYPE)
     orders["instrument"] = [0, 0, 1]
     orders["side"] = [1, -1, 1]
-    orders["qty"] = 10
+    orders["qty"] = [3, 8, 1]  # the second asks for more than the 5 displayed at the bid
+    orders["kind"] = ORDER_MARKET
     orders["limit_px"] = np.nan
     orders["client_order_id"] = [1, 2, 3]
     orders["t_origin"] = 1000
     m = np.zeros(mx.SIZE // 8, np.int64)
-    out = np.zeros(3, EXEC_DTYPE)
-    k = rt.on_orders(orders, 3, r.q, r.pending, r.pend_due, r.pend_count, 0, 2.0, 0.0, m, out, 5000)
-    assert k == 3
-    assert out[0]["status"] == EXEC_FILL and out[0]["fill_px"] == 101.0 and out[0]["fee"] == pytest.approx(0.202)
-    assert out[1]["fill_px"] == 99.0
-    assert out[2]["status"] == EXEC_REJECT and out[2]["reason"] == rt.REJECT_NO_QUOTE
-    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
-    block.words = m
+    sent, reports = route(r, orders, m, 5000)
+    assert sent == 3
+    fills = {int(x["client_order_id"]): x for x in reports if x["fill_qty"] > 0}
+    assert fills[1]["fill_px"] == 101.0 and fills[1]["fill_qty"] == 3
+    assert fills[1]["fee"] == pytest.approx(3 * 101.0 * 1e-4)  # taker 1 bp
+    assert fills[2]["fill_px"] == 99.0 and fills[2]["fill_qty"] == 5  # displayed size only
+    assert any(x["client_order_id"] == 2 and x["status"] == EXEC_CANCELED for x in reports)  # rest cancelled
+    assert any(x["client_order_id"] == 3 and x["status"] == EXEC_REJECT for x in reports)  # no book for BBB
+    block = metrics_of(m)
     assert block.latency_count(mx.ROW_T2T) == 3 and list(block.samples(mx.ROW_T2T)) == [4000] * 3
 
 
 def test_router_when_same_client_order_id_again_then_dropped_and_counted():
-    r = rt.RouterCore(1, CFG.router)
-    rt.on_quotes(quote(0, 99.0, 101.0), 1, r.q)
+    r = new_router(1)
+    r.on_md(quote(0, 99.0, 101.0), 1, 0)
     o = np.zeros(1, ORDER_DTYPE)
-    o["side"], o["qty"], o["limit_px"], o["client_order_id"] = 1, 1, np.nan, 77
+    o["side"], o["qty"], o["kind"], o["limit_px"], o["client_order_id"] = 1, 1, ORDER_MARKET, np.nan, 77
     m = np.zeros(mx.SIZE // 8, np.int64)
-    out = np.zeros(1, EXEC_DTYPE)
-    assert rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 0, 0.0, 0.0, m, out, 0) == 1
-    assert out[0]["status"] == EXEC_FILL
-    assert rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 0, 0.0, 0.0, m, out, 0) == 0
-    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
-    block.words = m
+    assert route(r, o, m, 0)[0] == 1
+    assert route(r, o, m, 1)[0] == 0
+    block = metrics_of(m)
     assert block.counter(rt.ROUTER, mx.C_ERRORS) == 1 and block.counter(rt.ROUTER, mx.C_ORDERS) == 1
 
 
-def test_router_when_latency_then_fill_waits_until_due_at_the_then_current_quote():
-    r = rt.RouterCore(1, CFG.router)
-    rt.on_quotes(quote(0, 99.0, 101.0), 1, r.q)
+def test_router_when_venue_has_latency_then_fill_waits_until_due():
+    from alphad.daemon.config import decode_config
+
+    cfg = decode_config("""
+universe: [{id: 0, symbol: AAA, lot_size: 1}]
+router: {venues: [{name: slow, taker_bps: 1.0, entry: {median_ns: 400}, response: {median_ns: 100}}]}
+""")
+    r = rt.RouterCore(cfg.universe, cfg.router, np.zeros(1, np.uint64))
+    assert r.poll_ns > 0
+    r.on_md(quote(0, 99.0, 101.0), 1, 0)
     o = np.zeros(1, ORDER_DTYPE)
-    o["side"], o["qty"], o["limit_px"], o["client_order_id"] = 1, 1, np.nan, 1
+    o["side"], o["qty"], o["kind"], o["limit_px"], o["client_order_id"] = 1, 1, ORDER_MARKET, np.nan, 5
     m = np.zeros(mx.SIZE // 8, np.int64)
-    out = np.zeros(4, EXEC_DTYPE)
-    assert rt.on_orders(o, 1, r.q, r.pending, r.pend_due, r.pend_count, 500, 0.0, 0.0, m, out, 1000) == 0
-    assert rt.poll_pending(r.q, r.pending, r.pend_due, r.pend_count, 0.0, 0.0, out, 1499) == 0
-    rt.on_quotes(quote(0, 100.0, 102.0), 1, r.q)
-    assert rt.poll_pending(r.q, r.pending, r.pend_due, r.pend_count, 0.0, 0.0, out, 1500) == 1
-    assert out[0]["fill_px"] == 102.0 and r.pend_count[0] == 0
+    rt.route_batch(o, 1, r.last_cid, m, *r.route_args, 1000)
+    assert r.poll(1399) == 0  # still on its way to the venue
+    r.on_md(quote(0, 100.0, 102.0), 1, 1399)
+    n = r.poll(1600)  # arrived at 1400, answered 100 ns later
+    fills = [x for x in r.reports[:n] if x["fill_qty"] > 0]
+    assert len(fills) == 1 and fills[0]["fill_px"] == 102.0  # matched at the book it found on arrival
