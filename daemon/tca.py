@@ -27,7 +27,9 @@ Types and their fields:
 Unknown types are ignored (the daemon's journal also holds risk denials and
 control commands); a line that is not JSON, or an event missing a field its
 type needs, is an error naming the line number.  :class:`JournalWriter`
-writes this format; the hash-chained daemon journal adopts it.
+writes this format (the algorithm driver uses it).  The daemon's hash-chained
+journal does not carry parents and arrival quotes yet, so ``alphad tca`` cannot
+read it until the router journals those.
 
 Metrics (per parent; ``s`` = side, ``P0`` = arrival mid, ``h0`` = arrival half spread)
 ----------------------------------------------------------------------------------
