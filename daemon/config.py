@@ -68,6 +68,7 @@ class Rings(Base):
     orders: PowerOfTwo = 1024
     exec: PowerOfTwo = 1024
     denials: PowerOfTwo = 1024
+    arrivals: PowerOfTwo = 1024
 
 
 class Synthetic(Base):

@@ -1,4 +1,4 @@
-"""Append-only, hash-chained journal of orders, exec reports, risk denials and control commands.
+"""Append-only, hash-chained journal: orders, arrival quotes, exec reports, risk denials, control commands.
 
 One JSON object per line.  Each line carries ``prev`` (the previous line's
 hash) and ``hash`` = sha256 of ``prev`` + the line's canonical JSON without the
@@ -26,7 +26,7 @@ from .risk_codes import REASON_NAMES
 GENESIS = "0" * 64
 
 #: Journal entry type of each ring the journal reads.
-_ENTRY = {"orders": "order", "exec": "exec", "denials": "denial"}
+_ENTRY = {"orders": "order", "exec": "exec", "denials": "denial", "arrivals": "arrival"}
 
 
 def _digest(prev: str, body: dict) -> str:

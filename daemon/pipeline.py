@@ -271,8 +271,12 @@ class ProcessRunner:
     def _router_on_orders(self, orders, n, clock):
         r = self.router
         now = time.monotonic_ns() if clock < 0 else clock
-        self._route(orders, n, r.last_cid, self.m, *r.route_args, now)
+        sent = self._route(orders, n, r.last_cid, self.m, r.arrivals, *r.route_args, now)
         self.ctl[stage_word(ROUTER, 0) + S_EVENTS_IN] += n
+        ring = self.out_rings.get("arrivals")
+        if sent and ring is not None:  # for the journal's TCA; an overwrite ring never blocks
+            ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, r.arrivals.view(np.uint8),
+                      min(sent, len(r.arrivals)))
         self._router_poll(now, clock)
 
     def _router_poll(self, now: int, clock: int) -> int:
@@ -374,7 +378,8 @@ class ProcessRunner:
         if "router" in self.stages:
             r = self.router
             # n = 0 compiles (or loads) every router kernel without touching a venue or the store
-            self._route = bound(rt.route_batch, scratch["orders"].recs, 0, r.last_cid.copy(), m, *r.route_args, 0)
+            self._route = bound(rt.route_batch, scratch["orders"].recs, 0, r.last_cid.copy(), m, r.arrivals,
+                                *r.route_args, 0)
             r.on_md(md, 0, 0)
             r.poll(0)
 

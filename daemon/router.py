@@ -25,7 +25,9 @@ from numba import njit
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
 
-from .paper_venue import SmartRouter, _route_send
+from alphad.ipc.dtypes import ARRIVAL_DTYPE
+
+from .paper_venue import ASK_PX, BID_PX, SmartRouter, _route_send
 
 ROUTER = STAGE_INDEX["router"]
 
@@ -35,9 +37,13 @@ KEEP_ENDED_NS = 60_000_000_000
 
 
 @njit(cache=True)
-def route_batch(orders, n, last_cid, m, books, params, inq, ctr, lat, lat_bps_per_ms, st_orders, st_count,
-                keys, vals, table, now):
-    """Hand ``orders[:n]`` to the venues; returns how many were sent."""
+def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, lat_bps_per_ms, st_orders,
+                st_count, keys, vals, table, now):
+    """Hand ``orders[:n]`` to the venues; returns how many were sent.
+
+    ``arrivals[k]`` receives the best bid/ask each sent order met (first venue's book: every
+    venue sees the same market data), for the journal's transaction-cost analysis.
+    """
     sent = 0
     for j in range(n):
         o = orders[j]
@@ -48,6 +54,16 @@ def route_batch(orders, n, last_cid, m, books, params, inq, ctr, lat, lat_bps_pe
                 mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never sent twice
                 continue
             last_cid[i] = o.client_order_id
+        if sent < arrivals.shape[0]:
+            a = arrivals[sent]
+            a.t_origin = o.t_origin
+            a.ts = now
+            a.client_order_id = o.client_order_id
+            a.instrument = i
+            a.side = o.side
+            a.qty = o.qty
+            a.bid = books[0, i, BID_PX, 0]
+            a.ask = books[0, i, ASK_PX, 0]
         r = _route_send(books, params, inq, ctr, lat, lat_bps_per_ms, st_orders, st_count, keys, vals, table,
                         orders, j, now, 0, -1)
         if r < 0:
@@ -78,6 +94,7 @@ class RouterCore:
         self.store = self.smart.store
         self.reports = self.smart.reports
         self.last_cid = last_cid
+        self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
         sg, st = self.smart.storage, self.store
         #: Arguments of route_batch after (orders, n, last_cid, m): packed once.
         self.route_args = (sg.book, sg.params, sg.inq, sg.ctr, sg.lat, self.smart.lat_bps_per_ms, st.orders,

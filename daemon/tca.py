@@ -27,9 +27,8 @@ Types and their fields:
 Unknown types are ignored (the daemon's journal also holds risk denials and
 control commands); a line that is not JSON, or an event missing a field its
 type needs, is an error naming the line number.  :class:`JournalWriter`
-writes this format (the algorithm driver uses it).  The daemon's hash-chained
-journal does not carry parents and arrival quotes yet, so ``alphad tca`` cannot
-read it until the router journals those.
+writes this format (the algorithm driver uses it); the daemon's hash-chained
+journal is read through :func:`from_daemon_journal`.
 
 Metrics (per parent; ``s`` = side, ``P0`` = arrival mid, ``h0`` = arrival half spread)
 ----------------------------------------------------------------------------------
@@ -93,11 +92,62 @@ class JournalWriter:
         self.close()
 
 
+#: Exec status codes of the daemon's records (alphad.ipc.dtypes EXEC_*) by TCA name.
+_DAEMON_STATUS = {1: "ack", 2: "partial", 3: "fill", 4: "reject", 5: "canceled"}
+_DONE = {"fill": "completed", "reject": "canceled", "canceled": "canceled"}
+
+
+def from_daemon_journal(entries: list[dict]) -> tuple[list[dict], int]:
+    """TCA events from the daemon's hash-chained journal (``alphad run``).
+
+    Every daemon order is its own parent (the router sends immediate orders): its
+    ``arrival`` entry (the quote at hand-over) becomes the ``parent`` event, its
+    ``exec`` entries become ``exec`` events, and a terminal one also ``parent_done``.
+    Returns the events and how many exec entries were dropped for want of an
+    arrival (the arrivals side ring overwrites rather than block the router).
+    """
+    events: list[dict] = []
+    arrived = {int(e["client_order_id"]) for e in entries if e.get("type") == "arrival"}
+    dropped = 0
+    for e in entries:
+        t = e.get("type")
+        if t == "arrival":
+            bid, ask = e.get("bid"), e.get("ask")
+            if bid is None or ask is None:  # the venue had no quote: nothing to measure against
+                arrived.discard(int(e["client_order_id"]))
+                continue
+            events.append({"type": "parent", "ts": e["ts"], "parent_id": int(e["client_order_id"]),
+                           "instrument": e["instrument"], "side": e["side"], "qty": e["qty"],
+                           "algo": "immediate", "start_ns": e["ts"], "end_ns": e["ts"],
+                           "arrival_bid": bid, "arrival_ask": ask})
+        elif t == "exec":
+            cid = int(e["client_order_id"])
+            if cid not in arrived:
+                dropped += 1
+                continue
+            status = _DAEMON_STATUS.get(int(e["status"]), "unknown")
+            events.append({"type": "exec", "ts": e["ts"], "parent_id": cid, "cid": cid, "status": status,
+                           "reason": e["reason"], "fill_qty": e["fill_qty"], "fill_px": e["fill_px"] or 0.0,
+                           "fee": e["fee"], "leaves_qty": e["leaves_qty"]})
+            if status in _DONE:
+                events.append({"type": "parent_done", "ts": e["ts"], "parent_id": cid, "state": _DONE[status]})
+    return events, dropped
+
+
 def read_journal(path: str | Path) -> list[dict]:
-    """Events of a journal, in file order; errors name the line."""
+    """Events of a journal, in file order; errors name the line.
+
+    The daemon's hash-chained journal (lines carry ``hash``) is converted with
+    :func:`from_daemon_journal`.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"journal expected at {path}, was missing")
+    with path.open(encoding="utf-8") as f:
+        first = f.readline()
+    if first.strip() and '"hash":' in first:
+        entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return from_daemon_journal(entries)[0]
     events = []
     with path.open(encoding="utf-8") as f:
         for i, line in enumerate(f, 1):

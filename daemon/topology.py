@@ -76,9 +76,10 @@ class Plan:
 #: Rings the supervisor's journal thread also reads (as consumer ``journal``).
 JOURNALED = ("orders", "exec")
 
-#: Side channels to the journal alone (producer stage, policy): risk's denials.  Overwrite:
+#: Side channels to the journal alone (producer stage, policy): risk's denials, the
+#: router's arrival quotes (for TCA).  Overwrite:
 #: a stalled journal must never stall the gate; lost records are counted as overruns.
-JOURNAL_ONLY = {"denials": ("risk", "overwrite")}
+JOURNAL_ONLY = {"denials": ("risk", "overwrite"), "arrivals": ("router", "overwrite")}
 
 
 def plan(topology_name: str, ring_sizes, *, journal: bool = False) -> Plan:

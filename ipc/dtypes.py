@@ -145,6 +145,24 @@ DENIAL_DTYPE = np.dtype(
     align=True,
 )
 
+#: The quote an order met when the router handed it to the venue (its arrival price),
+#: journaled for transaction-cost analysis.
+ARRIVAL_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("client_order_id", "u8"),
+        ("instrument", "i4"),
+        ("side", "i1"),
+        ("pad", "u1"),
+        ("pad2", "u2"),
+        ("qty", "f8"),
+        ("bid", "f8"),          # best bid / ask at hand-over (NaN when the venue had none)
+        ("ask", "f8"),
+    ],
+    align=True,
+)
+
 #: Every ring record type by the name used in config and ring headers.
 RECORDS = {
     "md": MD_DTYPE,
@@ -153,6 +171,7 @@ RECORDS = {
     "orders": ORDER_DTYPE,
     "exec": EXEC_DTYPE,
     "denials": DENIAL_DTYPE,
+    "arrivals": ARRIVAL_DTYPE,
 }
 
 

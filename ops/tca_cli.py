@@ -1,6 +1,7 @@
 """``alphad tca JOURNAL -o DIR``: transaction-cost analysis report from a journal.
 
-Reads a JSON-lines execution journal (format: :mod:`alphad.daemon.tca`) and
+Reads a JSON-lines execution journal (format: :mod:`alphad.daemon.tca`), or the
+daemon's own hash-chained journal (``var/journal/journal.jsonl``), and
 writes ``DIR/tca_report.md`` (per-parent table and summary), ``DIR/tca.png``
 (cost breakdown and performance vs VWAP) and ``DIR/tca.csv``.
 """

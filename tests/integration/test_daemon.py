@@ -124,7 +124,19 @@ def test_shutdown_when_requested_then_no_process_and_no_shm_segment_left(daemon)
 
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
     kinds = {e["type"] for e in entries}
-    assert {"order", "exec", "denial", "control"} <= kinds
+    assert {"order", "arrival", "exec", "denial", "control"} <= kinds
     # every decision is there: the denials while halted carry their reason
     assert any(e["type"] == "denial" and e["reason_name"] == "halted" for e in entries)
     assert [e["command"] for e in entries if e["type"] == "control"][:2] == ["halt", "resume"]
+    # and `alphad tca` reads this very journal: one parent per order, priced at its arrival quote
+    from alphad.daemon.cli import main as alphad_main
+    from alphad.daemon.tca import analyze, read_journal
+
+    rows = analyze(read_journal(journal))
+    orders = {e["client_order_id"] for e in entries if e["type"] == "order"}
+    assert 0 < len(rows) <= len(orders)
+    assert all(r.arrival_mid > 0 and 0.0 <= r.fill_rate <= 1.0 for r in rows)
+    assert any(r.filled > 0 and r.rating in "ABCD" for r in rows)
+    out = journal.parent / "tca"
+    assert alphad_main(["tca", str(journal), "-o", str(out)]) == 0
+    assert (out / "tca_report.md").exists() and (out / "tca.png").stat().st_size > 0

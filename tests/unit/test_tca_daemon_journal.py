@@ -1,0 +1,32 @@
+"""The daemon's journal read as TCA events: one parent per order, priced at its arrival quote."""
+from __future__ import annotations
+
+import pytest
+
+from alphad.daemon.journal import JournalWriter
+from alphad.daemon.tca import analyze, from_daemon_journal, read_journal
+
+
+def test_daemon_journal_when_read_then_parents_from_arrivals_and_cost_against_arrival_mid(tmp_path):
+    w = JournalWriter(tmp_path)
+    w.append("order", {"client_order_id": 7, "instrument": 0, "side": 1, "qty": 2.0})
+    w.append("exec", {"client_order_id": 7, "status": 1, "reason": 0, "fill_qty": 0.0, "fill_px": None,
+                      "fee": 0.0, "leaves_qty": 2.0, "ts": 10})
+    w.append("arrival", {"client_order_id": 7, "instrument": 0, "side": 1, "qty": 2.0, "bid": 99.0,
+                         "ask": 101.0, "ts": 5})  # journal order across rings is not time order
+    w.append("exec", {"client_order_id": 7, "status": 3, "reason": 1, "fill_qty": 2.0, "fill_px": 101.0,
+                      "fee": 0.02, "leaves_qty": 0.0, "ts": 11})
+    w.append("exec", {"client_order_id": 8, "status": 3, "reason": 1, "fill_qty": 1.0, "fill_px": 50.0,
+                      "fee": 0.0, "leaves_qty": 0.0, "ts": 12})  # its arrival was lost
+    w.close()
+    rows = analyze(read_journal(tmp_path / "journal.jsonl"))
+    assert len(rows) == 1
+    r = rows[0]
+    assert r.parent_id == 7 and r.arrival_mid == 100.0 and r.filled == 2.0 and r.state == "completed"
+    assert r.exec_bps == pytest.approx(100.0)  # bought at 101 against a mid of 100
+    assert r.spread_bps == pytest.approx(100.0)  # all of it the half spread (taker)
+    entries = [l for l in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    import json
+
+    _, dropped = from_daemon_journal([json.loads(l) for l in entries])
+    assert dropped == 1
