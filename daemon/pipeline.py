@@ -41,6 +41,7 @@ from . import steps
 from . import router as rt
 from .config import Config, resolve
 from .drawdown import D_LEVEL, AlertSender, DrawdownArrays
+from .portfolio import purge_tombstones
 from .risk_codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from .feed import FeedCore, load_events, parse_speed
 from .infer import InferCore, ModelSession
@@ -205,6 +206,7 @@ class ProcessRunner:
             self._risk_seg, fresh, views = shared_arrays(names["risk_state"], specs)
             self.risk = rk.RiskCore(cfg.universe, cfg.risk, self.control.risk_control, shared=(views, fresh))
             self._resumes_seen = self.control.resume_requests
+            self._next_purge = 0
             self._alerts = None
             self._dd_level = int(self.risk.dd_state[D_LEVEL])
             if cfg.risk.drawdown.webhook_url:  # ladder alerts, posted off the hot path by a thread
@@ -521,6 +523,9 @@ class ProcessRunner:
                 self._published("orders", out, k, pushed, -1)
             r.control[3] = 0
         rk.publish_gauges(r.account, self.metrics.gauges)
+        if now >= self._next_purge:  # keep the open-order table's probe chains short
+            purge_tombstones(r.oo_ids, r.oo_vals)
+            self._next_purge = now + 1_000_000_000
 
     def close(self) -> None:
         self.mark_ready(False)

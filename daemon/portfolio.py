@@ -356,6 +356,35 @@ def on_exec(execs, i, oo_ids, oo_vals, limits, book, sectors, account):
     return code
 
 
+@njit(cache=True)
+def purge_tombstones(oo_ids, oo_vals):
+    """Re-insert the live entries so freed slots become empty again; returns tombstones removed.
+
+    Freed slots keep probe chains intact but are only reused, never emptied, so a
+    long-running stage would end with no empty slot and every lookup scanning the whole
+    table.  The risk stage calls this from housekeeping (off the per-event path).
+    """
+    n = oo_ids.shape[0]
+    ids = oo_ids.copy()
+    vals = oo_vals.copy()
+    removed = 0
+    for j in range(n):
+        if oo_ids[j] == OO_FREED:
+            removed += 1
+        oo_ids[j] = OO_EMPTY
+    mask = n - 1
+    for j in range(n):
+        key = ids[j]
+        if key == OO_EMPTY or key == OO_FREED:
+            continue
+        k = _slot_start(key, mask)
+        while oo_ids[k] != OO_EMPTY:
+            k = (k + 1) & mask
+        oo_ids[k] = key
+        oo_vals[k, :] = vals[j, :]
+    return removed
+
+
 def new_open_order_table(capacity: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Allocate an empty open-order table.
 

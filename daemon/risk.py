@@ -28,7 +28,7 @@ from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_MARKET
 
 from .drawdown import update_drawdown
-from .portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
+from .portfolio import PF_DUPLICATE_ORDER, PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
 from .risk_checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
 from .risk_codes import A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, NO_ORDER, OK, REASON_NAMES
 from .risk_config import build_risk_arrays
@@ -89,8 +89,11 @@ def on_signals(sigs, n, limits, book, sectors, account_limits, account, control,
         if qty * s.ref_px < params[P_MIN_NOTIONAL]:
             continue  # not worth an order: a threshold, not a denial
         cid = client_order_id(s.seq, i, 0)
-        if on_order_sent(cid, i, side, qty, oo_ids, oo_vals, limits, book, sectors, account) != PF_OK:
-            continue  # same decision seen before (replay): never send twice
+        sent = on_order_sent(cid, i, side, qty, oo_ids, oo_vals, limits, book, sectors, account)
+        if sent != PF_OK:
+            if sent != PF_DUPLICATE_ORDER:  # the open-order table is full: visible, never silent
+                mx.count(m, RISK, mx.C_ERRORS, 1)
+            continue  # a duplicate is the same decision seen before (replay): never send twice
         o = out[k]
         o.t_origin = s.t_origin
         o.ts = now

@@ -287,3 +287,27 @@ def test_correlation_monitor_when_window_not_full_then_uses_rows_so_far():
         mon.push(r)
     assert not mon.ready
     assert mon.report()["corr"][0, 1] == pytest.approx(np.corrcoef(rows.T)[0, 1])
+
+
+def test_purge_tombstones_when_orders_come_and_go_then_live_ones_still_found_and_slots_empty_again():
+    from alphad.daemon.portfolio import OO_EMPTY, OO_FREED, _find, _slot_start, new_open_order_table, purge_tombstones
+
+    ids, vals = new_open_order_table(16)
+
+    def insert(cid):  # linear probing, as on_order_sent does
+        k = _slot_start(cid, 15)
+        while ids[k] != OO_EMPTY:
+            k = (k + 1) & 15
+        ids[k] = cid
+        vals[k] = (0, 1, float(cid))
+
+    for cid in range(100, 112):
+        insert(cid)
+    for cid in range(100, 109):  # most of them end, as in a long run
+        ids[_find(ids, cid)] = OO_FREED
+    assert purge_tombstones(ids, vals) == 9
+    assert (ids == OO_FREED).sum() == 0 and (ids == OO_EMPTY).sum() == 16 - 3
+    for cid in range(109, 112):
+        j = _find(ids, cid)
+        assert j >= 0 and ids[j] == cid and vals[j, 2] == float(cid)
+    assert _find(ids, 100) == -1

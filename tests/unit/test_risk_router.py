@@ -120,7 +120,7 @@ def new_router(n=2):
 
 
 def route(r, orders, m, now):
-    sent = rt.route_batch(orders, len(orders), r.last_cid, m, *r.route_args, now)
+    sent = rt.route_batch(orders, len(orders), r.last_cid, m, r.arrivals, *r.route_args, now)
     return sent, r.reports[: r.poll(now)].copy()
 
 
@@ -144,6 +144,9 @@ def test_router_when_quote_known_then_takes_displayed_size_with_fee_and_records_
     m = np.zeros(mx.SIZE // 8, np.int64)
     sent, reports = route(r, orders, m, 5000)
     assert sent == 3
+    a = r.arrivals[:3]  # each order's arrival quote, for TCA
+    assert list(a["client_order_id"]) == [1, 2, 3] and a[0]["bid"] == 99.0 and a[0]["ask"] == 101.0
+    assert np.isnan(a[2]["bid"])  # BBB had no quote
     fills = {int(x["client_order_id"]): x for x in reports if x["fill_qty"] > 0}
     assert fills[1]["fill_px"] == 101.0 and fills[1]["fill_qty"] == 3
     assert fills[1]["fee"] == pytest.approx(3 * 101.0 * 1e-4)  # taker 1 bp
@@ -179,7 +182,7 @@ router: {venues: [{name: slow, taker_bps: 1.0, entry: {median_ns: 400}, response
     o = np.zeros(1, ORDER_DTYPE)
     o["side"], o["qty"], o["kind"], o["limit_px"], o["client_order_id"] = 1, 1, ORDER_MARKET, np.nan, 5
     m = np.zeros(mx.SIZE // 8, np.int64)
-    rt.route_batch(o, 1, r.last_cid, m, *r.route_args, 1000)
+    rt.route_batch(o, 1, r.last_cid, m, r.arrivals, *r.route_args, 1000)
     assert r.poll(1399) == 0  # still on its way to the venue
     r.on_md(quote(0, 100.0, 102.0), 1, 1399)
     n = r.poll(1600)  # arrived at 1400, answered 100 ns later
