@@ -226,10 +226,14 @@ class ProcessRunner:
         self.router.on_md(md, n, time.monotonic_ns() if clock < 0 else clock)
 
     def _risk_on_md(self, md, n, clock):
+        # Live, marks only: the drawdown ladder runs from housekeeping (every 20 ms), and the
+        # daily-loss kill switch is also checked by the gate on every order, so nothing
+        # beyond the revaluation sits on the per-quote path (in `fused` it precedes features).
         r = self.risk
         self._on_marks(md, n, r.limits, r.book, r.sectors, r.account)
-        self._watch(time.monotonic_ns() if clock < 0 else clock, r.account_limits, r.account, r.control, r.dd_state,
-                    r.dd_idx, r.win_ts, r.win_eq, r.thresholds, r.params)
+        if clock >= 0:  # the backtest: the ladder must see simulated time, not housekeeping's
+            self._watch(clock, r.account_limits, r.account, r.control, r.dd_state, r.dd_idx, r.win_ts, r.win_eq,
+                        r.thresholds, r.params)
 
     def _features_on_md(self, md, n, clock):
         out = self._out["features"]
@@ -309,9 +313,6 @@ class ProcessRunner:
                 return
             os.sched_yield()
             done += ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, u8[done * size :], n - done)
-
-    def clock(self) -> int:
-        return self._sim_now if self.simulated else time.monotonic_ns()
 
     # -- lifecycle ---------------------------------------------------------------------
     def warm(self) -> None:
@@ -503,8 +504,9 @@ class ProcessRunner:
         if requests != self._resumes_seen:
             self._resumes_seen = requests
             self._resume(r.control, r.account, now)
-        self._watch(now, r.account_limits, r.account, r.control, r.dd_state, r.dd_idx, r.win_ts, r.win_eq,
-                    r.thresholds, r.params)
+        if not self.simulated:  # a backtest runs the ladder on simulated time, per mark
+            self._watch(now, r.account_limits, r.account, r.control, r.dd_state, r.dd_idx, r.win_ts, r.win_eq,
+                        r.thresholds, r.params)
         level = int(r.dd_state[D_LEVEL])
         if level != self._dd_level:  # a ladder step (up or down) since the last look
             event = (DD_EVENT_ESCALATE if level > self._dd_level else DD_EVENT_RECOVER) + level
