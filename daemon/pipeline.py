@@ -28,8 +28,8 @@ import numpy as np
 from numba import njit
 
 from alphad.ipc import dtypes, feature_list, metrics as mx
-from alphad.ipc.control import (S_EVENTS_IN, S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX,
-                                ControlBlock, stage_word)
+from alphad.ipc.control import (S_EVENTS_IN, S_HEARTBEAT, S_INFER_PROVIDER, S_PID, S_READY, STAGE_INDEX,
+                                ControlBlock, provider_code, stage_word)
 from alphad.ipc.doorbell import Doorbells, Sleeper, arm, disarm, sleep
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring, ring_pending, ring_pop, ring_push
@@ -191,6 +191,7 @@ class ProcessRunner:
                                    provider=cfg.model.provider, max_batch=cfg.model.max_batch)
             print(f"alphad stage infer: model {cfg.model.card}, ONNX Runtime providers in use: "
                   f"{session.providers}", file=sys.stderr, flush=True)
+            self.control.set_stage(STAGE_INDEX["infer"], S_INFER_PROVIDER, provider_code(session.providers[0]))
             drift = None
             ref = session.card.drift_reference
             if ref is not None:  # live histograms in shared memory: the exporter computes PSI from them

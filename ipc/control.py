@@ -18,7 +18,8 @@ Words (int64):
         REDUCING=1, HALTED=2), reason, when, flatten request, throttle
         clock, warning bits, epoch
 64+     stage ``i`` at ``64 + 16*i``: pid, ready, heartbeat ns, restarts,
-        events in, events out, then stage-private words (16 words)
+        events in, events out, then stage-private words (16 words; infer's
+        first private word is its ONNX Runtime provider)
 ======  ===========================================================
 
 Only the risk stage lowers the trading state (``resume`` re-arms the daily loss
@@ -59,6 +60,15 @@ STAGE_INDEX = {name: i for i, name in enumerate(STAGES)}
 _STAGE_BASE = 64
 _STAGE_WORDS = 16
 S_PID, S_READY, S_HEARTBEAT, S_RESTARTS, S_EVENTS_IN, S_EVENTS_OUT = range(6)
+#: Infer slot, first stage-private word: the ONNX Runtime provider the session runs on
+#: (a code of :data:`PROVIDERS`), so ``ctl status`` and the exporter report it.
+S_INFER_PROVIDER = 6
+PROVIDERS = ("", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def provider_code(name: str) -> int:
+    """Code of an ONNX Runtime provider name for :data:`S_INFER_PROVIDER` (0 if unknown)."""
+    return PROVIDERS.index(name) if name in PROVIDERS else 0
 
 #: ``W_REASON`` when an operator command set the state (risk_codes.C_REASON_OPERATOR).
 REASON_OPERATOR = 999

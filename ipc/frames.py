@@ -63,6 +63,7 @@ class StatusReply(_Frame):
     realized_pnl: float
     unrealized_pnl: float
     tick_to_trade_us: dict[str, float]
+    inference_provider: str = ""  # ONNX Runtime provider the infer stage's session runs on
 
 
 class Ok(_Frame):

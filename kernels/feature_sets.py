@@ -93,6 +93,13 @@ FEATURE_SETS: dict[str, tuple[tuple[str, tuple], ...]] = {
     + tuple(("logret", (k,)) for k in _HORIZONS)
     + _CORE[2:]
     + (("nma", (20,)), ("skew", (20,)), ("kurt", (20,)), ("vwap", ()), ("volratio", (20,))),
+    # The research set for daily bars (ops/dataset.py): scale-free columns only, so one
+    # model can rank many instruments whose prices and volumes differ by orders of magnitude.
+    "daily": (
+        ("logret", (1,)), ("logret", (5,)), ("logret", (20,)), ("logret", (63,)),
+        ("vol", (5,)), ("vol", (20,)), ("vol", (63,)), ("rsi", (14,)), ("nma", (20,)), ("nma", (50,)),
+        ("bbands", (20, 2.0)), ("stoch", (14, 3, 3)), ("volz", (20,)), ("volratio", (20,)),
+    ),
 }
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from alphad.kernels.feature_sets import compute, get_feature_set
+
 __all__ = [
     "Dataset",
     "load_daily",
@@ -44,21 +46,10 @@ TB_LOWER = -1
 #: Triple-barrier outcome: neither barrier within the horizon (time limit).
 TB_TIME = 0
 
-#: Ordered feature names produced by :func:`feature_matrix`.
-FEATURE_NAMES: tuple[str, ...] = (
-    "ret_1",        # log return over 1 bar
-    "ret_5",        # log return over 5 bars
-    "ret_20",       # log return over 20 bars
-    "ret_60",       # log return over 60 bars
-    "vol_20",       # std of 1-bar log returns over 20 bars
-    "vol_ratio",    # vol over 5 bars / vol over 60 bars
-    "rsi_14",       # Wilder RSI over 14 bars, 0..100
-    "ma_dist_20",   # log(close / SMA20)
-    "ma_dist_50",   # log(close / SMA50)
-    "range_20",     # mean log(high/low) over 20 bars
-    "close_loc_5",  # mean (close-low)/(high-low) over 5 bars, 0..1
-    "volume_z_20",  # z-score of log volume against its 20-bar mean/std
-)
+#: The feature set research datasets use unless told otherwise (docs/features.md).
+DEFAULT_FEATURE_SET = "daily"
+#: Ordered feature names of :data:`DEFAULT_FEATURE_SET`.
+FEATURE_NAMES: tuple[str, ...] = get_feature_set(DEFAULT_FEATURE_SET).names
 
 _BAR_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume")
 # A high-low range above this (log units, ~22%) on one daily bar of a large cap
@@ -184,82 +175,50 @@ def _check_bars(bars: pd.DataFrame) -> None:
         raise ValueError("bars: expected each symbol's rows to be contiguous (sort by symbol, date)")
 
 
-def feature_matrix(bars: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """Per-instrument features for each bar.
+def feature_matrix(bars: pd.DataFrame, feature_set: str = DEFAULT_FEATURE_SET) -> tuple[list[str], np.ndarray]:
+    """Per-instrument features for each bar, from the daemon's own kernels.
 
-    Every feature at row t uses bars up to and including t only (no look-ahead),
-    so the daemon's streaming kernels can reproduce them bar by bar.
+    Each symbol's bars run through :func:`alphad.kernels.feature_sets.compute`, the
+    batch form of the very ``update_row`` call a features stage makes per bar, so a
+    model trained here sees exactly the columns a live stage would publish.  Every
+    feature at row t uses bars up to and including t only (no look-ahead).
 
     Parameters
     ----------
     bars : DataFrame
         Long format sorted by (symbol, date): ``symbol, date, open, high, low,
         close, volume`` (adjusted prices).
+    feature_set : str
+        A name from :data:`alphad.kernels.feature_sets.FEATURE_SETS`.
 
     Returns
     -------
     names : list of str
-        :data:`FEATURE_NAMES`, in column order.
+        The set's ordered column names.
     X : ndarray, float32, shape (len(bars), len(names))
-        NaN during each symbol's warm-up (first 60 bars).
+        NaN during each symbol's warm-up (TA-Lib's convention, per column).
     """
     _check_bars(bars)
-    g = bars.groupby("symbol", sort=False)
-    close = bars["close"].astype(np.float64)
-    logc = np.log(close)
-    r1 = logc - g["close"].shift(1).pipe(np.log)
-    gr = r1.groupby(bars["symbol"], sort=False)
+    fs = get_feature_set(feature_set)
+    o, h, l, c, v = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume"))
+    h, l = _clean_range(o, h, l, c)
+    X = np.empty((len(bars), len(fs.names)), dtype=np.float32)
+    bounds = _symbol_bounds(bars)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        X[a:b] = compute(fs, o[a:b], h[a:b], l[a:b], c[a:b], v[a:b])
+    return list(fs.names), X
 
-    def lag_ret(n: int) -> pd.Series:
-        return logc - np.log(g["close"].shift(n))
 
-    vol5 = gr.rolling(5).std().reset_index(level=0, drop=True)
-    vol20 = gr.rolling(20).std().reset_index(level=0, drop=True)
-    vol60 = gr.rolling(60).std().reset_index(level=0, drop=True)
+def _clean_range(o, h, l, c):
+    """High and low held within ``_MAX_LOG_RANGE`` of the bar's body.
 
-    # Wilder RSI on price changes (TA-Lib's definition): exponential smoothing
-    # with alpha = 1/14 of gains and losses.
-    dc = close - g["close"].shift(1)
-    up = dc.clip(lower=0.0)
-    dn = (-dc).clip(lower=0.0)
-    au = up.groupby(bars["symbol"], sort=False).transform(lambda s: s.ewm(alpha=1 / 14, min_periods=14).mean())
-    ad = dn.groupby(bars["symbol"], sort=False).transform(lambda s: s.ewm(alpha=1 / 14, min_periods=14).mean())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rsi = 100.0 - 100.0 / (1.0 + au / ad)
-    rsi = rsi.where(ad > 0, 100.0).where(au.notna())
-
-    sma20 = g["close"].transform(lambda s: s.rolling(20).mean())
-    sma50 = g["close"].transform(lambda s: s.rolling(50).mean())
-    hl = np.log(bars["high"] / bars["low"]).clip(lower=0.0, upper=_MAX_LOG_RANGE)
-    rng20 = hl.groupby(bars["symbol"], sort=False).transform(lambda s: s.rolling(20).mean())
-    span = (bars["high"] - bars["low"]).to_numpy()
-    loc = np.where(span > 0, (bars["close"] - bars["low"]).to_numpy() / np.where(span > 0, span, 1.0), 0.5)
-    loc = np.clip(loc, 0.0, 1.0)
-    loc5 = pd.Series(loc, index=bars.index).groupby(bars["symbol"], sort=False).transform(
-        lambda s: s.rolling(5).mean()
-    )
-    lv = np.log(bars["volume"].clip(lower=1.0))
-    lvg = lv.groupby(bars["symbol"], sort=False)
-    lv_mean = lvg.transform(lambda s: s.rolling(20).mean())
-    lv_std = lvg.transform(lambda s: s.rolling(20).std())
-    vz = (lv - lv_mean) / lv_std.where(lv_std > 0)
-
-    cols = [
-        r1,
-        lag_ret(5),
-        lag_ret(20),
-        lag_ret(60),
-        vol20,
-        vol5 / vol60.where(vol60 > 0),
-        rsi,
-        logc - np.log(sma20),
-        logc - np.log(sma50),
-        rng20,
-        loc5,
-        vz,
-    ]
-    X = np.column_stack([np.asarray(c, dtype=np.float64) for c in cols]).astype(np.float32)
-    return list(FEATURE_NAMES), X
+    A few daily bars carry a bad consolidated high or low print (see the data
+    README); left in, one of them moves a 14-bar stochastic for two weeks.
+    """
+    top = np.maximum(o, c)
+    bottom = np.minimum(o, c)
+    return (np.clip(h, top, top * np.exp(_MAX_LOG_RANGE)),
+            np.clip(l, bottom * np.exp(-_MAX_LOG_RANGE), bottom))
 
 
 def _symbol_bounds(bars: pd.DataFrame) -> np.ndarray:
@@ -407,6 +366,7 @@ def build_dataset(
     vol_window: int = 20,
     demean: bool = False,
     weights: bool = False,
+    feature_set: str = DEFAULT_FEATURE_SET,
 ) -> Dataset:
     """Features plus labels with event windows, rows sorted by (date, symbol).
 
@@ -424,13 +384,15 @@ def build_dataset(
         only): the label becomes a market-neutral, relative return.
     weights : bool
         Compute uniqueness weights (else all ones).
+    feature_set : str
+        The kernels' feature set the columns come from (see :func:`feature_matrix`).
 
     Returns
     -------
     Dataset
         Rows with any NaN feature or label dropped.
     """
-    names, X = feature_matrix(bars)
+    names, X = feature_matrix(bars, feature_set)
     if label == "forward_return":
         y, end_row = forward_returns(bars, horizon)
         label_name = f"fwd_log_return_h{horizon}" + ("_demeaned" if demean else "")

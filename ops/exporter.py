@@ -11,7 +11,7 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
                                     HistogramMetricFamily)
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import STAGES, STATE_NAMES, ControlBlock
+from alphad.ipc.control import PROVIDERS, S_INFER_PROVIDER, STAGE_INDEX, STAGES, STATE_NAMES, ControlBlock
 from alphad.ipc.metrics import MetricsBlock
 
 
@@ -113,6 +113,12 @@ class AlphadCollector:
         pnl.add_metric(["realized"], float(m.gauges[mx.G_REALIZED_PNL]))
         pnl.add_metric(["unrealized"], float(m.gauges[mx.G_UNREALIZED_PNL]))
         yield pnl
+        code = self.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)
+        if code:
+            prov = GaugeMetricFamily("alphad_inference_provider", "1 for the ONNX Runtime execution provider "
+                                     "the infer stage's session runs on", labels=["provider"])
+            prov.add_metric([PROVIDERS[code]], 1.0)
+            yield prov
         eq = GaugeMetricFamily("alphad_equity", "Account equity in quote currency")
         eq.add_metric([], float(m.gauges[mx.G_EQUITY]))
         yield eq

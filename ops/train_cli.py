@@ -107,6 +107,9 @@ class DriftConfig(_Base, kw_only=True):
 
 class TrainConfig(_Base, kw_only=True):
     data: DataConfig
+    #: The kernels' feature set (kernels/feature_sets.py, docs/features.md) the dataset is
+    #: computed with: the same ``update_row`` a features stage runs per bar.
+    feature_set: str = "daily"
     label: LabelConfig = LabelConfig()
     cv: CVConfig = CVConfig()
     model: ModelConfig
@@ -127,11 +130,17 @@ def load_config(path: str | Path) -> TrainConfig:
     except FileNotFoundError:
         raise FileNotFoundError(f"training config expected at {path} was not found") from None
     try:
-        return msgspec.yaml.decode(raw, type=TrainConfig)
+        cfg = msgspec.yaml.decode(raw, type=TrainConfig)
     except msgspec.ValidationError as e:
         raise ValueError(f"{path}: invalid training config: {e}") from None
     except msgspec.DecodeError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
+    from alphad.kernels.feature_sets import FEATURE_SETS
+
+    if cfg.feature_set not in FEATURE_SETS:
+        raise ValueError(f"{path}: invalid training config: feature_set expected one of {sorted(FEATURE_SETS)}, "
+                         f"found {cfg.feature_set!r} - at `$.feature_set`")
+    return cfg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,6 +237,7 @@ def train(
     ds = dsm.build_dataset(
         bars, label=lab.kind, horizon=lab.horizon, pt=lab.pt, sl=lab.sl, vol_window=lab.vol_window,
         demean=lab.demean and lab.kind == "forward_return", weights=lab.uniqueness_weights,
+        feature_set=cfg.feature_set,
     )
     n_sym = len(np.unique(ds.symbol))
     say(f"dataset: {len(ds):,} rows, {n_sym} symbols, {len(ds.feature_names)} features, label {ds.label_name}, "

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from alphad.daemon.infer import choose_providers
 from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
 
@@ -42,6 +43,8 @@ def test_run_when_started_then_five_stage_processes_alive_and_orders_fill_within
     st = eventually(lambda: (s := daemon.status()).fills > 0 and s, timeout=10, what="a fill")
     assert st.orders >= st.fills > 0
     assert st.trading_state == "ACTIVE"
+    # the provider the session really runs on (config provider: auto), read back from ORT
+    assert st.inference_provider == choose_providers("auto")[0]
 
 
 def test_metrics_when_scraped_then_tick_to_trade_histogram_and_counters_served(daemon):
@@ -58,6 +61,7 @@ def test_metrics_when_scraped_then_tick_to_trade_histogram_and_counters_served(d
     assert set(psi) == {"ret_1", "ema_ret_fast", "ema_ret_slow", "mid_ema_dev", "imbalance_l1", "spread_bps",
                         "trade_flow", "vol_ema"}
     assert all(v >= 0 for v in psi.values())
+    assert f'alphad_inference_provider{{provider="{choose_providers("auto")[0]}"}} 1.0' in body
 
 
 def test_control_when_frame_malformed_then_error_reply_and_daemon_keeps_running(daemon):

@@ -37,7 +37,7 @@ model:
   params: {{learning_rate: 0.1, num_leaves: 7, min_data_in_leaf: 200}}
   members:
     - {{name: a, seed: 1, num_boost_round: 20}}
-    - {{name: b, seed: 2, num_boost_round: 20, features: [ret_5, ret_20, vol_20, rsi_14, ma_dist_20]}}
+    - {{name: b, seed: 2, num_boost_round: 20, features: [logret_5, logret_20, vol_20, rsi_14, nma_20]}}
 gates:
 {gates}
 verify_rows: 5000
@@ -66,8 +66,8 @@ def test_train_when_gates_pass_then_exports_onnx_card_boosters_and_report(shared
     assert card.data_sha256 == hashlib.sha256(
         (shared_data / "daily/us_equities_daily_1999-2021.csv.gz").read_bytes()).hexdigest()
     extra = json.loads((out / "model_card.json").read_text())
-    assert np.isfinite(extra["oos_ic_tstat"]) and len(extra["drift_reference"]["edges"]) == 12
-    assert extra["members"][1]["features"] == ["ret_5", "ret_20", "vol_20", "rsi_14", "ma_dist_20"]
+    assert np.isfinite(extra["oos_ic_tstat"]) and len(extra["drift_reference"]["edges"]) == len(dsm.FEATURE_NAMES)
+    assert extra["members"][1]["features"] == ["logret_5", "logret_20", "vol_20", "rsi_14", "nma_20"]
 
     # The shipped graph equals the weighted sum of the shipped native boosters.
     bars = dsm.load_daily(shared_data / "daily/us_equities_daily_1999-2021.csv.gz", symbols=SYMBOLS,
@@ -75,7 +75,7 @@ def test_train_when_gates_pass_then_exports_onnx_card_boosters_and_report(shared
     _, X = dsm.feature_matrix(bars)
     X = X[np.all(np.isfinite(X), axis=1)]
     names = list(dsm.FEATURE_NAMES)
-    cols = [list(range(12)), [names.index(f) for f in extra["members"][1]["features"]]]
+    cols = [list(range(len(names))), [names.index(f) for f in extra["members"][1]["features"]]]
     expect = sum(w * lgb.Booster(model_file=str(out / f"model_{i}.txt")).predict(X[:, c])
                  for i, (w, c) in enumerate(zip(card.ensemble_weights, cols)))
     got = make_session(out / "model.onnx").run(None, {card.input_name: X})[0][:, 0]

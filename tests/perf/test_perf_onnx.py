@@ -28,7 +28,7 @@ from alphad.ops.export_onnx import BoundRunner, ensemble_to_onnx, make_session
 MAX_BATCH = 64
 _P = {"verbose": -1, "num_threads": 1, "deterministic": True, "objective": "regression", "learning_rate": 0.05,
       "min_data_in_leaf": 500, "feature_fraction": 0.8, "bagging_fraction": 0.7, "bagging_freq": 1, "lambda_l2": 10.0}
-TREND = ("ret_5", "ret_20", "ret_60", "vol_20", "vol_ratio", "ma_dist_20", "ma_dist_50", "range_20")
+TREND = ("logret_5", "logret_20", "logret_63", "vol_5", "vol_20", "vol_63", "nma_20", "nma_50", "bbwidth_20_2")
 
 
 def shipped_shape_model(data_dir: Path):

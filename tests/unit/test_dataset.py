@@ -8,6 +8,7 @@ import talib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alphad.kernels import feature_sets as fsets
 from alphad.ops import dataset as dsm
 
 DAILY = "daily/us_equities_daily_1999-2021.csv.gz"
@@ -110,16 +111,28 @@ def test_feature_matrix_when_real_bars_then_rsi_and_sma_match_talib(bars):
     for sym in SYMS:
         idx = np.flatnonzero(bars["symbol"].to_numpy() == sym)
         c = bars["close"].to_numpy()[idx]
-        # Past the warm-up, exponential-smoothing start-up differences are < 1e-6.
-        rsi = talib.RSI(c, 14)[300:]
-        np.testing.assert_allclose(X[idx, names.index("rsi_14")][300:], rsi, atol=1e-4)
-        ma = np.log(c / talib.SMA(c, 50))[300:]
-        np.testing.assert_allclose(X[idx, names.index("ma_dist_50")][300:], ma, atol=1e-6)
+        # float32 columns: compare at float32 precision; warm-up NaNs where TA-Lib has them.
+        np.testing.assert_allclose(X[idx, names.index("rsi_14")], talib.RSI(c, 14), rtol=1e-6)
+        np.testing.assert_allclose(X[idx, names.index("nma_50")], c / talib.SMA(c, 50) - 1.0, rtol=1e-5, atol=1e-7)
         vol = talib.STDDEV(np.r_[np.nan, np.diff(np.log(c))], 20, 1.0)  # population std
         n20 = 20
-        np.testing.assert_allclose(
-            X[idx, names.index("vol_20")][300:], vol[300:] * np.sqrt(n20 / (n20 - 1)), rtol=1e-5
-        )
+        np.testing.assert_allclose(X[idx, names.index("vol_20")], vol * np.sqrt(n20 / (n20 - 1)), rtol=1e-5)
+
+
+@pytest.mark.data
+def test_feature_matrix_when_streamed_bar_by_bar_then_equals_the_features_stage_call(bars):
+    """Research rows are what a live stage publishes: the same update_row, bar by bar."""
+    fs = fsets.get_feature_set(dsm.DEFAULT_FEATURE_SET)
+    names, X = dsm.feature_matrix(bars)
+    assert tuple(names) == fs.names
+    o, h, l, c, v = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume"))
+    h, l = dsm._clean_range(o, h, l, c)
+    sym = bars["symbol"].to_numpy()
+    states = {s: fs.new_state() for s in SYMS}
+    row = np.empty(len(names), np.float32)  # the ring's float32 row, as the stage writes it
+    for i in range(len(bars)):
+        fsets.update_row(fs.plan, states[sym[i]], o[i], h[i], l[i], c[i], v[i], 0.0, row)
+        np.testing.assert_array_equal(row, X[i])
 
 
 @pytest.mark.data
