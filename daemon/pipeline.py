@@ -178,8 +178,8 @@ class ProcessRunner:
         if "features" in self.stages:
             f = cfg.features
             self._feature_seg = Segment.attach(names["feature_list"])
-            feature_list.publish(self._feature_seg, f.set, qf.FEATURE_NAMES)
-            self.feat_state = qf.new_state(n_inst)
+            feature_list.publish(self._feature_seg, f.set, qf.FEATURE_SETS[f.set])
+            self.feat_state = qf.new_state(n_inst, f.set, **f.state_params())
             self.alpha_fast = 2.0 / (f.ema_fast_events + 1.0)
             self.alpha_slow = 2.0 / (f.ema_slow_events + 1.0)
             self.quotes_only = f.trigger == "quote"

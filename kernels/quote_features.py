@@ -20,6 +20,30 @@ Feature list (ordered; the model card must list exactly these):
 ==================  =========================================================
 
 The first quote of an instrument seeds the state and yields ret_1 = 0.
+
+Set ``micro`` (``features.set: micro``) appends the microstructure columns of
+:mod:`alphad.kernels.microstructure`, updated by the same quote/trade events:
+
+==================  =========================================================
+``microprice_dev``  (microprice − mid) / mid, bps
+``ofi_flow``        EMA over ``fast`` quotes of the best-level order-flow
+                    imbalance (Cont–Kukanov–Stoikov), divided by the EMA of
+                    the touch depth: a dimensionless buy pressure
+``imb_mean``        mean of ``imbalance_l1`` over the last ``imbalance_window``
+                    quotes
+``imb_momentum``    ``imbalance_l1 − imb_mean``
+``imb_persistence`` lag-1 autocorrelation of ``imbalance_l1`` in that window
+``imb_velocity``    change of ``imbalance_l1`` since the previous quote
+``imb_accel``       change of ``imb_velocity``
+``vpin``            VPIN: mean |buy − sell| / V over the last ``vpin_buckets``
+                    buckets of V = ``vpin_bucket_notional`` traded (quote
+                    currency), trades signed as for ``trade_flow``
+==================  =========================================================
+
+A column that is not defined yet (the first quotes of a window, VPIN before
+its buckets fill) is 0, like ``ret_1`` on the first quote.  The set is chosen by
+the shape of the state: :func:`new_state` with ``feature_set="micro"`` makes
+the wider rows, and the same ``on_md_batch`` call serves both sets.
 """
 from __future__ import annotations
 
@@ -27,6 +51,7 @@ import numpy as np
 from numba import njit
 
 from alphad.ipc.dtypes import MD_QUOTE, MD_TRADE
+from alphad.kernels import microstructure as ms
 
 FEATURE_NAMES = (
     "ret_1",
@@ -39,6 +64,18 @@ FEATURE_NAMES = (
     "vol_ema",
 )
 N_FEATURES = len(FEATURE_NAMES)
+MICRO_NAMES = (
+    "microprice_dev",
+    "ofi_flow",
+    "imb_mean",
+    "imb_momentum",
+    "imb_persistence",
+    "imb_velocity",
+    "imb_accel",
+    "vpin",
+)
+#: Feature set name -> ordered columns (what the stage publishes and the model card must list).
+FEATURE_SETS = {"quote": FEATURE_NAMES, "micro": FEATURE_NAMES + MICRO_NAMES}
 
 # state columns
 S_SEEN = 0
@@ -55,10 +92,67 @@ S_LAST_SIGN = 10
 S_RET = 11
 S_TRADE_SZ_EMA = 12
 N_STATE = 13
+# micro columns, after the quote set's
+M_OFI = N_STATE            # ms.ofi_new() state, 5 words
+M_OFI_EMA = N_STATE + 5
+M_DEPTH_EMA = N_STATE + 6
+M_OUT = N_STATE + 7        # the 8 micro outputs, in MICRO_NAMES order
+M_IMB = M_OUT + 8          # ms.imbalance_stats_new(n) state, 4 + n words, then ms.vpin_new(...)
 
 
-def new_state(n_instruments: int) -> np.ndarray:
-    return np.zeros((n_instruments, N_STATE), dtype=np.float64)
+def new_state(n_instruments: int, feature_set: str = "quote", *, imbalance_window: int = 50,
+              vpin_bucket_notional: float = 50_000.0, vpin_buckets: int = 20) -> np.ndarray:
+    """Per-instrument state rows for ``feature_set`` (``quote`` or ``micro``)."""
+    if feature_set == "quote":
+        return np.zeros((n_instruments, N_STATE), dtype=np.float64)
+    if feature_set != "micro":
+        raise ValueError(f"quote feature set expected one of {sorted(FEATURE_SETS)}, found {feature_set!r}")
+    row = np.concatenate([np.zeros(M_IMB), ms.imbalance_stats_new(imbalance_window),
+                          ms.vpin_new(vpin_bucket_notional, vpin_buckets)])
+    return np.tile(row, (n_instruments, 1))
+
+
+def n_features(state: np.ndarray) -> int:
+    """Columns a stage with this state emits."""
+    return N_FEATURES + (len(MICRO_NAMES) if state.shape[1] > N_STATE else 0)
+
+
+@njit(cache=True, inline="always")
+def _defined(x):
+    return x if np.isfinite(x) else 0.0
+
+
+@njit(cache=True)
+def update_micro_quote(s, bid, bid_sz, ask, ask_sz, alpha_fast):
+    """Micro columns on an accepted quote (``s`` one instrument's state row)."""
+    mid = 0.5 * (bid + ask)
+    s[M_OUT] = (ms.microprice(bid, bid_sz, ask, ask_sz) - mid) / mid * 1e4
+    e = ms.ofi_update(s[M_OFI:M_OFI + 5], bid, bid_sz, ask, ask_sz)
+    depth = 0.5 * (bid_sz + ask_sz)
+    if np.isfinite(e):
+        s[M_OFI_EMA] = _ema(s[M_OFI_EMA], e, alpha_fast)
+        s[M_DEPTH_EMA] = _ema(s[M_DEPTH_EMA], depth, alpha_fast)
+    else:  # first quote seeds the depth scale
+        s[M_DEPTH_EMA] = depth
+    s[M_OUT + 1] = s[M_OFI_EMA] / s[M_DEPTH_EMA] if s[M_DEPTH_EMA] > 0.0 else 0.0
+    n = int(s[M_IMB + 1])
+    m, mom, rho, vel, acc = ms.imbalance_stats_update(s[M_IMB:M_IMB + 4 + n], s[S_IMBALANCE])
+    s[M_OUT + 2] = _defined(m)
+    s[M_OUT + 3] = _defined(mom)
+    s[M_OUT + 4] = _defined(rho)
+    s[M_OUT + 5] = _defined(vel)
+    s[M_OUT + 6] = _defined(acc)
+
+
+@njit(cache=True)
+def update_micro_trade(s, px, sz):
+    """VPIN on a trade, signed like ``trade_flow`` (call after :func:`update_trade`)."""
+    v0 = M_IMB + 4 + int(s[M_IMB + 1])
+    notional = px * sz
+    buy = notional if s[S_LAST_SIGN] > 0.0 else 0.0
+    sell = notional if s[S_LAST_SIGN] < 0.0 else 0.0
+    if buy + sell > 0.0:  # an unsigned first trade is not classified
+        s[M_OUT + 7] = _defined(ms.vpin_update(s[v0:v0 + 5 + int(s[v0 + 2])], buy, sell))
 
 
 @njit(cache=True, inline="always")
@@ -130,6 +224,9 @@ def write_features(state, i, out):
     out[5] = s[S_SPREAD]
     out[6] = s[S_FLOW]
     out[7] = np.sqrt(s[S_VAR])
+    if s.shape[0] > N_STATE:
+        for j in range(8):
+            out[N_FEATURES + j] = s[M_OUT + j]
 
 
 @njit(cache=True)
@@ -141,6 +238,8 @@ def on_md_batch(md, n, state, alpha_fast, alpha_slow, quotes_only, out_rows, now
     """
     k = 0
     n_inst = state.shape[0]
+    micro = state.shape[1] > N_STATE
+    n_out = N_FEATURES + 8 if micro else N_FEATURES
     for j in range(n):
         e = md[j]
         i = e.instrument
@@ -148,8 +247,12 @@ def on_md_batch(md, n, state, alpha_fast, alpha_slow, quotes_only, out_rows, now
             continue
         if e.kind == MD_QUOTE:
             used = update_quote(state, i, e.bid_px, e.bid_sz, e.ask_px, e.ask_sz, alpha_fast, alpha_slow)
+            if used and micro:
+                update_micro_quote(state[i], e.bid_px, e.bid_sz, e.ask_px, e.ask_sz, alpha_fast)
         elif e.kind == MD_TRADE:
             used = update_trade(state, i, e.last_px, e.last_sz, alpha_fast)
+            if used and micro:
+                update_micro_trade(state[i], e.last_px, e.last_sz)
             if quotes_only:
                 used = 0
         else:
@@ -161,7 +264,7 @@ def on_md_batch(md, n, state, alpha_fast, alpha_slow, quotes_only, out_rows, now
         r.ts = now
         r.seq = e.seq
         r.instrument = i
-        r.n = N_FEATURES
+        r.n = n_out
         r.mid = state[i, S_MID]
         write_features(state, i, r.x)
         k += 1
@@ -169,11 +272,14 @@ def on_md_batch(md, n, state, alpha_fast, alpha_slow, quotes_only, out_rows, now
 
 
 def quote_features_batch(md: np.ndarray, n_instruments: int, *, fast: float, slow: float,
-                         quotes_only: bool = True) -> np.ndarray:
-    """Batch form over a recorded md array: the rows the live stage would emit."""
+                         quotes_only: bool = True, feature_set: str = "quote", **set_params) -> np.ndarray:
+    """Batch form over a recorded md array: the rows the live stage would emit.
+
+    ``set_params`` are :func:`new_state`'s keyword arguments (the micro set's windows).
+    """
     from alphad.ipc.dtypes import FEATURE_DTYPE
 
     out = np.zeros(len(md), dtype=FEATURE_DTYPE)
-    state = new_state(n_instruments)
+    state = new_state(n_instruments, feature_set, **set_params)
     k = on_md_batch(md, len(md), state, 2.0 / (fast + 1.0), 2.0 / (slow + 1.0), quotes_only, out, 0)
     return out[:k]

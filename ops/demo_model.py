@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alphad.kernels.quote_features import FEATURE_NAMES, N_FEATURES, quote_features_batch
+from alphad.kernels.quote_features import FEATURE_SETS, quote_features_batch
 from alphad.ops.drift import reference_histograms
 from alphad.ops.model_card import FoldResult, ModelCard, sha256_file, write_card
 
@@ -67,18 +67,19 @@ def run(args) -> int:
     print(f"train-demo: loading {cfg.feed.path} ...", file=sys.stderr)
     events = load_events(cfg.feed, base, cfg.universe)
     f = cfg.features
+    names = list(FEATURE_SETS[f.set])
     rows = quote_features_batch(events, len(cfg.universe), fast=f.ema_fast_events, slow=f.ema_slow_events,
-                                quotes_only=f.trigger == "quote")
-    X = rows["x"][:, :N_FEATURES].astype(np.float32)
+                                quotes_only=f.trigger == "quote", feature_set=f.set, **f.state_params())
+    X = rows["x"][:, :len(names)].astype(np.float32)
     y = forward_returns(rows["instrument"], rows["mid"], args.horizon)
     ok = np.isfinite(y)
     X, y = X[ok], y[ok]
     split = int(0.7 * len(y))
-    print(f"train-demo: {len(y)} rows x {N_FEATURES} features, train {split}, test {len(y) - split}", file=sys.stderr)
+    print(f"train-demo: {len(y)} rows x {len(names)} features ({f.set}), train {split}, test {len(y) - split}", file=sys.stderr)
     params = dict(objective="regression", learning_rate=0.05, num_leaves=15, min_data_in_leaf=200,
                   feature_fraction=0.9, bagging_fraction=0.8, bagging_freq=1, seed=args.seed,
                   deterministic=True, num_threads=1, verbose=-1)
-    booster = lgb.train(params, lgb.Dataset(X[:split], y[:split], feature_name=list(FEATURE_NAMES)),
+    booster = lgb.train(params, lgb.Dataset(X[:split], y[:split], feature_name=names),
                         num_boost_round=args.trees)
     pred = booster.predict(X[split:])
     ic = spearman(pred, y[split:])
@@ -87,11 +88,11 @@ def run(args) -> int:
     losses = y[split:][np.sign(pred) != np.sign(y[split:])]
     payoff = float(np.mean(np.abs(wins)) / np.mean(np.abs(losses))) if len(losses) and len(wins) else 1.0
     booster.save_model(str(out / "model.txt"))
-    onx = onnxmltools.convert_lightgbm(booster, initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+    onx = onnxmltools.convert_lightgbm(booster, initial_types=[("input", FloatTensorType([None, len(names)]))],
                                        target_opset=15)
     (out / "model.onnx").write_bytes(onx.SerializeToString())
     card = ModelCard(
-        feature_names=list(FEATURE_NAMES),
+        feature_names=names,
         label=f"fwd_mid_logret_bps_h{args.horizon}_quotes",
         onnx_sha256=sha256_file(out / "model.onnx"),
         input_name="input",
@@ -101,7 +102,7 @@ def run(args) -> int:
         oos_win_rate=hit,
         oos_payoff_ratio=payoff,
         prediction_scale=float(np.std(pred)) or 1.0,
-        drift_reference=reference_histograms(X[:split].astype(np.float64), list(FEATURE_NAMES), 10),
+        drift_reference=reference_histograms(X[:split].astype(np.float64), names, 10),
         created_by=f"alphad train-demo --config {args.config} --horizon {args.horizon} --trees {args.trees} --seed {args.seed}",
     )
     write_card(out / "model_card.json", card)

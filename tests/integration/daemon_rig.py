@@ -36,7 +36,9 @@ def eventually(cond, timeout=30.0, interval=0.1, what="condition"):
 
 
 class Daemon:
-    def __init__(self, tmp: Path, topology: str = "five", risk: dict | None = None, tag: str = ""):
+    def __init__(self, tmp: Path, topology: str = "five", risk: dict | None = None, tag: str = "",
+                 sections: dict | None = None):
+        """``sections``: config sections to update, e.g. ``{"features": {"set": "micro"}}``."""
         self.prefix = f"alphad-it-{os.getpid()}-{topology}{tag}"
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.metrics_port = free_port()
@@ -53,6 +55,8 @@ class Daemon:
         cfg["feed"]["speed"] = "5"  # five times real time: plenty of orders within seconds
         for section, values in (risk or {}).items():
             cfg["risk"].setdefault(section, {}).update(values) if isinstance(values, dict) else cfg["risk"].update({section: values})
+        for section, values in (sections or {}).items():
+            cfg.setdefault(section, {}).update(values)
         self.config = tmp / "config.yaml"
         self.config.write_bytes(msgspec.yaml.encode(cfg))
         self.log = (tmp / "daemon.log").open("w+")

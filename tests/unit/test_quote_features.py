@@ -8,7 +8,8 @@ import pytest
 
 from alphad.daemon.feed import load_generic
 from alphad.ipc.dtypes import FEATURE_DTYPE, MD_QUOTE
-from alphad.kernels.quote_features import FEATURE_NAMES, N_FEATURES, new_state, on_md_batch, quote_features_batch
+from alphad.kernels.quote_features import (FEATURE_NAMES, FEATURE_SETS, N_FEATURES, new_state, on_md_batch,
+                                          quote_features_batch)
 
 FAST, SLOW = 10.0, 100.0
 
@@ -69,3 +70,87 @@ def md_dtype():
     from alphad.ipc.dtypes import MD_DTYPE
 
     return MD_DTYPE
+
+
+# -- the micro set --------------------------------------------------------------------------
+
+MICRO = dict(imbalance_window=50, vpin_bucket_notional=20_000.0, vpin_buckets=10)
+
+
+def _micro_rows(md):
+    return quote_features_batch(md, 2, fast=FAST, slow=SLOW, feature_set="micro", **MICRO)
+
+
+def test_micro_when_streamed_then_equals_batch_and_quote_columns_unchanged(md):
+    batch = _micro_rows(md)
+    assert set(batch["n"]) == {len(FEATURE_SETS["micro"])} == {16}
+    quote = quote_features_batch(md, 2, fast=FAST, slow=SLOW)
+    np.testing.assert_array_equal(batch["x"][:, :N_FEATURES], quote["x"][:, :N_FEATURES])
+    state = new_state(2, "micro", **MICRO)
+    out = np.zeros(1, FEATURE_DTYPE)
+    rows = [out[0].copy() for k in range(len(md))
+            if on_md_batch(md[k : k + 1], 1, state, 2 / (FAST + 1), 2 / (SLOW + 1), True, out, 0)]
+    np.testing.assert_array_equal(np.array(rows, FEATURE_DTYPE)["x"], batch["x"])
+
+
+def test_micro_when_compared_with_independent_pandas_then_agree(md):
+    rows = _micro_rows(md)
+    names = FEATURE_SETS["micro"]
+    idx = {n: i for i, n in enumerate(names)}
+    for inst in (0, 1):
+        q = pd.DataFrame(md[(md["kind"] == MD_QUOTE) & (md["instrument"] == inst)][
+            ["bid_px", "bid_sz", "ask_px", "ask_sz"]]).astype(np.float64)
+        x = rows[rows["instrument"] == inst]["x"].astype(np.float64)
+        assert len(x) == len(q)
+        mid = (q.bid_px + q.ask_px) / 2
+        micro = (q.bid_px * q.ask_sz + q.ask_px * q.bid_sz) / (q.bid_sz + q.ask_sz)
+        np.testing.assert_allclose(x[:, idx["microprice_dev"]], (micro - mid) / mid * 1e4, rtol=1e-5, atol=1e-6)
+        imb = (q.bid_sz - q.ask_sz) / (q.bid_sz + q.ask_sz)
+        mean = imb.rolling(MICRO["imbalance_window"]).mean().fillna(0.0)
+        np.testing.assert_allclose(x[:, idx["imb_mean"]], mean, rtol=1e-5, atol=1e-6)
+        lag1 = imb.rolling(MICRO["imbalance_window"]).apply(
+            lambda w: np.sum((w[1:] - w.mean()) * (w[:-1] - w.mean())) / np.sum((w - w.mean()) ** 2), raw=True)
+        np.testing.assert_allclose(x[:, idx["imb_persistence"]], lag1.fillna(0.0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(x[:, idx["imb_velocity"]], imb.diff().fillna(0.0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(x[:, idx["imb_accel"]], imb.diff().diff().fillna(0.0), rtol=1e-5, atol=1e-6)
+        # Cont-Kukanov-Stoikov e_n from the previous quote, vectorised
+        pb, qb, pa, qa = (q[c].shift(1) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+        e = (q.bid_sz * (q.bid_px >= pb) - qb * (q.bid_px <= pb) - q.ask_sz * (q.ask_px <= pa)
+             + qa * (q.ask_px >= pa))
+        alpha = 2 / (FAST + 1)
+        k = np.arange(1, len(e))
+        # pandas seeds the EMA with the first value; ours starts from 0: z_k = y_k - (1 - alpha)^k e_1
+        ofi = e.iloc[1:].ewm(alpha=alpha, adjust=False).mean() - (1 - alpha) ** k * e.iloc[1]
+        depth = (q.bid_sz + q.ask_sz) / 2
+        dep = depth.ewm(alpha=alpha, adjust=False).mean()
+        np.testing.assert_allclose(x[1:, idx["ofi_flow"]], ofi / dep.iloc[1:], rtol=1e-4, atol=1e-6)
+    vpin = x[:, idx["vpin"]]
+    assert (vpin >= 0).all() and (vpin <= 1).all() and (vpin > 0).any()  # buckets filled on this slice
+
+
+def test_micro_vpin_when_trades_signed_then_equals_bucket_definition():
+    # two instruments' worth of trades is not needed: one instrument, alternating aggressor runs
+    from alphad.ipc.dtypes import MD_DTYPE, MD_TRADE
+
+    md = np.zeros(1 + 40, MD_DTYPE)
+    md[0]["kind"], md[0]["bid_px"], md[0]["ask_px"], md[0]["bid_sz"], md[0]["ask_sz"] = MD_QUOTE, 99.5, 100.5, 1, 1
+    md[1:]["kind"] = MD_TRADE
+    md[1:]["last_sz"] = 1.0
+    md[1:]["last_px"] = np.where(np.arange(40) % 4 == 0, 99.5, 100.5)  # 3 buys per sell, at the touch
+    state = new_state(1, "micro", imbalance_window=3, vpin_bucket_notional=400.0, vpin_buckets=3)
+    out = np.zeros(41, FEATURE_DTYPE)
+    on_md_batch(md, 41, state, 0.1, 0.01, False, out, 0)
+    # every 4 trades: 3 x 100.5 bought, 1 x 99.5 sold = 401 notional; buckets of 400 split pro rata
+    notional = np.where(np.arange(40) % 4 == 0, -99.5, 100.5)
+    buy = sell = 0.0
+    buckets = []
+    for v in notional:
+        rem, fb = abs(v), 1.0 if v > 0 else 0.0
+        while rem > 0:
+            take = min(rem, 400.0 - (buy + sell))
+            buy, sell, rem = buy + take * fb, sell + take * (1 - fb), rem - take
+            if buy + sell >= 400.0:
+                buckets.append(abs(buy - sell) / 400.0)
+                buy = sell = 0.0
+    assert len(buckets) >= 3
+    assert out[40]["x"][FEATURE_SETS["micro"].index("vpin")] == pytest.approx(np.mean(buckets[-3:]), rel=1e-6)
