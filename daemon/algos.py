@@ -271,7 +271,7 @@ class ExecAlgo:
             acts.extend(self._cancel_open(now))
             self._maybe_finish()
             return acts
-        if now < s.start_ns or not (np.isfinite(bid) and np.isfinite(ask)) or ask <= bid:
+        if now < s.start_ns or not (math.isfinite(bid) and math.isfinite(ask)) or ask <= bid:
             return acts
         target = min(s.qty_lots, self.target_lots(now))
         behind = (target - self.filled) > self.catch_up * s.qty_lots

@@ -218,7 +218,8 @@ class ProcessRunner:
             self.handlers["exec"].append(self._risk_on_exec)
         if "router" in self.stages:
             self._router_seg, _, (last_cid,) = shared_arrays(names["router_state"], [((n_inst,), np.uint64)])
-            self.router = rt.RouterCore(cfg.universe, cfg.router, last_cid)
+            self.router = rt.RouterCore(cfg.universe, cfg.router, last_cid, metrics=self.m,
+                                        impact_out=self.metrics.impact)
             self._reports = _Out.over("exec", self.router.reports)
             self.handlers["orders"].append(self._router_on_orders)
 
@@ -278,17 +279,20 @@ class ProcessRunner:
     def _router_on_orders(self, orders, n, clock):
         r = self.router
         now = time.monotonic_ns() if clock < 0 else clock
-        sent = self._route(orders, n, r.last_cid, self.m, r.arrivals, *r.route_args, now)
+        sent, k = r.on_orders(orders, n, now)  # routed, and the reports already due collected
         self.ctl[stage_word(ROUTER, 0) + S_EVENTS_IN] += n
         ring = self.out_rings.get("arrivals")
         if sent and ring is not None:  # for the journal's TCA; an overwrite ring never blocks
             ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, r.arrivals.view(np.uint8),
                       min(sent, len(r.arrivals)))
-        self._router_poll(now, clock)
+        self._router_publish(k, clock)
 
     def _router_poll(self, now: int, clock: int) -> int:
         """Collect the venues' due exec reports and send them on to risk."""
-        k = self.router.poll(now)
+        return self._router_publish(self.router.poll(now), clock)
+
+    def _router_publish(self, k: int, clock: int) -> int:
+        """Send the router's ``reports[:k]`` on to risk."""
         if k:
             out = self._reports
             h64, b8, bells, addr = self._ring_args["exec"]
@@ -380,12 +384,7 @@ class ProcessRunner:
             self._resume = bound(rk.operator_resume, control, account, 0)
             rk.publish_gauges(account, np.zeros(mx.N_GAUGES))
         if "router" in self.stages:
-            r = self.router
-            # n = 0 compiles (or loads) every router kernel without touching a venue or the store
-            self._route = bound(rt.route_batch, scratch["orders"].recs, 0, r.last_cid.copy(), m, r.arrivals,
-                                *r.route_args, 0)
-            r.on_md(md, 0, 0)
-            r.poll(0)
+            self.router.warm(md)  # n = 0: every router kernel, without touching a venue or the store
 
     def mark_ready(self, ready: bool) -> None:
         for s in self.stages:

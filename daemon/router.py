@@ -1,14 +1,21 @@
 """Router stage core: the execution library's smart router over simulated venues.
 
-Orders arrive from risk; each is recorded in the order state machine's store
-(NEW -> PENDING_NEW), routed to the venue with the lowest expected all-in cost
-(fees, spread, impact, latency) and matched there against the market data the
-router reads (:mod:`alphad.daemon.paper_venue`): market orders take displayed
-size (what exceeds it is cancelled), limit orders rest in a queue, venue latency
-and fees are modelled per venue.  Exec reports go back to risk.
+Orders arrive from risk.  With ``router.execution: immediate`` (the default) each is
+recorded in the order state machine's store (NEW -> PENDING_NEW), routed to the venue with
+the lowest expected all-in cost (fees, spread, impact, latency) and matched there against
+the market data the router reads (:mod:`alphad.daemon.paper_venue`): market orders take
+displayed size (what exceeds it is cancelled), limit orders rest in a queue, venue latency
+and fees are modelled per venue.  With ``twap``, ``vwap`` or ``pov`` each order becomes a
+parent whose children go to the venues over time (:mod:`alphad.daemon.parents`).  Exec
+reports go back to risk, always against the order risk approved.
+
+The immediate path is one compiled call per batch of orders (:func:`route_and_poll`):
+route every order, then collect the reports the venues have due.  Housekeeping feeds the
+live impact calibration (:mod:`alphad.daemon.impact_live`) and compacts the order store.
 
 Tick-to-trade ends here: :func:`route_batch` stamps ``now - t_origin`` into the
-``ROW_T2T`` latency row at the instant it hands each order to the venue adapter.
+``ROW_T2T`` latency row at the instant it hands each order to the venue adapter (for a
+parent: when it is registered and its first child sent).
 
 Idempotency: client order ids are derived from the decision that caused them and
 increase per instrument.  ``last_cid`` (in shared memory, so it survives a restart
@@ -20,14 +27,17 @@ id would end the original order at risk).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
+from alphad.ipc.dtypes import ARRIVAL_DTYPE, ORDER_DTYPE
 
-from alphad.ipc.dtypes import ARRIVAL_DTYPE
-
-from .paper_venue import ASK_PX, BID_PX, SmartRouter, _route_send
+from .impact_live import LiveImpact
+from .order_fsm import TABLE
+from .paper_venue import ASK_PX, BID_PX, SmartRouter, _bind, _poll_all, _route_send
+from .parents import ParentBook
 
 ROUTER = STAGE_INDEX["router"]
 
@@ -36,7 +46,8 @@ ROUTER = STAGE_INDEX["router"]
 KEEP_ENDED_NS = 60_000_000_000
 
 
-@njit(cache=True)
+# Inlined into route_and_poll, like paper_venue._poll_all (no refcounting across the call).
+@njit(cache=True, inline="always")
 def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, lat_bps_per_ms, st_orders,
                 st_count, keys, vals, table, now):
     """Hand ``orders[:n]`` to the venues; returns how many were sent.
@@ -74,17 +85,59 @@ def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, 
     return sent
 
 
+@structref.register
+class _RouterStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class RouterState(structref.StructRefProxy):
+    """The router stage's arrays as one object: the smart router's state (``smart``, a
+    :class:`~alphad.daemon.paper_venue.SmartState`), ``last_cid``, the metrics words ``m``
+    and the ``arrivals`` buffer; one argument instead of four (see ``SmartState``)."""
+
+
+structref.define_proxy(RouterState, _RouterStateType, ["smart", "last_cid", "m", "arrivals"])
+
+
+@njit(cache=True)
+def _new_router_state(smart, last_cid, m, arrivals):
+    return RouterState(smart, last_cid, m, arrivals)
+
+
+@njit(cache=True)
+def route_and_poll(orders, n, r, now):
+    """:func:`route_batch` over the router state ``r`` (a :class:`RouterState`), then every
+    venue's due reports into ``r.smart.reports`` (applied to the store); returns
+    ``(sent, reports written)``.
+
+    One dispatch for the router's whole step: entering compiled code costs ~0.1 µs plus
+    ~35-60 ns per array argument (measured), as much as the routing itself, so the halves
+    are one call."""
+    s = r.smart
+    sent = route_batch(orders, n, r.last_cid, r.m, r.arrivals, s.book, s.params, s.inq, s.ctr, s.lat, s.lat_bps[0],
+                       s.orders, s.count, s.keys, s.vals, TABLE, now)
+    k = _poll_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, now, s.reports,
+                  s.orders, s.keys, s.vals, TABLE, s.rstat)
+    return sent, k
+
+
 class RouterCore:
-    """The smart router and its shared idempotency guard.
+    """The smart router, its execution style and its shared idempotency guard.
 
     Parameters
     ----------
     universe : the config's instruments (tick and lot per instrument).
     router_cfg : the config's ``router`` section.
     last_cid : uint64 view (one per instrument) in the ``router_state`` segment.
+    metrics : int64 words of the metrics block (counters, tick-to-trade); a private
+        block when absent.
+    impact_out : float64 ``[rows, 5]`` view where the live impact calibration publishes
+        (the metrics block's impact table), optional.
     """
 
-    def __init__(self, universe, router_cfg, last_cid: np.ndarray):
+    def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, metrics: np.ndarray | None = None,
+                 impact_out: np.ndarray | None = None):
         ticks = np.array([ins.tick_size for ins in universe])
         lots = np.array([ins.lot_size for ins in universe])
         self.smart = SmartRouter(list(router_cfg.venues), len(universe), tick=ticks, lot=lots,
@@ -92,25 +145,114 @@ class RouterCore:
                                  store=None, latency_bps_per_ms=router_cfg.latency_bps_per_ms)
         self.venues = self.smart.venues
         self.store = self.smart.store
-        self.reports = self.smart.reports
         self.last_cid = last_cid
+        self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
         sg, st = self.smart.storage, self.store
         #: Arguments of route_batch after (orders, n, last_cid, m): packed once.
         self.route_args = (sg.book, sg.params, sg.inq, sg.ctr, sg.lat, self.smart.lat_bps_per_ms, st.orders,
                            st.count, st.keys, st.vals, st.table)
+        self.state = _new_router_state(self.smart.state, self.last_cid, self.m, self.arrivals)
+        self._route_ep = _bind(route_and_poll, np.zeros(1, ORDER_DTYPE), 0, self.state, 0)
+        self._checked = None  # the last orders array whose type was checked
         #: With venue latency, fills arrive later: the stage polls at least this often.
-        self.poll_ns = 200_000 if any(v.expected_latency_ns > 0 for v in self.venues) else 0
+        self._base_poll_ns = 200_000 if any(v.expected_latency_ns > 0 for v in self.venues) else 0
+        self.poll_ns = self._base_poll_ns
+        self.execution = router_cfg.execution
+        self.parents = None
+        self.reports = self.smart.reports
+        if self.execution != "immediate":
+            self.parents = ParentBook(self.smart, ticks, lots, self.execution, router_cfg.algo,
+                                      keep_ended_ns=KEEP_ENDED_NS)
+            self.reports = self.parents.reports  # risk hears about parents, never children
+            self._counted = (0, 0, 0)
+        self.impact = LiveImpact(len(universe), router_cfg.impact, impact_out) if router_cfg.impact.enabled else None
+
+    def warm(self, md: np.ndarray) -> None:
+        """Compile (or load) and bind every kernel without touching a venue, the store or
+        the metrics: the immediate path, md, poll, the impact harvest, and the counters the
+        algorithm path calls from Python."""
+        self.on_orders(np.zeros(1, ORDER_DTYPE), 0, 0)
+        self.smart.on_md(md, 0, 0)
+        self.smart.poll(0)
+        if self.impact is not None:
+            self.impact.warm(self.store)
+        if self.parents is not None:
+            scratch = np.zeros_like(self.m)
+            mx.observe(scratch, mx.ROW_T2T, 0)
+            mx.count(scratch, ROUTER, mx.C_ORDERS, 0)
+
+    def on_orders(self, orders: np.ndarray, n: int, now: int) -> tuple[int, int]:
+        """Route ``orders[:n]`` (ORDER_DTYPE) from risk.
+
+        Returns ``(sent, k)``: orders accepted (sent, or registered as parents) and the exec
+        reports for risk now waiting in ``reports[:k]``.
+        """
+        if orders is not self._checked:
+            if not isinstance(orders, np.ndarray) or orders.dtype != ORDER_DTYPE or orders.ndim != 1 \
+                    or not (orders.flags.c_contiguous and orders.flags.writeable and orders.flags.aligned):
+                raise ValueError(f"orders expected a writeable 1-D C-contiguous ORDER_DTYPE array, was "
+                                 f"{getattr(orders, 'dtype', type(orders))}")
+            self._checked = orders
+        if self.parents is None:
+            return self._route_ep(orders, n, self.state, now)
+        return self._parent_orders(orders, n, now)
+
+    def _parent_orders(self, orders: np.ndarray, n: int, now: int) -> tuple[int, int]:
+        pb, m, book = self.parents, self.m, self.smart.books[0]
+        pb.begin(now)
+        sent = 0
+        for t_origin, _ts, cid, i, side, _kind, _pad, qty, _px in orders[:n].tolist():
+            if 0 <= i < self.last_cid.shape[0]:
+                if cid <= self.last_cid[i]:
+                    mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never worked twice
+                    continue
+                self.last_cid[i] = cid
+            if sent < len(self.arrivals):
+                known = 0 <= i < book.shape[0]
+                self.arrivals[sent] = (t_origin, now, cid, i, side, 0, 0, qty, book[i, BID_PX, 0] if known else np.nan,
+                                       book[i, ASK_PX, 0] if known else np.nan)
+            # Tick-to-trade on the injected clock, as the immediate path stamps it: the parent is
+            # handed over now (its first child, when due, goes in this same call).
+            mx.observe(m, mx.ROW_T2T, now - t_origin)
+            pb.add(cid, i, side, qty, t_origin, now)
+            sent += 1
+        k = self._collect(now)
+        return sent, k
 
     def on_md(self, md: np.ndarray, n: int, now: int) -> None:
-        view = md[:n]
-        for venue in self.venues:
-            venue.on_md(view, now)
+        """Market data ``md[:n]`` to every venue (and the trade tape)."""
+        self.smart.on_md(md, n, now)
 
     def poll(self, now: int) -> int:
-        """Due exec reports of every venue into :attr:`reports`; returns how many."""
-        return self.smart.poll(now)
+        """Due exec reports for risk into :attr:`reports`; returns how many.  With an
+        algorithm this also steps the working parents (at most every ``algo.step_ms``)."""
+        if self.parents is None:
+            return self.smart.poll(now)
+        self.parents.begin(now)
+        self.parents.step(now)
+        return self._collect(now)
+
+    def _collect(self, now: int) -> int:
+        pb = self.parents
+        n = self.smart.poll(now)
+        k = pb.collect(n, now) if n else pb.n
+        # Counters since the last call into the metrics block; poll often while parents work.
+        c = (pb.children_sent, pb.child_rejects, pb.errors)
+        d = [a - b for a, b in zip(c, self._counted)]
+        if any(d):
+            mx.count(self.m, ROUTER, mx.C_ORDERS, d[0])
+            mx.count(self.m, ROUTER, mx.C_REJECTS, d[1])
+            mx.count(self.m, ROUTER, mx.C_ERRORS, d[2])
+            self._counted = c
+        self.poll_ns = pb.step_ns if pb.working else self._base_poll_ns
+        return k
 
     def housekeeping(self, now: int) -> None:
+        if self.impact is not None:
+            self.impact.housekeeping(now, self.store, self.smart.books[0], self.smart.tape)
+        if self.parents is not None:
+            self.parents.housekeeping()
         if len(self.store) > 0.75 * self.store.orders.shape[0]:
-            self.store.compact(now, KEEP_ENDED_NS)
+            if self.store.compact(now, KEEP_ENDED_NS) and self.impact is not None:
+                self.impact.compacted()

@@ -51,6 +51,11 @@ G_EQUITY = 2
 G_GROSS_EXPOSURE = 3
 N_GAUGES = 8
 
+#: Market-impact coefficients the router fits from its own fills (daemon/impact_live.py),
+#: float64 per instrument id below IMPACT_INSTRUMENTS; observations 0 = not fitted yet.
+IMPACT_FIELDS = ("gamma", "alpha", "eta", "observations", "rmse")
+IMPACT_INSTRUMENTS = 64
+
 # int64 word offsets
 _HIST = 0
 _SUM = _HIST + N_ROWS * N_BUCKETS
@@ -59,7 +64,8 @@ _SAMPLES = _COUNT + N_ROWS
 _COUNTERS = _SAMPLES + N_ROWS * SAMPLE_CAP
 _DENY = _COUNTERS + len(STAGES) * N_COUNTERS
 _GAUGES = _DENY + N_REASONS
-_WORDS = _GAUGES + N_GAUGES
+_IMPACT = _GAUGES + N_GAUGES
+_WORDS = _IMPACT + IMPACT_INSTRUMENTS * len(IMPACT_FIELDS)
 SIZE = _WORDS * 8
 
 
@@ -94,6 +100,8 @@ class MetricsBlock:
         self.segment = segment
         self.words = segment.buf.view(np.int64)
         self.gauges = segment.buf[_GAUGES * 8 : (_GAUGES + N_GAUGES) * 8].view(np.float64)
+        self.impact = segment.buf[_IMPACT * 8 : _WORDS * 8].view(np.float64).reshape(
+            IMPACT_INSTRUMENTS, len(IMPACT_FIELDS))
 
     @classmethod
     def create(cls, name: str, *, exist_ok: bool = False) -> "MetricsBlock":
@@ -132,7 +140,7 @@ class MetricsBlock:
         return self.words[_DENY : _DENY + N_REASONS].copy()
 
     def close(self) -> None:
-        self.words = self.gauges = None
+        self.words = self.gauges = self.impact = None
         self.segment.close()
 
     def unlink(self) -> None:

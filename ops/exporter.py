@@ -122,6 +122,14 @@ class AlphadCollector:
         eq = GaugeMetricFamily("alphad_equity", "Account equity in quote currency")
         eq.add_metric([], float(m.gauges[mx.G_EQUITY]))
         yield eq
+        fitted = [i for i in range(mx.IMPACT_INSTRUMENTS) if m.impact[i, 3] > 0]
+        if fitted:
+            g = GaugeMetricFamily("alphad_impact_coefficient", "Almgren-Chriss impact coefficients the router "
+                                  "fitted from its own fills", labels=["instrument", "param"])
+            for i in fitted:
+                for f, name in enumerate(mx.IMPACT_FIELDS):
+                    g.add_metric([str(i), name], float(m.impact[i, f]))
+            yield g
         values = self.drift.psi() if self.drift is not None else None
         if values is not None:
             g = GaugeMetricFamily("alphad_feature_psi", "Population stability index of each model input "

@@ -1,9 +1,14 @@
 """Router -> paper venue, per order, simulated latency excluded (zero latency).
 
-One measured order = ``SmartRouter.send`` (venue choice by all-in cost over 3
-venues, order store add + SUBMIT, enqueue at the venue) + ``SmartRouter.poll``
-(venue matches against a real Binance BTCUSDT book, fills, reports applied to
-the order store through the int-coded FSM table).
+One measured order = venue choice by all-in cost over 3 venues, order store add +
+SUBMIT, enqueue at the venue, then the venue matches against a real Binance BTCUSDT
+book, fills, and the reports are applied to the order store through the int-coded FSM
+table.  Two ways in, both printed:
+
+* ``router stage``: ``RouterCore.on_orders`` with one order, the router stage's call per
+  batch of orders from risk (also the idempotency guard, the arrival quote for TCA and the
+  tick-to-trade stamp), one compiled call (the headline figure);
+* ``send + poll``: the library calls ``SmartRouter.send`` then ``SmartRouter.poll``.
 
 pytest-benchmark (only timed with ``--benchmark-enable``)::
 
@@ -12,6 +17,10 @@ pytest-benchmark (only timed with ``--benchmark-enable``)::
 p50/p99 over 20,000 orders (prints the figures)::
 
     .venv/bin/python tests/perf/test_perf_router.py [--orders 20000] [--data ../shared/data]
+
+With ``--algo``, also the cost of the TWAP path of the router stage (Python, paced by the
+algorithm): registering a parent, stepping working parents, sending children, mapping child
+fills to parent reports.
 """
 from __future__ import annotations
 
@@ -24,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alphad.daemon.config import decode_config
 from alphad.daemon.order_fsm import OrderStore, State, client_order_id
 from alphad.daemon.paper_venue import LatencyModel, SmartRouter, VenueSpec, load_binance_book
+from alphad.daemon.router import RouterCore
 from alphad.ipc.dtypes import ORDER_DTYPE, ORDER_LIMIT, ORDER_MARKET
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,10 +77,48 @@ class Harness:
         self.i = i + 1
 
 
-def measure(data: Path, n: int, warmup: int = 2000) -> np.ndarray:
-    h = Harness(data, n + warmup)
+class CoreHarness(Harness):
+    """The same venues, book and orders through the router stage's core (immediate execution)."""
+
+    def __init__(self, data: Path, n_orders: int) -> None:
+        super().__init__(data, n_orders)
+        cfg = decode_config("""
+universe: [{id: 0, symbol: BTCUSDT, tick_size: 0.01, lot_size: 0.00001}]
+router:
+  book_depth: 20
+  venues:
+    - {name: a, taker_bps: 2.0, maker_bps: -0.2}
+    - {name: b, taker_bps: 1.0, maker_bps: 0.2}
+    - {name: c, taker_bps: 1.5, maker_bps: 0.0}
+""")
+        self.core = RouterCore(cfg.universe, cfg.router, np.zeros(1, np.uint64))
+        self.router = self.core.smart
+        self.refresh(0)
+        self.orders["client_order_id"] = np.arange(1, n_orders + 1)  # risk's ids increase per instrument
+        self.buf = np.zeros(1, dtype=ORDER_DTYPE)
+        self.stage()
+
+    def stage(self) -> None:
+        """Put the next order where risk's ring would have left it (not timed)."""
+        if self.i < len(self.orders):
+            self.buf[0] = self.orders[self.i]
+            self.buf["t_origin"] = self.i
+
+    def one(self) -> None:
+        i = self.i
+        self.core.on_orders(self.buf, 1, i)
+        self.i = i + 1
+
+    def untimed(self) -> None:
+        self.stage()
+
+
+def measure(data: Path, n: int, warmup: int = 2000, harness=Harness) -> np.ndarray:
+    h = harness(data, n + warmup)
+    untimed = getattr(h, "untimed", lambda: None)
     for _ in range(warmup):
         h.one()
+        untimed()
     lat = np.empty(n, dtype=np.int64)
     clock = time.perf_counter_ns
     for k in range(n):
@@ -78,6 +127,7 @@ def measure(data: Path, n: int, warmup: int = 2000) -> np.ndarray:
         t0 = clock()
         h.one()
         lat[k] = clock() - t0
+        untimed()
     st = h.router.store
     assert h.router.failed_reports == 0
     assert np.all(st.orders["state"][: len(st)] == State.FILLED)
@@ -102,16 +152,66 @@ def test_perf_router_to_paper_venue_per_order(benchmark, shared_data):
     assert np.all(st.orders["state"][: len(st)] == State.FILLED)
 
 
+def measure_algo(n_parents: int = 200) -> dict[str, float]:
+    """µs: parent registration (p50), step per working parent (p50), per child sent, per report."""
+    from alphad.ipc.dtypes import MD_DTYPE, MD_QUOTE, MD_TRADE
+
+    cfg = decode_config("""
+universe: [{id: 0, symbol: A, lot_size: 1}]
+router: {execution: twap, impact: {enabled: false},
+         algo: {horizon_s: 1000, slices: 10, step_ms: 1, urgency: 0.0, catch_up: 1.0}}
+""")
+    s = 1_000_000_000
+    core = RouterCore(cfg.universe, cfg.router, np.zeros(1, np.uint64))
+    md = np.zeros(1, MD_DTYPE)
+    md["kind"], md["bid_px"], md["ask_px"], md["bid_sz"], md["ask_sz"] = MD_QUOTE, 99.0, 101.0, 1e9, 1e9
+    core.warm(md)
+    core.on_md(md, 1, 0)
+    o = np.zeros(1, ORDER_DTYPE)
+    o["side"], o["qty"], o["kind"] = 1, 100, ORDER_MARKET
+    clock = time.perf_counter_ns
+    reg = []
+    for j in range(n_parents):  # each sends its first slice (10 lots, joining the bid)
+        o["client_order_id"] = j + 1
+        t0 = clock()
+        core.on_orders(o, 1, 1000 + j)
+        reg.append(clock() - t0)
+    steps = []
+    for k in range(200):  # nothing due until the second slice at 100 s
+        t0 = clock()
+        core.poll(2 * s + k * 2_000_000)
+        steps.append(clock() - t0)
+    t0 = clock()
+    core.poll(101 * s)  # the second slice of every parent: one child each, acked at once
+    t_send = clock() - t0
+    trade = np.zeros(1, MD_DTYPE)
+    trade["kind"], trade["last_px"], trade["last_sz"], trade["aggressor"] = MD_TRADE, 98.0, 1e9, -1
+    core.on_md(trade, 1, 101 * s + 1)  # sells through every resting bid: every child fills
+    t0 = clock()
+    k = core.poll(101 * s + 2)
+    t_fill = clock() - t0
+    assert k == 2 * n_parents and core.smart.failed_reports == 0
+    return {"register": np.median(reg) / 1e3, "step_per_parent": np.median(steps) / n_parents / 1e3,
+            "per_child_sent": t_send / n_parents / 1e3, "per_report": t_fill / k / 1e3}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=20_000)
+    ap.add_argument("--algo", action="store_true", help="also the TWAP path's costs")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("ALPHAD_SHARED_DATA",
                                                                       REPO.parent / "shared" / "data")))
     a = ap.parse_args(argv)
-    lat = measure(a.data, a.orders) / 1000.0
-    p50, p90, p99, p999 = np.percentile(lat, [50, 90, 99, 99.9])
-    print(f"router -> paper venue per order (3 venues, zero simulated latency), n={a.orders}: "
-          f"p50 {p50:.2f} us  p90 {p90:.2f} us  p99 {p99:.2f} us  p99.9 {p999:.2f} us  max {lat.max():.1f} us")
+    for name, harness in (("router stage", CoreHarness), ("send + poll", Harness)):
+        lat = measure(a.data, a.orders, harness=harness) / 1000.0
+        p50, p90, p99, p999 = np.percentile(lat, [50, 90, 99, 99.9])
+        print(f"router -> paper venue per order (3 venues, zero simulated latency), {name}, n={a.orders}: "
+              f"p50 {p50:.2f} us  p90 {p90:.2f} us  p99 {p99:.2f} us  p99.9 {p999:.2f} us  max {lat.max():.1f} us")
+    if a.algo:
+        c = measure_algo()
+        print(f"twap path, 200 parents: register a parent (first child sent) p50 {c['register']:.1f} us; "
+              f"step {c['step_per_parent']:.2f} us per working parent; {c['per_child_sent']:.1f} us per child "
+              f"sent (ack collected); {c['per_report']:.2f} us per child report mapped to the parent")
     return 0
 
 
