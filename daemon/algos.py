@@ -574,8 +574,9 @@ class AlgoDriver:
             if a.action == REPLACE:
                 # The old child first: if the FSM refuses, nothing new is recorded.
                 st.trigger(a.cid, Trigger.REPLACE_REQUEST, now)
-            slot = st.add(cid, s.instrument, s.side, a.kind, a.qty_lots * s.lot, a.px, now,
-                          parent=s.parent_id)
+            # The store's ``parent`` field is a slot index (compaction remaps it), and parents
+            # are not orders in the store: the child -> parent id relation lives in ``owner``.
+            slot = st.add(cid, s.instrument, s.side, a.kind, a.qty_lots * s.lot, a.px, now)
             if slot < 0:  # a replayed decision: the id is known, never send twice
                 return
             self.owner[cid] = s.parent_id

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from numba import njit
 
 from alphad.ops.drift import histogram_update
@@ -28,6 +27,10 @@ class ModelMismatch(RuntimeError):
 
 
 def choose_providers(provider: str) -> list[str]:
+    # onnxruntime is imported where it is used: every stage process imports this module
+    # (through the pipeline), and only the infer stage needs the ~30 ms library.
+    import onnxruntime as ort
+
     available = ort.get_available_providers()
     if provider == "cpu":
         return ["CPUExecutionProvider"]
@@ -65,6 +68,8 @@ class ModelSession:
         digest = sha256_file(onnx_path)
         if digest != self.card.onnx_sha256:
             raise ModelMismatch(f"{onnx_path}: sha256 {digest} differs from the card's {self.card.onnx_sha256}")
+        import onnxruntime as ort  # lazily: see choose_providers
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1

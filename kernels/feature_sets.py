@@ -24,6 +24,14 @@ from numba import njit
 
 from alphad.kernels import indicators as ind
 
+# Numba's cache (cache=True) is keyed by the content of the file that defines a function,
+# not of the files it calls into: update_row and _compute_batch compile the indicators'
+# code into themselves, so a cache built before an edit of indicators.py is still loaded
+# after it.  Whoever changes indicators.py must change this file too (this line will do)
+# or clear kernels/__pycache__/feature_sets.*.nb[ic].  Last such change: O(1) window sums.
+# (test_feature_set_when_full_then_every_column_is_its_standalone_indicator_bit_for_bit
+# fails on a stale cache.)
+
 __all__ = [
     "FEATURE_SETS", "FeatureSet", "get_feature_set", "column_names", "update_row", "compute",
 ]
@@ -202,42 +210,42 @@ def update_row(plan, state, o, h, l, c, v, session, out):
     """
     for r in range(plan.shape[0]):
         kind = plan[r, 0]
-        o = plan[r, 1]
+        so = plan[r, 1]  # the spec's state offset (``o`` is the bar's open)
         j = plan[r, 3]
         if kind == K_RET:
-            out[j] = ind._ret(state, o, c)
+            out[j] = ind._ret(state, so, c)
         elif kind == K_LOGRET:
-            out[j] = ind._logret(state, o, c)
+            out[j] = ind._logret(state, so, c)
         elif kind == K_SMA:
-            out[j] = ind._sma(state, o, c)
+            out[j] = ind._sma(state, so, c)
         elif kind == K_EMA:
-            out[j] = ind._ema(state, o, c)
+            out[j] = ind._ema(state, so, c)
         elif kind == K_RSI:
-            out[j] = ind._rsi(state, o, c)
+            out[j] = ind._rsi(state, so, c)
         elif kind == K_MACD:
-            out[j], out[j + 1], out[j + 2] = ind._macd(state, o, c)
+            out[j], out[j + 1], out[j + 2] = ind._macd(state, so, c)
         elif kind == K_ATR:
-            out[j] = ind._atr(state, o, h, l, c)
+            out[j] = ind._atr(state, so, h, l, c)
         elif kind == K_BBANDS:
-            _, _, _, out[j], out[j + 1] = ind._bbands(state, o, c)
+            _, _, _, out[j], out[j + 1] = ind._bbands(state, so, c)
         elif kind == K_STOCH:
-            out[j], out[j + 1] = ind._stoch(state, o, h, l, c)
+            out[j], out[j + 1] = ind._stoch(state, so, h, l, c)
         elif kind == K_VOL:
-            out[j] = ind._vol(state, o, c)
+            out[j] = ind._vol(state, so, c)
         elif kind == K_ZSCORE:
-            out[j] = ind._zscore(state, o, c)
+            out[j] = ind._zscore(state, so, c)
         elif kind == K_VOLZ:
-            out[j] = ind._zscore(state, o, v)
+            out[j] = ind._zscore(state, so, v)
         elif kind == K_NMA:
-            out[j] = ind._nma(state, o, c)
+            out[j] = ind._nma(state, so, c)
         elif kind == K_SKEW:
-            out[j] = ind._skew(state, o, c)
+            out[j] = ind._skew(state, so, c)
         elif kind == K_KURT:
-            out[j] = ind._kurt(state, o, c)
+            out[j] = ind._kurt(state, so, c)
         elif kind == K_VWAP:
-            _, out[j] = ind._vwap(state, o, session, h, l, c, v)
+            _, out[j] = ind._vwap(state, so, session, h, l, c, v)
         elif kind == K_VOLRATIO:
-            out[j] = ind._volratio(state, o, v)
+            out[j] = ind._volratio(state, so, v)
 
 
 @njit(cache=True)

@@ -91,52 +91,102 @@ def _roll_sum(s, sum_i, buf_o, n, count, x):
     return np.nan
 
 
-@njit(cache=True)
-def _win_mean(s, buf_o, n):
-    acc = 0.0
-    for j in range(n):
-        acc += s[buf_o + j]
-    return acc / n
+# -- rolling windows: shifted power sums, updated in O(1), re-anchored every n updates -----
+#
+# A window block is ``[K, run, S1, S2, S3, S4]`` (``S3, S4`` only where ``p = 4``) plus a
+# ring of the last ``n`` values stored elsewhere in the state.  ``S_k`` is the sum of
+# ``(x - K)^k`` over the ring.  Each update adds the new value's powers and subtracts the
+# evicted one's, so a statistic costs the same for any ``n``.  Why this does not drift
+# like a running sum of raw squares (which lost 2e-8 relative on AIG after its 2008 fall):
+#
+# * the shift ``K`` is a value of the current window: every ``n`` updates (ring slot 0)
+#   the sums are recomputed exactly from the ring with ``K`` = the newest value, so no
+#   rounding error lives longer than ``n`` updates and ``x - K`` stays on the scale of the
+#   window's range, never of the price level (no cancellation in ``S2 - S1^2/n``);
+# * until the first re-anchor the sums are built in ring order, exactly like a one-pass
+#   scan, so the first full window equals the scan bit for bit.
+#
+# ``run`` counts the trailing equal values: a window of ``n`` equal values is flat, and
+# its mean and zero variance are returned exactly (the documented degenerate values),
+# not the rounding residue the add/subtract steps leave behind.
+
+W_K = 0
+W_RUN = 1
+W_S1 = 2
 
 
 @njit(cache=True)
-def _win_stats(s, buf_o, n):
-    """One pass over a window: ``(mean, sum of squared deviations)``.
+def _win_push(s, a, b, n, c, x, p):
+    """Write ``x`` (update number ``c``) into the ring at ``s[b:b+n]``; update the block at ``s[a:]``.
 
-    Sums are taken of ``x - x0`` (``x0`` = a window element), which keeps the
-    ``sum(d^2) - sum(d)^2 / n`` form free of the cancellation that raw sums of prices
-    suffer, and needs one pass instead of two.
+    ``p`` (2 or 4) is how many power sums the block keeps.
     """
-    x0 = s[buf_o]
-    a1 = 0.0
-    a2 = 0.0
-    for j in range(n):
-        d = s[buf_o + j] - x0
-        a1 += d
-        a2 += d * d
-    ss = a2 - a1 * a1 / n
-    return x0 + a1 / n, ss if ss > 0.0 else 0.0
+    i = c % n
+    old = s[b + i]
+    s[b + i] = x
+    if c > 0 and x == s[b + (c - 1) % n]:
+        s[a + W_RUN] += 1.0
+    else:
+        s[a + W_RUN] = 1.0
+    if i == 0:
+        # re-anchor: exact sums over the values in the ring, shifted by the newest one
+        m = n if c >= n else 1
+        t1 = 0.0
+        t2 = 0.0
+        t3 = 0.0
+        t4 = 0.0
+        for j in range(m):
+            d = s[b + j] - x
+            d2 = d * d
+            t1 += d
+            t2 += d2
+            if p == 4:
+                t3 += d2 * d
+                t4 += d2 * d2
+        s[a + W_K] = x
+        s[a + W_S1] = t1
+        s[a + W_S1 + 1] = t2
+        if p == 4:
+            s[a + W_S1 + 2] = t3
+            s[a + W_S1 + 3] = t4
+        return
+    d = x - s[a + W_K]
+    d2 = d * d
+    if c < n:  # still filling: add only, in ring order (= the one-pass scan)
+        s[a + W_S1] += d
+        s[a + W_S1 + 1] += d2
+        if p == 4:
+            s[a + W_S1 + 2] += d2 * d
+            s[a + W_S1 + 3] += d2 * d2
+        return
+    e = old - s[a + W_K]
+    e2 = e * e
+    s[a + W_S1] += d - e
+    s[a + W_S1 + 1] += d2 - e2
+    if p == 4:
+        s[a + W_S1 + 2] += d2 * d - e2 * e
+        s[a + W_S1 + 3] += d2 * d2 - e2 * e2
 
 
 @njit(cache=True)
-def _win_moments(s, buf_o, n):
-    """One pass: central moments ``(m2, m3, m4)`` (divided by n) of a window, shifted by x0."""
-    x0 = s[buf_o]
-    a1 = 0.0
-    a2 = 0.0
-    a3 = 0.0
-    a4 = 0.0
-    for j in range(n):
-        d = s[buf_o + j] - x0
-        d2 = d * d
-        a1 += d
-        a2 += d2
-        a3 += d2 * d
-        a4 += d2 * d2
-    u = a1 / n
-    r2 = a2 / n
-    r3 = a3 / n
-    r4 = a4 / n
+def _win_stats(s, a, n, x):
+    """``(mean, sum of squared deviations)`` of a full window whose newest value is ``x``."""
+    if s[a + W_RUN] >= n:
+        return x, 0.0
+    s1 = s[a + W_S1]
+    ss = s[a + W_S1 + 1] - s1 * s1 / n
+    return s[a + W_K] + s1 / n, ss if ss > 0.0 else 0.0
+
+
+@njit(cache=True)
+def _win_moments(s, a, n):
+    """Central moments ``(m2, m3, m4)`` (divided by n) of a full ``p = 4`` window; 0 if flat."""
+    if s[a + W_RUN] >= n:
+        return 0.0, 0.0, 0.0
+    u = s[a + W_S1] / n
+    r2 = s[a + W_S1 + 1] / n
+    r3 = s[a + W_S1 + 2] / n
+    r4 = s[a + W_S1 + 3] / n
     uu = u * u
     m2 = r2 - uu
     m3 = r3 - 3.0 * u * r2 + 2.0 * uu * u
@@ -476,7 +526,9 @@ def atr(high, low, close, n: int = 14) -> np.ndarray:
 
 
 # -- Bollinger bands ------------------------------------------------------------------------
-# state: [count, n, k, sum, buf(n)]
+# state: [count, n, k, sum, window block (K, run, S1, S2), buf(n)]
+
+_BB_BUF = 8
 
 
 def bbands_new(n: int = 20, k: float = 2.0) -> np.ndarray:
@@ -485,7 +537,7 @@ def bbands_new(n: int = 20, k: float = 2.0) -> np.ndarray:
     k = float(k)
     if not (k > 0.0 and math.isfinite(k)):
         raise ValueError(f"bbands k: expected a positive number of deviations, was {k}")
-    s = np.zeros(4 + n)
+    s = np.zeros(_BB_BUF + n)
     s[1] = n
     s[2] = k
     return s
@@ -496,14 +548,17 @@ def _bbands(s, o, x):
     c = int(s[o])
     n = int(s[o + 1])
     s[o] = c + 1
-    t = _roll_sum(s, o + 3, o + 4, n, c, x)
+    b = o + _BB_BUF
+    # the window sums first: they read the slot that _roll_sum overwrites (with the same x)
+    _win_push(s, o + 4, b, n, c, x, 2)
+    t = _roll_sum(s, o + 3, b, n, c, x)
     if c < n - 1:
         return np.nan, np.nan, np.nan, np.nan, np.nan
     mid = t / n  # TA-Lib's SMA rounding for the middle band
-    # The deviation is computed exactly from the window, not from a running sum of
-    # squares: that sum drifts (2e-8 relative after AIG's 2008 fall) and TA-Lib >= 0.6
-    # no longer uses it either.  TA-Lib floors a variance below 1e-8 to 0; so do we.
-    _, ss = _win_stats(s, o + 4, n)
+    # The deviation comes from the window's shifted sums, re-anchored exactly every n
+    # updates (see _win_push), not from a running sum of raw squares: that drifted 2e-8
+    # relative after AIG's 2008 fall.  TA-Lib floors a variance below 1e-8 to 0; so do we.
+    _, ss = _win_stats(s, o + 4, n, x)
     var = ss / n
     sd = math.sqrt(var) if var >= TA_EPSILON else 0.0
     dev = sd * s[o + 2]
@@ -520,7 +575,8 @@ def bbands_update(s, x):
 
     ``pctb = (x - lower) / (upper - lower)`` (0.5 when the bands are flat) and
     ``width = (upper - lower) / middle``.  The middle band is TA-Lib's running-sum SMA;
-    the population deviation is exact over the window (0 when its variance < 1e-8).
+    the population deviation comes from the window's re-anchored shifted sums (0 when its
+    variance < 1e-8).
     """
     return _bbands(s, 0, x)
 
@@ -692,7 +748,9 @@ def logret(x, k: int = 1) -> np.ndarray:
 
 
 # -- rolling volatility, skew, kurtosis of 1-period log returns -----------------------------
-# state: [count, n, prev_close, buf(n) of log returns]
+# state: [count, n, prev_close, window block (K, run, S1..S4), buf(n) of log returns]
+
+_LR_BUF = 9
 
 
 def vol_new(n: int = 20) -> np.ndarray:
@@ -701,7 +759,7 @@ def vol_new(n: int = 20) -> np.ndarray:
     Per period, not annualised: multiply by ``sqrt(252)`` for daily bars.
     """
     n = _check_period("vol n", n, 2)
-    s = np.zeros(3 + n)
+    s = np.zeros(_LR_BUF + n)
     s[1] = n
     return s
 
@@ -709,37 +767,38 @@ def vol_new(n: int = 20) -> np.ndarray:
 def moments_new(n: int = 20) -> np.ndarray:
     """State for rolling skew or kurtosis of ``n`` 1-period log returns (lookback ``n``, n >= 4)."""
     n = _check_period("moments n", n, 4)
-    s = np.zeros(3 + n)
+    s = np.zeros(_LR_BUF + n)
     s[1] = n
     return s
 
 
 @njit(cache=True)
-def _push_logret(s, o, x):
-    # ring of log returns at s[o+3:], previous close at s[o+2]; True once the ring is full
+def _push_logret(s, o, x, p):
+    # window of log returns (block at s[o+3:], ring at s[o+_LR_BUF:]), previous close at
+    # s[o+2]; True once the ring is full.  p: power sums kept (2 for vol, 4 for moments).
     c = int(s[o])
     n = int(s[o + 1])
     s[o] = c + 1
     if c == 0:
         s[o + 2] = x
         return False
-    s[o + 3 + (c - 1) % n] = math.log(x / s[o + 2])
+    _win_push(s, o + 3, o + _LR_BUF, n, c - 1, math.log(x / s[o + 2]), p)
     s[o + 2] = x
     return c >= n
 
 
 @njit(cache=True)
 def _vol(s, o, x):
-    if not _push_logret(s, o, x):
+    if not _push_logret(s, o, x, 2):
         return np.nan
     n = int(s[o + 1])
-    _, ss = _win_stats(s, o + 3, n)
+    _, ss = _win_stats(s, o + 3, n, 0.0)  # only the deviation is used; any x will do
     return math.sqrt(ss / (n - 1))
 
 
 @njit(cache=True)
 def _skew(s, o, x):
-    if not _push_logret(s, o, x):
+    if not _push_logret(s, o, x, 4):
         return np.nan
     n = int(s[o + 1])
     m2, m3, _ = _win_moments(s, o + 3, n)
@@ -750,7 +809,7 @@ def _skew(s, o, x):
 
 @njit(cache=True)
 def _kurt(s, o, x):
-    if not _push_logret(s, o, x):
+    if not _push_logret(s, o, x, 4):
         return np.nan
     n = int(s[o + 1])
     m2, _, m4 = _win_moments(s, o + 3, n)
@@ -825,13 +884,15 @@ def kurt(x, n: int = 20) -> np.ndarray:
 
 
 # -- rolling z-score, normalised MA, volume ratio (window of raw values) --------------------
-# state: [count, n, buf(n)]
+# state: [count, n, window block (K, run, S1, S2), buf(n)]
+
+_RW_BUF = 6
 
 
 def zscore_new(n: int = 20) -> np.ndarray:
     """State for ``(x - mean) / std`` over the last ``n`` values, population std (lookback n-1)."""
     n = _check_period("zscore n", n, 2)
-    s = np.zeros(2 + n)
+    s = np.zeros(_RW_BUF + n)
     s[1] = n
     return s
 
@@ -848,10 +909,11 @@ def volratio_new(n: int = 20) -> np.ndarray:
 
 @njit(cache=True)
 def _push_window(s, o, x):
+    # True once the ring holds n values
     c = int(s[o])
     n = int(s[o + 1])
     s[o] = c + 1
-    s[o + 2 + c % n] = x
+    _win_push(s, o + 2, o + _RW_BUF, n, c, x, 2)
     return c >= n - 1
 
 
@@ -860,7 +922,7 @@ def _zscore(s, o, x):
     if not _push_window(s, o, x):
         return np.nan
     n = int(s[o + 1])
-    m, ss = _win_stats(s, o + 2, n)
+    m, ss = _win_stats(s, o + 2, n, x)
     sd = math.sqrt(ss / n)
     return (x - m) / sd if sd > 0.0 else 0.0
 
@@ -869,14 +931,15 @@ def _zscore(s, o, x):
 def _nma(s, o, x):
     if not _push_window(s, o, x):
         return np.nan
-    return x / _win_mean(s, o + 2, int(s[o + 1])) - 1.0
+    m, _ = _win_stats(s, o + 2, int(s[o + 1]), x)
+    return x / m - 1.0
 
 
 @njit(cache=True)
 def _volratio(s, o, v):
     if not _push_window(s, o, v):
         return np.nan
-    m = _win_mean(s, o + 2, int(s[o + 1]))
+    m, _ = _win_stats(s, o + 2, int(s[o + 1]), v)
     return v / m if m > 0.0 else 1.0
 
 

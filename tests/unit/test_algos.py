@@ -311,3 +311,24 @@ def test_replace_when_fill_crosses_it_in_flight_then_fsm_edges_hold_and_sum_exac
         assert algo.state == ParentState.COMPLETED
     assert drv.failed_reports == 0
     assert _child_fills_in_lots(algo, store) == algo.spec.qty_lots == algo.filled
+
+
+
+def test_driver_when_parent_id_is_large_then_children_carry_no_parent_slot_and_compaction_keeps_them():
+    """The store's ``parent`` is a slot index that compaction remaps; parents are not in the
+    store, so a child must not carry its parent's *id* there (it would be remapped as a slot)."""
+    spec = _spec(parent_id=2**40 + 7, qty_lots=1000, end_ns=10 * SEC)
+    algo = TWAP(spec, slice_ns=SEC)
+    store = OrderStore(16)
+    venue = PaperVenue(VenueSpec("p"), 1, tick=TICK, lot=LOT, depth=4)
+    venue.on_book(0, [100.0], [5.0], [100.01], [5.0], 0)
+    drv = AlgoDriver(venue, store)
+    drv.add(algo, 0, arrival_bid=100.0, arrival_ask=100.01)
+    drv.step(0, 100.0, 100.01)
+    n = len(store)
+    assert n >= 1 and (store.orders[:n]["parent"] == -1).all()
+    cids = set(store.orders[:n]["cid"].tolist())
+    assert all(drv.owner[c] == spec.parent_id for c in cids)
+    store.compact(now=10**18, keep_terminal_ns=0)  # nothing out of range after a remap
+    m = len(store)
+    assert (store.orders[:m]["parent"] == -1).all()
