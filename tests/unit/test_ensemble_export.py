@@ -69,7 +69,7 @@ def test_ensemble_onnx_when_merged_then_one_node_and_matches_weighted_sum_within
     import hashlib
 
     assert sha == hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
-    python_sum = sum(w * b.predict(X[:, s.columns(12)]) for s, b, w in zip(ens.members, ens.boosters, ens.weights))
+    python_sum = sum(w * b.predict(X[:, s.columns(X.shape[1])]) for s, b, w in zip(ens.members, ens.boosters, ens.weights))
     got = _onnx_pred(tmp_path / "m.onnx", X)
     assert np.abs(got - python_sum).max() <= 1e-6
     # Predictions are not trivially tiny: the tolerance is meaningful.
@@ -97,12 +97,13 @@ def test_ensemble_onnx_when_combined_with_binary_member_then_matches_weighted_su
 def test_bound_runner_when_batches_then_equals_session_run(real, ens):
     model = ensemble_to_onnx(ens)
     sess = make_session(model)
-    runner = BoundRunner(sess, 12, max_batch=64)
+    nf = real.X.shape[1]
+    runner = BoundRunner(sess, nf, max_batch=64)
     for b in (1, 7, 64):
         rows = real.X[100 : 100 + b]
         expect = sess.run(None, {INPUT_NAME: rows})[0][:, 0]
         np.testing.assert_array_equal(runner.run(rows), expect)
-    with pytest.raises(ValueError, match=r"expected shape \(1..64, 12\); was \(65, 12\)"):
+    with pytest.raises(ValueError, match=rf"expected shape \(1..64, {nf}\); was \(65, {nf}\)"):
         runner.run(real.X[:65])
     assert sess.get_providers() == ["CPUExecutionProvider"]
 
