@@ -246,8 +246,10 @@ class Supervisor(Base):
     status_interval_s: PositiveFloat = 5.0
     #: A stage that dies is restarted at most this many times per minute.
     max_restarts_per_minute: PositiveInt = 10
-    #: Seconds a stage gets to report ready (Numba cache + ONNX session warm-up).
-    start_timeout_s: PositiveFloat = 60.0
+    #: Seconds a stage gets to report ready (Numba cache + ONNX session warm-up).  A cold
+    #: cache compiles every kernel in all five processes at once: 45 s on the idle 2-core CI
+    #: host (session 2), so the default leaves room for a loaded or slower machine.
+    start_timeout_s: PositiveFloat = 180.0
     watchdog: bool = True
 
 
