@@ -203,6 +203,7 @@ REJ_PRICE_BAND = 13          # further from the mid than the venue's price band
 REJ_DUPLICATE_CID = 14
 REJ_QUEUE_FULL = 15
 REJ_ORIG_UNKNOWN = 16        # the replacement of an order that is gone (its replace was refused)
+REJ_STORE_FULL = 17          # the router's order store had no free slot: never sent
 #: 100..199: a cancel was refused; 200..299: a replace was refused.
 REJ_CANCEL_UNKNOWN = 100     # order unknown or already done ("too late to cancel")
 REJ_REPLACE_UNKNOWN = 200    # order unknown or already done ("too late to replace")

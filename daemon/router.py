@@ -32,10 +32,10 @@ from numba.experimental import structref
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
-from alphad.ipc.dtypes import ARRIVAL_DTYPE, ORDER_DTYPE
+from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE
 
 from .impact_live import LiveImpact
-from .order_fsm import TABLE
+from .order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
 from .paper_venue import ASK_PX, BID_PX, SmartRouter, _bind, _poll_all, _route_send
 from .parents import ParentBook
 
@@ -49,13 +49,16 @@ KEEP_ENDED_NS = 60_000_000_000
 # Inlined into route_and_poll, like paper_venue._poll_all (no refcounting across the call).
 @njit(cache=True, inline="always")
 def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, lat_bps_per_ms, st_orders,
-                st_count, keys, vals, table, now):
+                st_count, keys, vals, table, rejects, rej_n, now):
     """Hand ``orders[:n]`` to the venues; returns how many were sent.
 
     ``arrivals[k]`` receives the best bid/ask each sent order met (first venue's book: every
-    venue sees the same market data), for the journal's transaction-cost analysis.
+    venue sees the same market data), for the journal's transaction-cost analysis.  An order
+    that could not be sent (order store full, venue queue full) gets a REJECT in
+    ``rejects[:rej_n[0]]`` for risk, which would otherwise hold it open for ever.
     """
     sent = 0
+    rej_n[0] = 0
     for j in range(n):
         o = orders[j]
         mx.observe(m, mx.ROW_T2T, now - o.t_origin)  # tick-to-trade: handed to the venue adapter
@@ -79,6 +82,24 @@ def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, 
                         orders, j, now, 0, -1)
         if r < 0:
             mx.count(m, ROUTER, mx.C_REJECTS, 1)  # store full or venue queue full: recorded as REJECTED
+            if r == ERR_DUPLICATE_CID:
+                pass  # a duplicate already has its own reports
+            elif rej_n[0] == rejects.shape[0]:
+                mx.count(m, ROUTER, mx.C_ERRORS, 1)  # no room to answer: counted, never silent
+            else:
+                x = rejects[rej_n[0]]
+                x.t_origin = o.t_origin
+                x.ts = now
+                x.client_order_id = o.client_order_id
+                x.instrument = i
+                x.side = o.side
+                x.status = EXEC_REJECT
+                x.reason = REJ_STORE_FULL if r == ERR_FULL else REJ_QUEUE_FULL
+                x.fill_qty = 0.0
+                x.fill_px = np.nan
+                x.fee = 0.0
+                x.leaves_qty = 0.0
+                rej_n[0] += 1
         sent += 1
     if sent:
         mx.count(m, ROUTER, mx.C_ORDERS, sent)
@@ -97,12 +118,12 @@ class RouterState(structref.StructRefProxy):
     and the ``arrivals`` buffer; one argument instead of four (see ``SmartState``)."""
 
 
-structref.define_proxy(RouterState, _RouterStateType, ["smart", "last_cid", "m", "arrivals"])
+structref.define_proxy(RouterState, _RouterStateType, ["smart", "last_cid", "m", "arrivals", "rejects", "rej_n"])
 
 
 @njit(cache=True)
-def _new_router_state(smart, last_cid, m, arrivals):
-    return RouterState(smart, last_cid, m, arrivals)
+def _new_router_state(smart, last_cid, m, arrivals, rejects, rej_n):
+    return RouterState(smart, last_cid, m, arrivals, rejects, rej_n)
 
 
 @njit(cache=True)
@@ -116,9 +137,12 @@ def route_and_poll(orders, n, r, now):
     are one call."""
     s = r.smart
     sent = route_batch(orders, n, r.last_cid, r.m, r.arrivals, s.book, s.params, s.inq, s.ctr, s.lat, s.lat_bps[0],
-                       s.orders, s.count, s.keys, s.vals, TABLE, now)
-    k = _poll_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, now, s.reports,
-                  s.orders, s.keys, s.vals, TABLE, s.rstat)
+                       s.orders, s.count, s.keys, s.vals, TABLE, r.rejects, r.rej_n, now)
+    # Local rejects first: the venues keep what does not fit in their queues for the next poll.
+    k = min(r.rej_n[0], s.reports.shape[0])
+    s.reports[:k] = r.rejects[:k]
+    k += _poll_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, now,
+                   s.reports[k:], s.orders, s.keys, s.vals, TABLE, s.rstat)
     return sent, k
 
 
@@ -148,11 +172,15 @@ class RouterCore:
         self.last_cid = last_cid
         self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
+        #: REJECT reports for orders route_batch could not send, and how many.
+        self.rejects = np.zeros(len(self.smart.reports), EXEC_DTYPE)
+        self.rej_n = np.zeros(1, np.int64)
         sg, st = self.smart.storage, self.store
-        #: Arguments of route_batch after (orders, n, last_cid, m): packed once.
+        #: Arguments of route_batch after (orders, n, last_cid, m, arrivals): packed once.
         self.route_args = (sg.book, sg.params, sg.inq, sg.ctr, sg.lat, self.smart.lat_bps_per_ms, st.orders,
-                           st.count, st.keys, st.vals, st.table)
-        self.state = _new_router_state(self.smart.state, self.last_cid, self.m, self.arrivals)
+                           st.count, st.keys, st.vals, st.table, self.rejects, self.rej_n)
+        self.state = _new_router_state(self.smart.state, self.last_cid, self.m, self.arrivals, self.rejects,
+                                       self.rej_n)
         self._route_ep = _bind(route_and_poll, np.zeros(1, ORDER_DTYPE), 0, self.state, 0)
         self._checked = None  # the last orders array whose type was checked
         #: With venue latency, fills arrive later: the stage polls at least this often.

@@ -188,3 +188,26 @@ router: {venues: [{name: slow, taker_bps: 1.0, entry: {median_ns: 400}, response
     n = r.poll(1600)  # arrived at 1400, answered 100 ns later
     fills = [x for x in r.reports[:n] if x["fill_qty"] > 0]
     assert len(fills) == 1 and fills[0]["fill_px"] == 102.0  # matched at the book it found on arrival
+
+
+def test_router_when_venue_queue_overflows_then_unsent_orders_rejected_back_to_risk():
+    """An order the router cannot hand to a venue must still be answered: risk would
+    otherwise count it as open for ever (and its exposure against every limit)."""
+    from alphad.daemon.order_fsm import REJ_QUEUE_FULL
+
+    r = new_router(1)
+    r.on_md(quote(0, 99.0, 101.0), 1, 0)
+    cap = r.smart.storage.inq.shape[1]  # the venues' request queue
+    n = cap + 3
+    o = np.zeros(n, ORDER_DTYPE)
+    o["side"], o["qty"], o["kind"], o["limit_px"] = 1, 1, ORDER_MARKET, np.nan
+    o["client_order_id"] = np.arange(1, n + 1)
+    sent, k = r.on_orders(o, n, 1000)
+    rep = r.reports[:k]
+    rej = rep[rep["status"] == EXEC_REJECT]
+    # the smart router spreads nothing here (one cheapest venue): the last three overflow it
+    assert sent == n
+    assert sorted(rej["client_order_id"].tolist()) == list(range(cap + 1, n + 1))
+    assert (rej["reason"] == REJ_QUEUE_FULL).all() and (rej["leaves_qty"] == 0).all()
+    answered = set(rep["client_order_id"].tolist())
+    assert answered.issuperset(range(cap + 1, n + 1))
