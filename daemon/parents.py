@@ -48,7 +48,7 @@ import numpy as np
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT,
                                ORDER_DTYPE)
 
-from .algos import CANCEL, NEW, POV, TWAP, VWAP, ChildAction, ExecAlgo, ParentSpec, ParentState
+from .algos import CANCEL, NEW, POV, TWAP, VWAP, ChildAction, ExecAlgo, Immediate, ParentSpec, ParentState
 from .order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_BAD_QTY, REJ_CANCEL_UNKNOWN, REJ_QUEUE_FULL,
                         REJ_REPLACE_UNKNOWN, REJ_UNKNOWN_INSTRUMENT, Trigger)
 from .paper_venue import ASK_PX, BID_PX, TAPE_VOLUME, SmartRouter
@@ -122,8 +122,12 @@ class ParentBook:
         self.n = 0
         self.clock = now
 
-    def add(self, cid: int, instrument: int, side: int, qty: float, t_origin: int, now: int) -> bool:
+    def add(self, cid: int, instrument: int, side: int, qty: float, t_origin: int, now: int, *,
+            at_once: bool = False) -> bool:
         """Make the approved order ``cid`` a parent and send its first child now.
+
+        ``at_once`` (a flatten order): the whole quantity as one market child, whatever the
+        configured algorithm, so a kill or ``ctl flatten`` never waits for a schedule.
 
         Returns False when it cannot be worked (then an ``EXEC_REJECT`` is reported, except
         for an id already working: a reject under that id would end the working one at risk).
@@ -146,7 +150,8 @@ class ParentBook:
         spec = ParentSpec(parent_id=cid, strategy=ALGO_STRATEGY, instrument=instrument, side=side, qty_lots=lots,
                           lot=lot, tick=tick, start_ns=now, end_ns=now + self.horizon_ns, urgency=self.cfg.urgency,
                           limit_px=self._limit(instrument, side, tick), min_child_lots=self.cfg.min_child_lots)
-        p = _Parent(self._algo(spec), cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]))
+        algo = Immediate(spec, market=True) if at_once else self._algo(spec)
+        p = _Parent(algo, cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]))
         self.working[cid] = p
         self._step_one(p, now)
         return True

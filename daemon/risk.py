@@ -25,7 +25,7 @@ from numba import njit
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
-from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_MARKET
+from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
 
 from .drawdown import update_drawdown
 from .portfolio import PF_DUPLICATE_ORDER, PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
@@ -101,6 +101,7 @@ def on_signals(sigs, n, limits, book, sectors, account_limits, account, control,
         o.instrument = i
         o.side = side
         o.kind = ORDER_MARKET
+        o.flags = 0
         o.qty = qty
         o.limit_px = np.nan
         k += 1
@@ -165,6 +166,7 @@ def flatten(seq, limits, book, sectors, account, control, oo_ids, oo_vals, f_ins
         o.instrument = i
         o.side = f_side[j]
         o.kind = ORDER_MARKET
+        o.flags = ORDER_F_FLATTEN
         o.qty = f_qty[j]
         o.limit_px = np.nan
         k += 1

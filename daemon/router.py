@@ -32,7 +32,7 @@ from numba.experimental import structref
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
-from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE
+from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN
 
 from .impact_live import LiveImpact
 from .order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
@@ -230,7 +230,7 @@ class RouterCore:
         pb, m, book = self.parents, self.m, self.smart.books[0]
         pb.begin(now)
         sent = 0
-        for t_origin, _ts, cid, i, side, _kind, _pad, qty, _px in orders[:n].tolist():
+        for t_origin, _ts, cid, i, side, _kind, flags, qty, _px in orders[:n].tolist():
             if 0 <= i < self.last_cid.shape[0]:
                 if cid <= self.last_cid[i]:
                     mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never worked twice
@@ -243,7 +243,7 @@ class RouterCore:
             # Tick-to-trade on the injected clock, as the immediate path stamps it: the parent is
             # handed over now (its first child, when due, goes in this same call).
             mx.observe(m, mx.ROW_T2T, now - t_origin)
-            pb.add(cid, i, side, qty, t_origin, now)
+            pb.add(cid, i, side, qty, t_origin, now, at_once=bool(flags & ORDER_F_FLATTEN))
             sent += 1
         k = self._collect(now)
         return sent, k

@@ -89,6 +89,11 @@ SIDE_SELL = -1
 ORDER_MARKET = 1
 ORDER_LIMIT = 2
 
+#: order.flags: a flatten order (``ctl flatten`` or the drawdown KILL step).  The router
+#: sends it at once, never through the configured execution algorithm: closing out must
+#: not wait for a TWAP schedule.
+ORDER_F_FLATTEN = 1
+
 ORDER_DTYPE = np.dtype(
     [
         ("t_origin", "i8"),
@@ -97,7 +102,7 @@ ORDER_DTYPE = np.dtype(
         ("instrument", "i4"),
         ("side", "i1"),
         ("kind", "u1"),
-        ("pad", "u2"),
+        ("flags", "u2"),        # ORDER_F_* bits
         ("qty", "f8"),
         ("limit_px", "f8"),     # NaN for market orders
     ],

@@ -11,10 +11,10 @@ from alphad.daemon.config import ConfigError, decode_config
 from alphad.daemon.order_fsm import LIQ_MAKER, LIQ_TAKER, REASON_CXL_EXPIRED, REJ_BAD_QTY, client_order_id
 from alphad.daemon.parents import ALGO_STRATEGY
 from alphad.daemon.portfolio import on_mark
-from alphad.daemon.risk_codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION
+from alphad.daemon.risk_codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION, C_FLATTEN
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, MD_DTYPE, MD_QUOTE, MD_TRADE,
-                               ORDER_DTYPE, SIGNAL_DTYPE)
+                               ORDER_DTYPE, ORDER_F_FLATTEN, ORDER_MARKET, SIGNAL_DTYPE)
 
 S = 1_000_000_000  # ns per second
 
@@ -265,3 +265,33 @@ def metrics_of(m):
     block = mx.MetricsBlock.__new__(mx.MetricsBlock)
     block.words = m
     return block
+
+
+def test_flatten_order_when_twap_configured_then_sent_at_once_as_one_market_child():
+    """A kill or ``ctl flatten`` must not wait for a schedule: risk flags its flatten orders
+    and the router sends them whole, whatever ``router.execution`` says."""
+    rig = Rig(config("twap", urgency=0.3, slices=10))
+    rig.md(MD_QUOTE)
+    rig.signal(0.1, seq=5)
+    rig.run_until(12 * S, trade=sell_prints)
+    assert rig.risk.book[0, B_POSITION] == 100
+    before = len(rig.children())
+    r = rig.risk
+    f_inst, f_side, f_qty = np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1)
+    out = np.zeros(4, ORDER_DTYPE)
+    r.control[C_FLATTEN] = 1  # what ``ctl flatten`` or the KILL step sets
+    k = rk.flatten(77, r.limits, r.book, r.sectors, r.account, r.control, r.oo_ids, r.oo_vals, f_inst, f_side, f_qty,
+                   out, rig.now)
+    assert k == 1 and out[0]["flags"] == ORDER_F_FLATTEN and out[0]["side"] == -1 and out[0]["qty"] == 100
+    sent, rep = rig.router.on_orders(out, k, rig.now)
+    rig.to_risk(rep)
+    kids = rig.children()[before:]
+    assert sent == 1 and len(kids) == 1  # one child, sent in the same call, for the whole quantity
+    assert kids[0]["qty"] == 100 and kids[0]["kind"] == ORDER_MARKET and kids[0]["ts_created"] == rig.now
+    # The market child takes the 50 shown at 99 (the rest is cancelled: no more displayed
+    # size); the parent sends the remainder on the next quotes, within a second, not over
+    # the TWAP's 10 s horizon.
+    t_kill = rig.now
+    rig.run_until(t_kill + S, dt=S // 10)
+    assert rig.risk.book[0, B_POSITION] == 0 and rig.risk.book[0, B_OPEN_SELL] == 0
+    assert rig.children()[before:]["filled"].sum() == 100
