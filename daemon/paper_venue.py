@@ -89,6 +89,7 @@ from alphad.ipc.dtypes import (
     ORDER_DTYPE,
     ORDER_LIMIT,
     ORDER_MARKET,
+    check_records,
 )
 
 __all__ = [
@@ -1051,10 +1052,7 @@ class SmartRouter:
             (``ERR_QUEUE_FULL``: recorded as REJECTED, not sent).
         """
         if orders is not self._checked:
-            if not isinstance(orders, np.ndarray) or orders.dtype != ORDER_DTYPE or orders.ndim != 1 \
-                    or not (orders.flags.c_contiguous and orders.flags.writeable and orders.flags.aligned):
-                raise ValueError(f"orders expected a 1-D C-contiguous ORDER_DTYPE array, was "
-                                 f"{getattr(orders, 'dtype', type(orders))}")
+            check_records(orders, ORDER_DTYPE, "orders")
             self._checked = orders
         if not 0 <= index < orders.shape[0]:
             raise IndexError(f"index expected in [0, {orders.shape[0]}), was {index}")
@@ -1097,10 +1095,7 @@ class SmartRouter:
         """``md[:n]`` (MD_DTYPE) to every venue at ``now`` and onto :attr:`tape`, in one
         compiled call."""
         if md is not self._md_checked:
-            if not isinstance(md, np.ndarray) or md.dtype != MD_DTYPE or md.ndim != 1 \
-                    or not (md.flags.c_contiguous and md.flags.writeable and md.flags.aligned):
-                raise ValueError(f"md expected a 1-D C-contiguous MD_DTYPE array, was "
-                                 f"{getattr(md, 'dtype', type(md))}")
+            check_records(md, MD_DTYPE, "md")
             self._md_checked = md
         if not 0 <= n <= md.shape[0]:
             raise IndexError(f"n expected in [0, {md.shape[0]}], was {n}")

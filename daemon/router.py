@@ -32,7 +32,7 @@ from numba.experimental import structref
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
-from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN
+from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN, check_records
 
 from .impact_live import LiveImpact
 from .order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
@@ -217,10 +217,7 @@ class RouterCore:
         reports for risk now waiting in ``reports[:k]``.
         """
         if orders is not self._checked:
-            if not isinstance(orders, np.ndarray) or orders.dtype != ORDER_DTYPE or orders.ndim != 1 \
-                    or not (orders.flags.c_contiguous and orders.flags.writeable and orders.flags.aligned):
-                raise ValueError(f"orders expected a writeable 1-D C-contiguous ORDER_DTYPE array, was "
-                                 f"{getattr(orders, 'dtype', type(orders))}")
+            check_records(orders, ORDER_DTYPE, "orders")
             self._checked = orders
         if self.parents is None:
             return self._route_ep(orders, n, self.state, now)

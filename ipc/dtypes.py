@@ -180,6 +180,16 @@ RECORDS = {
 }
 
 
+def check_records(arr, dtype: np.dtype, what: str) -> None:
+    """Raise ``ValueError`` unless ``arr`` is a writeable, aligned, 1-D C-contiguous array of
+    ``dtype``: the only layout the compiled step functions are bound to."""
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 1 \
+            or not (arr.flags.c_contiguous and arr.flags.writeable and arr.flags.aligned):
+        kind = next((k for k, d in RECORDS.items() if d == dtype), str(dtype))
+        raise ValueError(f"{what} expected a writeable 1-D C-contiguous array of {kind!r} records "
+                         f"(ipc/dtypes.py), was {getattr(arr, 'dtype', type(arr))}")
+
+
 def describe(dtype: np.dtype) -> str:
     """Canonical text of a dtype's layout, stored in ring headers and compared on attach."""
     fields = []
