@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from alphad.ipc.control import STAGES as _STAGES
+
 from .paper_venue import VenueSpec
 from .risk_config import RiskConfig
 
@@ -53,12 +55,21 @@ class Topology(Base):
     wait_overrides: dict[str, WaitStrategy] = {}
     #: CPU to pin each process to, keyed by the process's first stage (absent: not pinned).
     cpus: dict[str, NonNegInt] = {}
-    #: ``other`` (CFS) or ``fifo`` (SCHED_FIFO at ``priority``; needs CAP_SYS_NICE, else a warning).
+    #: ``other`` (CFS) or ``fifo`` (SCHED_FIFO; needs CAP_SYS_NICE, else a warning).
     sched: Literal["other", "fifo"] = "other"
-    priority: Annotated[int, Meta(ge=1, le=99)] = 10
+    #: SCHED_FIFO priority of the feed; each later process on the tick's path gets one
+    #: more (features 11, infer 12, ...), so a woken downstream stage preempts its waker.
+    priority: Annotated[int, Meta(ge=1, le=95)] = 10
     #: Start a SCHED_IDLE busy-poll process per CPU so idle vCPUs never halt (see
     #: daemon/idle_poll.py); for VMs whose kernel boot line cannot say ``idle=poll``.
     idle_poll: bool = False
+
+    def __post_init__(self):
+        for key, table in (("cpus", self.cpus), ("wait_overrides", self.wait_overrides)):
+            unknown = sorted(set(table) - set(_STAGES))
+            if unknown:
+                raise ValueError(f"topology.{key} expected keys among {list(_STAGES)} (a process's first stage), "
+                                 f"found {unknown}")
 
 
 class Rings(Base):

@@ -28,7 +28,7 @@ def run(args) -> int:
     cfg, base = load_config(args.config)
     plan = make_plan(cfg.topology.name, cfg.rings, journal=cfg.journal.enabled)
     index = plan.find_process(args.process)
-    warning = apply_placement(cfg.topology, plan.process_name(index))
+    warning = apply_placement(cfg.topology, plan.process_name(index), position=index)
     if warning:
         print(f"alphad stage {args.process}: {warning}", file=sys.stderr)
     runner = ProcessRunner(cfg, base, plan, index, bench_rate_hz=args.bench_rate, bench_ticks=args.bench_ticks)

@@ -15,7 +15,7 @@ order add no sample.
 
 Output: a JSON document (``--json``) and a one-line summary on stdout::
 
-    {"host", "topology", "wait", "rate_hz", "ticks", "orders",
+    {"host", "topology", "wait", "idle_poll", "sched", "cpus", "rate_hz", "ticks", "orders",
      "tick_to_trade_us": {"p50","p90","p99","p999","max"},
      "stages_us": {stage: {"p50","p99"}}, "command", "config"}
 """
@@ -42,10 +42,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", choices=["spin", "yield", "block"], default=None, help="override topology.wait")
     p.add_argument("--idle-poll", action="store_true",
                    help="run with topology.idle_poll (SCHED_IDLE pollers keep vCPUs out of HLT)")
+    p.add_argument("--cpus", type=parse_cpus, default=None, metavar="STAGE=CPU,...",
+                   help="override topology.cpus, e.g. feed=0,features=0,infer=1,risk=1,router=1")
+    p.add_argument("--sched", choices=["other", "fifo"], default=None,
+                   help="override topology.sched (fifo: downstream processes rank higher)")
     p.add_argument("--rate", type=float, default=1000.0, help="ticks per second, evenly spaced (default: %(default)s)")
     p.add_argument("--ticks", type=int, default=20_000, help="ticks to send (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=500, help="first ticks left out of the figures (default: %(default)s)")
     p.add_argument("--json", default=None, help="write the result here")
+
+
+def parse_cpus(text: str) -> dict[str, int]:
+    """``feed=0,features=1`` -> ``{"feed": 0, "features": 1}``."""
+    cpus = {}
+    for item in filter(None, text.split(",")):
+        stage, sep, cpu = item.partition("=")
+        if not sep or not cpu.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected STAGE=CPU such as feed=0, found {item!r}")
+        cpus[stage.strip()] = int(cpu)
+    return cpus
 
 
 def host_description() -> str:
@@ -82,6 +97,10 @@ def run(args) -> int:
         topo = msgspec.structs.replace(topo, wait=args.wait)
     if args.idle_poll:
         topo = msgspec.structs.replace(topo, idle_poll=True)
+    if args.cpus is not None:
+        topo = msgspec.convert({**msgspec.to_builtins(topo), "cpus": args.cpus}, type(topo))
+    if args.sched:
+        topo = msgspec.structs.replace(topo, sched=args.sched)
     if topo.name == "single":
         raise ValueError("bench measures the process topologies (five, fused); `single` is the simulated-clock backtest")
     cfg = msgspec.structs.replace(
@@ -132,6 +151,7 @@ def run(args) -> int:
             "wait": topo.wait,
             "idle_poll": topo.idle_poll,
             "sched": topo.sched,
+            "cpus": dict(topo.cpus),
             "rate_hz": args.rate,
             "ticks": args.ticks,
             "orders": int(len(t2t)),

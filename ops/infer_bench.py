@@ -1,10 +1,13 @@
 """The inference stage's step (gather rows -> ONNX Runtime -> size signals), hot and cold.
 
-``python -m alphad.ops.infer_bench [--card PATH] [--n 3000]`` prints p50/p99 in µs of
+``python -m alphad.ops.infer_bench [--card PATH] [--n 3000] [--gaps-us 0,300,1000,4000]`` prints
+p50/p99 in µs of
 ``InferCore.on_rows`` for one row and for a batch of 64, called back to back (hot),
 after 1 ms of busy-waiting, and after a 1 ms sleep (the process gives up its CPU, as a
 ``block`` stage does between spaced ticks).  The gap between the three is the cost of
 caches and branch predictors gone cold, which dominates spaced-tick latency.
+``--gaps-us`` adds one row per busy-wait gap (batch 1), to show how fast the host
+cools the model when nothing else of ours runs.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--card", default="data/demo_model/model_card.json")
     p.add_argument("--n", type=int, default=3000)
+    p.add_argument("--gaps-us", type=lambda t: [int(g) for g in t.split(",")], default=[],
+                   help="also time batch 1 after each of these busy-wait gaps, e.g. 0,300,1000,4000")
     a = p.parse_args()
     s = ModelSession(a.card, FEATURE_NAMES, provider="cpu", max_batch=64)
     core = InferCore(s, weight_per_unit=0.01, weight_cap=0.02)
@@ -57,6 +62,8 @@ def main() -> int:
             "after_1ms_spin": measure(f, 0.001, True, a.n),
             "after_1ms_sleep": measure(f, 0.001, False, a.n),
         }
+    f = lambda: core.on_rows(rows, 1, out, 0)  # noqa: E731
+    result["batch_1_after_spin_gap_us"] = {g: measure(f, g / 1e6, True, min(a.n, 1000)) for g in a.gaps_us}
     print(json.dumps(result, indent=2))
     return 0
 

@@ -43,6 +43,11 @@ def test_decode_when_universe_ids_not_dense_then_error_explains():
         decode_config("universe: [{id: 0, symbol: A}, {id: 2, symbol: B}]\n")
 
 
+def test_decode_when_cpus_names_no_stage_then_error_lists_the_stages():
+    with pytest.raises(ConfigError, match=r"topology.cpus expected keys among \['feed', .*found \['fead'\].*\$\.topology"):
+        decode_config(MIN + "topology: {cpus: {fead: 0}}\n")
+
+
 def test_config_is_frozen():
     cfg = decode_config(MIN)
     with pytest.raises(AttributeError):
