@@ -41,13 +41,13 @@ def measure(f, gap_s: float, spin: bool, n: int) -> dict[str, float]:
     return {"p50": round(float(q[0]), 2), "p99": round(float(q[1]), 2)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--card", default="data/demo_model/model_card.json")
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--gaps-us", type=lambda t: [int(g) for g in t.split(",")], default=[],
                    help="also time batch 1 after each of these busy-wait gaps, e.g. 0,300,1000,4000")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     s = ModelSession(a.card, FEATURE_NAMES, provider="cpu", max_batch=64)
     core = InferCore(s, weight_per_unit=0.01, weight_cap=0.02)
     rows = np.zeros(64, FEATURE_DTYPE)
