@@ -29,8 +29,11 @@ import time
 import numpy as np
 
 from alphad.daemon import idle_poll
+from alphad.daemon.affinity import fifo_priority
+from alphad.daemon.config import Topology
 
 _WORD = 64  # one cache line per counter
+_DEFAULT_TOPOLOGY = Topology()  # the daemon's default topology.priority, for the same ladder
 
 
 def _place(k: int, args) -> None:
@@ -39,7 +42,7 @@ def _place(k: int, args) -> None:
     if args.cpus:
         os.sched_setaffinity(0, {args.cpus[k % len(args.cpus)]})
     if args.sched == "fifo":
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10 + k))
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo_priority(_DEFAULT_TOPOLOGY, k)))
 
 
 def _stage(k: int, last: bool, args, shm, efds, out_path: str) -> None:
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus", type=lambda t: [int(c) for c in t.split(",")], default=None,
                    help="CPU of each process in chain order, e.g. 0,1,1,0,1 or 1 (all on CPU 1); default: unpinned")
     p.add_argument("--sched", choices=["other", "fifo"], default="other",
-                   help="scheduling policy (fifo: priority 10 + position in the chain; needs CAP_SYS_NICE)")
+                   help="scheduling policy (fifo: the daemon's ladder, topology.priority + position in the chain; needs CAP_SYS_NICE)")
     p.add_argument("--idle-poll", action="store_true",
                    help="run a SCHED_IDLE busy loop on every CPU, as topology.idle_poll does")
     p.add_argument("--warmup", type=int, default=300, help="first ticks left out")
