@@ -63,6 +63,11 @@ class Topology(Base):
     #: Start a SCHED_IDLE busy-poll process per CPU so idle vCPUs never halt (see
     #: daemon/idle_poll.py); for VMs whose kernel boot line cannot say ``idle=poll``.
     idle_poll: bool = False
+    #: Keep the inference step warm: while the process hosting ``infer`` is idle, run the
+    #: step on a scratch copy of its last row every this many µs (0: off).  A stage that
+    #: sleeps between spaced ticks finds the model's code and data evicted; see
+    #: README.md "Keeping the model warm" for what it buys and costs.
+    infer_keep_warm_us: NonNegInt = 0
 
     def __post_init__(self):
         for key, table in (("cpus", self.cpus), ("wait_overrides", self.wait_overrides)):

@@ -11,7 +11,10 @@ ONNX session, marks its stages READY in the control block, then loops:
    another process;
 4. with nothing to do it waits: ``spin`` (retry), ``yield`` (sched_yield) or
    ``block`` (arm its doorbell, re-check, futex-wait with a timeout that also
-   covers the feed's next due event and pending paper fills).
+   covers the feed's next due event and pending paper fills);
+5. with ``topology.infer_keep_warm_us``, the process hosting ``infer`` first re-runs
+   the inference step on a scratch copy of its last row once it has been idle that
+   long, so a spaced tick finds the model in cache (``_rehearse``).
 
 Signals only set a flag (the futex wait returns on EINTR or its timeout).
 Per-stage latency is ``now - t_origin`` stamped when a stage emits.
@@ -28,8 +31,8 @@ import numpy as np
 from numba import njit
 
 from alphad.ipc import dtypes, feature_list, metrics as mx
-from alphad.ipc.control import (S_EVENTS_IN, S_HEARTBEAT, S_INFER_PROVIDER, S_PID, S_READY, STAGE_INDEX,
-                                ControlBlock, provider_code, stage_word)
+from alphad.ipc.control import (S_EVENTS_IN, S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY,
+                                STAGE_INDEX, ControlBlock, provider_code, stage_word)
 from alphad.ipc.doorbell import Doorbells, Sleeper, arm, disarm, sleep
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring, ring_pending, ring_pop, ring_push
@@ -190,7 +193,8 @@ class ProcessRunner:
             session = ModelSession(resolve(base, cfg.model.card), published,
                                    provider=cfg.model.provider, max_batch=cfg.model.max_batch)
             print(f"alphad stage infer: model {cfg.model.card}, ONNX Runtime providers in use: "
-                  f"{session.providers}", file=sys.stderr, flush=True)
+                  f"{session.providers}" + ("" if session.fast_path else " (public run_with_iobinding: slower)"),
+                  file=sys.stderr, flush=True)
             self.control.set_stage(STAGE_INDEX["infer"], S_INFER_PROVIDER, provider_code(session.providers[0]))
             drift = None
             ref = session.card.drift_reference
@@ -201,6 +205,9 @@ class ProcessRunner:
                                    weight_cap=cfg.model.weight_cap, min_abs_prediction=cfg.model.min_abs_prediction,
                                    drift_counts=drift)
             self.handlers["features"].append(self._infer_on_rows)
+        # keep-warm rehearsals of the inference step while idle (never on the simulated clock)
+        self._keep_warm_ns = 0 if simulated or "infer" not in self.stages else cfg.topology.infer_keep_warm_us * 1000
+        self._rehearsals = 0
         if "risk" in self.stages:
             n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
             specs = rk.state_specs(n_inst, n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
@@ -245,6 +252,7 @@ class ProcessRunner:
         self._published("features", out, k, pushed, clock)
 
     def _infer_on_rows(self, rows, n, clock):
+        self._last_rows = rows  # what a keep-warm rehearsal replays
         out = self._out["signals"]
         now = clock if clock >= 0 else time.monotonic_ns()
         k = self.infer.on_rows(rows, n, out.recs, now)
@@ -364,6 +372,7 @@ class ProcessRunner:
             self.infer.drift_counts = counts
             if counts is not None:
                 self.infer.bind(scratch["features"].recs, scratch["signals"].recs)
+            self._last_rows, self._rehearsal_out = scratch["features"].recs, scratch["signals"].recs
         if "risk" in self.stages:
             r = self.risk
             a = [x.copy() for x in (r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids,
@@ -417,6 +426,8 @@ class ProcessRunner:
         pop = self._ring_pop
         real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
+        keep_warm = self._keep_warm_ns
+        warm_at = 0  # when the inference step last ran, for real or rehearsed
         while not self.stopping:
             busy = False
             if not go:  # the feed holds its first tick until every stage is warm
@@ -459,11 +470,19 @@ class ProcessRunner:
                     if now >= next_housekeeping:
                         self._housekeeping(now)
                         next_housekeeping = now + HOUSEKEEPING_NS
+                    if keep_warm:
+                        if busy:
+                            warm_at = now
+                        elif now - warm_at >= keep_warm:
+                            warm_at = self._rehearse()
                 continue
             now = time.monotonic_ns()
             if now >= next_housekeeping:
                 self._housekeeping(now)
                 next_housekeeping = now + HOUSEKEEPING_NS
+            if keep_warm and now - warm_at >= keep_warm:
+                warm_at = self._rehearse()
+                continue  # a tick may have come meanwhile: look before sleeping
             if not block:
                 os.sched_yield()
                 continue
@@ -477,6 +496,8 @@ class ProcessRunner:
                     timeout = min(timeout, d)
             if router is not None and router.poll_ns:
                 timeout = min(timeout, router.poll_ns)
+            if keep_warm:
+                timeout = min(timeout, max(warm_at + keep_warm - now, 1_000))
             seq = self._arm(bells, idx)
             if inputs and self._any_pending(self._pending_h64s, self._pending_cis):
                 self._disarm(bells, idx)
@@ -487,6 +508,12 @@ class ProcessRunner:
             self._sleep(bells, bells_addr, idx, seq, sleeper.timespec_addr)
         return 0
 
+    def _rehearse(self) -> int:
+        """One keep-warm run of the inference step on a scratch copy; returns when it ended."""
+        self.infer.rehearse(self._last_rows, self._rehearsal_out)
+        self._rehearsals += 1
+        return time.monotonic_ns()
+
     def _housekeeping(self, now: int) -> None:
         for s in self.stages:
             self.control.set_stage(STAGE_INDEX[s], S_HEARTBEAT, now)
@@ -496,6 +523,8 @@ class ProcessRunner:
             self._risk_housekeeping(now)
         if "router" in self.stages:
             self.router.housekeeping(now)
+        if self._keep_warm_ns:
+            self.control.set_stage(INFER, S_INFER_REHEARSALS, self._rehearsals)
 
     def _risk_housekeeping(self, now: int) -> None:
         """Operator requests (resume, flatten), the ladder on time alone, the status gauges."""

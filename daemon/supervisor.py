@@ -30,7 +30,7 @@ import zmq
 from alphad.ipc import dtypes, frames
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (ACTIVE, HALTED, REASON_OPERATOR, REDUCING, W_REASON, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY,
-                                S_INFER_PROVIDER, S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, PROVIDERS,
+                                S_INFER_PROVIDER, S_INFER_REHEARSALS, S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, PROVIDERS,
                                 ControlBlock)
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
@@ -227,7 +227,8 @@ class Supervisor:
             realized_pnl=round(float(m.gauges[mx.G_REALIZED_PNL]), 2),
             unrealized_pnl=round(float(m.gauges[mx.G_UNREALIZED_PNL]), 2),
             tick_to_trade_us=percentiles_us(samples),
-            inference_provider=PROVIDERS[self.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)])
+            inference_provider=PROVIDERS[self.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)],
+            infer_rehearsals=self.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS))
 
     def _state_reason(self) -> str:
         from .drawdown import event_name

@@ -63,6 +63,9 @@ S_PID, S_READY, S_HEARTBEAT, S_RESTARTS, S_EVENTS_IN, S_EVENTS_OUT = range(6)
 #: Infer slot, first stage-private word: the ONNX Runtime provider the session runs on
 #: (a code of :data:`PROVIDERS`), so ``ctl status`` and the exporter report it.
 S_INFER_PROVIDER = 6
+#: Infer slot: how many keep-warm rehearsals of the inference step have run
+#: (``topology.infer_keep_warm_us``).
+S_INFER_REHEARSALS = 7
 PROVIDERS = ("", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 

@@ -64,6 +64,7 @@ class StatusReply(_Frame):
     unrealized_pnl: float
     tick_to_trade_us: dict[str, float]
     inference_provider: str = ""  # ONNX Runtime provider the infer stage's session runs on
+    infer_rehearsals: int = 0  # keep-warm runs of the inference step (topology.infer_keep_warm_us)
 
 
 class Ok(_Frame):

@@ -15,7 +15,8 @@ order add no sample.
 
 Output: a JSON document (``--json``) and a one-line summary on stdout::
 
-    {"host", "topology", "wait", "idle_poll", "sched", "cpus", "rate_hz", "ticks", "orders",
+    {"host", "topology", "wait", "idle_poll", "sched", "cpus", "infer_keep_warm_us", "infer_rehearsals",
+     "rate_hz", "ticks", "orders",
      "tick_to_trade_us": {"p50","p90","p99","p999","max"},
      "stages_us": {stage: {"p50","p99"}}, "command", "config"}
 """
@@ -33,7 +34,7 @@ import msgspec
 import numpy as np
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import STAGES
+from alphad.ipc.control import S_INFER_REHEARSALS, STAGES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override topology.cpus, e.g. feed=0,features=0,infer=1,risk=1,router=1")
     p.add_argument("--sched", choices=["other", "fifo"], default=None,
                    help="override topology.sched (fifo: downstream processes rank higher)")
+    p.add_argument("--infer-keep-warm-us", type=int, default=None, metavar="US",
+                   help="override topology.infer_keep_warm_us (rehearse the idle inference step every US µs)")
     p.add_argument("--rate", type=float, default=1000.0, help="ticks per second, evenly spaced (default: %(default)s)")
     p.add_argument("--ticks", type=int, default=20_000, help="ticks to send (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=500, help="first ticks left out of the figures (default: %(default)s)")
@@ -101,6 +104,8 @@ def run(args) -> int:
         topo = msgspec.convert({**msgspec.to_builtins(topo), "cpus": args.cpus}, type(topo))
     if args.sched:
         topo = msgspec.structs.replace(topo, sched=args.sched)
+    if args.infer_keep_warm_us is not None:
+        topo = msgspec.convert({**msgspec.to_builtins(topo), "infer_keep_warm_us": args.infer_keep_warm_us}, type(topo))
     if topo.name == "single":
         raise ValueError("bench measures the process topologies (five, fused); `single` is the simulated-clock backtest")
     cfg = msgspec.structs.replace(
@@ -134,6 +139,8 @@ def run(args) -> int:
                 raise RuntimeError("a stage process died during the bench")
             print(f"\rbench: {feed_out}/{total} ticks, {n} orders", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
+        time.sleep(0.05)  # one housekeeping round publishes the last rehearsal count
+        rehearsals = sup.control.stage(STAGES.index("infer"), S_INFER_REHEARSALS)
         m = sup.metrics
         # leave the warm-up out: drop samples whose tick came in the first `warmup` ticks
         t2t = m.samples(mx.ROW_T2T)
@@ -152,6 +159,8 @@ def run(args) -> int:
             "idle_poll": topo.idle_poll,
             "sched": topo.sched,
             "cpus": dict(topo.cpus),
+            "infer_keep_warm_us": topo.infer_keep_warm_us,
+            "infer_rehearsals": int(rehearsals),
             "rate_hz": args.rate,
             "ticks": args.ticks,
             "orders": int(len(t2t)),
@@ -161,8 +170,10 @@ def run(args) -> int:
             "config": str(Path(args.config)),
         }
     finally:
-        sup.shutdown()
-        config_path.unlink(missing_ok=True)
+        try:
+            sup.shutdown()
+        finally:  # even when shutdown cannot report (a closed stderr pipe)
+            config_path.unlink(missing_ok=True)
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")

@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from alphad.daemon.bound_runner import BoundRunner
 from alphad.ops.ensemble import Ensemble, MemberSpec
 
 __all__ = [
@@ -244,62 +245,3 @@ def make_session(model, *, threads: int = 1, providers: list[str] | None = None)
         raise RuntimeError(f"ONNX Runtime provider expected {want[0]}; was {used} (onnxruntime fell back)")
     return sess
 
-
-class BoundRunner:
-    """Preallocated IOBinding over a session: run up to ``max_batch`` rows.
-
-    Input and output buffers are allocated once; :meth:`run` copies nothing
-    but the caller's rows into the input buffer and returns a view of the
-    output buffer (valid until the next call).
-
-    Parameters
-    ----------
-    session : onnxruntime.InferenceSession
-    n_features : int
-    max_batch : int
-        Largest batch; a binding per batch size 1..max_batch is prepared so a
-        call allocates nothing.
-    """
-
-    def __init__(self, session, n_features: int, max_batch: int = 64) -> None:
-        import onnxruntime as ort
-
-        if max_batch < 1:
-            raise ValueError(f"max_batch: expected >= 1; was {max_batch}")
-        self.session = session
-        self.n_features = n_features
-        self.max_batch = max_batch
-        self.x = np.zeros((max_batch, n_features), np.float32)
-        self.y = np.zeros((max_batch, 1), np.float32)
-        in_name = session.get_inputs()[0].name
-        out_name = session.get_outputs()[0].name
-        # OrtValues created from numpy share its memory (CPU); binding them is
-        # several times cheaper per run than bind_input with a raw pointer,
-        # which ORT re-wraps on every call.
-        self._keep = []
-        self._bindings = [None]
-        for b in range(1, max_batch + 1):
-            xo = ort.OrtValue.ortvalue_from_numpy(self.x[:b])
-            yo = ort.OrtValue.ortvalue_from_numpy(self.y[:b])
-            io = session.io_binding()
-            io.bind_ortvalue_input(in_name, xo)
-            io.bind_ortvalue_output(out_name, yo)
-            self._keep.append((xo, yo))
-            self._bindings.append(io._iobinding)
-        self._sess = session._sess
-
-    def run(self, rows: np.ndarray) -> np.ndarray:
-        """Predictions for ``rows`` (float32, shape (b, n_features), b <= max_batch)."""
-        b = rows.shape[0]
-        if not (1 <= b <= self.max_batch) or rows.shape[1] != self.n_features:
-            raise ValueError(
-                f"rows: expected shape (1..{self.max_batch}, {self.n_features}); was {rows.shape}"
-            )
-        self.x[:b] = rows
-        self._sess.run_with_iobinding(self._bindings[b], None)
-        return self.y[:b, 0]
-
-    def run_bound(self, b: int) -> np.ndarray:
-        """Run on the first ``b`` rows already written into :attr:`x`."""
-        self._sess.run_with_iobinding(self._bindings[b], None)
-        return self.y[:b, 0]

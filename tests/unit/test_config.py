@@ -36,6 +36,8 @@ def test_decode_when_constraint_violated_then_error_names_path():
         decode_config(MIN + "model: {weight_cap: 1.5}\n")
     with pytest.raises(ConfigError, match=r"\$\.topology\.name"):
         decode_config(MIN + "topology: {name: seven}\n")
+    with pytest.raises(ConfigError, match=r">= 0.*\$\.topology\.infer_keep_warm_us"):
+        decode_config(MIN + "topology: {infer_keep_warm_us: -100}\n")
 
 
 def test_decode_when_universe_ids_not_dense_then_error_explains():

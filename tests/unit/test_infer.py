@@ -68,3 +68,52 @@ def test_infer_core_when_rows_then_signals_capped_and_carry_origin(card):
     assert list(out["t_origin"]) == list(range(100, 106)) and np.all(out["ts"] == 7)
     np.testing.assert_allclose(out["prediction"], s.predict(rows["x"][:4, :8]).tolist() + s.predict(rows["x"][4:, :8]).tolist(), atol=1e-6)
     assert np.all(out["ref_px"] == 50.0)
+
+
+def test_bound_runner_when_session_lacks_private_entry_then_public_method_with_same_predictions(card):
+    from alphad.daemon.bound_runner import BoundRunner
+
+    s = ModelSession(card, FEATURE_NAMES, provider="cpu", max_batch=4)
+    assert s.fast_path is s.runner.fast
+    x = np.random.default_rng(3).normal(0, 1, (3, len(FEATURE_NAMES))).astype(np.float32)
+    expected = s.session.run(None, {s.input_name: x})[0][:, 0]
+    np.testing.assert_allclose(s.predict(x), expected, atol=1e-6)  # the path this ONNX Runtime offers
+
+    class PublicOnly:  # a wrapper as another ONNX Runtime might have it: no `_sess`
+        calls = 0
+
+        def __getattr__(self, name):
+            if name == "_sess":
+                raise AttributeError(name)
+            return getattr(s.session, name)
+
+        def run_with_iobinding(self, io, run_options=None):
+            PublicOnly.calls += 1
+            s.session.run_with_iobinding(io, run_options)
+
+    runner = BoundRunner(PublicOnly(), len(FEATURE_NAMES), max_batch=4)
+    assert runner.fast is False
+    np.testing.assert_allclose(runner.run(x), expected, atol=1e-6)
+    assert PublicOnly.calls == 1
+
+
+def test_rehearse_when_run_then_only_the_scratch_output_changes_and_no_drift_is_counted(card):
+    s = ModelSession(card, FEATURE_NAMES, provider="cpu", max_batch=4)
+    ref = s.card.drift_reference
+    assert ref is not None, "the demo card carries a drift reference"
+    counts = np.zeros((len(ref.feature_names), len(ref.fractions[0])), np.int64)
+    core = InferCore(s, weight_per_unit=0.01, weight_cap=0.02, drift_counts=counts)
+    rows = np.zeros(2, FEATURE_DTYPE)
+    rows["x"][:, :8] = np.random.default_rng(4).normal(0, 1, (2, 8))
+    rows["t_origin"], rows["instrument"], rows["mid"] = 11, 1, 100.0
+    live = np.zeros(2, SIGNAL_DTYPE)
+    core.bind(rows, live)
+    core.on_rows(rows, 1, live, now=5)
+    counted = counts.copy()
+    assert counted.sum() == len(FEATURE_NAMES)  # one live row, one count per feature
+    before = live.copy()
+    scratch = np.zeros(2, SIGNAL_DTYPE)
+    core.rehearse(rows, scratch)
+    assert np.array_equal(live, before)
+    assert np.array_equal(counts, counted)
+    assert scratch[0]["prediction"] == live[0]["prediction"] and scratch[0]["t_origin"] == 11
