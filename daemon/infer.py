@@ -190,8 +190,8 @@ class InferCore:
         """Run the step on ``rows[:1]`` into the scratch ``out``, counting no drift.
 
         Between spaced ticks a sleeping process finds the model's code and data evicted
-        (``python -m alphad.ops.infer_bench`` shows 5 µs hot against ~40 µs after a 1 ms
-        sleep); running the very same calls now and then keeps them in cache.  The
+        (``python -m alphad.ops.infer_bench`` shows ~4 µs hot against 20–45 µs after a
+        1 ms sleep); running the very same calls now and then keeps them in cache.  The
         session's input and output buffers are reused: they hold nothing between steps.
         """
         s = self.session

@@ -427,7 +427,7 @@ class ProcessRunner:
         real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
         keep_warm = self._keep_warm_ns
-        warm_at = 0  # when the inference step last ran, for real or rehearsed
+        warm_at = 0  # when this process last did work or rehearsed (keep-warm's clock)
         while not self.stopping:
             busy = False
             if not go:  # the feed holds its first tick until every stage is warm
