@@ -93,19 +93,11 @@ def run(args) -> int:
     from alphad.daemon.supervisor import Supervisor, write_effective
 
     cfg, base = load_config(args.config)
-    topo = cfg.topology
-    if args.topology:
-        topo = msgspec.structs.replace(topo, name=args.topology)
-    if args.wait:
-        topo = msgspec.structs.replace(topo, wait=args.wait)
-    if args.idle_poll:
-        topo = msgspec.structs.replace(topo, idle_poll=True)
-    if args.cpus is not None:
-        topo = msgspec.convert({**msgspec.to_builtins(topo), "cpus": args.cpus}, type(topo))
-    if args.sched:
-        topo = msgspec.structs.replace(topo, sched=args.sched)
-    if args.infer_keep_warm_us is not None:
-        topo = msgspec.convert({**msgspec.to_builtins(topo), "infer_keep_warm_us": args.infer_keep_warm_us}, type(topo))
+    # one convert, so the overrides are checked as config.yaml's own values are
+    overrides = {key: value for key, value in (
+        ("name", args.topology), ("wait", args.wait), ("idle_poll", args.idle_poll or None), ("cpus", args.cpus),
+        ("sched", args.sched), ("infer_keep_warm_us", args.infer_keep_warm_us)) if value is not None}
+    topo = msgspec.convert({**msgspec.to_builtins(cfg.topology), **overrides}, type(cfg.topology))
     if topo.name == "single":
         raise ValueError("bench measures the process topologies (five, fused); `single` is the simulated-clock backtest")
     cfg = msgspec.structs.replace(

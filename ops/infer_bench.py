@@ -44,7 +44,11 @@ def measure(f, gap_s: float, spin: bool, n: int, between=None) -> dict[str, floa
         t = time.perf_counter_ns()
         f()
         ts[i] = time.perf_counter_ns() - t
-    q = np.percentile(ts / 1e3, [50, 99])
+    return percentiles_us(ts)
+
+
+def percentiles_us(ts_ns: np.ndarray) -> dict[str, float]:
+    q = np.percentile(ts_ns / 1e3, [50, 99])
     return {"p50": round(float(q[0]), 2), "p99": round(float(q[1]), 2)}
 
 
@@ -63,11 +67,7 @@ def compare_run_paths(s: ModelSession, n: int) -> dict[str, dict[str, float]]:
             t = time.perf_counter_ns()
             f()
             ts[k][i] = time.perf_counter_ns() - t
-    out = {}
-    for k, v in ts.items():
-        q = np.percentile(v / 1e3, [50, 99])
-        out[k] = {"p50": round(float(q[0]), 2), "p99": round(float(q[1]), 2)}
-    return out
+    return {k: percentiles_us(v) for k, v in ts.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
