@@ -11,7 +11,9 @@ ONNX session, marks its stages READY in the control block, then loops:
    another process;
 4. with nothing to do it waits: ``spin`` (retry), ``yield`` (sched_yield) or
    ``block`` (arm its doorbell, re-check, futex-wait with a timeout that also
-   covers the feed's next due event and pending paper fills);
+   covers the feed's next due event and pending paper fills).  A blocking process
+   that hosts one stage other than the feed does 2-4 in one compiled call per wake
+   instead (``steps.*_drain``): it returns to Python only after its step;
 5. with ``topology.infer_keep_warm_us``, the process hosting ``infer`` first re-runs
    the inference step on a scratch copy of its last row once it has been idle that
    long, so a spaced tick finds the model in cache (``_rehearse``).
@@ -54,6 +56,10 @@ BATCH = 256
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 HOUSEKEEPING_NS = 20_000_000
 MAX_WAIT_NS = 50_000_000
+
+#: The input rings (in ring order) of a single-stage process that drains in one call.
+DRAIN_INPUTS = {"features": ("md",), "infer": ("features",), "risk": ("md", "signals", "exec"),
+                "router": ("md", "orders")}
 
 # feed resume words in the feed's stage slot of the control block (survive a feed restart)
 FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
@@ -229,6 +235,16 @@ class ProcessRunner:
                                         impact_out=self.metrics.impact)
             self._reports = _Out.over("exec", self.router.reports)
             self.handlers["orders"].append(self._router_on_orders)
+        # A blocking process that hosts one stage (features, infer, risk, or router with
+        # immediate execution) sleeps and drains its rings in one compiled call
+        # (steps.*_drain), so it returns to Python only after its step; the others, and
+        # spinning or yielding processes, pop ring by ring.
+        kinds = tuple(kind for kind, _, _, _ in self.inputs)
+        self._drain_kind = None
+        if self.wait == "block" and not simulated and len(self.stages) == 1:
+            stage = self.stages[0]
+            if DRAIN_INPUTS.get(stage) == kinds and (stage != "router" or self.router.parents is None):
+                self._drain_kind = stage
 
     # -- handlers: one per (stage, input kind) ----------------------------------------
     def _router_on_md(self, md, n, clock):
@@ -394,6 +410,66 @@ class ProcessRunner:
             rk.publish_gauges(account, np.zeros(mx.N_GAUGES))
         if "router" in self.stages:
             self.router.warm(md)  # n = 0: every router kernel, without touching a venue or the store
+        if self._drain_kind is not None:
+            self._drain, self._drain_args = self._bind_drain(no_h64, no_b8, bells, m, ctl)
+
+    def _bind_drain(self, no_h64, no_b8, bells, m, ctl):
+        """The compiled drain of this process and its live arguments, warmed on an empty
+        ring (a zeroed header: nothing to pop, so no state is touched)."""
+        live, idle = [], []
+        for kind, ring, ci, buf in self.inputs:
+            live += [ring.h64, ring.b8, ci, buf.u8, buf.recs]
+            idle += [np.zeros(ring.h64.shape[0], np.int64), no_b8, 0, buf.u8, buf.recs]
+        if self._drain_kind == "features":
+            out = self._out["features"]
+            h64, b8, bell_words, addr = self._ring_args["features"]
+            args = [BATCH, self.feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, out.recs, out.i64,
+                    out.words]
+            live += [*args, self.m, self.ctl, FEATURES, h64, b8, bell_words, addr, out.u8]
+            args[1] = self.feat_state.copy()
+            idle += [*args, m, ctl, FEATURES, no_h64, no_b8, *bells, out.u8]
+            dispatcher = steps.features_drain
+        elif self._drain_kind == "infer":
+            s, core = self.infer.session, self.infer
+            drift = (core.drift_counts, core.drift_edges) if core.drift_counts is not None else (
+                np.zeros((0, 0), np.int64), np.zeros((0, 0)))
+            live += [s.max_batch, s.n_features, s.x, *drift, self.bells.words, self.bells.addr]
+            idle += [s.max_batch, s.n_features, s.x, np.zeros((0, 0), np.int64), drift[1], *bells]
+            dispatcher = steps.infer_drain
+            out = self._out["signals"]
+            h64, b8, bell_words, addr = self._ring_args["signals"]
+            common = (core.scale, core.weight_per_unit, core.weight_cap, core.min_abs_prediction, out.recs, out.i64,
+                      out.words)
+            self._signals_args = (*common, self.m, self.ctl, INFER, h64, b8, bell_words, addr, out.u8)
+            y = s.y[:1, 0]
+            rows = self.inputs[0][3].recs
+            self._signals_step = steps.bind(steps.signals_step, rows, 0, y, *common, m, ctl, INFER, no_h64, no_b8,
+                                            *bells, out.u8)
+            self._signals_step(rows, 0, y, *common, m, ctl, INFER, no_h64, no_b8, *bells, out.u8)
+        elif self._drain_kind == "risk":
+            r, out = self.risk, self._out["orders"]
+            h64, b8, bell_words, addr = self._ring_args["orders"]
+            state = [r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids, r.oo_vals,
+                     r.params, r.tmp]
+            tail = [out.recs, r.denials, r.den_n, out.i64, out.words, RISK]
+            live += [BATCH, *state, self.ctl, self.m, *tail, h64, b8, bell_words, addr, out.u8]
+            idle += [BATCH, *[a.copy() for a in state], ctl, m, *tail, no_h64, no_b8, *bells, out.u8]
+            dispatcher = steps.risk_drain
+        else:
+            rt_ = self.router
+            arrivals = self.out_rings.get("arrivals")
+            arr = (arrivals.h64, arrivals.b8) if arrivals is not None else (no_h64, no_b8)
+            out = self._reports
+            h64, b8, bell_words, addr = self._ring_args["exec"]
+            live += [BATCH, rt_.state, self.ctl, ROUTER, *arr, rt_.arrivals.view(np.uint8), out.i64, out.words,
+                     out.u8, h64, b8, bell_words, addr]
+            idle += [BATCH, rt_.state, ctl, ROUTER, no_h64, no_b8, rt_.arrivals.view(np.uint8), out.i64, out.words,
+                     out.u8, no_h64, no_b8, *bells]
+            dispatcher = steps.router_drain
+        head = (False, self.sleeper.timespec_addr, self.index)  # warmed without waiting
+        ep = steps.bind(dispatcher, *head, *idle)
+        ep(*head, *idle)
+        return ep, tuple(live)
 
     def mark_ready(self, ready: bool) -> None:
         for s in self.stages:
@@ -424,6 +500,9 @@ class ProcessRunner:
         md_ring = self._ring_args["md"]
         md_handlers = self.handlers["md"]
         pop = self._ring_pop
+        drain = self._drain if self._drain_kind is not None else None
+        drain_args = self._drain_args if drain is not None else ()
+        ts_addr = sleeper.timespec_addr
         real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
         keep_warm = self._keep_warm_ns
@@ -454,12 +533,16 @@ class ProcessRunner:
                         feed = self.feed = None
                 elif self.simulated and feed.exhausted:
                     break  # backtest: the recording is exhausted
-            for kind, ring, ci, buf in inputs:
-                n = pop(ring.h64, ring.b8, ci, buf.u8, BATCH)
-                if n:
+            if drain is not None:
+                if self._drained(drain(False, ts_addr, idx, *drain_args)):
                     busy = True
-                    for handler in self.handlers[kind]:
-                        handler(buf.recs, n, real)
+            else:
+                for kind, ring, ci, buf in inputs:
+                    n = pop(ring.h64, ring.b8, ci, buf.u8, BATCH)
+                    if n:
+                        busy = True
+                        for handler in self.handlers[kind]:
+                            handler(buf.recs, n, real)
             if router is not None and router.poll_ns:  # venue latency: reports come due later
                 now = self._sim_now if self.simulated else time.monotonic_ns()
                 if self._router_poll(now, now if self.simulated else real):
@@ -498,15 +581,47 @@ class ProcessRunner:
                 timeout = min(timeout, router.poll_ns)
             if keep_warm:
                 timeout = min(timeout, max(warm_at + keep_warm - now, 1_000))
+            ts = sleeper._timespec
+            ts[0] = timeout // 1_000_000_000
+            ts[1] = timeout % 1_000_000_000
+            if drain is not None:  # sleep and drain in one compiled call (steps.*_drain)
+                if self._drained(drain(True, ts_addr, idx, *drain_args)) and keep_warm:
+                    warm_at = time.monotonic_ns()
+                continue
             seq = self._arm(bells, idx)
             if inputs and self._any_pending(self._pending_h64s, self._pending_cis):
                 self._disarm(bells, idx)
                 continue
-            ts = sleeper._timespec
-            ts[0] = timeout // 1_000_000_000
-            ts[1] = timeout % 1_000_000_000
             self._sleep(bells, bells_addr, idx, seq, sleeper.timespec_addr)
         return 0
+
+    def _drained(self, result) -> bool:
+        """After a drain: journal risk's denials, finish a push a full ring refused.
+        Returns whether anything was popped."""
+        if self._drain_kind == "features":
+            n, k, pushed = result
+            if k:
+                self._published("features", self._out["features"], k, pushed, -1)
+            return n > 0
+        if self._drain_kind == "infer":
+            n = result
+            if n:
+                rows = self.inputs[0][3].recs
+                self._last_rows = rows  # what a keep-warm rehearsal replays
+                k, pushed = self._signals_step(rows, n, self.infer.session.run_bound(n), *self._signals_args)
+                self._published("signals", self._out["signals"], k, pushed, -1)
+            return n > 0
+        if self._drain_kind == "risk":
+            n_md, n_sig, n_ex, k, pushed = result
+            if self.risk.den_n[0]:
+                self._journal_denials()
+            if k:
+                self._published("orders", self._out["orders"], k, pushed, -1)
+            return bool(n_md or n_sig or n_ex)
+        n_md, n, k, pushed = result
+        if k:
+            self._published("exec", self._reports, k, pushed, -1)
+        return bool(n_md or n)
 
     def _rehearse(self) -> int:
         """One keep-warm run of the inference step on a scratch copy; returns when it ended."""

@@ -1,0 +1,342 @@
+"""The whole-wake steps (``steps.*_drain``) over real shared-memory rings: each must
+do exactly what the ring-by-ring path does (pop, apply, step, stamp, push), and
+with ``wait`` sleep on the process's doorbell until a producer in another process
+rings it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from alphad.daemon import risk as rk
+from alphad.daemon import router as rt
+from alphad.daemon import steps
+from alphad.daemon.config import decode_config
+from alphad.daemon.portfolio import on_mark
+from alphad.daemon.risk_codes import B_LAST_PX, B_POSITION
+from alphad.ipc import dtypes, metrics as mx
+from alphad.ipc.control import S_EVENTS_IN, STAGE_INDEX, stage_word
+from alphad.ipc.doorbell import Doorbells
+from alphad.ipc.dtypes import EXEC_ACK, EXEC_FILL, MD_QUOTE
+from alphad.ipc.ring import Ring
+
+CFG = decode_config("""
+universe: [{id: 0, symbol: AAA, sector: Tech, lot_size: 1}, {id: 1, symbol: BBB, sector: Tech, lot_size: 1}]
+risk:
+  initial_equity: 100000
+  min_order_notional: 10
+  instrument_defaults: {max_order_qty: 40, max_order_notional: 5000, max_position_weight: 0.08}
+  account: {sector_limit: 1.0, sector_warning: 0.9}
+""")
+RISK, ROUTER = STAGE_INDEX["risk"], STAGE_INDEX["router"]
+ME = 0  # this process's doorbell
+
+
+@pytest.fixture
+def prefix(request):
+    p = f"alphad-steps-{os.getpid()}-{abs(hash(request.node.nodeid)) % 10**8}"
+    yield p
+    from alphad.ipc.shm import list_segments
+
+    for path in list_segments(p):
+        path.unlink()
+
+
+@pytest.fixture
+def bells(prefix):
+    b = Doorbells.create(f"{prefix}.bells")
+    yield b
+    b.segment.close()
+
+
+def ring(prefix, bells, kind, consumer, *, woken=True):
+    """A ring of ``kind`` read by ``consumer``, whose doorbell is ours when ``woken``."""
+    return Ring.create(f"{prefix}.{kind}", dtypes.RECORDS[kind], 64, [consumer],
+                       policy="overwrite" if kind in ("md", "arrivals") else "lossless", bells=bells,
+                       doorbell_of={consumer: ME} if woken else None)
+
+
+def quote(i, bid, ask, t_origin=1):
+    md = np.zeros(1, dtypes.MD_DTYPE)
+    md[0]["kind"], md[0]["instrument"], md[0]["bid_px"], md[0]["ask_px"] = MD_QUOTE, i, bid, ask
+    md[0]["bid_sz"] = md[0]["ask_sz"] = 50
+    md[0]["t_origin"] = t_origin
+    return md
+
+
+def signal(weight, seq, inst=0, px=100.0, t_origin=1):
+    s = np.zeros(1, dtypes.SIGNAL_DTYPE)
+    s[0]["target_weight"], s[0]["ref_px"], s[0]["seq"], s[0]["instrument"] = weight, px, seq, inst
+    s[0]["t_origin"] = t_origin
+    return s
+
+
+def buf(kind, n=8):
+    recs = np.zeros(n, dtypes.RECORDS[kind])
+    return recs.view(np.uint8), recs
+
+
+def timespec(seconds):
+    ts = np.array([int(seconds), int(seconds % 1 * 1e9)], np.int64)
+    return ts, ts.ctypes.data
+
+
+# -- router -------------------------------------------------------------------------
+
+class RouterRig:
+    """The router process's rings and the arguments of ``steps.router_drain``."""
+
+    def __init__(self, prefix, bells):
+        self.md = ring(prefix, bells, "md", "router", woken=False)  # passive, as in the daemon
+        self.orders = ring(prefix, bells, "orders", "router")
+        self.exec = ring(prefix, bells, "exec", "risk")
+        self.arrivals = ring(prefix, bells, "arrivals", "journal")
+        self.core = rt.RouterCore(CFG.universe, CFG.router, np.zeros(2, np.uint64))
+        self.ctl = np.zeros(1024, np.int64)
+        self.md_u8, self.md_recs = buf("md")
+        self.ord_u8, self.ord_recs = buf("orders")
+        reports = self.core.reports
+        self.tail = (self.md.h64, self.md.b8, 0, self.md_u8, self.md_recs, self.orders.h64, self.orders.b8, 0,
+                     self.ord_u8, self.ord_recs, 8, self.core.state, self.ctl, ROUTER, self.arrivals.h64,
+                     self.arrivals.b8, self.core.arrivals.view(np.uint8), reports.view(np.int64),
+                     reports.dtype.itemsize // 8, reports.view(np.uint8), self.exec.h64, self.exec.b8,
+                     bells.words, bells.addr)
+
+    def drain(self, wait=False, seconds=0.0):
+        ts, addr = timespec(seconds)
+        return steps.router_drain(wait, addr, ME, *self.tail)
+
+
+def an_order(core_cid, qty=10, side=1, inst=0, t_origin=1):
+    o = np.zeros(1, dtypes.ORDER_DTYPE)
+    o[0]["client_order_id"], o[0]["qty"], o[0]["side"], o[0]["instrument"] = core_cid, qty, side, inst
+    o[0]["kind"] = dtypes.ORDER_MARKET
+    o[0]["t_origin"] = t_origin
+    return o
+
+
+def test_router_drain_when_quote_then_order_then_fills_at_that_quote_like_the_core_and_pushes_reports(prefix, bells):
+    rig = RouterRig(prefix, bells)
+    rig.md.push(quote(0, 99.0, 101.0))
+    rig.orders.push(an_order(7))
+    n_md, n, k, pushed = rig.drain()
+    assert (n_md, n) == (1, 1) and k >= 1 and pushed == k
+    sent = rig.exec.pop(0, 16)
+    twin = rt.RouterCore(CFG.universe, CFG.router, np.zeros(2, np.uint64))
+    twin.on_md(quote(0, 99.0, 101.0), 1, 0)
+    _, tk = twin.on_orders(an_order(7), 1, 0)
+    expected = twin.reports[:tk]
+    assert len(sent) == tk
+    for field in ("client_order_id", "status", "fill_qty", "fill_px", "fee", "leaves_qty"):
+        np.testing.assert_array_equal(sent[field], expected[field], err_msg=field)
+    assert list(sent["status"]) == [EXEC_ACK, EXEC_FILL] and sent[1]["fill_px"] == 101.0  # at the quote's ask
+    arrival = rig.arrivals.pop(0, 4)
+    assert len(arrival) == 1 and arrival[0]["client_order_id"] == 7
+    assert (arrival[0]["bid"], arrival[0]["ask"]) == (99.0, 101.0)
+    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
+    block.words = rig.core.m
+    assert block.latency_count(mx.ROW_T2T) == 1  # tick-to-trade stamped once
+    assert rig.ctl[stage_word(ROUTER, S_EVENTS_IN)] == 1  # one order in
+    assert rig.drain() == (0, 0, 0, 0)  # nothing left
+
+
+def test_router_drain_when_same_order_twice_then_sent_once(prefix, bells):
+    rig = RouterRig(prefix, bells)
+    rig.md.push(quote(0, 99.0, 101.0))
+    rig.orders.push(an_order(7))
+    rig.drain()
+    rig.orders.push(an_order(7))
+    assert rig.drain()[1:] == (1, 0, 0)  # popped, never routed again, no report
+    assert len(rig.exec.pop(0, 16)) == 2  # the first order's ack and fill only
+
+
+def test_router_drain_when_waiting_and_an_order_is_already_there_then_no_sleep(prefix, bells):
+    rig = RouterRig(prefix, bells)
+    rig.md.push(quote(0, 99.0, 101.0))
+    rig.orders.push(an_order(7))
+    assert rig.drain(wait=True, seconds=30)[:2] == (1, 1)  # would hang for 30 s had it slept
+    assert bells.words[1] == 0  # disarmed
+
+
+def test_router_drain_when_waiting_and_nothing_comes_then_returns_at_the_timeout_disarmed(prefix, bells):
+    rig = RouterRig(prefix, bells)
+    assert rig.drain(wait=True, seconds=0.02) == (0, 0, 0, 0)
+    assert bells.words[1] == 0
+
+
+PUSHER = """
+import sys, time
+import numpy as np
+from alphad.ipc import dtypes
+from alphad.ipc.doorbell import Doorbells
+from alphad.ipc.ring import Ring
+prefix = sys.argv[1]
+bells = Doorbells.attach(prefix + ".bells")
+orders = Ring.attach(prefix + ".orders", dtypes.ORDER_DTYPE, bells)
+while bells.words[1] == 0:  # until the router has armed its doorbell
+    time.sleep(0.001)
+time.sleep(0.05)
+o = np.zeros(1, dtypes.ORDER_DTYPE)
+o["client_order_id"], o["qty"], o["side"], o["kind"] = 9, 5, -1, dtypes.ORDER_MARKET
+orders.push(o)
+"""
+
+
+def test_router_drain_when_asleep_then_woken_by_a_push_from_another_process(prefix, bells):
+    rig = RouterRig(prefix, bells)
+    rig.md.push(quote(0, 99.0, 101.0))
+    rig.drain()  # the quote applied: the order below fills against it
+    pusher = subprocess.Popen([sys.executable, "-c", PUSHER, prefix])
+    try:
+        t0 = time.monotonic()
+        n_md, n, k, pushed = rig.drain(wait=True, seconds=30)
+        woke_after = time.monotonic() - t0
+    finally:
+        pusher.wait(timeout=30)
+    assert pusher.returncode == 0
+    assert (n_md, n) == (0, 1) and k == pushed >= 1
+    assert woke_after < 25  # rung by the push, not the 30 s timeout
+    report = rig.exec.pop(0, 4)[-1]
+    assert report["status"] == EXEC_FILL and report["client_order_id"] == 9 and report["fill_px"] == 99.0  # the bid
+
+
+# -- risk ---------------------------------------------------------------------------
+
+class RiskRig:
+    def __init__(self, prefix, bells):
+        self.md = ring(prefix, bells, "md", "risk", woken=False)
+        self.signals = ring(prefix, bells, "signals", "risk")
+        self.exec = ring(prefix, bells, "exec", "risk")
+        self.orders = ring(prefix, bells, "orders", "router")
+        self.core = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64))
+        self.m = np.zeros(mx.SIZE // 8, np.int64)
+        self.ctl = np.zeros(1024, np.int64)
+        self.out_u8, self.out = buf("orders")
+        c = self.core
+        bufs = [buf(kind) for kind in ("md", "signals", "exec")]
+        self.tail = (self.md.h64, self.md.b8, 0, *bufs[0], self.signals.h64, self.signals.b8, 0, *bufs[1],
+                     self.exec.h64, self.exec.b8, 0, *bufs[2], 8, c.limits, c.book, c.sectors, c.account_limits,
+                     c.account, c.control, c.oo_ids, c.oo_vals, c.params, c.tmp, self.ctl, self.m, self.out,
+                     c.denials, c.den_n, self.out.view(np.int64), self.out.dtype.itemsize // 8, RISK,
+                     self.orders.h64, self.orders.b8, bells.words, bells.addr, self.out_u8)
+
+    def drain(self, wait=False, seconds=0.0):
+        ts, addr = timespec(seconds)
+        return steps.risk_drain(wait, addr, ME, *self.tail)
+
+
+def fill_of(order, px):
+    x = np.zeros(1, dtypes.EXEC_DTYPE)
+    for f in ("client_order_id", "instrument", "side"):
+        x[0][f] = order[f]
+    x[0]["status"], x[0]["fill_qty"], x[0]["fill_px"], x[0]["leaves_qty"] = EXEC_FILL, order["qty"], px, 0.0
+    return x
+
+
+def test_risk_drain_when_marks_signal_and_fill_then_same_orders_and_positions_as_the_core(prefix, bells):
+    rig = RiskRig(prefix, bells)
+    twin = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64))
+    tm = np.zeros(mx.SIZE // 8, np.int64)
+    marks = np.concatenate([quote(0, 99.0, 101.0), quote(1, 49.0, 51.0)])
+    rig.md.push(marks)
+    rig.signals.push(signal(0.02, seq=5, t_origin=123))
+    n_md, n_sig, n_ex, k, pushed = rig.drain()
+    assert (n_md, n_sig, n_ex, k, pushed) == (2, 1, 0, 1, 1)
+    sent = rig.orders.pop(0, 8)
+    rk.on_marks(marks, 2, twin.limits, twin.book, twin.sectors, twin.account)
+    out = np.zeros(4, dtypes.ORDER_DTYPE)
+    tk = rk.on_signals(signal(0.02, seq=5, t_origin=123), 1, *twin.gate_args(), twin.oo_ids, twin.oo_vals,
+                       twin.params, twin.tmp, tm, out, twin.denials, twin.den_n, 0)
+    assert tk == 1 and len(sent) == 1
+    for field in ("client_order_id", "instrument", "side", "qty", "kind", "t_origin"):
+        assert sent[0][field] == out[0][field], field
+    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
+    block.words = rig.m
+    assert block.latency_count(RISK) == 1  # the order stamped on the risk row
+
+    rig.exec.push(fill_of(sent[0], 101.0))
+    assert rig.drain() == (0, 0, 1, 0, 0)
+    rk.on_exec(fill_of(out[0], 101.0), 1, twin.oo_ids, twin.oo_vals, twin.limits, twin.book, twin.sectors,
+               twin.account, tm)
+    assert rig.core.book[0, B_POSITION] == twin.book[0, B_POSITION] == sent[0]["qty"]
+    np.testing.assert_array_equal(rig.core.account, twin.account)
+    assert rig.ctl[stage_word(RISK, S_EVENTS_IN)] == 1  # one signal in
+
+
+def test_risk_drain_when_only_marks_arrive_then_revalued_and_no_order(prefix, bells):
+    rig = RiskRig(prefix, bells)
+    on_mark(0, 100.0, rig.core.limits, rig.core.book, rig.core.sectors, rig.core.account)
+    rig.md.push(quote(0, 109.0, 111.0))
+    assert rig.drain() == (1, 0, 0, 0, 0)
+    assert rig.core.book[0, B_LAST_PX] == 110.0  # marked at the new mid
+    assert len(rig.orders.pop(0, 8)) == 0
+
+
+# -- features and infer -------------------------------------------------------------
+
+def test_features_drain_when_quotes_then_same_rows_as_features_step_pushed_to_infer(prefix, bells):
+    from alphad.kernels import quote_features as qf
+
+    md = ring(prefix, bells, "md", "features")
+    rows = ring(prefix, bells, "features", "infer")
+    quotes = np.concatenate([quote(0, 99.0, 101.0, t_origin=5), quote(0, 99.5, 101.0, t_origin=6)])
+    md.push(quotes)
+    state, twin_state = qf.new_state(2), qf.new_state(2)
+    md_u8, md_recs = buf("md")
+    out_u8, out = buf("features")
+    m, ctl = np.zeros(mx.SIZE // 8, np.int64), np.zeros(1024, np.int64)
+    fs = STAGE_INDEX["features"]
+    _, addr = timespec(0)
+    n, k, pushed = steps.features_drain(False, addr, ME, md.h64, md.b8, 0, md_u8, md_recs, 8, state, 0.5, 0.1, True,
+                                        out, out.view(np.int64), out.dtype.itemsize // 8, m, ctl, fs, rows.h64,
+                                        rows.b8, bells.words, bells.addr, out_u8)
+    assert (n, k, pushed) == (2, 2, 2)
+    twin = np.zeros(8, dtypes.FEATURE_DTYPE)
+    no_h64, no_b8 = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    tk, _ = steps.features_step(quotes, 2, twin_state, 0.5, 0.1, True, twin, twin.view(np.int64),
+                                twin.dtype.itemsize // 8, np.zeros_like(m), np.zeros_like(ctl), fs, no_h64, no_b8,
+                                bells.words, bells.addr, twin.view(np.uint8), -1)
+    got = rows.pop(0, 8)
+    assert tk == 2 and len(got) == 2
+    np.testing.assert_array_equal(got["x"], twin[:2]["x"])
+    np.testing.assert_array_equal(got["t_origin"], [5, 6])
+    np.testing.assert_array_equal(state, twin_state)
+
+
+def test_infer_drain_then_signals_step_when_rows_then_model_input_gathered_and_signals_sized(prefix, bells):
+    from alphad.daemon.infer import size_signals
+
+    features = ring(prefix, bells, "features", "infer")
+    signals = ring(prefix, bells, "signals", "risk")
+    rows = np.zeros(3, dtypes.FEATURE_DTYPE)
+    rows["x"] = np.arange(rows["x"].size, dtype=np.float64).reshape(rows["x"].shape)
+    rows["t_origin"], rows["instrument"], rows["seq"] = [7, 8, 9], [0, 1, 0], [1, 2, 3]
+    features.push(rows)
+    n_features = 4
+    x = np.zeros((2, n_features), np.float32)  # a model batch of 2: the third row waits
+    in_u8, in_recs = buf("features")
+    _, addr = timespec(0)
+    no_counts, no_edges = np.zeros((0, 0), np.int64), np.zeros((0, 0))
+    n = steps.infer_drain(False, addr, ME, features.h64, features.b8, 0, in_u8, in_recs, 2, n_features, x,
+                          no_counts, no_edges, bells.words, bells.addr)
+    assert n == 2
+    np.testing.assert_array_equal(x, rows["x"][:2, :n_features].astype(np.float32))
+    y = np.array([0.5, -3.0], np.float32)
+    out_u8, out = buf("signals")
+    m, ctl = np.zeros(mx.SIZE // 8, np.int64), np.zeros(1024, np.int64)
+    k, pushed = steps.signals_step(in_recs, n, y, 2.0, 1.0, 0.5, 0.0, out, out.view(np.int64),
+                                   out.dtype.itemsize // 8, m, ctl, STAGE_INDEX["infer"], signals.h64, signals.b8,
+                                   bells.words, bells.addr, out_u8)
+    assert (k, pushed) == (2, 2)
+    got = signals.pop(0, 8)
+    twin = np.zeros(2, dtypes.SIGNAL_DTYPE)
+    size_signals(rows, 2, y, 2.0, 1.0, 0.5, 0.0, twin, 0)
+    for field in ("t_origin", "seq", "instrument", "prediction", "target_weight"):
+        np.testing.assert_array_equal(got[field], twin[field], err_msg=field)
+    assert list(got["target_weight"]) == [0.25, -0.5]  # 0.5/2, and -3/2 capped at -0.5
+    assert steps.infer_drain(False, addr, ME, features.h64, features.b8, 0, in_u8, in_recs, 2, n_features, x,
+                             no_counts, no_edges, bells.words, bells.addr) == 1
