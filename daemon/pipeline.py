@@ -502,6 +502,7 @@ class ProcessRunner:
         pop = self._ring_pop
         drain = self._drain if self._drain_kind is not None else None
         drain_args = self._drain_args if drain is not None else ()
+        drained = getattr(self, f"_{self._drain_kind}_drained", None)
         ts_addr = sleeper.timespec_addr
         real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
@@ -534,7 +535,7 @@ class ProcessRunner:
                 elif self.simulated and feed.exhausted:
                     break  # backtest: the recording is exhausted
             if drain is not None:
-                if self._drained(drain(False, ts_addr, idx, *drain_args)):
+                if drained(drain(False, ts_addr, idx, *drain_args)):
                     busy = True
             else:
                 for kind, ring, ci, buf in inputs:
@@ -585,7 +586,7 @@ class ProcessRunner:
             ts[0] = timeout // 1_000_000_000
             ts[1] = timeout % 1_000_000_000
             if drain is not None:  # sleep and drain in one compiled call (steps.*_drain)
-                if self._drained(drain(True, ts_addr, idx, *drain_args)) and keep_warm:
+                if drained(drain(True, ts_addr, idx, *drain_args)) and keep_warm:
                     warm_at = time.monotonic_ns()
                 continue
             seq = self._arm(bells, idx)
@@ -595,29 +596,32 @@ class ProcessRunner:
             self._sleep(bells, bells_addr, idx, seq, sleeper.timespec_addr)
         return 0
 
-    def _drained(self, result) -> bool:
-        """After a drain: journal risk's denials, finish a push a full ring refused.
-        Returns whether anything was popped."""
-        if self._drain_kind == "features":
-            n, k, pushed = result
-            if k:
-                self._published("features", self._out["features"], k, pushed, -1)
-            return n > 0
-        if self._drain_kind == "infer":
-            n = result
-            if n:
-                rows = self.inputs[0][3].recs
-                self._last_rows = rows  # what a keep-warm rehearsal replays
-                k, pushed = self._signals_step(rows, n, self.infer.session.run_bound(n), *self._signals_args)
-                self._published("signals", self._out["signals"], k, pushed, -1)
-            return n > 0
-        if self._drain_kind == "risk":
-            n_md, n_sig, n_ex, k, pushed = result
-            if self.risk.den_n[0]:
-                self._journal_denials()
-            if k:
-                self._published("orders", self._out["orders"], k, pushed, -1)
-            return bool(n_md or n_sig or n_ex)
+    # -- after a drain (steps.*_drain): finish a push a full ring refused, hand on, journal.
+    # Each returns whether anything was popped.
+    def _features_drained(self, result) -> bool:
+        n, k, pushed = result
+        if k:
+            self._published("features", self._out["features"], k, pushed, -1)
+        return n > 0
+
+    def _infer_drained(self, n: int) -> bool:
+        """The drain gathered ``n`` rows into the model input: run the model, size, push."""
+        if n:
+            rows = self.inputs[0][3].recs
+            self._last_rows = rows  # what a keep-warm rehearsal replays
+            k, pushed = self._signals_step(rows, n, self.infer.session.run_bound(n), *self._signals_args)
+            self._published("signals", self._out["signals"], k, pushed, -1)
+        return n > 0
+
+    def _risk_drained(self, result) -> bool:
+        n_md, n_sig, n_ex, k, pushed = result
+        if self.risk.den_n[0]:
+            self._journal_denials()
+        if k:
+            self._published("orders", self._out["orders"], k, pushed, -1)
+        return bool(n_md or n_sig or n_ex)
+
+    def _router_drained(self, result) -> bool:
         n_md, n, k, pushed = result
         if k:
             self._published("exec", self._reports, k, pushed, -1)

@@ -30,3 +30,24 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture
+def prefix(request):
+    """A /dev/shm name prefix of this test's own; every segment under it is removed after."""
+    p = f"alphad-test-{os.getpid()}-{abs(hash(request.node.nodeid)) % 10**8}"
+    yield p
+    from alphad.ipc.shm import list_segments
+
+    for path in list_segments(p):
+        path.unlink()
+
+
+@pytest.fixture
+def bells(prefix):
+    """A doorbell segment under ``prefix`` (this process rings and sleeps on bell 0)."""
+    from alphad.ipc.doorbell import Doorbells
+
+    b = Doorbells.create(f"{prefix}.bells")
+    yield b
+    b.segment.close()

@@ -14,23 +14,6 @@ from alphad.ipc.ring import LayoutMismatch, Ring
 REC = np.dtype([("t_origin", "i8"), ("seq", "u8"), ("check", "u8")], align=True)
 
 
-@pytest.fixture
-def prefix(request):
-    p = f"alphad-test-{os.getpid()}-{abs(hash(request.node.nodeid)) % 10**8}"
-    yield p
-    from alphad.ipc.shm import list_segments
-
-    for path in list_segments(p):
-        path.unlink()
-
-
-@pytest.fixture
-def bells(prefix):
-    b = Doorbells.create(f"{prefix}.bells")
-    yield b
-    b.segment.close()
-
-
 def records(start, n):
     r = np.zeros(n, REC)
     r["seq"] = np.arange(start, start + n)

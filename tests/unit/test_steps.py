@@ -4,53 +4,25 @@ with ``wait`` sleep on the process's doorbell until a producer in another proces
 rings it."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 
 import numpy as np
-import pytest
 
 from alphad.daemon import risk as rk
 from alphad.daemon import router as rt
 from alphad.daemon import steps
-from alphad.daemon.config import decode_config
 from alphad.daemon.portfolio import on_mark
 from alphad.daemon.risk_codes import B_LAST_PX, B_POSITION
 from alphad.ipc import dtypes, metrics as mx
 from alphad.ipc.control import S_EVENTS_IN, STAGE_INDEX, stage_word
-from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.dtypes import EXEC_ACK, EXEC_FILL, MD_QUOTE
 from alphad.ipc.ring import Ring
+from test_risk_router import CFG  # two instruments, one sector, the risk limits those tests use
 
-CFG = decode_config("""
-universe: [{id: 0, symbol: AAA, sector: Tech, lot_size: 1}, {id: 1, symbol: BBB, sector: Tech, lot_size: 1}]
-risk:
-  initial_equity: 100000
-  min_order_notional: 10
-  instrument_defaults: {max_order_qty: 40, max_order_notional: 5000, max_position_weight: 0.08}
-  account: {sector_limit: 1.0, sector_warning: 0.9}
-""")
 RISK, ROUTER = STAGE_INDEX["risk"], STAGE_INDEX["router"]
 ME = 0  # this process's doorbell
-
-
-@pytest.fixture
-def prefix(request):
-    p = f"alphad-steps-{os.getpid()}-{abs(hash(request.node.nodeid)) % 10**8}"
-    yield p
-    from alphad.ipc.shm import list_segments
-
-    for path in list_segments(p):
-        path.unlink()
-
-
-@pytest.fixture
-def bells(prefix):
-    b = Doorbells.create(f"{prefix}.bells")
-    yield b
-    b.segment.close()
 
 
 def ring(prefix, bells, kind, consumer, *, woken=True):
