@@ -13,7 +13,9 @@ ONNX session, marks its stages READY in the control block, then loops:
    ``block`` (arm its doorbell, re-check, futex-wait with a timeout that also
    covers the feed's next due event and pending paper fills).  A blocking process
    that hosts one stage other than the feed does 2-4 in one compiled call per wake
-   instead (``steps.*_drain``): it returns to Python only after its step;
+   instead (``steps.*_drain``): it returns to Python only after its step.  The
+   ``fused`` process (feed through risk) likewise takes a due tick to its orders in
+   two compiled calls around the model (``steps.fused_front``/``fused_back``);
 5. with ``topology.infer_keep_warm_us``, the process hosting ``infer`` first re-runs
    the inference step on a scratch copy of its last row once it has been idle that
    long, so a spaced tick finds the model in cache (``_rehearse``).
@@ -50,19 +52,19 @@ from .portfolio import purge_tombstones
 from .risk_codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from .feed import FeedCore, load_events, parse_speed
 from .infer import InferCore, ModelSession
+from .steps import FEED_LOOPS, FEED_POS, FEED_SEQ
 from .topology import EDGES, Plan, segment_names
 
 BATCH = 256
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 HOUSEKEEPING_NS = 20_000_000
+FUSED_STAGES = ("feed", "features", "infer", "risk")
 MAX_WAIT_NS = 50_000_000
 
 #: The input rings (in ring order) of a single-stage process that drains in one call.
 DRAIN_INPUTS = {"features": ("md",), "infer": ("features",), "risk": ("md", "signals", "exec"),
                 "router": ("md", "orders")}
 
-# feed resume words in the feed's stage slot of the control block (survive a feed restart)
-FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
 
 
 @njit(cache=True)
@@ -240,6 +242,10 @@ class ProcessRunner:
         # (steps.*_drain), so it returns to Python only after its step; the others, and
         # spinning or yielding processes, pop ring by ring.
         kinds = tuple(kind for kind, _, _, _ in self.inputs)
+        # The fused process (feed through risk, on the real clock) takes a tick to its
+        # orders in two compiled calls around the model (steps.fused_front / fused_back).
+        self._fused = (not simulated and self.stages == FUSED_STAGES
+                       and not {"features", "signals"} & set(self.out_rings))
         self._drain_kind = None
         if self.wait == "block" and not simulated and len(self.stages) == 1:
             stage = self.stages[0]
@@ -412,6 +418,39 @@ class ProcessRunner:
             self.router.warm(md)  # n = 0: every router kernel, without touching a venue or the store
         if self._drain_kind is not None:
             self._drain, self._drain_args = self._bind_drain(no_h64, no_b8, bells, m, ctl)
+        if self._fused:
+            self._bind_fused(m, ctl)
+
+    def _bind_fused(self, m, ctl) -> None:
+        """steps.fused_front / fused_back with this process's live arguments, bound and warmed
+        with n = 0 on scratch counters and copies of the state (nothing emitted or pushed)."""
+        s, core, r = self.infer.session, self.infer, self.risk
+        md, rows, sigs, orders = (self._out[k] for k in ("md", "features", "signals", "orders"))
+        no_drift = np.zeros((0, 0), np.int64)
+
+        def front(m, ctl, limits, book, sectors, account, feat_state, drift_counts):
+            return (self.feed.events, md.recs, md.i64, md.words, m, ctl, *self._ring_args["md"], md.u8, limits, book,
+                    sectors, account, feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, rows.recs,
+                    rows.i64, rows.words, *self._ring_args["features"][:2], rows.u8, s.max_batch, s.n_features, s.x,
+                    drift_counts, core.drift_edges if core.drift_edges is not None else np.zeros((0, 0)))
+
+        def back(m, ctl, gate, den_n):
+            return (core.scale, core.weight_per_unit, core.weight_cap, core.min_abs_prediction, sigs.recs, sigs.i64,
+                    sigs.words, m, ctl, *self._ring_args["signals"], sigs.u8, *gate, orders.recs, r.denials, den_n,
+                    orders.i64, orders.words, *self._ring_args["orders"][:2], orders.u8)
+
+        marks = (r.limits, r.book, r.sectors, r.account)
+        gate = (r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids, r.oo_vals, r.params,
+                r.tmp)
+        drift = core.drift_counts if core.drift_counts is not None else no_drift
+        self._front_args = front(self.m, self.ctl, *marks, self.feat_state, drift)
+        self._back_args = back(self.m, self.ctl, gate, r.den_n)
+        head = (self.feed.pos, 0, self.feed.seq, self.feed.loops, 0)
+        self._front = steps.bind(steps.fused_front, *head, *self._front_args)
+        self._front(*head, *front(m, ctl, *[a.copy() for a in (*marks, self.feat_state)], no_drift))
+        y = s.y[:1, 0]
+        self._back = steps.bind(steps.fused_back, rows.recs, 0, y, *self._back_args)
+        self._back(rows.recs, 0, y, *back(m, ctl, [a.copy() for a in gate], r.den_n.copy()))
 
     def _bind_drain(self, no_h64, no_b8, bells, m, ctl):
         """The compiled drain of this process and its live arguments, warmed on an empty
@@ -506,6 +545,7 @@ class ProcessRunner:
         ts_addr = sleeper.timespec_addr
         real = -1  # the steps read CLOCK_MONOTONIC themselves
         go = self.simulated or feed is None
+        fused = self._fused
         keep_warm = self._keep_warm_ns
         warm_at = 0  # when this process last did work or rehearsed (keep-warm's clock)
         while not self.stopping:
@@ -521,15 +561,18 @@ class ProcessRunner:
                     busy = True
                     ticks += n
                     clock = now if self.simulated else real
-                    k, pushed = self._feed_step(feed.events, feed.pos, n, md_out.recs, feed.seq, time.time_ns(),
-                                                md_out.i64, md_out.words, self.m, self.ctl, FEED, *md_ring,
-                                                md_out.u8, clock)
-                    feed.advance(n)
-                    self.ctl[self._feed_words + FEED_POS] = feed.pos
-                    self.ctl[self._feed_words + FEED_SEQ] = feed.seq
-                    self.ctl[self._feed_words + FEED_LOOPS] = feed.loops
-                    for handler in md_handlers:
-                        handler(md_out.recs, n, clock)
+                    if fused:
+                        self._fused_tick(n)
+                    else:
+                        k, pushed = self._feed_step(feed.events, feed.pos, n, md_out.recs, feed.seq,
+                                                    time.time_ns(), md_out.i64, md_out.words, self.m, self.ctl,
+                                                    FEED, *md_ring, md_out.u8, clock)
+                        feed.advance(n)
+                        self.ctl[self._feed_words + FEED_POS] = feed.pos
+                        self.ctl[self._feed_words + FEED_SEQ] = feed.seq
+                        self.ctl[self._feed_words + FEED_LOOPS] = feed.loops
+                        for handler in md_handlers:
+                            handler(md_out.recs, n, clock)
                     if self.bench_ticks and ticks >= self.bench_ticks:
                         feed = self.feed = None
                 elif self.simulated and feed.exhausted:
@@ -626,6 +669,22 @@ class ProcessRunner:
         if k:
             self._published("exec", self._reports, k, pushed, -1)
         return bool(n_md or n)
+
+    def _fused_tick(self, n: int) -> None:
+        """The feed's due batch through features, the model and the gate (steps.fused_front,
+        then fused_back); the feed's resume words are written in fused_front."""
+        feed = self.feed
+        k = self._front(feed.pos, n, feed.seq, feed.loops, time.time_ns(), *self._front_args)
+        feed.advance(n)
+        rows = self._out["features"]
+        if k > self.infer.session.max_batch:  # more rows than one model run: the handler chain
+            self._published("features", rows, k, k, -1)
+        elif k:
+            self._last_rows = rows.recs  # what a keep-warm rehearsal replays
+            n_orders, pushed = self._back(rows.recs, k, self.infer.session.run_bound(k), *self._back_args)
+            if self.risk.den_n[0]:
+                self._journal_denials()
+            self._published("orders", self._out["orders"], n_orders, pushed, -1)
 
     def _rehearse(self) -> int:
         """One keep-warm run of the inference step on a scratch copy; returns when it ended."""

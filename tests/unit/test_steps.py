@@ -312,3 +312,75 @@ def test_infer_drain_then_signals_step_when_rows_then_model_input_gathered_and_s
     assert list(got["target_weight"]) == [0.25, -0.5]  # 0.5/2, and -3/2 capped at -0.5
     assert steps.infer_drain(False, addr, ME, features.h64, features.b8, 0, in_u8, in_recs, 2, n_features, x,
                              no_counts, no_edges, bells.words, bells.addr) == 1
+
+
+# -- the fused process: feed through risk in two calls around the model --------------
+
+def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_state_as_the_stage_steps(prefix,
+                                                                                                          bells):
+    from alphad.daemon.infer import gather_rows, size_signals
+    from alphad.kernels import quote_features as qf
+
+    FEED, FEATURES, INFER = (STAGE_INDEX[s] for s in ("feed", "features", "infer"))
+    md_ring = ring(prefix, bells, "md", "router", woken=False)
+    orders = ring(prefix, bells, "orders", "router")
+    events = np.concatenate([quote(0, 99.0, 101.0), quote(1, 49.0, 51.0)])
+    no_h64, no_b8 = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    no_counts, no_edges = np.zeros((0, 0), np.int64), np.zeros((0, 0))
+    y = np.array([0.5, -0.25], np.float32)  # the model's predictions: the shell runs it between the calls
+    sizing = (1.0, 0.04, 0.02, 0.0)  # scale, weight per unit, cap, min |prediction|: weights 0.02 and -0.01
+
+    def buffers():
+        return {kind: buf(kind) for kind in ("md", "features", "signals", "orders")}
+
+    # the chain
+    core, state, b = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64)), qf.new_state(2), buffers()
+    m, ctl = np.zeros(mx.SIZE // 8, np.int64), np.zeros(1024, np.int64)
+    x = np.zeros((2, 4), np.float32)
+    (md_u8, md), (rows_u8, rows), (sig_u8, sigs), (out_u8, out) = b.values()
+    k = steps.fused_front(0, 2, 10, 3, 0, events, md, md.view(np.int64), md.dtype.itemsize // 8, m, ctl, md_ring.h64,
+                          md_ring.b8, bells.words, bells.addr, md_u8, core.limits, core.book, core.sectors,
+                          core.account, state, 0.5, 0.1, True, rows, rows.view(np.int64), rows.dtype.itemsize // 8,
+                          no_h64, no_b8, rows_u8, 2, 4, x, no_counts, no_edges)
+    assert k == 2
+    ko, pushed = steps.fused_back(rows, k, y, *sizing, sigs, sigs.view(np.int64), sigs.dtype.itemsize // 8, m, ctl,
+                                  no_h64, no_b8, bells.words, bells.addr, sig_u8, *core.gate_args(), core.oo_ids,
+                                  core.oo_vals, core.params, core.tmp, out, core.denials, core.den_n,
+                                  out.view(np.int64), out.dtype.itemsize // 8, orders.h64, orders.b8, out_u8)
+
+    # the same tick through the steps the stages run one by one
+    twin, twin_state, tb = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64)), qf.new_state(2), buffers()
+    tm, tctl = np.zeros_like(m), np.zeros_like(ctl)
+    (_, tmd), (_, trows), (_, tsigs), (_, tout) = tb.values()
+    steps.feed_step(events, 0, 2, tmd, 10, 0, tmd.view(np.int64), tmd.dtype.itemsize // 8, tm, tctl, FEED, no_h64,
+                    no_b8, bells.words, bells.addr, tmd.view(np.uint8), -1)
+    rk.on_marks(tmd, 2, twin.limits, twin.book, twin.sectors, twin.account)
+    tk, _ = steps.features_step(tmd, 2, twin_state, 0.5, 0.1, True, trows, trows.view(np.int64),
+                                trows.dtype.itemsize // 8, tm, tctl, FEATURES, no_h64, no_b8, bells.words, bells.addr,
+                                trows.view(np.uint8), -1)
+    tx = np.zeros_like(x)
+    gather_rows(trows, tk, 4, tx)
+    ks = size_signals(trows, tk, y, *sizing, tsigs, 0)
+    tko, _ = steps.risk_step(tsigs, ks, *twin.gate_args(), twin.oo_ids, twin.oo_vals, twin.params, twin.tmp, tctl, tm,
+                             tout, twin.denials, twin.den_n, tout.view(np.int64), tout.dtype.itemsize // 8, RISK,
+                             no_h64, no_b8, bells.words, bells.addr, tout.view(np.uint8), -1)
+
+    sent_md = md_ring.pop(0, 8)
+    np.testing.assert_array_equal(sent_md["seq"], [10, 11])
+    for field in ("instrument", "bid_px", "ask_px"):
+        np.testing.assert_array_equal(sent_md[field], tmd[:2][field], err_msg=field)
+    np.testing.assert_array_equal(rows[:2]["x"], trows[:2]["x"])
+    np.testing.assert_array_equal(x, tx)
+    np.testing.assert_array_equal(state, twin_state)
+    assert tko == 2 and (ko, pushed) == (2, 2)  # one order per instrument: a buy and a sell
+    sent = orders.pop(0, 8)
+    for field in ("client_order_id", "instrument", "side", "qty", "kind"):
+        np.testing.assert_array_equal(sent[field], tout[:2][field], err_msg=field)
+    np.testing.assert_array_equal(core.book, twin.book)
+    np.testing.assert_array_equal(core.account, twin.account)
+    block = mx.MetricsBlock.__new__(mx.MetricsBlock)
+    block.words = m
+    assert [block.latency_count(s) for s in (FEED, FEATURES, INFER, RISK)] == [2, 2, 2, 2]
+    assert [ctl[stage_word(s, S_EVENTS_IN)] for s in (FEATURES, INFER, RISK)] == [2, 2, 2]
+    fw = stage_word(FEED, 0)  # the feed's resume words, written before anything downstream can fail
+    assert (ctl[fw + steps.FEED_POS], ctl[fw + steps.FEED_SEQ], ctl[fw + steps.FEED_LOOPS]) == (2, 12, 3)
