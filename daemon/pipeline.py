@@ -58,13 +58,12 @@ from .topology import EDGES, Plan, segment_names
 BATCH = 256
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 HOUSEKEEPING_NS = 20_000_000
-FUSED_STAGES = ("feed", "features", "infer", "risk")
 MAX_WAIT_NS = 50_000_000
+FUSED_STAGES = ("feed", "features", "infer", "risk")
 
 #: The input rings (in ring order) of a single-stage process that drains in one call.
 DRAIN_INPUTS = {"features": ("md",), "infer": ("features",), "risk": ("md", "signals", "exec"),
                 "router": ("md", "orders")}
-
 
 
 @njit(cache=True)
@@ -237,15 +236,15 @@ class ProcessRunner:
                                         impact_out=self.metrics.impact)
             self._reports = _Out.over("exec", self.router.reports)
             self.handlers["orders"].append(self._router_on_orders)
+        # The fused process (feed through risk, on the real clock) takes a tick to its
+        # orders in two compiled calls around the model (steps.fused_front / fused_back).
+        self._fused = (not simulated and self.stages == FUSED_STAGES
+                       and not {"features", "signals"} & set(self.out_rings))
         # A blocking process that hosts one stage (features, infer, risk, or router with
         # immediate execution) sleeps and drains its rings in one compiled call
         # (steps.*_drain), so it returns to Python only after its step; the others, and
         # spinning or yielding processes, pop ring by ring.
         kinds = tuple(kind for kind, _, _, _ in self.inputs)
-        # The fused process (feed through risk, on the real clock) takes a tick to its
-        # orders in two compiled calls around the model (steps.fused_front / fused_back).
-        self._fused = (not simulated and self.stages == FUSED_STAGES
-                       and not {"features", "signals"} & set(self.out_rings))
         self._drain_kind = None
         if self.wait == "block" and not simulated and len(self.stages) == 1:
             stage = self.stages[0]
@@ -675,16 +674,16 @@ class ProcessRunner:
         then fused_back); the feed's resume words are written in fused_front."""
         feed = self.feed
         k = self._front(feed.pos, n, feed.seq, feed.loops, time.time_ns(), *self._front_args)
-        feed.advance(n)
         rows = self._out["features"]
         if k > self.infer.session.max_batch:  # more rows than one model run: the handler chain
             self._published("features", rows, k, k, -1)
         elif k:
-            self._last_rows = rows.recs  # what a keep-warm rehearsal replays
             n_orders, pushed = self._back(rows.recs, k, self.infer.session.run_bound(k), *self._back_args)
+            self._last_rows = rows.recs  # what a keep-warm rehearsal replays
             if self.risk.den_n[0]:
                 self._journal_denials()
             self._published("orders", self._out["orders"], n_orders, pushed, -1)
+        feed.advance(n)  # after the orders left: the control block's resume words are already written
 
     def _rehearse(self) -> int:
         """One keep-warm run of the inference step on a scratch copy; returns when it ended."""
