@@ -174,6 +174,13 @@ class InferCore:
         self.min_abs_prediction = min_abs_prediction
         self._gather, self._size = gather_rows, size_signals
 
+    def drift_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(counts, edges)`` for the compiled steps: empty 2-D arrays when no drift is
+        counted (``counts.shape[0] == 0`` tells a step to skip it)."""
+        if self.drift_counts is None:
+            return np.zeros((0, 0), np.int64), np.zeros((0, 0))
+        return self.drift_counts, self.drift_edges
+
     def bind(self, rows: np.ndarray, out: np.ndarray) -> None:
         """Bind the njit helpers to their compiled entry points for these buffers' types
         (see :func:`alphad.daemon.steps.bind`); call once while warming."""

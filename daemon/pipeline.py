@@ -425,13 +425,14 @@ class ProcessRunner:
         with n = 0 on scratch counters and copies of the state (nothing emitted or pushed)."""
         s, core, r = self.infer.session, self.infer, self.risk
         md, rows, sigs, orders = (self._out[k] for k in ("md", "features", "signals", "orders"))
+        drift, edges = core.drift_arrays()
         no_drift = np.zeros((0, 0), np.int64)
 
         def front(m, ctl, limits, book, sectors, account, feat_state, drift_counts):
             return (self.feed.events, md.recs, md.i64, md.words, m, ctl, *self._ring_args["md"], md.u8, limits, book,
                     sectors, account, feat_state, self.alpha_fast, self.alpha_slow, self.quotes_only, rows.recs,
                     rows.i64, rows.words, *self._ring_args["features"][:2], rows.u8, s.max_batch, s.n_features, s.x,
-                    drift_counts, core.drift_edges if core.drift_edges is not None else np.zeros((0, 0)))
+                    drift_counts, edges)
 
         def back(m, ctl, gate, den_n):
             return (core.scale, core.weight_per_unit, core.weight_cap, core.min_abs_prediction, sigs.recs, sigs.i64,
@@ -441,7 +442,6 @@ class ProcessRunner:
         marks = (r.limits, r.book, r.sectors, r.account)
         gate = (r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids, r.oo_vals, r.params,
                 r.tmp)
-        drift = core.drift_counts if core.drift_counts is not None else no_drift
         self._front_args = front(self.m, self.ctl, *marks, self.feat_state, drift)
         self._back_args = back(self.m, self.ctl, gate, r.den_n)
         head = (self.feed.pos, 0, self.feed.seq, self.feed.loops, 0)
@@ -469,8 +469,7 @@ class ProcessRunner:
             dispatcher = steps.features_drain
         elif self._drain_kind == "infer":
             s, core = self.infer.session, self.infer
-            drift = (core.drift_counts, core.drift_edges) if core.drift_counts is not None else (
-                np.zeros((0, 0), np.int64), np.zeros((0, 0)))
+            drift = core.drift_arrays()
             live += [s.max_batch, s.n_features, s.x, *drift, self.bells.words, self.bells.addr]
             idle += [s.max_batch, s.n_features, s.x, np.zeros((0, 0), np.int64), drift[1], *bells]
             dispatcher = steps.infer_drain
