@@ -13,10 +13,10 @@ import sys
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("alphad.daemon.supervisor", "start every stage process of the topology and supervise them"),
-    "stage": ("alphad.daemon.stage_main", "run the stages of one process (started by `run` or systemd)"),
+    "run": ("alphad.daemon.supervisor.supervisor", "start every stage process of the topology and supervise them"),
+    "stage": ("alphad.daemon.shell.stage_main", "run the stages of one process (started by `run` or systemd)"),
     "ctl": ("alphad.ops.ctl", "send a command to a running daemon's control port"),
-    "backtest": ("alphad.daemon.backtest", "replay the feed through every stage core in one process on a simulated clock"),
+    "backtest": ("alphad.daemon.shell.backtest", "replay the feed through every stage core in one process on a simulated clock"),
     "bench": ("alphad.ops.bench", "tick-to-trade latency benchmark over the real processes"),
     "train-demo": ("alphad.ops.demo_model", "train the demo LightGBM model on the replay slice and export ONNX"),
     "train": ("alphad.ops.train_cli", "walk-forward / purged-CV LightGBM training with gates and ONNX export"),

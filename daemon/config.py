@@ -15,8 +15,8 @@ from msgspec import Meta
 
 from alphad.ipc.control import STAGES as _STAGES
 
-from .paper_venue import VenueSpec
-from .risk_config import RiskConfig
+from alphad.daemon.router.venues.paper import VenueSpec
+from alphad.daemon.risk.config import RiskConfig
 
 PositiveInt = Annotated[int, Meta(gt=0)]
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -150,7 +150,7 @@ class Model(Base):
 
 class Risk(RiskConfig):
     """The ``risk:`` section: every limit of the pre-trade gate, sizing and drawdown ladder
-    (:class:`alphad.daemon.risk_config.RiskConfig`), plus the account's start."""
+    (:class:`alphad.daemon.risk.config.RiskConfig`), plus the account's start."""
 
     initial_equity: PositiveFloat = 1_000_000.0
     #: Orders smaller than this notional are not worth sending (a threshold, not a denial).

@@ -14,7 +14,7 @@ Words (int64):
 6       supervisor pid
 8       resume requests (counter; the risk stage performs the resume)
 16..22  the risk control array (layout ``C_*`` in
-        :mod:`alphad.daemon.risk_codes`): trading state (ACTIVE=0,
+        :mod:`alphad.daemon.risk.codes`): trading state (ACTIVE=0,
         REDUCING=1, HALTED=2), reason, when, flatten request, throttle
         clock, warning bits, epoch
 64+     stage ``i`` at ``64 + 16*i``: pid, ready, heartbeat ns, restarts,

@@ -90,7 +90,7 @@ def _pct(samples_ns: np.ndarray, qs=(50, 90, 99, 99.9)) -> dict[str, float]:
 
 def run(args) -> int:
     from alphad.daemon.config import load_config
-    from alphad.daemon.supervisor import Supervisor, write_effective
+    from alphad.daemon.supervisor.supervisor import Supervisor, write_effective
 
     cfg, base = load_config(args.config)
     # one convert, so the overrides are checked as config.yaml's own values are

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from alphad.kernels.quote_features import FEATURE_SETS, quote_features_batch
-from alphad.ops.drift import reference_histograms
-from alphad.ops.model_card import FoldResult, ModelCard, sha256_file, write_card
+from alphad.daemon.infer.drift import reference_histograms
+from alphad.daemon.infer.model_card import FoldResult, ModelCard, sha256_file, write_card
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -59,7 +59,7 @@ def run(args) -> int:
         raise RuntimeError(f"train-demo needs the train extra ({e.name} is missing): pip install -e '.[train]'") from None
 
     from alphad.daemon.config import load_config, resolve
-    from alphad.daemon.feed import load_events
+    from alphad.daemon.feed.core import load_events
 
     cfg, base = load_config(args.config)
     out = Path(args.out) if args.out else resolve(base, cfg.model.card).parent

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from alphad.daemon.bound_runner import BoundRunner
+from alphad.daemon.infer.bound_runner import BoundRunner
 from alphad.ops.ensemble import Ensemble, MemberSpec
 
 __all__ = [

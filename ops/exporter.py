@@ -46,7 +46,7 @@ class DriftView:
         import numpy as np
 
         from alphad.ipc.shm import Segment
-        from alphad.ops.drift import psi
+        from alphad.daemon.infer.drift import psi
 
         if self._counts is None:
             try:

@@ -28,8 +28,8 @@ import time
 
 import numpy as np
 
-from alphad.daemon import idle_poll
-from alphad.daemon.affinity import fifo_priority
+from alphad.daemon.shell import idle_poll
+from alphad.daemon.shell.affinity import fifo_priority
 from alphad.daemon.config import Topology
 
 _WORD = 64  # one cache line per counter

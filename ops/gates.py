@@ -1,6 +1,6 @@
 """Validation gates: a model that fails one is not exported.
 
-Three gates, each a :class:`alphad.ops.model_card.GateResult`:
+Three gates, each a :class:`alphad.daemon.infer.model_card.GateResult`:
 
 ``min_mean_ic``
     mean out-of-sample IC over folds >= threshold.
@@ -18,7 +18,7 @@ import math
 import msgspec
 import numpy as np
 
-from alphad.ops.model_card import GateResult
+from alphad.daemon.infer.model_card import GateResult
 
 __all__ = ["GateConfig", "GateFailed", "ic_tstat", "evaluate_gates", "check_gates"]
 

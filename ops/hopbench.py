@@ -72,7 +72,7 @@ def main() -> int:
     out = f"/tmp/{a.prefix}.npy"
     pollers = []
     if a.idle_poll:
-        from alphad.daemon import idle_poll
+        from alphad.daemon.shell import idle_poll
 
         pollers = idle_poll.start()
     child = subprocess.Popen([sys.executable, "-m", "alphad.ops.hopbench", "--role", "consumer", "--wait", a.wait,

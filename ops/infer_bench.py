@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from alphad.daemon.infer import InferCore, ModelSession
+from alphad.daemon.infer.core import InferCore, ModelSession
 from alphad.ipc.dtypes import FEATURE_DTYPE, SIGNAL_DTYPE
 from alphad.kernels.quote_features import FEATURE_NAMES
 

@@ -1,6 +1,6 @@
 """``alphad tca JOURNAL -o DIR``: transaction-cost analysis report from a journal.
 
-Reads a JSON-lines execution journal (format: :mod:`alphad.daemon.tca`), or the
+Reads a JSON-lines execution journal (format: :mod:`alphad.ops.tca`), or the
 daemon's own hash-chained journal (``var/journal/journal.jsonl``), and
 writes ``DIR/tca_report.md`` (per-parent table and summary), ``DIR/tca.png``
 (cost breakdown and performance vs VWAP) and ``DIR/tca.csv``.
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alphad.daemon.tca import analyze, read_journal, write_report
+    from alphad.ops.tca import analyze, read_journal, write_report
 
     rows = analyze(read_journal(args.journal))
     res = write_report(rows, args.out, title=args.title)

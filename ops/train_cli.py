@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 
 from alphad.ops.gates import GateConfig
-from alphad.ops.model_card import ModelCard
+from alphad.daemon.infer.model_card import ModelCard
 
 __all__ = ["TrainConfig", "load_config", "add_arguments", "run", "train"]
 
@@ -211,11 +211,11 @@ def train(
 ) -> int:
     """Run the pipeline; return 0 (exported) or :data:`EXIT_GATE_FAILED`."""
     from alphad.ops import dataset as dsm
-    from alphad.ops.drift import reference_histograms
+    from alphad.daemon.infer.drift import reference_histograms
     from alphad.ops.ensemble import cross_validate, ensemble_weights, fit_ensemble
     from alphad.ops.export_onnx import INPUT_NAME, OUTPUT_NAME, ensemble_to_onnx, make_session, save_onnx
     from alphad.ops.gates import evaluate_gates, ic_tstat
-    from alphad.ops.model_card import FoldResult, sha256_file, write_card
+    from alphad.daemon.infer.model_card import FoldResult, sha256_file, write_card
 
     say = progress or (lambda _m: None)
     out.mkdir(parents=True, exist_ok=True)
@@ -342,7 +342,7 @@ def train(
 
 
 class TrainedModelCard(ModelCard, kw_only=True, frozen=True):
-    """The daemon's :class:`~alphad.ops.model_card.ModelCard` plus training evidence.
+    """The daemon's :class:`~alphad.daemon.infer.model_card.ModelCard` plus training evidence.
 
     ``read_card`` decodes the base fields and ignores these.
     """

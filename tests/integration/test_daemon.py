@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alphad.daemon.infer import choose_providers
+from alphad.daemon.infer.core import choose_providers
 from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
 
@@ -120,7 +120,7 @@ def test_shutdown_when_requested_then_no_process_and_no_shm_segment_left(daemon)
     out = daemon.output()
     assert "shared memory removed" in out
     journal = Path(daemon.config).parent / "journal" / "journal.jsonl"
-    from alphad.daemon.journal import verify
+    from alphad.daemon.supervisor.journal import verify
 
     n, bad = verify(journal)
     assert n > 0 and bad is None
@@ -134,7 +134,7 @@ def test_shutdown_when_requested_then_no_process_and_no_shm_segment_left(daemon)
     assert [e["command"] for e in entries if e["type"] == "control"][:2] == ["halt", "resume"]
     # and `alphad tca` reads this very journal: one parent per order, priced at its arrival quote
     from alphad.daemon.cli import main as alphad_main
-    from alphad.daemon.tca import analyze, read_journal
+    from alphad.ops.tca import analyze, read_journal
 
     rows = analyze(read_journal(journal))
     orders = {e["client_order_id"] for e in entries if e["type"] == "order"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alphad.daemon.journal import verify
+from alphad.daemon.supervisor.journal import verify
 from alphad.ipc import frames
 from alphad.ipc.dtypes import EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL
 

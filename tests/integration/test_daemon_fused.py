@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from alphad.daemon.journal import verify
-from alphad.daemon.steps import FEED_SEQ
-from alphad.daemon.topology import segment_names
+from alphad.daemon.supervisor.journal import verify
+from alphad.daemon.shell.compiled import FEED_SEQ
+from alphad.daemon.shell.topology import segment_names
 from alphad.ipc import frames
 from alphad.ipc.control import STAGE_INDEX, ControlBlock, stage_word
 

@@ -11,7 +11,7 @@ import pytest
 from alphad.daemon.cli import main
 from alphad.ops import dataset as dsm
 from alphad.ops.export_onnx import make_session
-from alphad.ops.model_card import read_card
+from alphad.daemon.infer.model_card import read_card
 
 SYMBOLS = ["AAPL", "MSFT", "JPM", "XOM", "KO", "PFE", "GE", "WMT"]
 

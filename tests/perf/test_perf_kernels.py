@@ -183,7 +183,7 @@ class StageRig:
         import msgspec
 
         from alphad.daemon.config import load_config
-        from alphad.daemon.supervisor import Supervisor
+        from alphad.daemon.supervisor.supervisor import Supervisor
 
         cfg = msgspec.yaml.decode((REPO / "config.yaml").read_bytes())
         cfg["feed"]["path"] = str(REPO / cfg["feed"]["path"])

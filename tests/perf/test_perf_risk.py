@@ -16,10 +16,10 @@ import time
 import msgspec
 import numpy as np
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.portfolio import apply_fill, on_mark
-from alphad.daemon.risk_checks import check_batch, check_order, gate_target
-from alphad.daemon.risk_config import RiskConfig, build_risk_arrays
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.portfolio import apply_fill, on_mark
+from alphad.daemon.risk.checks import check_batch, check_order, gate_target
+from alphad.daemon.risk.config import RiskConfig, build_risk_arrays
 
 N_INST = 500
 SECTORS = ["Communication Services", "Consumer Discretionary", "Consumer Staples", "Energy",

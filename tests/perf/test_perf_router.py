@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 
 from alphad.daemon.config import decode_config
-from alphad.daemon.order_fsm import OrderStore, State, client_order_id
-from alphad.daemon.paper_venue import LatencyModel, SmartRouter, VenueSpec, load_binance_book
-from alphad.daemon.router import RouterCore
+from alphad.daemon.router.order_fsm import OrderStore, State, client_order_id
+from alphad.daemon.router.venues.paper import LatencyModel, SmartRouter, VenueSpec, load_binance_book
+from alphad.daemon.router.core import RouterCore
 from alphad.ipc.dtypes import ORDER_DTYPE, ORDER_LIMIT, ORDER_MARKET
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from alphad.daemon.affinity import fifo_priority
+from alphad.daemon.shell.affinity import fifo_priority
 from alphad.daemon.config import Topology
 
 # Runs in a child so the test process's own policy and affinity are left alone.
 _CHILD = """
 import json, os, sys
-from alphad.daemon.affinity import apply_placement
+from alphad.daemon.shell.affinity import apply_placement
 from alphad.daemon.config import Topology
 cpu, position = int(sys.argv[1]), int(sys.argv[2])
 warning = apply_placement(Topology(sched="fifo", priority=20, cpus={"risk": cpu}), "risk", position=position)
@@ -47,7 +47,7 @@ def test_apply_placement_when_risk_is_fourth_then_pinned_at_base_plus_three():
 
 
 def test_apply_placement_when_cpu_not_allowed_then_error_names_the_cpus():
-    from alphad.daemon.affinity import apply_placement
+    from alphad.daemon.shell.affinity import apply_placement
     bad = max(os.sched_getaffinity(0)) + 64
     with pytest.raises(ValueError, match=f"topology.cpus.feed is {bad} but this process may run only on CPUs"):
         apply_placement(Topology(cpus={"feed": bad}), "feed")

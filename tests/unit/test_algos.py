@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphad.daemon.algos import (
+from alphad.daemon.router.algos import (
     POV,
     TWAP,
     VWAP,
@@ -21,8 +21,8 @@ from alphad.daemon.algos import (
     ParentState,
     intraday_volume_profile,
 )
-from alphad.daemon.order_fsm import TERMINAL, OrderStore, State
-from alphad.daemon.paper_venue import (
+from alphad.daemon.router.order_fsm import TERMINAL, OrderStore, State
+from alphad.daemon.router.venues.paper import (
     LatencyModel,
     PaperVenue,
     VenueSpec,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alphad.daemon.backtest import backtest
+from alphad.daemon.shell.backtest import backtest
 from alphad.daemon.config import load_config
 
 

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.risk_checks import set_state
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.checks import set_state
 from alphad.ipc import control as cb
 
 

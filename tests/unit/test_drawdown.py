@@ -12,17 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.drawdown import (
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.drawdown import (
     AlertSender,
     DrawdownArrays,
     event_name,
     start_session_drawdown,
     update_drawdown,
 )
-from alphad.daemon.portfolio import apply_fill, on_mark
-from alphad.daemon.risk_checks import check_order, resume
-from alphad.daemon.risk_config import DrawdownConfig, RiskConfig, build_risk_arrays
+from alphad.daemon.risk.portfolio import apply_fill, on_mark
+from alphad.daemon.risk.checks import check_order, resume
+from alphad.daemon.risk.config import DrawdownConfig, RiskConfig, build_risk_arrays
 
 NS_DAY_CLOSE = 21 * 3600 * 10**9  # 16:00 New York is ~21:00 UTC; daily samples at the close
 
@@ -268,7 +268,7 @@ def test_alert_sender_when_url_not_http_then_error_names_it():
 
 @pytest.mark.parametrize("operator_reducing", [False, True])
 def test_ladder_when_recovering_below_critical_then_lifts_only_its_own_reducing(operator_reducing):
-    from alphad.daemon.risk_checks import set_state
+    from alphad.daemon.risk.checks import set_state
 
     thr = DrawdownConfig().threshold_table()
     lad = DrawdownArrays(100.0)

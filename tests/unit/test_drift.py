@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphad.ops import dataset as dsm
-from alphad.ops.drift import (
+from alphad.daemon.infer.drift import (
     PSI_EPS,
     DriftMonitor,
     DriftReference,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alphad.daemon.feed import (FeedCore, load_binance, load_generic, load_lean_minute, parse_speed,
+from alphad.daemon.feed.core import (FeedCore, load_binance, load_generic, load_lean_minute, parse_speed,
                                 synthetic)
 from alphad.ipc.dtypes import MD_DTYPE, MD_QUOTE, MD_TRADE
 

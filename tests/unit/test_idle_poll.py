@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from alphad.daemon import idle_poll
+from alphad.daemon.shell import idle_poll
 
 
 def test_pollers_when_started_then_sched_idle_pinned_and_stopped_cleanly():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alphad.daemon.impact import (
+from alphad.daemon.router.impact import (
     ImpactParams,
     TimeOfDay,
     ac_linear_coefficients,

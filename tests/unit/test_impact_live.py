@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alphad.daemon import router as rt
+from alphad.daemon.router import core as rt
 from alphad.daemon.config import ImpactLive, decode_config
-from alphad.daemon.impact import ImpactParams, calibrate, expected_slippage
-from alphad.daemon.impact_live import N_SAMPLES, P_ALPHA, P_ETA, P_GAMMA, P_OBS, LiveImpact, harvest
-from alphad.daemon.order_fsm import FLAG_HARVESTED, OrderStore, State
-from alphad.daemon.paper_venue import SmartRouter, VenueSpec
+from alphad.daemon.router.impact import ImpactParams, calibrate, expected_slippage
+from alphad.daemon.router.impact_live import N_SAMPLES, P_ALPHA, P_ETA, P_GAMMA, P_OBS, LiveImpact, harvest
+from alphad.daemon.router.order_fsm import FLAG_HARVESTED, OrderStore, State
+from alphad.daemon.router.venues.paper import SmartRouter, VenueSpec
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import MD_DTYPE, MD_TRADE, ORDER_DTYPE, ORDER_LIMIT, ORDER_MARKET
 

@@ -7,7 +7,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from alphad.daemon.infer import InferCore, ModelMismatch, ModelSession
+from alphad.daemon.infer.core import InferCore, ModelMismatch, ModelSession
 from alphad.ipc.dtypes import FEATURE_DTYPE, SIGNAL_DTYPE
 from alphad.kernels.quote_features import FEATURE_NAMES
 
@@ -71,7 +71,7 @@ def test_infer_core_when_rows_then_signals_capped_and_carry_origin(card):
 
 
 def test_bound_runner_when_session_lacks_private_entry_then_public_method_with_same_predictions(card):
-    from alphad.daemon.bound_runner import BoundRunner
+    from alphad.daemon.infer.bound_runner import BoundRunner
 
     s = ModelSession(card, FEATURE_NAMES, provider="cpu", max_batch=4)
     assert s.fast_path is s.runner.fast

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from alphad.daemon.journal import JournalWriter, verify
+from alphad.daemon.supervisor.journal import JournalWriter, verify
 
 
 def test_journal_when_written_and_reopened_then_chain_verifies(tmp_path):

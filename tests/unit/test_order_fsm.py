@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphad.daemon.order_fsm import (
+from alphad.daemon.router.order_fsm import (
     ERR_DUPLICATE_CID,
     ERR_INVALID_TRANSITION,
     ERR_OVERFILL,
@@ -282,7 +282,7 @@ def test_cancel_all_when_called_then_every_working_order_pending_cancel_once():
 
 
 def test_compact_when_orders_ended_long_ago_then_forgotten_and_the_rest_still_found():
-    from alphad.daemon.order_fsm import OrderStore, State, Trigger
+    from alphad.daemon.router.order_fsm import OrderStore, State, Trigger
 
     store = OrderStore(capacity=8)
     for cid in range(1, 6):

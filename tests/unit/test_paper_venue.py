@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphad.daemon.order_fsm import (
+from alphad.daemon.router.order_fsm import (
     ERR_DUPLICATE_CID,
     LIQ_MAKER,
     LIQ_TAKER,
@@ -21,7 +21,7 @@ from alphad.daemon.order_fsm import (
     State,
     client_order_id,
 )
-from alphad.daemon.paper_venue import (
+from alphad.daemon.router.venues.paper import (
     LatencyModel,
     PaperVenue,
     SmartRouter,
@@ -29,7 +29,7 @@ from alphad.daemon.paper_venue import (
     load_binance_book,
     load_binance_trades,
 )
-from alphad.daemon.venue import VenueAdapter
+from alphad.daemon.router.venues.base import VenueAdapter
 from alphad.ipc.dtypes import (
     EXEC_ACK,
     EXEC_CANCELED,

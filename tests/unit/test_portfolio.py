@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.portfolio import (
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.portfolio import (
     PF_BAD_FILL,
     PF_DUPLICATE_ORDER,
     PF_OK,
@@ -26,7 +26,7 @@ from alphad.daemon.portfolio import (
     portfolio_var_cvar,
     revalue,
 )
-from alphad.daemon.risk_config import RiskConfig, build_risk_arrays
+from alphad.daemon.risk.config import RiskConfig, build_risk_arrays
 from alphad.ipc.dtypes import EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT
 
 CFG = msgspec.convert({}, type=RiskConfig)
@@ -290,7 +290,7 @@ def test_correlation_monitor_when_window_not_full_then_uses_rows_so_far():
 
 
 def test_purge_tombstones_when_orders_come_and_go_then_live_ones_still_found_and_slots_empty_again():
-    from alphad.daemon.portfolio import OO_EMPTY, OO_FREED, _find, _slot_start, new_open_order_table, purge_tombstones
+    from alphad.daemon.risk.portfolio import OO_EMPTY, OO_FREED, _find, _slot_start, new_open_order_table, purge_tombstones
 
     ids, vals = new_open_order_table(16)
 

@@ -6,9 +6,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.portfolio import apply_fill, on_mark
-from alphad.daemon.rebalancer import (
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.portfolio import apply_fill, on_mark
+from alphad.daemon.risk.rebalancer import (
     REB_COOLDOWN,
     REB_PARTIAL,
     REB_TRIMMED,
@@ -17,8 +17,8 @@ from alphad.daemon.rebalancer import (
     rebalancer_params,
     trim_sector,
 )
-from alphad.daemon.risk_checks import check_order
-from alphad.daemon.risk_config import RebalancerConfig, RiskConfig, build_risk_arrays
+from alphad.daemon.risk.checks import check_order
+from alphad.daemon.risk.config import RebalancerConfig, RiskConfig, build_risk_arrays
 
 EQUITY = 1_000_000.0
 MIN = 60 * 10**9

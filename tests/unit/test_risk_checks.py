@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.portfolio import apply_fill, on_exec, on_mark, on_order_sent
-from alphad.daemon.risk_checks import (
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.portfolio import apply_fill, on_exec, on_mark, on_order_sent
+from alphad.daemon.risk.checks import (
     check_batch,
     check_flatten_order,
     check_order,
@@ -24,7 +24,7 @@ from alphad.daemon.risk_checks import (
     resume,
     set_state,
 )
-from alphad.daemon.risk_config import RiskConfig, build_risk_arrays, decode_risk_config, set_sessions
+from alphad.daemon.risk.config import RiskConfig, build_risk_arrays, decode_risk_config, set_sessions
 from alphad.ipc.dtypes import EXEC_DTYPE, EXEC_FILL
 
 NAN = float("nan")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alphad.daemon import risk as rk
-from alphad.daemon import router as rt
+from alphad.daemon.risk import core as rk
+from alphad.daemon.router import core as rt
 from alphad.daemon.config import decode_config
-from alphad.daemon.portfolio import on_mark
-from alphad.daemon.risk_codes import (A_CASH, B_OPEN_BUY, B_POSITION, C_FLATTEN, C_STATE, DENY_HALTED,
+from alphad.daemon.risk.portfolio import on_mark
+from alphad.daemon.risk.codes import (A_CASH, B_OPEN_BUY, B_POSITION, C_FLATTEN, C_STATE, DENY_HALTED,
                                       DENY_MAX_ORDER_QTY, HALTED)
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_REJECT, MD_DTYPE, MD_QUOTE,
@@ -193,7 +193,7 @@ router: {venues: [{name: slow, taker_bps: 1.0, entry: {median_ns: 400}, response
 def test_router_when_venue_queue_overflows_then_unsent_orders_rejected_back_to_risk():
     """An order the router cannot hand to a venue must still be answered: risk would
     otherwise count it as open for ever (and its exposure against every limit)."""
-    from alphad.daemon.order_fsm import REJ_QUEUE_FULL
+    from alphad.daemon.router.order_fsm import REJ_QUEUE_FULL
 
     r = new_router(1)
     r.on_md(quote(0, 99.0, 101.0), 1, 0)

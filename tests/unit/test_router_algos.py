@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alphad.daemon import risk as rk
-from alphad.daemon import router as rt
+from alphad.daemon.risk import core as rk
+from alphad.daemon.router import core as rt
 from alphad.daemon.config import ConfigError, decode_config
-from alphad.daemon.order_fsm import LIQ_MAKER, LIQ_TAKER, REASON_CXL_EXPIRED, REJ_BAD_QTY, client_order_id
-from alphad.daemon.parents import ALGO_STRATEGY
-from alphad.daemon.portfolio import on_mark
-from alphad.daemon.risk_codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION, C_FLATTEN
+from alphad.daemon.router.order_fsm import LIQ_MAKER, LIQ_TAKER, REASON_CXL_EXPIRED, REJ_BAD_QTY, client_order_id
+from alphad.daemon.router.parents import ALGO_STRATEGY
+from alphad.daemon.risk.portfolio import on_mark
+from alphad.daemon.risk.codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION, C_FLATTEN
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, MD_DTYPE, MD_QUOTE, MD_TRADE,
                                ORDER_DTYPE, ORDER_F_FLATTEN, ORDER_MARKET, SIGNAL_DTYPE)
@@ -213,7 +213,7 @@ def test_limit_offset_when_set_then_no_child_priced_beyond_it_even_when_crossing
 
 
 def test_client_order_id_when_derived_in_python_then_equals_the_compiled_kernel():
-    from alphad.daemon.order_fsm import _cid_kernel
+    from alphad.daemon.router.order_fsm import _cid_kernel
 
     rng = np.random.default_rng(11)
     cases = [(0, 0, 0, 0), ((1 << 16) - 1, (1 << 24) - 1, (1 << 64) - 1, (1 << 24) - 1)]

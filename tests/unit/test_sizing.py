@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphad.daemon import risk_codes as rc
-from alphad.daemon.risk_config import SizingConfig
-from alphad.daemon.sizing import (
+from alphad.daemon.risk import codes as rc
+from alphad.daemon.risk.config import SizingConfig
+from alphad.daemon.infer.sizing import (
     estimated_cost,
     kelly_fraction,
     regime_multiplier,

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from alphad.daemon import risk as rk
-from alphad.daemon import router as rt
-from alphad.daemon import steps
-from alphad.daemon.portfolio import on_mark
-from alphad.daemon.risk_codes import B_LAST_PX, B_POSITION
+from alphad.daemon.risk import core as rk
+from alphad.daemon.router import core as rt
+from alphad.daemon.shell import compiled as steps
+from alphad.daemon.risk.portfolio import on_mark
+from alphad.daemon.risk.codes import B_LAST_PX, B_POSITION
 from alphad.ipc import dtypes, metrics as mx
 from alphad.ipc.control import S_EVENTS_IN, STAGE_INDEX, stage_word
 from alphad.ipc.dtypes import EXEC_ACK, EXEC_FILL, MD_QUOTE
@@ -280,7 +280,7 @@ def test_features_drain_when_quotes_then_same_rows_as_features_step_pushed_to_in
 
 
 def test_infer_drain_then_signals_step_when_rows_then_model_input_gathered_and_signals_sized(prefix, bells):
-    from alphad.daemon.infer import size_signals
+    from alphad.daemon.infer.core import size_signals
 
     features = ring(prefix, bells, "features", "infer")
     signals = ring(prefix, bells, "signals", "risk")
@@ -318,7 +318,7 @@ def test_infer_drain_then_signals_step_when_rows_then_model_input_gathered_and_s
 
 def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_state_as_the_stage_steps(prefix,
                                                                                                           bells):
-    from alphad.daemon.infer import gather_rows, size_signals
+    from alphad.daemon.infer.core import gather_rows, size_signals
     from alphad.kernels import quote_features as qf
 
     FEED, FEATURES, INFER = (STAGE_INDEX[s] for s in ("feed", "features", "infer"))

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from alphad.daemon import sdnotify
+from alphad.daemon.supervisor import sdnotify
 
 
 def test_units_when_verified_then_systemd_analyze_prints_nothing(repo_root):

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from alphad.daemon.algos import TWAP, ParentState
+from alphad.daemon.router.algos import TWAP, ParentState
 from alphad.daemon.cli import main as alphad_main
-from alphad.daemon.tca import JournalWriter, analyze, analyze_parent, rating, read_journal
+from alphad.ops.tca import JournalWriter, analyze, analyze_parent, rating, read_journal
 
 from test_algos import SEC, _run, _spec, market  # noqa: F401  (market is a fixture)
 

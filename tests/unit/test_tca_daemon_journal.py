@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from alphad.daemon.journal import JournalWriter
-from alphad.daemon.tca import analyze, from_daemon_journal, read_journal
+from alphad.daemon.supervisor.journal import JournalWriter
+from alphad.ops.tca import analyze, from_daemon_journal, read_journal
 
 
 def test_daemon_journal_when_read_then_parents_from_arrivals_and_cost_against_arrival_mid(tmp_path):

@@ -5,7 +5,7 @@ This module is the contract between the pure risk cores (``risk_checks``, ``sizi
 Everything here is a plain ``int`` so that ``@njit`` code freezes it as a compile-time
 constant.
 
-Arrays (all preallocated by :func:`alphad.daemon.risk_config.build_risk_arrays`)
+Arrays (all preallocated by :func:`alphad.daemon.risk.config.build_risk_arrays`)
 --------------------------------------------------------------------------------
 ``limits``   float64 ``(n_instruments, N_LIMIT_COLS)``: per-instrument configuration (``L_*``).
 ``book``     float64 ``(n_instruments, N_BOOK_COLS)``: per-instrument state (``B_*``).
@@ -24,7 +24,7 @@ from __future__ import annotations
 ACTIVE = 0
 #: Only orders that shrink ``|position|`` pass (drawdown CRITICAL step or an operator command).
 REDUCING = 1
-#: No new order passes; only :func:`alphad.daemon.risk_checks.resume` leaves this state.
+#: No new order passes; only :func:`alphad.daemon.risk.checks.resume` leaves this state.
 HALTED = 2
 
 STATE_NAMES = {ACTIVE: "ACTIVE", REDUCING: "REDUCING", HALTED: "HALTED"}

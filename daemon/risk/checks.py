@@ -1,7 +1,7 @@
 """Pre-trade risk gate: pure ``@njit(cache=True)`` checks over the risk arrays.
 
 One call of :func:`check_order` runs the whole gate for one order and returns a reason code
-from :mod:`alphad.daemon.risk_codes` (``OK`` = 0).  A denial is a code, never an exception; the
+from :mod:`alphad.daemon.risk.codes` (``OK`` = 0).  A denial is a code, never an exception; the
 stage journals it and counts it by reason.  :func:`gate_target` first turns a target weight into
 the order ``target - position - open orders`` and then runs :func:`check_order`.
 
@@ -34,7 +34,7 @@ that grow the measure: an order that reduces a position already over its limit (
 move) always passes them.
 
 The gate does not register the order as working; the stage calls
-:func:`alphad.daemon.portfolio.on_order_sent` after a pass.
+:func:`alphad.daemon.risk.portfolio.on_order_sent` after a pass.
 
 HALTED is left only by :func:`resume`.  While ``control[C_FLATTEN]`` is set (the drawdown KILL
 step or ``ctl flatten``), the orders from :func:`flatten_orders` go through
@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from alphad.daemon.risk_codes import (
+from alphad.daemon.risk.codes import (
     A_EQUITY,
     A_GROSS,
     A_LOSS_REF,
@@ -158,7 +158,7 @@ def resume(control, account, now_ns):
 
     The daily loss limit is re-armed from the equity now (``A_LOSS_REF``): the operator has
     accepted the loss so far, and a further loss of the full limit trips the switch again.  The
-    session roll (:func:`alphad.daemon.portfolio.start_session`) resets the reference to the
+    session roll (:func:`alphad.daemon.risk.portfolio.start_session`) resets the reference to the
     day-start equity.
     """
     control[C_STATE] = ACTIVE
@@ -202,7 +202,7 @@ def check_order(inst, side, qty, limit_px, now_ns, limits, book, sectors, accoun
     now_ns : int
         Injected clock, ns since the Unix epoch (realtime, or the replay's simulated time).
     limits, book, sectors, account_limits, account, control : ndarray
-        The risk arrays (layouts in :mod:`alphad.daemon.risk_codes`).  ``control`` (kill latch,
+        The risk arrays (layouts in :mod:`alphad.daemon.risk.codes`).  ``control`` (kill latch,
         warnings, throttle clock) and ``account[A_TOKENS]`` are written.
 
     Returns

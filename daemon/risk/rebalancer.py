@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from alphad.daemon.risk_codes import B_POSITION, L_LOT, L_SECTOR, SEC_EXPOSURE, SEC_LIMIT
-from alphad.daemon.portfolio import mark_price
+from alphad.daemon.risk.codes import B_POSITION, L_LOT, L_SECTOR, SEC_EXPOSURE, SEC_LIMIT
+from alphad.daemon.risk.portfolio import mark_price
 
 #: Trim orders were written (all of the excess).
 REB_TRIMMED = 0

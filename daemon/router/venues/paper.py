@@ -27,7 +27,7 @@ What it models
 
 All matching state lives in numpy arrays changed by ``@njit(cache=True)``
 kernels; :class:`PaperVenue` is the thin Python adapter (the
-:class:`~alphad.daemon.venue.VenueAdapter` interface).  :class:`SmartRouter`
+:class:`~alphad.daemon.router.venues.base.VenueAdapter` interface).  :class:`SmartRouter`
 routes each order to the venue with the lowest expected all-in cost (fees +
 half spread + book-walk impact + a latency penalty) and keeps the order store
 in step with the venues' exec reports.
@@ -51,7 +51,7 @@ import numpy as np
 from numba import njit, typeof, types
 from numba.experimental import structref
 
-from alphad.daemon.order_fsm import (
+from alphad.daemon.router.order_fsm import (
     ERR_FULL,
     LIQ_MAKER,
     LIQ_TAKER,
@@ -75,7 +75,7 @@ from alphad.daemon.order_fsm import (
     store_apply,
     store_trigger,
 )
-from alphad.daemon.venue import ERR_QUEUE_FULL, SENT
+from alphad.daemon.router.venues.base import ERR_QUEUE_FULL, SENT
 from alphad.ipc.dtypes import (
     EXEC_ACK,
     EXEC_CANCELED,
@@ -701,7 +701,7 @@ def alloc_storage(specs: Sequence[VenueSpec], n_instruments: int, *, tick=0.01, 
 
 
 class PaperVenue:
-    """A simulated venue implementing :class:`~alphad.daemon.venue.VenueAdapter`.
+    """A simulated venue implementing :class:`~alphad.daemon.router.venues.base.VenueAdapter`.
 
     Parameters
     ----------

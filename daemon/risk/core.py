@@ -13,7 +13,7 @@ functions and the place its arrays live:
   restarted stage, so positions and PnL survive too.
 
 Per signal: target weight → order quantity (target − position − working
-orders, on the lot grid) → :func:`alphad.daemon.risk_checks.check_order`, whose
+orders, on the lot grid) → :func:`alphad.daemon.risk.checks.check_order`, whose
 fixed order of checks and reason codes are documented there.  A denial is
 counted per reason in the metrics block (``alphad_risk_denials_total{reason}``);
 it is never an exception and never silent.
@@ -27,11 +27,11 @@ from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
 
-from .drawdown import update_drawdown
-from .portfolio import PF_DUPLICATE_ORDER, PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
-from .risk_checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
-from .risk_codes import A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, NO_ORDER, OK, REASON_NAMES
-from .risk_config import build_risk_arrays
+from alphad.daemon.risk.drawdown import update_drawdown
+from alphad.daemon.risk.portfolio import PF_DUPLICATE_ORDER, PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
+from alphad.daemon.risk.checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
+from alphad.daemon.risk.codes import A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, NO_ORDER, OK, REASON_NAMES
+from alphad.daemon.risk.config import build_risk_arrays
 
 RISK = STAGE_INDEX["risk"]
 
@@ -188,8 +188,8 @@ def publish_gauges(account, gauges):
 
 def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_capacity: int):
     """Shapes and dtypes of the state arrays kept in the ``risk_state`` segment."""
-    from .drawdown import N_DD_STATE
-    from .risk_codes import N_ACCOUNT_COLS, N_BOOK_COLS, N_SECTOR_COLS
+    from alphad.daemon.risk.drawdown import N_DD_STATE
+    from alphad.daemon.risk.codes import N_ACCOUNT_COLS, N_BOOK_COLS, N_SECTOR_COLS
 
     return [
         ((n_instruments, N_BOOK_COLS), np.float64),      # book
@@ -220,7 +220,7 @@ class RiskCore:
     OO_CAPACITY = 4096
 
     def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None):
-        from .drawdown import DrawdownArrays
+        from alphad.daemon.risk.drawdown import DrawdownArrays
 
         rows = [(ins.symbol, ins.sector, ins.tick_size, ins.lot_size) for ins in universe]
         fresh_control = control[4] == 0  # C_THROTTLE_NS: -1 once initialised

@@ -32,8 +32,8 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from alphad.daemon.risk_checks import set_state
-from alphad.daemon.risk_codes import (
+from alphad.daemon.risk.checks import set_state
+from alphad.daemon.risk.codes import (
     A_RISK_MULT,
     C_FLATTEN,
     C_STATE,

@@ -2,10 +2,10 @@
 
 With ``router.execution`` set to ``twap``, ``vwap`` or ``pov`` (parameters in
 ``router.algo``), every order risk approved becomes the parent of that algorithm
-(:mod:`alphad.daemon.algos`).  The router steps its working parents on a timer
+(:mod:`alphad.daemon.router.algos`).  The router steps its working parents on a timer
 (``algo.step_ms``, from its poll loop) with the best bid and ask and the trade tape of the
 smart router; every child goes to the venue with the lowest expected all-in cost
-(:class:`~alphad.daemon.paper_venue.SmartRouter`, which also keeps the order store in step),
+(:class:`~alphad.daemon.router.venues.paper.SmartRouter`, which also keeps the order store in step),
 and each venue report goes back to the child's parent.  Child ids are deterministic:
 ``client_order_id(ALGO_STRATEGY, instrument, parent id, child index)`` with the parent id
 the client order id risk gave the order, so a replayed decision derives the same children.
@@ -48,11 +48,11 @@ import numpy as np
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT,
                                ORDER_DTYPE)
 
-from .algos import CANCEL, NEW, POV, TWAP, VWAP, ChildAction, ExecAlgo, Immediate, ParentSpec, ParentState
-from .order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_BAD_QTY, REJ_CANCEL_UNKNOWN, REJ_QUEUE_FULL,
+from alphad.daemon.router.algos import CANCEL, NEW, POV, TWAP, VWAP, ChildAction, ExecAlgo, Immediate, ParentSpec, ParentState
+from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_BAD_QTY, REJ_CANCEL_UNKNOWN, REJ_QUEUE_FULL,
                         REJ_REPLACE_UNKNOWN, REJ_UNKNOWN_INSTRUMENT, Trigger)
-from .paper_venue import ASK_PX, BID_PX, TAPE_VOLUME, SmartRouter
-from .venue import ERR_QUEUE_FULL, SENT
+from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, TAPE_VOLUME, SmartRouter
+from alphad.daemon.router.venues.base import ERR_QUEUE_FULL, SENT
 
 __all__ = ["ParentBook", "ALGO_STRATEGY"]
 

@@ -30,11 +30,11 @@ from alphad.ipc.ring import ring_pending, ring_pop, ring_push
 from alphad.ipc.sync import monotonic_ns
 from alphad.kernels.quote_features import on_md_batch
 
-from . import risk as rk
-from .feed import _emit as feed_emit
-from .infer import count_drift, gather_rows, size_signals
-from .paper_venue import _state_on_md as venues_on_md
-from .router import route_and_poll
+from alphad.daemon.risk import core as rk
+from alphad.daemon.feed.core import _emit as feed_emit
+from alphad.daemon.infer.core import count_drift, gather_rows, size_signals
+from alphad.daemon.router.venues.paper import _state_on_md as venues_on_md
+from alphad.daemon.router.core import route_and_poll
 
 _STAGE_BASE = 64
 _STAGE_WORDS = 16

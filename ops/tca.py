@@ -321,7 +321,7 @@ def write_report(rows: list[ParentTCA], out_dir: str | Path, *, title: str = "TC
              f"notional-weighted implementation shortfall: {summary['is_bps']:.2f} bps; "
              f"fill rate: {100 * summary['fill_rate']:.1f} %; fees: {summary['fees']:.4f}.", "",
              "Costs in bps of the arrival mid, positive = cost. Rating A..D: all-in cost of the "
-             "filled part against the arrival half spread (see `alphad.daemon.tca`).", "",
+             "filled part against the arrival half spread (see `alphad.ops.tca`).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         d = asdict(r)

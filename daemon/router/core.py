@@ -3,15 +3,15 @@
 Orders arrive from risk.  With ``router.execution: immediate`` (the default) each is
 recorded in the order state machine's store (NEW -> PENDING_NEW), routed to the venue with
 the lowest expected all-in cost (fees, spread, impact, latency) and matched there against
-the market data the router reads (:mod:`alphad.daemon.paper_venue`): market orders take
+the market data the router reads (:mod:`alphad.daemon.router.venues.paper`): market orders take
 displayed size (what exceeds it is cancelled), limit orders rest in a queue, venue latency
 and fees are modelled per venue.  With ``twap``, ``vwap`` or ``pov`` each order becomes a
-parent whose children go to the venues over time (:mod:`alphad.daemon.parents`).  Exec
+parent whose children go to the venues over time (:mod:`alphad.daemon.router.parents`).  Exec
 reports go back to risk, always against the order risk approved.
 
 The immediate path is one compiled call per batch of orders (:func:`route_and_poll`):
 route every order, then collect the reports the venues have due.  Housekeeping feeds the
-live impact calibration (:mod:`alphad.daemon.impact_live`) and compacts the order store.
+live impact calibration (:mod:`alphad.daemon.router.impact_live`) and compacts the order store.
 
 Tick-to-trade ends here: :func:`route_batch` stamps ``now - t_origin`` into the
 ``ROW_T2T`` latency row at the instant it hands each order to the venue adapter (for a
@@ -34,10 +34,10 @@ from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN, check_records
 
-from .impact_live import LiveImpact
-from .order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
-from .paper_venue import ASK_PX, BID_PX, SmartRouter, _bind, _poll_all, _route_send
-from .parents import ParentBook
+from alphad.daemon.router.impact_live import LiveImpact
+from alphad.daemon.router.order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
+from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, SmartRouter, _bind, _poll_all, _route_send
+from alphad.daemon.router.parents import ParentBook
 
 ROUTER = STAGE_INDEX["router"]
 
@@ -114,7 +114,7 @@ class _RouterStateType(types.StructRef):
 
 class RouterState(structref.StructRefProxy):
     """The router stage's arrays as one object: the smart router's state (``smart``, a
-    :class:`~alphad.daemon.paper_venue.SmartState`), ``last_cid``, the metrics words ``m``
+    :class:`~alphad.daemon.router.venues.paper.SmartState`), ``last_cid``, the metrics words ``m``
     and the ``arrivals`` buffer; one argument instead of four (see ``SmartState``)."""
 
 

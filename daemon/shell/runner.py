@@ -43,17 +43,17 @@ from alphad.ipc.ring import Ring, ring_pending, ring_pop, ring_push
 from alphad.ipc.shm import Segment
 from alphad.kernels import quote_features as qf
 
-from . import risk as rk
-from . import steps
-from . import router as rt
-from .config import Config, resolve
-from .drawdown import D_LEVEL, AlertSender, DrawdownArrays
-from .portfolio import purge_tombstones
-from .risk_codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
-from .feed import FeedCore, load_events, parse_speed
-from .infer import InferCore, ModelSession
-from .steps import FEED_LOOPS, FEED_POS, FEED_SEQ
-from .topology import EDGES, Plan, segment_names
+from alphad.daemon.risk import core as rk
+from alphad.daemon.shell import compiled as steps
+from alphad.daemon.router import core as rt
+from alphad.daemon.config import Config, resolve
+from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
+from alphad.daemon.risk.portfolio import purge_tombstones
+from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
+from alphad.daemon.feed.core import FeedCore, load_events, parse_speed
+from alphad.daemon.infer.core import InferCore, ModelSession
+from alphad.daemon.shell.compiled import FEED_LOOPS, FEED_POS, FEED_SEQ
+from alphad.daemon.shell.topology import EDGES, Plan, segment_names
 
 BATCH = 256
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))

@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 
-from .affinity import apply_placement
-from .config import load_config
-from .pipeline import ProcessRunner
-from .topology import plan as make_plan
+from alphad.daemon.shell.affinity import apply_placement
+from alphad.daemon.config import load_config
+from alphad.daemon.shell.runner import ProcessRunner
+from alphad.daemon.shell.topology import plan as make_plan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ order).  Every ``horizon / 60`` it
 2. reads the orders of the order store that ended since the last look (:func:`harvest`)
    and turns each one that took liquidity on arrival into an observation
    ``(x = filled / V, sigma, slippage)``;
-3. refits at most one instrument with :func:`alphad.daemon.impact.calibrate` once it has
+3. refits at most one instrument with :func:`alphad.daemon.router.impact.calibrate` once it has
    ``min_observations`` and ``refit_interval_s`` has passed since its last fit, and
    publishes ``gamma, alpha, eta, observations, rmse`` in :attr:`params` (and in the
    metrics block, exported as ``alphad_impact_coefficient``).
@@ -34,9 +34,9 @@ from numba import njit
 
 from alphad.ipc.dtypes import ORDER_MARKET
 
-from .impact import calibrate
-from .order_fsm import FLAG_HARVESTED, State
-from .paper_venue import ASK_PX, BID_PX, TAPE_VOLUME
+from alphad.daemon.router.impact import calibrate
+from alphad.daemon.router.order_fsm import FLAG_HARVESTED, State
+from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, TAPE_VOLUME
 
 __all__ = ["LiveImpact", "harvest", "N_SAMPLES", "P_GAMMA", "P_ALPHA", "P_ETA", "P_OBS", "P_RMSE"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from alphad.daemon.risk_codes import SIZE_BAD_INPUT, SIZE_COST_FILTERED, SIZE_OK, SIZE_VIX_KILL
+from alphad.daemon.risk.codes import SIZE_BAD_INPUT, SIZE_COST_FILTERED, SIZE_OK, SIZE_VIX_KILL
 
 #: HMM regime order of the probability vector.
 REGIME_BULL = 0
@@ -203,7 +203,7 @@ def sizing_params(cfg, *, oos_win_rate: float, oos_payoff_ratio: float,
 
     Parameters
     ----------
-    cfg : alphad.daemon.risk_config.SizingConfig
+    cfg : alphad.daemon.risk.config.SizingConfig
         Sizing section of the risk config.
     oos_win_rate, oos_payoff_ratio, prediction_scale : float
         From the model card (``ModelCard.oos_win_rate`` ...).

@@ -21,7 +21,7 @@ import numpy as np
 from alphad.ipc import dtypes
 from alphad.ipc.ring import Ring, ring_pop
 
-from .risk_codes import REASON_NAMES
+from alphad.daemon.risk.codes import REASON_NAMES
 
 GENESIS = "0" * 64
 

@@ -1,6 +1,6 @@
 """The venue-adapter interface: what the router stage calls on every venue.
 
-The paper venue (:mod:`alphad.daemon.paper_venue`) implements it first; broker
+The paper venue (:mod:`alphad.daemon.router.venues.paper`) implements it first; broker
 adapters (Alpaca, IB) implement it later.  The router never knows which one it
 talks to.
 
@@ -13,10 +13,10 @@ Contract
   ``ERR_*`` code when the adapter could not send it (its queue is full).  The
   venue's answer always arrives later as exec reports from :meth:`poll`.
 * Exec reports are ``EXEC_DTYPE`` records (:mod:`alphad.ipc.dtypes`).  Their
-  ``reason`` field uses the codes in :mod:`alphad.daemon.order_fsm`
+  ``reason`` field uses the codes in :mod:`alphad.daemon.router.order_fsm`
   (``REASON_CXL_*`` on ``EXEC_CANCELED``, ``REJ_*`` on ``EXEC_REJECT``, where
   100..199 is a refused cancel and 200..299 a refused replace), so
-  :func:`alphad.daemon.order_fsm.exec_trigger` maps every report to one FSM
+  :func:`alphad.daemon.router.order_fsm.exec_trigger` maps every report to one FSM
   trigger whatever the venue.
 * A replace answers on both ids: the old order gets ``EXEC_CANCELED`` with
   ``REASON_CXL_REPLACED`` (or ``EXEC_REJECT`` with a 2xx reason) and the new one

@@ -272,7 +272,7 @@ class FeedCore:
 
 def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
     """Build the event array a config's ``feed`` section describes."""
-    from .config import resolve
+    from alphad.daemon.config import resolve
 
     symbols = {ins.symbol: ins.id for ins in universe}
     if feed_cfg.source == "synthetic":

@@ -21,8 +21,8 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
-from alphad.daemon.portfolio import new_open_order_table
-from alphad.daemon.risk_codes import (
+from alphad.daemon.risk.portfolio import new_open_order_table
+from alphad.daemon.risk.codes import (
     A_CASH,
     A_DAY_START_EQUITY,
     A_EQUITY,
@@ -166,7 +166,7 @@ class AccountLimits(_Base):
 
 
 class SizingConfig(_Base):
-    """Prediction-to-weight sizing (see :mod:`alphad.daemon.sizing`).
+    """Prediction-to-weight sizing (see :mod:`alphad.daemon.infer.sizing`).
 
     Attributes
     ----------
@@ -222,7 +222,7 @@ class SizingConfig(_Base):
 
 
 class DrawdownConfig(_Base):
-    """Drawdown ladder (see :mod:`alphad.daemon.drawdown`).
+    """Drawdown ladder (see :mod:`alphad.daemon.risk.drawdown`).
 
     Attributes
     ----------
@@ -276,7 +276,7 @@ class DrawdownConfig(_Base):
 
 
 class RebalancerConfig(_Base):
-    """Sector rebalancer (see :mod:`alphad.daemon.rebalancer`).
+    """Sector rebalancer (see :mod:`alphad.daemon.risk.rebalancer`).
 
     Attributes
     ----------
@@ -333,7 +333,7 @@ def decode_risk_config(data: bytes | str, fmt: Literal["json", "yaml"] = "json")
 
 @dataclass
 class RiskArrays:
-    """The preallocated arrays of the risk cores (layouts in :mod:`alphad.daemon.risk_codes`).
+    """The preallocated arrays of the risk cores (layouts in :mod:`alphad.daemon.risk.codes`).
 
     ``control`` is the only holder of the trading state and the kill-switch latch; the stage
     may allocate it in shared memory and pass it as ``control=`` to :func:`build_risk_arrays`.

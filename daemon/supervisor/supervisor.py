@@ -38,11 +38,11 @@ from alphad.ipc.ring import Ring
 from alphad.ipc import feature_list
 from alphad.ipc.shm import Segment, list_segments
 
-from . import sdnotify
-from .config import Config, load_config, resolve
-from .journal import JournalThread, JournalWriter
-from .risk import REASONS
-from .topology import PASSIVE, Plan, plan as make_plan, segment_names
+from alphad.daemon.supervisor import sdnotify
+from alphad.daemon.config import Config, load_config, resolve
+from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
+from alphad.daemon.risk.core import REASONS
+from alphad.daemon.shell.topology import PASSIVE, Plan, plan as make_plan, segment_names
 
 
 #: Live rows before a drift warning: with fewer, PSI on 10 bins is mostly sampling noise.
@@ -231,7 +231,7 @@ class Supervisor:
             infer_rehearsals=self.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS))
 
     def _state_reason(self) -> str:
-        from .drawdown import event_name
+        from alphad.daemon.risk.drawdown import event_name
 
         code = int(self.control.words[W_REASON])
         if code == 0:
@@ -325,7 +325,7 @@ class Supervisor:
             self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
             self.journal.start()
         if self.cfg.topology.idle_poll:
-            from . import idle_poll
+            from alphad.daemon.shell import idle_poll
 
             self.pollers = idle_poll.start()
         self.spawn_all(stage_args)
@@ -340,7 +340,7 @@ class Supervisor:
     def _drift_view(self):
         """PSI from the inference stage's live histograms, when the model card has a reference."""
         from alphad.ops.exporter import DriftView
-        from alphad.ops.model_card import read_card
+        from alphad.daemon.infer.model_card import read_card
 
         try:
             card = read_card(resolve(self.base, self.cfg.model.card))
@@ -353,7 +353,7 @@ class Supervisor:
     def warn_drift(self, now: float) -> None:
         """One line per drifted feature (PSI > 0.25), at most every five minutes per feature,
         once enough rows are in for the estimate to mean something."""
-        from alphad.ops.drift import PSI_WARN
+        from alphad.daemon.infer.drift import PSI_WARN
 
         if self.drift is None:
             return
@@ -372,7 +372,7 @@ class Supervisor:
         if self.children:
             self.stop_children()
         if getattr(self, "pollers", None):
-            from . import idle_poll
+            from alphad.daemon.shell import idle_poll
 
             idle_poll.stop(self.pollers)
         if getattr(self, "journal", None) is not None:

@@ -21,9 +21,9 @@ from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc import feature_list
 from alphad.ipc.shm import Segment, list_segments
 
-from .config import Config, load_config
-from .pipeline import ProcessRunner
-from .topology import plan as make_plan, segment_names
+from alphad.daemon.config import Config, load_config
+from alphad.daemon.shell.runner import ProcessRunner
+from alphad.daemon.shell.topology import plan as make_plan, segment_names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
         runner.warm()
         runner.mark_ready(True)
         runner.run()
-        from .risk_codes import B_POSITION, REASON_NAMES
+        from alphad.daemon.risk.codes import B_POSITION, REASON_NAMES
 
         summary = {
             "events": int(control.stage(0, 5)),
@@ -58,7 +58,7 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
             "denials_by_reason": {REASON_NAMES[c]: int(v) for c, v in enumerate(metrics.denials_by_reason()) if v},
             "positions": runner.risk.book[:, B_POSITION].tolist(),
         }
-        from .risk import publish_gauges
+        from alphad.daemon.risk.core import publish_gauges
 
         g = np.zeros(mx.N_GAUGES)
         publish_gauges(runner.risk.account, g)

@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from alphad.daemon.order_fsm import (
+from alphad.daemon.router.order_fsm import (
     REASON_CXL_REPLACED,
     Trigger,
     client_order_id,
@@ -540,7 +540,7 @@ class AlgoDriver:
     in the store first, so the FSM sees every request); ``poll`` applies the
     venue's reports to the store and hands them to the owning parent.
     ``journal``, when given, is called with each event dict (see
-    :mod:`alphad.daemon.tca` for the format).
+    :mod:`alphad.ops.tca` for the format).
     """
 
     venue: object

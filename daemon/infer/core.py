@@ -10,7 +10,7 @@
   turn p99 into milliseconds on a loaded host (DESIGN.md).
 * IOBinding over preallocated numpy input/output buffers, one binding per
   batch size 1..B built at start, so a batch run allocates nothing
-  (:class:`alphad.daemon.bound_runner.BoundRunner`, shared with the offline tools).
+  (:class:`alphad.daemon.infer.bound_runner.BoundRunner`, shared with the offline tools).
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from alphad.ops.drift import histogram_update
-from alphad.ops.model_card import ModelCard, read_card, sha256_file
+from alphad.daemon.infer.drift import histogram_update
+from alphad.daemon.infer.model_card import ModelCard, read_card, sha256_file
 
-from .bound_runner import BoundRunner
+from alphad.daemon.infer.bound_runner import BoundRunner
 
 
 class ModelMismatch(RuntimeError):
@@ -183,8 +183,8 @@ class InferCore:
 
     def bind(self, rows: np.ndarray, out: np.ndarray) -> None:
         """Bind the njit helpers to their compiled entry points for these buffers' types
-        (see :func:`alphad.daemon.steps.bind`); call once while warming."""
-        from .steps import bind
+        (see :func:`alphad.daemon.shell.compiled.bind`); call once while warming."""
+        from alphad.daemon.shell.compiled import bind
 
         s = self.session
         self._gather = bind(gather_rows, rows, 1, s.n_features, s.x)

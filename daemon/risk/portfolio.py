@@ -1,7 +1,7 @@
 """Portfolio core: positions, cash, PnL, equity and exposure from exec reports and marks.
 
 Every function here is a pure ``@njit(cache=True)`` update of the preallocated arrays laid out
-in :mod:`alphad.daemon.risk_codes` (``book``, ``sectors``, ``account``) plus an open-order
+in :mod:`alphad.daemon.risk.codes` (``book``, ``sectors``, ``account``) plus an open-order
 table (``oo_ids``, ``oo_vals``).  The pre-trade gate reads the same arrays, so the exposure
 the gate checks is always the exposure these updates maintain.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from alphad.daemon.risk_codes import (
+from alphad.daemon.risk.codes import (
     A_CASH,
     A_DAY_START_EQUITY,
     A_EQUITY,
