@@ -5,53 +5,90 @@ on every order (one int64 load), so a ``halt`` from the control port takes
 effect on the next order without any message in the hot path, and it survives a
 restart of the risk stage because it does not live in that process.
 
+This module is the one home of the block's layout: its words ``W_*``, the trading
+states, the columns ``C_*`` of the risk control array (the risk library's ``control``
+argument is the view :attr:`ControlBlock.risk_control`; :mod:`alphad.daemon.risk.codes`
+imports them from here) and the fields ``S_*`` of the stage slots.
+
 Words (int64):
 
-======  ===========================================================
-0       magic
-1       layout version
-4       shutdown requested (1 = every stage exits its loop)
-6       supervisor pid
-8       resume requests (counter; the risk stage performs the resume)
-16..22  the risk control array (layout ``C_*`` in
-        :mod:`alphad.daemon.risk.codes`): trading state (ACTIVE=0,
-        REDUCING=1, HALTED=2), reason, when, flatten request, throttle
-        clock, warning bits, epoch
-64+     stage ``i`` at ``64 + 16*i``: pid, ready, heartbeat ns, restarts,
-        events in, events out, then stage-private words (16 words; infer's
-        first private word is its ONNX Runtime provider)
-======  ===========================================================
+=========================  ===========================================================
+``W_MAGIC`` 0              magic
+``W_VERSION`` 1            layout version
+``W_SHUTDOWN`` 4           shutdown requested (1 = every stage exits its loop)
+``W_SUPERVISOR_PID`` 6     supervisor pid
+``W_RESUME_REQUESTS`` 8    resume requests (counter; the risk stage performs the resume)
+``RISK_CONTROL`` 16..22    the risk control array, columns ``C_*`` (words ``W_STATE`` ..
+                           ``W_EPOCH``): trading state (ACTIVE=0, REDUCING=1, HALTED=2),
+                           reason, when, flatten request, throttle clock, warning bits, epoch
+64+                        stage ``i``'s slot of 16 words, field ``f`` at
+                           :func:`stage_word` ``(i, f)`` = ``64 + 16*i + f``: pid, ready,
+                           heartbeat ns, restarts, events in, events out (``S_*``), then
+                           stage-private words (infer: ``S_INFER_*``; feed: ``FEED_*``)
+=========================  ===========================================================
 
 Only the risk stage lowers the trading state (``resume`` re-arms the daily loss
 limit from the equity it holds), so the control port asks for a resume by
-bumping word 8 rather than writing the state.
+bumping ``W_RESUME_REQUESTS`` rather than writing the state.
 """
 from __future__ import annotations
 
 import numpy as np
+from numba.extending import register_jitable
 
 from .shm import Segment
 
 MAGIC = int.from_bytes(b"ALPHDCTL", "little")
 VERSION = 2
 
+# -- trading states (the word W_STATE: the risk control array's C_STATE) ---------------------
+#: Orders pass the gate subject to every check.
 ACTIVE = 0
+#: Only orders that shrink ``|position|`` pass (drawdown CRITICAL step or an operator command).
 REDUCING = 1
+#: No new order passes; only :func:`alphad.daemon.risk.checks.resume` leaves this state.
 HALTED = 2
 STATE_NAMES = {ACTIVE: "ACTIVE", REDUCING: "REDUCING", HALTED: "HALTED"}
 
+# -- block words ----------------------------------------------------------------------------
 W_MAGIC, W_VERSION = 0, 1
 W_SHUTDOWN = 4
 W_SUPERVISOR_PID = 6
 W_RESUME_REQUESTS = 8
-#: First word of the risk control array; its columns are risk_codes.C_* (checked by a test).
+
+# -- the risk control array (int64, words RISK_CONTROL .. RISK_CONTROL + N_CONTROL_COLS) -----
+# The trading state word, kill switch latch and throttle clock: no Python objects, so the
+# risk stage's ``control`` is a view on this block and survives a restart of that stage.
+#: First word of the risk control array.
 RISK_CONTROL = 16
-N_RISK_CONTROL = 7
-W_STATE = RISK_CONTROL + 0       # C_STATE
-W_REASON = RISK_CONTROL + 1      # C_STATE_REASON
-W_FLATTEN = RISK_CONTROL + 3     # C_FLATTEN
-W_THROTTLE_NS = RISK_CONTROL + 4  # C_THROTTLE_NS
-W_EPOCH = RISK_CONTROL + 6       # C_EPOCH
+#: Trading state: ACTIVE, REDUCING or HALTED.
+C_STATE = 0
+#: Why the state was last raised: a gate code (``DENY_DAILY_LOSS``), ``DD_EVENT_ESCALATE +
+#: level`` (:mod:`alphad.daemon.risk.codes`), or ``REASON_OPERATOR``; 0 when ACTIVE.
+C_STATE_REASON = 1
+#: When the state was last raised, stage clock ns.
+C_STATE_TS = 2
+#: 1 when the risk stage must flatten every position (KILL step, ``ctl flatten``).
+C_FLATTEN = 3
+#: Throttle clock: last refill time, ns; -1 before the first order (0: never initialised).
+C_THROTTLE_NS = 4
+#: Warning bits of the last check_order call (``WARN_*``).
+C_WARNINGS = 5
+#: Incremented on every state change, so a reader can tell a change happened.
+C_EPOCH = 6
+N_CONTROL_COLS = 7
+
+#: ``C_STATE_REASON`` when an operator command set the state.
+REASON_OPERATOR = 999
+
+# The risk control array's columns as words of the block.
+W_STATE = RISK_CONTROL + C_STATE
+W_REASON = RISK_CONTROL + C_STATE_REASON
+W_STATE_TS = RISK_CONTROL + C_STATE_TS
+W_FLATTEN = RISK_CONTROL + C_FLATTEN
+W_THROTTLE_NS = RISK_CONTROL + C_THROTTLE_NS
+W_WARNINGS = RISK_CONTROL + C_WARNINGS
+W_EPOCH = RISK_CONTROL + C_EPOCH
 
 #: Stage slots, in pipeline order.  Indices are part of the shared layout.
 STAGES = ("feed", "features", "infer", "risk", "router")
@@ -66,6 +103,9 @@ S_INFER_PROVIDER = 6
 #: Infer slot: how many keep-warm rehearsals of the inference step have run
 #: (``topology.infer_keep_warm_us``).
 S_INFER_REHEARSALS = 7
+#: Feed slot: the feed's resume words (its cursor: next event, next seq, loops done),
+#: written as it emits, so a restarted feed never reuses a seq.
+FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
 PROVIDERS = ("", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
@@ -73,13 +113,13 @@ def provider_code(name: str) -> int:
     """Code of an ONNX Runtime provider name for :data:`S_INFER_PROVIDER` (0 if unknown)."""
     return PROVIDERS.index(name) if name in PROVIDERS else 0
 
-#: ``W_REASON`` when an operator command set the state (risk_codes.C_REASON_OPERATOR).
-REASON_OPERATOR = 999
 
 SIZE = 4096
 
 
+@register_jitable
 def stage_word(stage: int, field: int) -> int:
+    """Index of word ``field`` of stage ``stage``'s slot (plain Python and compiled code)."""
     return _STAGE_BASE + _STAGE_WORDS * stage + field
 
 
@@ -117,7 +157,7 @@ class ControlBlock:
     @property
     def risk_control(self) -> np.ndarray:
         """The int64 view the risk library's ``control`` argument takes."""
-        return self.words[RISK_CONTROL : RISK_CONTROL + N_RISK_CONTROL]
+        return self.words[RISK_CONTROL : RISK_CONTROL + N_CONTROL_COLS]
 
     def raise_trading_state(self, state: int, now_ns: int) -> bool:
         """HALTED or REDUCING from an operator; never lowers the state (see :meth:`request_resume`).
@@ -127,7 +167,7 @@ class ControlBlock:
         if state <= self.words[W_STATE]:
             return False
         self.words[W_REASON] = REASON_OPERATOR
-        self.words[RISK_CONTROL + 2] = now_ns
+        self.words[W_STATE_TS] = now_ns
         self.words[W_STATE] = state
         self.words[W_EPOCH] += 1
         return True

@@ -51,6 +51,17 @@ class StageStatus(msgspec.Struct, kw_only=True, frozen=True):
     heartbeat_age_s: float
 
 
+class Placement(msgspec.Struct, kw_only=True, frozen=True):
+    """Where the stage processes run: ``topology.placement`` and the keys it resolved to
+    (daemon/shell/affinity.py); ``cpus`` is keyed by each process's first stage."""
+    mode: str                    # auto | manual
+    cpus: dict[str, int]
+    sched: str                   # other | fifo
+    idle_poll: bool
+    infer_keep_warm_us: int
+    reason: str                  # the host facts behind an auto choice, and the choice
+
+
 class StatusReply(_Frame):
     trading_state: str
     state_reason: str            # why the state was last raised: operator, daily_loss, drawdown_kill, ...
@@ -65,6 +76,7 @@ class StatusReply(_Frame):
     tick_to_trade_us: dict[str, float]
     inference_provider: str = ""  # ONNX Runtime provider the infer stage's session runs on
     infer_rehearsals: int = 0  # keep-warm runs of the inference step (topology.infer_keep_warm_us)
+    placement: Placement | None = None  # where the stage processes run, and why
 
 
 class Ok(_Frame):

@@ -59,7 +59,8 @@ H_PRODUCER_PID = H_HEAD + 1
 H_FULL_WAITS = H_HEAD + 2
 _CONS_OFF = 1280
 _CONS_BYTES = 128
-C_CURSOR, C_OVERRUNS, C_DOORBELL, C_PID = 0, 1, 2, 3
+# consumer i's slot: int64 words (_CONS_OFF + _CONS_BYTES * i) // 8 + CONS_*
+CONS_CURSOR, CONS_OVERRUNS, CONS_DOORBELL, CONS_PID = 0, 1, 2, 3
 _CONS_NAME_OFF, _CONS_NAME_LEN = 64, 32
 
 
@@ -91,7 +92,7 @@ def ring_push(h64, b8, bells, bells_addr, src, n):
     if lossless:
         slowest = head
         for i in range(ncons):
-            c = h64[(_CONS_OFF + _CONS_BYTES * i) // 8 + C_CURSOR]
+            c = h64[(_CONS_OFF + _CONS_BYTES * i) // 8 + CONS_CURSOR]
             if c < slowest:
                 slowest = c
         if slowest + cap < limit:
@@ -115,7 +116,7 @@ def ring_push(h64, b8, bells, bells_addr, src, n):
     h64[H_HEAD] = pos
     fence()  # store(head) -> load(sleeping): the Dekker half of the doorbell handshake
     for i in range(ncons):
-        db = h64[(_CONS_OFF + _CONS_BYTES * i) // 8 + C_DOORBELL]
+        db = h64[(_CONS_OFF + _CONS_BYTES * i) // 8 + CONS_DOORBELL]
         if db >= 0:
             ring_doorbell(bells, bells_addr, db)
     return done
@@ -133,14 +134,14 @@ def ring_pop(h64, b8, consumer, dst, max_n):
     stride = h64[H_STRIDE]
     rsize = h64[H_RECSIZE]
     cw = (_CONS_OFF + _CONS_BYTES * consumer) // 8
-    c = h64[cw + C_CURSOR]
+    c = h64[cw + CONS_CURSOR]
     head = h64[H_HEAD]
     fence()
     n = 0
     while c < head and n < max_n:
         if head - c > cap:
             # Lapped before we even looked: jump to the oldest slot still intact.
-            h64[cw + C_OVERRUNS] += head - cap - c
+            h64[cw + CONS_OVERRUNS] += head - cap - c
             c = head - cap
             continue
         off = HEADER_BYTES + (c & mask) * stride
@@ -161,16 +162,16 @@ def ring_pop(h64, b8, consumer, dst, max_n):
         nc = head - cap + 1
         if nc <= c:
             nc = c + 1
-        h64[cw + C_OVERRUNS] += nc - c
+        h64[cw + CONS_OVERRUNS] += nc - c
         c = nc
-    h64[cw + C_CURSOR] = c
+    h64[cw + CONS_CURSOR] = c
     return n
 
 
 @njit(cache=True)
 def ring_pending(h64, consumer):
     """Records waiting for ``consumer`` (may exceed capacity on a lapped overwrite ring)."""
-    return h64[H_HEAD] - h64[(_CONS_OFF + _CONS_BYTES * consumer) // 8 + C_CURSOR]
+    return h64[H_HEAD] - h64[(_CONS_OFF + _CONS_BYTES * consumer) // 8 + CONS_CURSOR]
 
 
 # -- the Python side: create / attach / inspect -----------------------------------
@@ -237,7 +238,7 @@ class Ring:
         seg.buf[_NAME_OFF : _NAME_OFF + len(nb)] = np.frombuffer(nb, np.uint8)
         doorbell_of = doorbell_of or {}
         for i, cname in enumerate(consumers):
-            h64[_cons_word(i, C_DOORBELL)] = doorbell_of.get(cname, -1)
+            h64[_cons_word(i, CONS_DOORBELL)] = doorbell_of.get(cname, -1)
             cb = cname.encode()[:_CONS_NAME_LEN]
             o = _CONS_OFF + _CONS_BYTES * i + _CONS_NAME_OFF
             seg.buf[o : o + len(cb)] = np.frombuffer(cb, np.uint8)
@@ -296,7 +297,7 @@ class Ring:
 
     def claim(self, consumer: int) -> None:
         """Record this process as the consumer's reader (for status and debugging)."""
-        self.h64[_cons_word(consumer, C_PID)] = os.getpid()
+        self.h64[_cons_word(consumer, CONS_PID)] = os.getpid()
 
     def claim_producer(self) -> None:
         self.h64[H_PRODUCER_PID] = os.getpid()
@@ -306,10 +307,10 @@ class Ring:
         return int(self.h64[H_HEAD])
 
     def cursor(self, consumer: int) -> int:
-        return int(self.h64[_cons_word(consumer, C_CURSOR)])
+        return int(self.h64[_cons_word(consumer, CONS_CURSOR)])
 
     def overruns(self, consumer: int) -> int:
-        return int(self.h64[_cons_word(consumer, C_OVERRUNS)])
+        return int(self.h64[_cons_word(consumer, CONS_OVERRUNS)])
 
     @property
     def full_waits(self) -> int:

@@ -13,9 +13,15 @@ So that every tick travels the whole path, the bench runs with
 by any lot produces an order) and no order-rate throttle; ticks that produce no
 order add no sample.
 
+Placement is the config's ``topology.placement``: with ``auto`` (the shipped default) the
+keys that neither config.yaml nor ``--cpus``/``--sched``/``--idle-poll``/``--infer-keep-warm-us``
+set are chosen for this host, as ``alphad run`` chooses them; ``--placement manual`` leaves
+them off.
+
 Output: a JSON document (``--json``) and a one-line summary on stdout::
 
-    {"host", "topology", "wait", "idle_poll", "sched", "cpus", "infer_keep_warm_us", "infer_rehearsals",
+    {"host", "topology", "wait", "idle_poll", "sched", "cpus", "infer_keep_warm_us", "placement",
+     "placement_reason", "infer_rehearsals",
      "rate_hz", "ticks", "orders",
      "tick_to_trade_us": {"p50","p90","p99","p999","max"},
      "stages_us": {stage: {"p50","p99"}}, "command", "config"}
@@ -34,13 +40,16 @@ import msgspec
 import numpy as np
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import S_INFER_REHEARSALS, STAGES
+from alphad.ipc.control import S_EVENTS_OUT, S_INFER_REHEARSALS, STAGE_INDEX, STAGES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
     p.add_argument("--topology", choices=["five", "fused", "single"], default=None, help="override topology.name")
     p.add_argument("--wait", choices=["spin", "yield", "block"], default=None, help="override topology.wait")
+    p.add_argument("--placement", choices=["auto", "manual"], default=None,
+                   help="override topology.placement (auto: the best measured placement this host allows, for "
+                        "every key below not given; manual: keys not given are off)")
     p.add_argument("--idle-poll", action="store_true",
                    help="run with topology.idle_poll (SCHED_IDLE pollers keep vCPUs out of HLT)")
     p.add_argument("--cpus", type=parse_cpus, default=None, metavar="STAGE=CPU,...",
@@ -90,16 +99,20 @@ def _pct(samples_ns: np.ndarray, qs=(50, 90, 99, 99.9)) -> dict[str, float]:
 
 def run(args) -> int:
     from alphad.daemon.config import load_config
+    from alphad.daemon.shell.affinity import resolve_placement
     from alphad.daemon.supervisor.supervisor import Supervisor, write_effective
 
     cfg, base = load_config(args.config)
     # one convert, so the overrides are checked as config.yaml's own values are
     overrides = {key: value for key, value in (
-        ("name", args.topology), ("wait", args.wait), ("idle_poll", args.idle_poll or None), ("cpus", args.cpus),
+        ("name", args.topology), ("wait", args.wait), ("placement", args.placement),
+        ("idle_poll", args.idle_poll or None), ("cpus", args.cpus),
         ("sched", args.sched), ("infer_keep_warm_us", args.infer_keep_warm_us)) if value is not None}
     topo = msgspec.convert({**msgspec.to_builtins(cfg.topology), **overrides}, type(cfg.topology))
     if topo.name == "single":
         raise ValueError("bench measures the process topologies (five, fused); `single` is the simulated-clock backtest")
+    # the overrides are set keys: placement auto fills in only the ones still unset
+    topo, placement = resolve_placement(topo)
     cfg = msgspec.structs.replace(
         cfg, topology=topo,
         risk=msgspec.structs.replace(
@@ -112,7 +125,7 @@ def run(args) -> int:
         supervisor=msgspec.structs.replace(cfg.supervisor, status_interval_s=3600.0),
     )
     config_path = write_effective(cfg, Path(args.config).resolve(), base)
-    sup = Supervisor(cfg, config_path, base)
+    sup = Supervisor(cfg, config_path, base, placement=placement)
     total = args.ticks + args.warmup
     try:
         sup.start("tcp://127.0.0.1:*", stage_args=["--bench-rate", str(args.rate), "--bench-ticks", str(total)])
@@ -121,7 +134,7 @@ def run(args) -> int:
         last, stable_since = -1, time.monotonic()
         while time.monotonic() < deadline:
             time.sleep(0.25)
-            feed_out = sup.control.stage(0, 5)
+            feed_out = sup.control.stage(STAGE_INDEX["feed"], S_EVENTS_OUT)
             n = sup.metrics.latency_count(mx.ROW_T2T)
             if feed_out >= total and n == last and time.monotonic() - stable_since > 0.5:
                 break
@@ -152,6 +165,8 @@ def run(args) -> int:
             "sched": topo.sched,
             "cpus": dict(topo.cpus),
             "infer_keep_warm_us": topo.infer_keep_warm_us,
+            "placement": placement.mode,
+            "placement_reason": placement.reason,
             "infer_rehearsals": int(rehearsals),
             "rate_hz": args.rate,
             "ticks": args.ticks,

@@ -59,7 +59,7 @@ def run(args) -> int:
         raise RuntimeError(f"train-demo needs the train extra ({e.name} is missing): pip install -e '.[train]'") from None
 
     from alphad.daemon.config import load_config, resolve
-    from alphad.daemon.feed.core import load_events
+    from alphad.daemon.feed.sources import load_events
 
     cfg, base = load_config(args.config)
     out = Path(args.out) if args.out else resolve(base, cfg.model.card).parent

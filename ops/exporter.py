@@ -11,7 +11,8 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
                                     HistogramMetricFamily)
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import PROVIDERS, S_INFER_PROVIDER, STAGE_INDEX, STAGES, STATE_NAMES, ControlBlock
+from alphad.ipc.control import (PROVIDERS, S_EVENTS_IN, S_EVENTS_OUT, S_INFER_PROVIDER, STAGE_INDEX, STAGES,
+                                STATE_NAMES, ControlBlock)
 from alphad.ipc.metrics import MetricsBlock
 
 
@@ -83,8 +84,8 @@ class AlphadCollector:
         events = CounterMetricFamily("alphad_events", "Records consumed and emitted per stage",
                                      labels=["stage", "direction"])
         for i, s in enumerate(STAGES):
-            events.add_metric([s, "in"], self.control.stage(i, 4))
-            events.add_metric([s, "out"], self.control.stage(i, 5))
+            events.add_metric([s, "in"], self.control.stage(i, S_EVENTS_IN))
+            events.add_metric([s, "out"], self.control.stage(i, S_EVENTS_OUT))
         yield events
         ri, ro = STAGES.index("risk"), STAGES.index("router")
         orders = CounterMetricFamily("alphad_orders", "Orders sent to the venue adapter")

@@ -30,7 +30,7 @@ import numpy as np
 
 from alphad.daemon.shell import idle_poll
 from alphad.daemon.shell.affinity import fifo_priority
-from alphad.daemon.config import Topology
+from alphad.daemon.shell.config import Topology
 
 _WORD = 64  # one cache line per counter
 _DEFAULT_TOPOLOGY = Topology()  # the daemon's default topology.priority, for the same ladder

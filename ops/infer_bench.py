@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from alphad.daemon.infer.core import InferCore, ModelSession
+from alphad.daemon.infer.core import InferCore
+from alphad.daemon.infer.session import ModelSession
 from alphad.ipc.dtypes import FEATURE_DTYPE, SIGNAL_DTYPE
 from alphad.kernels.quote_features import FEATURE_NAMES
 
@@ -86,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = np.zeros(64, FEATURE_DTYPE)
     rows["x"][:, : len(FEATURE_NAMES)] = np.random.default_rng(0).normal(0, 1, (64, len(FEATURE_NAMES)))
     out = np.zeros(64, SIGNAL_DTYPE)
-    core.bind(rows, out)
     result = {"providers": s.providers}
     for batch in (1, 64):
         f = lambda: core.on_rows(rows, batch, out, 0)  # noqa: E731

@@ -26,9 +26,10 @@ Types and their fields:
 
 Unknown types are ignored (the daemon's journal also holds risk denials and
 control commands); a line that is not JSON, or an event missing a field its
-type needs, is an error naming the line number.  :class:`JournalWriter`
-writes this format (the algorithm driver uses it); the daemon's hash-chained
-journal is read through :func:`from_daemon_journal`.
+type needs, is an error naming the line number.  :class:`TcaJournalWriter`
+writes this format (the tests' algorithm driver uses it); the daemon's hash-chained
+journal (:class:`alphad.daemon.supervisor.journal.JournalWriter`) is read through
+:func:`from_daemon_journal`.
 
 Metrics (per parent; ``s`` = side, ``P0`` = arrival mid, ``h0`` = arrival half spread)
 ----------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["JournalWriter", "read_journal", "ParentTCA", "analyze", "analyze_parent", "rating",
+__all__ = ["TcaJournalWriter", "read_journal", "ParentTCA", "analyze", "analyze_parent", "rating",
            "write_report"]
 
 _REQUIRED = {
@@ -67,8 +68,10 @@ _REQUIRED = {
 }
 
 
-class JournalWriter:
-    """Append events to a JSON-lines journal (call it with an event dict).
+class TcaJournalWriter:
+    """Append TCA events (the format above) to a JSON-lines file: call it with an event dict.
+
+    Not the daemon's journal (:class:`alphad.daemon.supervisor.journal.JournalWriter`, hash-chained).
 
     NaN is written as ``NaN`` (Python's json extension), which :func:`read_journal` reads back.
     """
@@ -85,7 +88,7 @@ class JournalWriter:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "JournalWriter":
+    def __enter__(self) -> "TcaJournalWriter":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,191 +1,56 @@
-"""Feed stage core: recorded-file replay and a seeded synthetic generator.
+"""Feed stage core: paces a preloaded event array onto the injected clock.
 
-Sources are parsed up front into an ``MD_DTYPE`` array (parsing is not part of
-tick-to-trade: ``t_origin`` is stamped when an event is *emitted*, after
-parse, as DESIGN.md defines it).  :class:`FeedCore` then paces emission:
+The sources (:mod:`alphad.daemon.feed.sources`) parse a file up front; :class:`FeedCore`
+decides how many events are due, and :func:`feed_step` ``(state, n, out, now, now_real)``
+emits them:
 
 * ``realtime`` / a multiplier ``N``: event ``k`` is due at
   ``start + (ts_exch[k] - ts_exch[0]) / N`` on the injected clock;
 * ``max``: every event is due at once;
 * a fixed ``rate_hz`` (the bench harness): events are spaced evenly.
-
-Supported files
----------------
-``generic``      CSV ``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``;
-                 ``kind`` is ``quote``, ``trade`` or ``bar`` (``last_sz`` = volume);
-                 empty cells for fields a kind does not use; ``.gz`` allowed.
-``binance``      hftbacktest-style book-ticker CSV (``symbol,local_ts_ns,update_id,
-                 bid_price,bid_qty,ask_price,ask_qty``) plus, optionally, the trades
-                 CSV (``…,price,qty,is_buyer_maker``) merged by receive time.
-``lean_minute``  equity minute quote bars (``symbol,datetime,bid_close,bid_size,
-                 ask_close,ask_size,…``; New York time) emitted at each bar's end.
 """
 from __future__ import annotations
 
-import csv
-import gzip
-from datetime import datetime, timedelta
-from pathlib import Path
-from zoneinfo import ZoneInfo
-
 import numpy as np
-from numba import njit
-
-from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE, MD_TRADE
-
-GENERIC_COLUMNS = ["ts_ns", "symbol", "kind", "bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"]
-_KINDS = {"quote": MD_QUOTE, "trade": MD_TRADE, "bar": MD_BAR}
+from numba import njit, types
+from numba.experimental import structref
 
 
-def _open_text(path: Path):
-    if not path.exists():
-        raise FileNotFoundError(f"feed file {path} was not found")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+@structref.register
+class _FeedStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
 
 
-def _f(s: str) -> float:
-    return float(s) if s else np.nan
+class FeedState(structref.StructRefProxy):
+    """The event array and the cursor ``[pos, seq, loops]`` (:data:`CUR_POS`, ...): the
+    next event to emit, the seq it gets, and how many times the recording looped."""
 
 
-def _check_header(path: Path, found: list[str], expected: list[str]) -> None:
-    missing = [c for c in expected if c not in found]
-    if missing:
-        raise ValueError(f"{path}: columns {expected} expected, the header was {found} (missing {missing})")
+structref.define_proxy(FeedState, _FeedStateType, ["events", "cursor"])
 
-
-def load_generic(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
-    """Parse a generic CSV; returns (events, rows skipped for unknown symbols)."""
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        header = next(reader, None) or []
-        _check_header(path, header, GENERIC_COLUMNS)
-        col = {c: header.index(c) for c in GENERIC_COLUMNS}
-        rows, skipped = [], 0
-        for lineno, r in enumerate(reader, start=2):
-            inst = symbols.get(r[col["symbol"]])
-            if inst is None:
-                skipped += 1
-                continue
-            kind = _KINDS.get(r[col["kind"]])
-            if kind is None:
-                raise ValueError(f"{path}:{lineno}: kind must be one of {sorted(_KINDS)}, was {r[col['kind']]!r}")
-            rows.append((int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
-                         _f(r[col["ask_px"]]), _f(r[col["ask_sz"]]), _f(r[col["last_px"]]), _f(r[col["last_sz"]])))
-    return _to_md(rows), skipped
-
-
-def load_binance(path: Path, trades_path: Path | None, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
-    rows, skipped = [], 0
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        _check_header(path, reader.fieldnames or [], ["symbol", "local_ts_ns", "bid_price", "bid_qty", "ask_price", "ask_qty"])
-        for r in reader:
-            inst = symbols.get(r["symbol"])
-            if inst is None:
-                skipped += 1
-                continue
-            rows.append((int(r["local_ts_ns"]), inst, MD_QUOTE, float(r["bid_price"]), float(r["bid_qty"]),
-                         float(r["ask_price"]), float(r["ask_qty"]), np.nan, np.nan))
-    if trades_path is not None:
-        with _open_text(trades_path) as f:
-            reader = csv.DictReader(f)
-            _check_header(trades_path, reader.fieldnames or [], ["symbol", "local_ts_ns", "price", "qty", "is_buyer_maker"])
-            for r in reader:
-                inst = symbols.get(r["symbol"])
-                if inst is None:
-                    skipped += 1
-                    continue
-                rows.append((int(r["local_ts_ns"]), inst, MD_TRADE, np.nan, np.nan, np.nan, np.nan,
-                             float(r["price"]), float(r["qty"])))
-        rows.sort(key=lambda t: t[0])  # stable: a quote and trade with equal stamps keep file order
-    return _to_md(rows), skipped
-
-
-def load_lean_minute(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
-    ny = ZoneInfo("America/New_York")
-    rows, skipped = [], 0
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        _check_header(path, reader.fieldnames or [], ["symbol", "datetime", "bid_close", "bid_size", "ask_close", "ask_size"])
-        for r in reader:
-            inst = symbols.get(r["symbol"])
-            if inst is None:
-                skipped += 1
-                continue
-            # Bars are stamped with their start; the quote is known at the bar's end.
-            end = datetime.fromisoformat(r["datetime"]).replace(tzinfo=ny) + timedelta(minutes=1)
-            rows.append((int(end.timestamp()) * 1_000_000_000, inst, MD_QUOTE, float(r["bid_close"]),
-                         float(r["bid_size"]), float(r["ask_close"]), float(r["ask_size"]), np.nan, np.nan))
-    rows.sort(key=lambda t: t[0])
-    return _to_md(rows), skipped
-
-
-def _to_md(rows: list[tuple]) -> np.ndarray:
-    md = np.zeros(len(rows), dtype=MD_DTYPE)
-    if not rows:
-        return md
-    a = np.array(rows, dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
-    md["ts_exch"] = np.array([r[0] for r in rows], dtype=np.int64)
-    md["instrument"] = a[:, 1]
-    md["kind"] = a[:, 2]
-    for j, name in enumerate(("bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"), start=3):
-        md[name] = a[:, j]
-    return md
-
-
-def synthetic(n_events: int, n_instruments: int, *, seed: int, rate_hz: float, start_px: float,
-              vol_bps: float, trade_ratio: float, t0_ns: int = 1_700_000_000_000_000_000) -> np.ndarray:
-    """Seeded random-walk quotes and trades (reproducible: same seed, same events)."""
-    rng = np.random.default_rng(seed)
-    md = np.zeros(n_events, dtype=MD_DTYPE)
-    inst = rng.integers(0, n_instruments, n_events)
-    steps = rng.normal(0.0, vol_bps * 1e-4, n_events)
-    logpx = np.full(n_instruments, np.log(start_px))
-    is_trade = rng.random(n_events) < trade_ratio
-    half_spread = rng.uniform(0.5, 3.0, n_events) * 1e-4
-    for k in range(n_events):
-        i = inst[k]
-        logpx[i] += steps[k]
-        mid = float(np.exp(logpx[i]))
-        md[k]["instrument"] = i
-        if is_trade[k]:
-            md[k]["kind"] = MD_TRADE
-            md[k]["last_px"] = mid * (1 + half_spread[k] * (1 if steps[k] > 0 else -1))
-            md[k]["last_sz"] = float(rng.integers(1, 20)) * 10
-        else:
-            md[k]["kind"] = MD_QUOTE
-            md[k]["bid_px"] = round(mid * (1 - half_spread[k]), 2)
-            md[k]["ask_px"] = max(round(mid * (1 + half_spread[k]), 2), md[k]["bid_px"] + 0.01)
-            md[k]["bid_sz"] = float(rng.integers(1, 50)) * 100
-            md[k]["ask_sz"] = float(rng.integers(1, 50)) * 100
-    md["ts_exch"] = t0_ns + (np.arange(n_events) * (1e9 / rate_hz)).astype(np.int64)
-    return md
-
-
-def parse_speed(speed: str) -> float:
-    """``realtime`` -> 1.0, ``max`` -> 0.0 (no pacing), ``"10"`` -> 10.0."""
-    if speed == "realtime":
-        return 1.0
-    if speed == "max":
-        return 0.0
-    try:
-        v = float(speed)
-    except ValueError:
-        v = -1.0
-    if v <= 0:
-        raise ValueError(f"feed.speed must be 'realtime', 'max' or a positive multiplier such as '10', was {speed!r}")
-    return v
+#: Words of FeedState.cursor.
+CUR_POS, CUR_SEQ, CUR_LOOPS = 0, 1, 2
 
 
 @njit(cache=True)
-def _emit(events, pos, n_out, out, seq0, now, now_real):
-    for j in range(n_out):
-        out[j] = events[pos + j]
+def new_feed_state(events, cursor):
+    return FeedState(events, cursor)
+
+
+@njit(cache=True)
+def feed_step(s, n, out, now, now_real):
+    """Emit the next ``n`` events into ``out`` stamped with ``t_origin = now`` (after
+    parse) and ``ts_recv = now_real``, each with the next seq; advances the cursor."""
+    pos, seq = s.cursor[CUR_POS], s.cursor[CUR_SEQ]
+    for j in range(n):
+        out[j] = s.events[pos + j]
         out[j].t_origin = now
         out[j].ts_recv = now_real
-        out[j].seq = seq0 + j
+        out[j].seq = seq + j
+    s.cursor[CUR_POS] = pos + n
+    s.cursor[CUR_SEQ] = seq + n
+    return n
 
 
 class FeedCore:
@@ -208,9 +73,8 @@ class FeedCore:
         self.period_ns = int(1e9 / rate_hz) if rate_hz else 0
         self.loop = loop
         self.max_batch = max_batch
-        self.pos = 0
-        self.seq = 1
-        self.loops = 0
+        self.cursor = np.array([0, 1, 0], np.int64)
+        self.state = new_feed_state(events, self.cursor)
         self.start_ns: int | None = None
         self._ts0 = int(events["ts_exch"][0])
         self._span = int(events["ts_exch"][-1]) - self._ts0 + 1
@@ -257,36 +121,11 @@ class FeedCore:
                 break
         return n
 
-    def advance(self, n: int) -> None:
-        self.pos += n
-        self.seq += n
+    def emit(self, n: int, out: np.ndarray, now: int, now_real: int) -> int:
+        """The next ``n`` events (as :meth:`take` allowed) into ``out``: :func:`feed_step`."""
+        return feed_step(self.state, n, out, now, now_real)
 
-    def poll(self, now: int, now_real: int, out: np.ndarray) -> int:
-        """Emit every event due at ``now`` (up to ``max_batch``) into ``out``."""
-        n = self.take(now, len(out))
-        if n:
-            _emit(self.events, self.pos, n, out, self.seq, now, now_real)
-            self.advance(n)
-        return n
-
-
-def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
-    """Build the event array a config's ``feed`` section describes."""
-    from alphad.daemon.config import resolve
-
-    symbols = {ins.symbol: ins.id for ins in universe}
-    if feed_cfg.source == "synthetic":
-        s = feed_cfg.synthetic
-        return synthetic(200_000, len(universe), seed=s.seed, rate_hz=s.rate_hz, start_px=s.start_px,
-                         vol_bps=s.vol_bps, trade_ratio=s.trade_ratio)
-    path = resolve(base, feed_cfg.path)
-    if feed_cfg.format == "generic":
-        events, _ = load_generic(path, symbols)
-    elif feed_cfg.format == "binance":
-        trades = resolve(base, feed_cfg.trades_path) if feed_cfg.trades_path else None
-        events, _ = load_binance(path, trades, symbols)
-    else:
-        events, _ = load_lean_minute(path, symbols)
-    if len(events) == 0:
-        raise ValueError(f"feed file {path} holds no event for the universe's symbols {sorted(symbols)}")
-    return events
+    # the cursor's words by name (a restarted feed resumes from them)
+    pos = property(lambda self: int(self.cursor[CUR_POS]), lambda self, v: self.cursor.__setitem__(CUR_POS, v))
+    seq = property(lambda self: int(self.cursor[CUR_SEQ]), lambda self, v: self.cursor.__setitem__(CUR_SEQ, v))
+    loops = property(lambda self: int(self.cursor[CUR_LOOPS]), lambda self, v: self.cursor.__setitem__(CUR_LOOPS, v))

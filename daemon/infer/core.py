@@ -1,114 +1,22 @@
-"""Inference stage core: an ONNX Runtime session over preallocated buffers.
+"""Infer stage core: feature rows in, sized signals out, around one model run.
 
-* The model card's ordered feature list must equal the list the features stage
-  publishes, and the ONNX file's sha256 must equal the card's; otherwise the
-  stage refuses to start.
-* Providers: CUDA where onnxruntime-gpu sees a GPU (``provider: auto``), else
-  CPU; ORT silently falls back to CPU, so the providers *in use* are read back
-  from the session and asserted against what was asked.
-* Thread pools of one (intra/inter op), sequential execution: library pools
-  turn p99 into milliseconds on a loaded host (DESIGN.md).
-* IOBinding over preallocated numpy input/output buffers, one binding per
-  batch size 1..B built at start, so a batch run allocates nothing
-  (:class:`alphad.daemon.infer.bound_runner.BoundRunner`, shared with the offline tools).
+The stage's buffers and parameters are one compiled object (:class:`InferState`).  The
+model call is the one place a step leaves compiled code, so the step is two halves
+around it, each of the shape every core's step has:
+
+* :func:`infer_gather` ``(state, rows, n)``: copy the rows' feature vectors into the
+  model input ``state.x`` and count them into the live drift histograms;
+* the session predicts ``y[:n]`` (:class:`alphad.daemon.infer.session.ModelSession`);
+* :func:`infer_step` ``(state, rows, n, y, out, now) -> k``: prediction → target weight.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 from alphad.daemon.infer.drift import histogram_update
-from alphad.daemon.infer.model_card import ModelCard, read_card, sha256_file
-
-from alphad.daemon.infer.bound_runner import BoundRunner
-
-
-class ModelMismatch(RuntimeError):
-    """The model card does not fit the running features stage or its ONNX file."""
-
-
-def choose_providers(provider: str) -> list[str]:
-    # onnxruntime is imported where it is used: every stage process imports this module
-    # (through the pipeline), and only the infer stage needs the ~30 ms library.
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if provider == "cpu":
-        return ["CPUExecutionProvider"]
-    if provider == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise RuntimeError(f"model.provider is 'cuda' but this onnxruntime offers only {available} "
-                               "(install the gpu extra: onnxruntime-gpu)")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-class ModelSession:
-    """Load ``model_card.json`` + its ONNX graph and predict batches of rows.
-
-    Parameters
-    ----------
-    card_path : path of model_card.json; the ONNX file is beside it.
-    feature_names : the features stage's ordered list; must equal the card's.
-    provider : ``auto``, ``cpu`` or ``cuda``.
-    max_batch : largest batch :meth:`predict` accepts.
-    """
-
-    def __init__(self, card_path: str | Path, feature_names: list[str] | tuple[str, ...], *,
-                 provider: str = "auto", max_batch: int = 64):
-        card_path = Path(card_path)
-        self.card: ModelCard = read_card(card_path)
-        if list(self.card.feature_names) != list(feature_names):
-            raise ModelMismatch(
-                f"{card_path}: the model expects features {self.card.feature_names} but the features stage "
-                f"publishes {list(feature_names)}; retrain the model on this feature set"
-            )
-        onnx_path = card_path.parent / self.card.onnx_file
-        digest = sha256_file(onnx_path)
-        if digest != self.card.onnx_sha256:
-            raise ModelMismatch(f"{onnx_path}: sha256 {digest} differs from the card's {self.card.onnx_sha256}")
-        import onnxruntime as ort  # lazily: see choose_providers
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        wanted = choose_providers(provider)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=wanted)
-        self.providers = self.session.get_providers()
-        if self.providers[0] != wanted[0]:
-            raise RuntimeError(f"asked ONNX Runtime for {wanted[0]} but the session runs on {self.providers}")
-        self.n_features = len(feature_names)
-        inp = self.session.get_inputs()[0]
-        if inp.name != self.card.input_name:
-            raise ModelMismatch(f"{onnx_path}: input is named {inp.name!r}, the card says {self.card.input_name!r}")
-        self.input_name = inp.name
-        self.output_name = self.card.output_name or self.session.get_outputs()[0].name
-        self.max_batch = max_batch
-        # One binding per batch size: shapes are part of a binding, and building them
-        # here keeps the per-batch path free of allocation.
-        self.runner = BoundRunner(self.session, self.n_features, max_batch, self.output_name)
-        self.x, self.y = self.runner.x, self.runner.y
-        self.fast_path = self.runner.fast
-        self.run_bound = self.runner.run_bound  # predict the first n rows already in x; a view of y
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if not 0 < n <= self.max_batch:
-            raise ValueError(f"batch of 1..{self.max_batch} rows expected, was {n}")
-        self.x[:n] = x
-        return self.run_bound(n).copy()
-
-    def warm(self, rounds: int = 20) -> None:
-        for n in (1, self.max_batch):
-            for _ in range(rounds):
-                self.run_bound(n)
+from alphad.daemon.infer.session import ModelSession
 
 
 @njit(cache=True)
@@ -153,8 +61,47 @@ def size_signals(rows, n, y, scale, weight_per_unit, weight_cap, min_abs_pred, o
     return n
 
 
+@structref.register
+class _InferStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class InferState(structref.StructRefProxy):
+    """The model input ``x`` (the session's bound buffer), its batch and width, the sizing
+    parameters, and the live drift histograms (``drift_counts`` with no rows: none)."""
+
+
+_INFER_FIELDS = ["x", "max_batch", "n_features", "scale", "weight_per_unit", "weight_cap", "min_abs_prediction",
+                 "drift_counts", "drift_edges"]
+structref.define_proxy(InferState, _InferStateType, _INFER_FIELDS)
+
+
+@njit(cache=True)
+def new_infer_state(x, max_batch, n_features, scale, weight_per_unit, weight_cap, min_abs_prediction, drift_counts,
+                     drift_edges):
+    return InferState(x, max_batch, n_features, scale, weight_per_unit, weight_cap, min_abs_prediction, drift_counts,
+                      drift_edges)
+
+
+@njit(cache=True)
+def infer_gather(s, rows, n):
+    """The first half of the step: ``rows[:n]`` (at most ``s.max_batch``) into the model
+    input, counted into the drift histograms; returns ``n``."""
+    gather_rows(rows, n, s.n_features, s.x)
+    if s.drift_counts.shape[0]:
+        count_drift(s.drift_counts, s.drift_edges, s.x, n)
+    return n
+
+
+@njit(cache=True)
+def infer_step(s, rows, n, y, out, now):
+    """The second half: the model's predictions ``y[:n]`` of ``rows[:n]`` sized into signals."""
+    return size_signals(rows, n, y, s.scale, s.weight_per_unit, s.weight_cap, s.min_abs_prediction, out, now)
+
+
 class InferCore:
-    """Rows in, sized signals out.
+    """The session and the stage's state.
 
     With ``drift_counts`` (int64, features x bins) and a card that carries a drift
     reference, every model input row is also counted into the live histograms the
@@ -166,32 +113,21 @@ class InferCore:
         self.session = session
         ref = session.card.drift_reference
         self.drift_counts = drift_counts if ref is not None else None
-        self.drift_edges = np.asarray(ref.edges, np.float64) if ref is not None else None
-        self._count = count_drift
+        self.drift_edges = np.asarray(ref.edges, np.float64) if ref is not None else np.zeros((0, 0))
         self.scale = float(session.card.prediction_scale) or 1.0
         self.weight_per_unit = weight_per_unit
         self.weight_cap = weight_cap
         self.min_abs_prediction = min_abs_prediction
-        self._gather, self._size = gather_rows, size_signals
+        self.state = self._state(self.drift_counts)
+        #: The same state counting no drift: warm-up and keep-warm rows are not live data.
+        self.quiet = self._state(None)
 
-    def drift_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(counts, edges)`` for the compiled steps: empty 2-D arrays when no drift is
-        counted (``counts.shape[0] == 0`` tells a step to skip it)."""
-        if self.drift_counts is None:
-            return np.zeros((0, 0), np.int64), np.zeros((0, 0))
-        return self.drift_counts, self.drift_edges
-
-    def bind(self, rows: np.ndarray, out: np.ndarray) -> None:
-        """Bind the njit helpers to their compiled entry points for these buffers' types
-        (see :func:`alphad.daemon.shell.compiled.bind`); call once while warming."""
-        from alphad.daemon.shell.compiled import bind
-
+    def _state(self, counts: np.ndarray | None) -> InferState:
         s = self.session
-        self._gather = bind(gather_rows, rows, 1, s.n_features, s.x)
-        self._size = bind(size_signals, rows, 1, s.y[:1, 0], self.scale, self.weight_per_unit, self.weight_cap,
-                          self.min_abs_prediction, out, 0)
-        if self.drift_counts is not None:
-            self._count = bind(count_drift, self.drift_counts, self.drift_edges, s.x, 0)
+        counts = counts if counts is not None else np.zeros((0, 0), np.int64)
+        edges = self.drift_edges if counts.shape[0] else np.zeros((0, 0))
+        return new_infer_state(s.x, s.max_batch, s.n_features, self.scale, self.weight_per_unit, self.weight_cap,
+                                self.min_abs_prediction, counts, edges)
 
     def rehearse(self, rows: np.ndarray, out: np.ndarray) -> None:
         """Run the step on ``rows[:1]`` into the scratch ``out``, counting no drift.
@@ -201,28 +137,17 @@ class InferCore:
         1 ms sleep); running the very same calls now and then keeps them in cache.  The
         session's input and output buffers are reused: they hold nothing between steps.
         """
-        s = self.session
-        self._gather(rows, 1, s.n_features, s.x)
-        self._size(rows, 1, s.run_bound(1), self.scale, self.weight_per_unit, self.weight_cap,
-                   self.min_abs_prediction, out, 0)
+        infer_gather(self.quiet, rows, 1)
+        infer_step(self.quiet, rows, 1, self.session.run_bound(1), out, 0)
 
     def on_rows(self, rows: np.ndarray, n: int, out: np.ndarray, now: int) -> int:
-        s = self.session
-        if n <= s.max_batch:  # the usual case: one model run, no slicing
-            self._gather(rows, n, s.n_features, s.x)
-            if self.drift_counts is not None:
-                self._count(self.drift_counts, self.drift_edges, s.x, n)
-            self._size(rows, n, s.run_bound(n), self.scale, self.weight_per_unit, self.weight_cap,
-                       self.min_abs_prediction, out, now)
-            return n
+        """The whole step over ``rows[:n]``, in model batches; returns the signals written."""
+        s, st = self.session, self.state
         done = 0
-        while done < n:  # a ring batch larger than the model's max batch
+        while done < n:  # a ring batch larger than the model's max batch runs in chunks
             m = min(n - done, s.max_batch)
-            chunk = rows[done : done + m]
-            gather_rows(chunk, m, s.n_features, s.x)
-            if self.drift_counts is not None:
-                count_drift(self.drift_counts, self.drift_edges, s.x, m)
-            size_signals(chunk, m, s.run_bound(m), self.scale, self.weight_per_unit, self.weight_cap,
-                         self.min_abs_prediction, out[done : done + m], now)
+            chunk = rows[done : done + m] if done or m < n else rows
+            infer_gather(st, chunk, m)
+            infer_step(st, chunk, m, s.run_bound(m), out[done : done + m] if done else out, now)
             done += m
         return n

@@ -118,18 +118,10 @@ from alphad.daemon.risk.codes import (
     SEC_WARN,
     WARN_SECTOR,
 )
+from alphad.kernels.grid import on_grid
 
-# Relative tolerance for grid checks: prices and sizes arrive as float64 decimals
-# (0.1 + 0.2 style error), which must not be mistaken for an off-grid value.
-_GRID_TOL = 1e-9
 # Relative slack on limit comparisons so a value computed to sit exactly on a limit passes.
 _LIMIT_TOL = 1e-12
-
-
-@njit(cache=True)
-def _on_grid(x, step):
-    r = x / step
-    return abs(r - np.round(r)) <= _GRID_TOL * max(1.0, abs(r))
 
 
 @njit(cache=True)
@@ -255,10 +247,10 @@ def check_order(inst, side, qty, limit_px, now_ns, limits, book, sectors, accoun
     # 5. quantity, lot, tick, reference price
     if (side != 1 and side != -1) or not (qty > 0.0 and np.isfinite(qty)):
         return DENY_BAD_QUANTITY
-    if not _on_grid(qty, limits[inst, L_LOT]):
+    if not on_grid(qty, limits[inst, L_LOT]):
         return DENY_LOT_SIZE
     is_limit = not np.isnan(limit_px)
-    if is_limit and not (limit_px > 0.0 and np.isfinite(limit_px) and _on_grid(limit_px, limits[inst, L_TICK])):
+    if is_limit and not (limit_px > 0.0 and np.isfinite(limit_px) and on_grid(limit_px, limits[inst, L_TICK])):
         return DENY_TICK_SIZE
     last = book[inst, B_LAST_PX]
     if not (last > 0.0):

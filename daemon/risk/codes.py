@@ -16,18 +16,29 @@ Arrays (all preallocated by :func:`alphad.daemon.risk.config.build_risk_arrays`)
              throttle clock (``C_*``).  This is the only array the kill switch and halt state
              live in; it holds no Python objects so it can be a view on shared memory and survive
              a restart of the risk stage.
+
+The ``control`` columns ``C_*``, ``REASON_OPERATOR`` and the trading states are part of the
+shared control block's layout: they are defined in :mod:`alphad.ipc.control` and imported here
+with the rest of the risk library's contract.
 """
 from __future__ import annotations
 
-# -- trading states (control[C_STATE]) -------------------------------------------------------
-#: Orders pass the gate subject to every check.
-ACTIVE = 0
-#: Only orders that shrink ``|position|`` pass (drawdown CRITICAL step or an operator command).
-REDUCING = 1
-#: No new order passes; only :func:`alphad.daemon.risk.checks.resume` leaves this state.
-HALTED = 2
-
-STATE_NAMES = {ACTIVE: "ACTIVE", REDUCING: "REDUCING", HALTED: "HALTED"}
+# -- trading states (control[C_STATE]) and the control columns: alphad.ipc.control -------------
+from alphad.ipc.control import (  # noqa: F401  (re-exported: the risk library's contract)
+    ACTIVE,
+    C_EPOCH,
+    C_FLATTEN,
+    C_STATE,
+    C_STATE_REASON,
+    C_STATE_TS,
+    C_THROTTLE_NS,
+    C_WARNINGS,
+    HALTED,
+    N_CONTROL_COLS,
+    REASON_OPERATOR,
+    REDUCING,
+    STATE_NAMES,
+)
 
 # -- gate reason codes (returned by check_order) ------------------------------------------------
 #: The order passed every check.
@@ -256,27 +267,6 @@ A_UNREALISED = 10
 #: Fees paid, quote currency.
 A_FEES = 11
 N_ACCOUNT_COLS = 12
-
-# -- control columns (int64, the shared control block) --------------------------------------------
-#: Trading state: ACTIVE, REDUCING or HALTED.
-C_STATE = 0
-#: Why the state was last raised: a gate code (DENY_DAILY_LOSS), ``DD_EVENT_ESCALATE + level``,
-#: or ``C_REASON_OPERATOR``; 0 when ACTIVE.
-C_STATE_REASON = 1
-#: When the state was last raised, stage clock ns.
-C_STATE_TS = 2
-#: 1 when the risk stage must flatten every position (KILL step, ``ctl flatten``).
-C_FLATTEN = 3
-#: Throttle clock: last refill time, ns; -1 before the first order.
-C_THROTTLE_NS = 4
-#: Warning bits of the last check_order call (``WARN_*``).
-C_WARNINGS = 5
-#: Incremented on every state change, so a reader can tell a change happened.
-C_EPOCH = 6
-N_CONTROL_COLS = 7
-
-#: ``control[C_STATE_REASON]`` when an operator command set the state.
-C_REASON_OPERATOR = 999
 
 
 def reason_name(code: int) -> str:

@@ -2,7 +2,8 @@
 
 Decoded once (unknown keys rejected, errors name the path); :func:`build_risk_arrays` turns a
 :class:`RiskConfig` plus the universe into the plain arrays the ``@njit`` cores take, so hot code
-never touches a Struct or a dict.  The daemon config mounts :class:`RiskConfig` under ``risk:``.
+never touches a Struct or a dict.  The daemon config mounts :class:`Risk` (a :class:`RiskConfig` plus the
+account's start) under ``risk:``.
 
 Example
 -------
@@ -21,6 +22,7 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
+from alphad.daemon.config_base import Base, NonNegFloat, PositiveFloat, PositiveFraction
 from alphad.daemon.risk.portfolio import new_open_order_table
 from alphad.daemon.risk.codes import (
     A_CASH,
@@ -63,17 +65,11 @@ from alphad.daemon.risk.codes import (
     SEC_WARN,
 )
 
-Positive = Annotated[float, Meta(gt=0)]
-NonNegative = Annotated[float, Meta(ge=0)]
-Fraction = Annotated[float, Meta(gt=0, le=1)]
+#: ``HH:MM``, 24-hour clock.
 ClockTime = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
 
-class _Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Base of every risk config Struct: keyword-only, immutable, unknown keys rejected."""
-
-
-class InstrumentLimits(_Base):
+class InstrumentLimits(Base):
     """Per-instrument gate limits (defaults apply to every instrument without an override).
 
     Attributes
@@ -100,11 +96,11 @@ class InstrumentLimits(_Base):
     """
 
     tradable: bool = True
-    max_order_qty: Positive = 10_000.0
-    max_order_notional: Positive = 250_000.0
-    price_band: Positive = 0.05
-    max_position_shares: Positive = 50_000.0
-    max_position_weight: Fraction = 0.03
+    max_order_qty: PositiveFloat = 10_000.0
+    max_order_notional: PositiveFloat = 250_000.0
+    price_band: PositiveFloat = 0.05
+    max_position_shares: PositiveFloat = 50_000.0
+    max_position_weight: PositiveFraction = 0.03
     shortable: bool = True
     session_open: ClockTime = "09:30"
     session_close: ClockTime = "16:00"
@@ -121,7 +117,7 @@ class InstrumentLimits(_Base):
             raise ValueError(f"timezone expected an IANA zone name, was {self.timezone!r}") from None
 
 
-class AccountLimits(_Base):
+class AccountLimits(Base):
     """Account-wide gate limits.
 
     Attributes
@@ -148,16 +144,16 @@ class AccountLimits(_Base):
         Per-sector overrides of ``sector_limit`` keyed by GICS sector name.
     """
 
-    max_gross_notional: Positive = 5_000_000.0
-    max_net_notional: Positive = 2_000_000.0
-    max_leverage: Positive = 2.0
-    daily_loss_limit: Fraction = 0.02
-    throttle_rate: Positive = 50.0
+    max_gross_notional: PositiveFloat = 5_000_000.0
+    max_net_notional: PositiveFloat = 2_000_000.0
+    max_leverage: PositiveFloat = 2.0
+    daily_loss_limit: PositiveFraction = 0.02
+    throttle_rate: PositiveFloat = 50.0
     throttle_burst: Annotated[float, Meta(ge=1)] = 20.0
     allow_short: bool = True
-    sector_limit: Fraction = 0.25
-    sector_warning: Fraction = 0.20
-    sector_limits: dict[str, Fraction] = {}
+    sector_limit: PositiveFraction = 0.25
+    sector_warning: PositiveFraction = 0.20
+    sector_limits: dict[str, PositiveFraction] = {}
 
     def __post_init__(self) -> None:
         if self.sector_warning > self.sector_limit:
@@ -165,7 +161,7 @@ class AccountLimits(_Base):
                              f"was {self.sector_warning}")
 
 
-class SizingConfig(_Base):
+class SizingConfig(Base):
     """Prediction-to-weight sizing (see :mod:`alphad.daemon.infer.sizing`).
 
     Attributes
@@ -197,18 +193,18 @@ class SizingConfig(_Base):
         (default 0.1).
     """
 
-    regime_multipliers: tuple[NonNegative, ...] = (1.0, 0.3, 0.6)
-    vix_breaks: tuple[Positive, ...] = (20.0, 25.0, 30.0, 35.0)
-    vix_multipliers: tuple[NonNegative, ...] = (1.0, 0.8, 0.6, 0.4, 0.25)
-    vix_kill: Positive = 45.0
-    target_annual_vol: Positive = 0.15
-    periods_per_year: Positive = 252.0
-    max_vol_multiplier: Positive = 2.0
-    kelly_fraction: Fraction = 0.25
-    max_position_weight: Fraction = 0.02
-    cost_multiple: NonNegative = 2.0
-    fee_rate: NonNegative = 0.0001
-    impact_coefficient: NonNegative = 0.1
+    regime_multipliers: tuple[NonNegFloat, ...] = (1.0, 0.3, 0.6)
+    vix_breaks: tuple[PositiveFloat, ...] = (20.0, 25.0, 30.0, 35.0)
+    vix_multipliers: tuple[NonNegFloat, ...] = (1.0, 0.8, 0.6, 0.4, 0.25)
+    vix_kill: PositiveFloat = 45.0
+    target_annual_vol: PositiveFloat = 0.15
+    periods_per_year: PositiveFloat = 252.0
+    max_vol_multiplier: PositiveFloat = 2.0
+    kelly_fraction: PositiveFraction = 0.25
+    max_position_weight: PositiveFraction = 0.02
+    cost_multiple: NonNegFloat = 2.0
+    fee_rate: NonNegFloat = 0.0001
+    impact_coefficient: NonNegFloat = 0.1
 
     def __post_init__(self) -> None:
         if len(self.regime_multipliers) != 3:
@@ -221,7 +217,7 @@ class SizingConfig(_Base):
             raise ValueError(f"vix_breaks expected strictly ascending, was {self.vix_breaks}")
 
 
-class DrawdownConfig(_Base):
+class DrawdownConfig(Base):
     """Drawdown ladder (see :mod:`alphad.daemon.risk.drawdown`).
 
     Attributes
@@ -244,17 +240,17 @@ class DrawdownConfig(_Base):
         Equity samples kept for the rolling 4 h window (default 16,384: one a second is 4.5 h).
     """
 
-    warning: Fraction = 0.03
-    critical: Fraction = 0.05
-    emergency: Fraction = 0.08
-    kill: Fraction = 0.10
-    intraday: tuple[Fraction, ...] | None = None
-    rolling_1h: tuple[Fraction, ...] | None = None
-    rolling_4h: tuple[Fraction, ...] | None = None
+    warning: PositiveFraction = 0.03
+    critical: PositiveFraction = 0.05
+    emergency: PositiveFraction = 0.08
+    kill: PositiveFraction = 0.10
+    intraday: tuple[PositiveFraction, ...] | None = None
+    rolling_1h: tuple[PositiveFraction, ...] | None = None
+    rolling_4h: tuple[PositiveFraction, ...] | None = None
     recovery_hysteresis: Annotated[float, Meta(ge=0, lt=1)] = 0.2
-    emergency_risk_multiplier: Fraction = 0.5
+    emergency_risk_multiplier: PositiveFraction = 0.5
     webhook_url: str = ""
-    alert_cooldown_s: NonNegative = 300.0
+    alert_cooldown_s: NonNegFloat = 300.0
     window_capacity: Annotated[int, Meta(ge=16)] = 16_384
 
     def __post_init__(self) -> None:
@@ -275,7 +271,7 @@ class DrawdownConfig(_Base):
         return t
 
 
-class RebalancerConfig(_Base):
+class RebalancerConfig(Base):
     """Sector rebalancer (see :mod:`alphad.daemon.risk.rebalancer`).
 
     Attributes
@@ -294,13 +290,13 @@ class RebalancerConfig(_Base):
     """
 
     method: Literal["largest_first", "pro_rata"] = "largest_first"
-    target_buffer: NonNegative = 0.01
-    min_trim_value: NonNegative = 1_000.0
-    daily_turnover_cap: Fraction = 0.10
-    cooldown_s: NonNegative = 900.0
+    target_buffer: NonNegFloat = 0.01
+    min_trim_value: NonNegFloat = 1_000.0
+    daily_turnover_cap: PositiveFraction = 0.10
+    cooldown_s: NonNegFloat = 900.0
 
 
-class RiskConfig(_Base):
+class RiskConfig(Base):
     """The ``risk:`` section of the daemon config.
 
     Attributes
@@ -319,6 +315,15 @@ class RiskConfig(_Base):
     sizing: SizingConfig = SizingConfig()
     drawdown: DrawdownConfig = DrawdownConfig()
     rebalancer: RebalancerConfig = RebalancerConfig()
+
+
+class Risk(RiskConfig):
+    """The ``risk:`` section as the daemon config mounts it: every limit of the pre-trade gate,
+    sizing and drawdown ladder (:class:`RiskConfig`), plus the account's start."""
+
+    initial_equity: PositiveFloat = 1_000_000.0
+    #: Orders smaller than this notional are not worth sending (a threshold, not a denial).
+    min_order_notional: NonNegFloat = 0.0
 
 
 def decode_risk_config(data: bytes | str, fmt: Literal["json", "yaml"] = "json") -> RiskConfig:

@@ -21,10 +21,11 @@ it is never an exception and never silent.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import STAGE_INDEX
+from alphad.ipc.control import C_THROTTLE_NS, STAGE_INDEX
 from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
 
 from alphad.daemon.risk.drawdown import update_drawdown
@@ -46,20 +47,23 @@ REASONS = dict(enumerate(REASON_NAMES))
 
 
 @njit(cache=True)
-def client_order_id(seq, instrument, child):
+def decision_order_id(seq, instrument, child):
     """Deterministic id from the decision (md seq of the tick, instrument, child index):
     a replay or a restarted stage derives the same id, and the router refuses a repeat."""
     return (seq << 12) | (child << 8) | instrument
 
 
 @njit(cache=True)
-def on_signals(sigs, n, limits, book, sectors, account_limits, account, control, oo_ids, oo_vals, params,
-               tmp, m, out, den, den_n, now):
-    """Target weights in, gated orders out; returns the number of orders written to ``out``.
+def risk_step(st, sigs, n, out, now):
+    """The gate: target weights ``sigs[:n]`` in, orders out; returns the orders written.
 
-    Each denial is counted by reason in ``m`` and written to ``den[den_n[0]]`` (for the
-    journal) while there is room; the shell drains ``den`` after the call.
+    Each denial is counted by reason in ``st.m`` and written to
+    ``st.denials[st.den_n[0]]`` (for the journal) while there is room; the shell drains
+    it after the call.
     """
+    limits, book, sectors, account, control = st.limits, st.book, st.sectors, st.account, st.control
+    account_limits, oo_ids, oo_vals, params, tmp, m = st.account_limits, st.oo_ids, st.oo_vals, st.params, st.tmp, st.m
+    den, den_n = st.denials, st.den_n
     k = 0
     for j in range(n):
         s = sigs[j]
@@ -88,7 +92,7 @@ def on_signals(sigs, n, limits, book, sectors, account_limits, account, control,
         qty = tmp[1]
         if qty * s.ref_px < params[P_MIN_NOTIONAL]:
             continue  # not worth an order: a threshold, not a denial
-        cid = client_order_id(s.seq, i, 0)
+        cid = decision_order_id(s.seq, i, 0)
         sent = on_order_sent(cid, i, side, qty, oo_ids, oo_vals, limits, book, sectors, account)
         if sent != PF_OK:
             if sent != PF_DUPLICATE_ORDER:  # the open-order table is full: visible, never silent
@@ -111,21 +115,22 @@ def on_signals(sigs, n, limits, book, sectors, account_limits, account, control,
 
 
 @njit(cache=True)
-def on_exec(reports, n, oo_ids, oo_vals, limits, book, sectors, account, m):
+def risk_fills(st, reports, n):
     """Book exec reports (fills, rejects, cancels); returns the number of fills."""
     fills = 0
     for j in range(n):
-        pf_on_exec(reports, j, oo_ids, oo_vals, limits, book, sectors, account)
+        pf_on_exec(reports, j, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
         if reports[j].fill_qty > 0.0:
             fills += 1
     if fills:
-        mx.count(m, RISK, mx.C_FILLS, fills)
+        mx.count(st.m, RISK, mx.C_FILLS, fills)
     return fills
 
 
 @njit(cache=True)
-def on_marks(md, n, limits, book, sectors, account):
+def risk_marks(st, md, n):
     """Revalue on quotes (mid) and trades (last price)."""
+    limits, book, sectors, account = st.limits, st.book, st.sectors, st.account
     for j in range(n):
         e = md[j]
         i = e.instrument
@@ -138,25 +143,27 @@ def on_marks(md, n, limits, book, sectors, account):
 
 
 @njit(cache=True)
-def watch(now, account_limits, account, control, dd_state, dd_idx, win_ts, win_eq, thresholds, params):
+def risk_watch(st, now):
     """Drawdown ladder and daily-loss kill switch on the current equity; returns the ladder event."""
-    ev = update_drawdown(now, account[A_EQUITY], dd_state, dd_idx, win_ts, win_eq, thresholds,
-                         params[P_HYSTERESIS], params[P_EMERGENCY_MULT], control, account)
-    check_kill_switch(account_limits, account, control, now)
+    ev = update_drawdown(now, st.account[A_EQUITY], st.dd_state, st.dd_idx, st.win_ts, st.win_eq, st.thresholds,
+                         st.params[P_HYSTERESIS], st.params[P_EMERGENCY_MULT], st.control, st.account)
+    check_kill_switch(st.account_limits, st.account, st.control, now)
     return ev
 
 
 @njit(cache=True)
-def flatten(seq, limits, book, sectors, account, control, oo_ids, oo_vals, f_inst, f_side, f_qty, out, now):
+def risk_flatten(st, seq, out, now):
     """Orders that take every position to zero (``ctl flatten`` or the KILL step): the one
     path past HALTED, each through ``check_flatten_order``.  Returns the orders written."""
+    limits, book, sectors, account, control = st.limits, st.book, st.sectors, st.account, st.control
+    oo_ids, oo_vals, f_inst, f_side, f_qty = st.oo_ids, st.oo_vals, st.f_inst, st.f_side, st.f_qty
     n = flatten_orders(limits, book, f_inst, f_side, f_qty)
     k = 0
     for j in range(n):
         i = f_inst[j]
         if check_flatten_order(i, f_side[j], f_qty[j], limits, book, control) != OK:
             continue
-        cid = client_order_id(seq, i, 1)
+        cid = decision_order_id(seq, i, 1)
         if on_order_sent(cid, i, f_side[j], f_qty[j], oo_ids, oo_vals, limits, book, sectors, account) != PF_OK:
             continue
         o = out[k]
@@ -171,11 +178,6 @@ def flatten(seq, limits, book, sectors, account, control, oo_ids, oo_vals, f_ins
         o.limit_px = np.nan
         k += 1
     return k
-
-
-@njit(cache=True)
-def operator_resume(control, account, now):
-    resume(control, account, now)
 
 
 @njit(cache=True)
@@ -215,19 +217,21 @@ class RiskCore:
     shared : optional ``(views, fresh)`` from the ``risk_state`` segment (see
         :func:`state_specs`); ``fresh`` False means a previous incarnation's state is
         adopted unchanged.
+    metrics : int64 words of the metrics block (denial and order counters); a private
+        block when absent.
     """
 
     OO_CAPACITY = 4096
 
-    def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None):
+    def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None, metrics: np.ndarray | None = None):
         from alphad.daemon.risk.drawdown import DrawdownArrays
 
         rows = [(ins.symbol, ins.sector, ins.tick_size, ins.lot_size) for ins in universe]
-        fresh_control = control[4] == 0  # C_THROTTLE_NS: -1 once initialised
+        fresh_control = control[C_THROTTLE_NS] == 0  # C_THROTTLE_NS: -1 once initialised
         arrays = build_risk_arrays(risk_cfg, rows, equity=risk_cfg.initial_equity, control=control,
                                    open_order_capacity=self.OO_CAPACITY)
         if fresh_control:
-            control[4] = -1
+            control[C_THROTTLE_NS] = -1
         dd = DrawdownArrays(risk_cfg.initial_equity, risk_cfg.drawdown.window_capacity)
         self.limits = arrays.limits
         self.account_limits = arrays.account_limits
@@ -256,5 +260,42 @@ class RiskCore:
         self.f_qty = np.zeros(n)
         self.n_sectors = arrays.sectors.shape[0]
 
-    def gate_args(self):
-        return (self.limits, self.book, self.sectors, self.account_limits, self.account, self.control)
+        self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
+        self.state = _new_risk_state(tuple(getattr(self, f) for f in _RISK_FIELDS))
+
+    def scratch_state(self) -> "RiskState":
+        """A twin of :attr:`state` over copies of every array (warm-up runs on it)."""
+        return _new_risk_state(tuple(np.copy(getattr(self, f)) for f in _RISK_FIELDS))
+
+
+# -- the stage's state as one object, and its steps over it -----------------------------
+@structref.register
+class _RiskStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class RiskState(structref.StructRefProxy):
+    """Every array of the risk stage (see :class:`RiskCore`) as one compiled object: the
+    steps take it instead of a dozen arrays, and a new input touches this module only."""
+
+
+_RISK_FIELDS = ["limits", "book", "sectors", "account_limits", "account", "control", "oo_ids", "oo_vals", "params",
+                "tmp", "m", "denials", "den_n", "dd_state", "dd_idx", "win_ts", "win_eq", "thresholds", "f_inst",
+                "f_side", "f_qty"]
+structref.define_proxy(RiskState, _RiskStateType, _RISK_FIELDS)
+
+
+@njit(cache=True)
+def _new_risk_state(a):
+    """The state over the arrays ``a``, in :data:`_RISK_FIELDS` order (one tuple: a
+    constructor with 21 parameters would be unreadable at every call)."""
+    return RiskState(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
+                     a[15], a[16], a[17], a[18], a[19], a[20])
+
+
+@njit(cache=True)
+def risk_resume(st, now):
+    """``ctl resume``: back to ACTIVE, the daily loss limit re-armed from current equity."""
+    resume(st.control, st.account, now)
+

@@ -4,8 +4,9 @@ An algorithm owns one *parent* order and decides, at each :meth:`ExecAlgo.step`
 (a timer, e.g. every 100 ms, with the current best bid/ask and the market
 volume seen so far), which child orders to send, cancel or replace.  It hears
 back through :meth:`ExecAlgo.on_exec` with the venue's exec reports.  It never
-reads a clock and never talks to a venue: :class:`AlgoDriver` does that, so the
-same algorithm runs in a backtest, in paper trading and live.
+reads a clock and never talks to a venue: its driver does that (in the daemon the
+router stage's :class:`~alphad.daemon.router.parents.ParentBook`), so the same
+algorithm runs in a backtest, in paper trading and live.
 
 Quantities are counted in integer **lots** inside the algorithm, so the
 children can sum *exactly* to the parent: a child is only ever sized from the
@@ -33,32 +34,26 @@ limit is given and urgency is 1).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from alphad.daemon.router.order_fsm import (
-    REASON_CXL_REPLACED,
-    Trigger,
-    client_order_id,
-)
+from alphad.daemon.router.order_fsm import REASON_CXL_REPLACED, child_order_id
 from alphad.ipc.dtypes import (
     EXEC_ACK,
     EXEC_CANCELED,
-    EXEC_DTYPE,
     EXEC_FILL,
     EXEC_PARTIAL,
     EXEC_REJECT,
-    ORDER_DTYPE,
     ORDER_LIMIT,
     ORDER_MARKET,
 )
 
 __all__ = [
     "ParentState", "ParentSpec", "ChildAction", "ExecAlgo", "Immediate", "TWAP", "VWAP", "POV",
-    "AlgoDriver", "intraday_volume_profile", "NEW", "CANCEL", "REPLACE",
+    "intraday_volume_profile", "NEW", "CANCEL", "REPLACE",
 ]
 
 NEW, CANCEL, REPLACE = 1, 2, 3
@@ -191,7 +186,6 @@ class ExecAlgo:
         self.market_volume = 0.0        # market volume since start (base units, ours included)
         self.market_notional = 0.0      # sum px * qty of those trades: the interval VWAP
         self.last_px = math.nan         # last market trade price: the "close" at the end
-        self._journaled = False
 
     # -- schedule ------------------------------------------------------------------
     def target_lots(self, now: int) -> int:
@@ -215,7 +209,7 @@ class ExecAlgo:
 
     def _next_cid(self) -> int:
         s = self.spec
-        cid = client_order_id(s.strategy, s.instrument, s.parent_id, self.n_child)
+        cid = child_order_id(s.strategy, s.instrument, s.parent_id, self.n_child)
         self.n_child += 1
         return cid
 
@@ -372,11 +366,6 @@ class ExecAlgo:
                 c.counted = False
         self._maybe_finish()
 
-    def on_exec_record(self, e: np.void) -> None:
-        self.on_exec(int(e["client_order_id"]), int(e["status"]), int(e["reason"]),
-                     float(e["fill_qty"]), float(e["fill_px"]), float(e["fee"]),
-                     float(e["leaves_qty"]))
-
 
 class Immediate(ExecAlgo):
     """Everything at once: one marketable limit at the far touch plus
@@ -526,138 +515,3 @@ def intraday_volume_profile(minute_of_day: np.ndarray, volume: np.ndarray, *, st
         raise ValueError("volume expected inside the session on at least one day, was none")
     prof = np.mean(shares, axis=0)
     return prof / prof.sum()
-
-
-# ---------------------------------------------------------------------------------
-# Driver: algorithms <-> venue adapter <-> order store (<-> journal)
-# ---------------------------------------------------------------------------------
-
-@dataclass
-class AlgoDriver:
-    """Connects parents to one venue adapter and the order store.
-
-    ``step`` turns the algorithms' actions into venue requests (recording each
-    in the store first, so the FSM sees every request); ``poll`` applies the
-    venue's reports to the store and hands them to the owning parent.
-    ``journal``, when given, is called with each event dict (see
-    :mod:`alphad.ops.tca` for the format).
-    """
-
-    venue: object
-    store: object
-    journal: Callable[[dict], None] | None = None
-    algos: dict[int, ExecAlgo] = field(default_factory=dict)
-    owner: dict[int, int] = field(default_factory=dict)   # child cid -> parent id
-    reports: np.ndarray = field(default_factory=lambda: np.zeros(1024, dtype=EXEC_DTYPE))
-    _order: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=ORDER_DTYPE))
-    #: Reports the order store refused (unknown id, transition not in the table): must stay 0.
-    failed_reports: int = 0
-
-    def add(self, algo: ExecAlgo, now: int, *, arrival_bid: float, arrival_ask: float,
-            venue_name: str = "", algo_name: str | None = None) -> None:
-        s = algo.spec
-        if s.parent_id in self.algos:
-            raise ValueError(f"parent_id expected unique, was {s.parent_id} (already running)")
-        self.algos[s.parent_id] = algo
-        if self.journal:
-            self.journal({"type": "parent", "ts": now, "parent_id": s.parent_id,
-                          "instrument": s.instrument, "side": s.side, "qty": s.qty,
-                          "algo": algo_name or type(algo).__name__.lower(), "start_ns": s.start_ns,
-                          "end_ns": s.end_ns, "urgency": s.urgency,
-                          "arrival_bid": arrival_bid, "arrival_ask": arrival_ask})
-
-    def _send(self, algo: ExecAlgo, a: ChildAction, now: int) -> None:
-        s = algo.spec
-        st = self.store
-        if a.action == NEW or a.action == REPLACE:
-            cid = a.cid if a.action == NEW else a.new_cid
-            if a.action == REPLACE:
-                # The old child first: if the FSM refuses, nothing new is recorded.
-                st.trigger(a.cid, Trigger.REPLACE_REQUEST, now)
-            # The store's ``parent`` field is a slot index (compaction remaps it), and parents
-            # are not orders in the store: the child -> parent id relation lives in ``owner``.
-            slot = st.add(cid, s.instrument, s.side, a.kind, a.qty_lots * s.lot, a.px, now)
-            if slot < 0:  # a replayed decision: the id is known, never send twice
-                return
-            self.owner[cid] = s.parent_id
-            st.trigger(cid, Trigger.SUBMIT, now)
-            if a.action == NEW:
-                o = self._order
-                o["client_order_id"] = cid
-                o["instrument"] = s.instrument
-                o["side"] = s.side
-                o["kind"] = a.kind
-                o["qty"] = a.qty_lots * s.lot
-                o["limit_px"] = a.px
-                o["ts"] = now
-                self.venue.submit(o, 0, now)
-            else:
-                self.venue.replace(a.cid, a.new_cid, a.qty_lots * s.lot, a.px, now)
-            if self.journal:
-                self.journal({"type": "order", "ts": now, "parent_id": s.parent_id, "cid": cid,
-                              "action": "new" if a.action == NEW else "replace",
-                              "orig_cid": a.cid if a.action == REPLACE else 0,
-                              "qty": a.qty_lots * s.lot, "limit_px": a.px,
-                              "venue": getattr(self.venue, "name", "")})
-        else:
-            st.trigger(a.cid, Trigger.CANCEL_REQUEST, now)
-            self.venue.cancel(a.cid, now)
-            if self.journal:
-                self.journal({"type": "order", "ts": now, "parent_id": s.parent_id, "cid": a.cid,
-                              "action": "cancel"})
-
-    def step(self, now: int, bid: float, ask: float, market_volume: float | None = None) -> None:
-        for algo in self.algos.values():
-            for a in algo.step(now, bid, ask, market_volume):
-                self._send(algo, a, now)
-
-    def on_market_trade(self, instrument: int, px: float, qty: float, ts: int) -> None:
-        """Feed a market trade to the parents on ``instrument`` (POV volume, interval VWAP)."""
-        for algo in self.algos.values():
-            if algo.spec.instrument == instrument:
-                algo.on_market_trade(px, qty, ts)
-
-    def cancel(self, parent_id: int, now: int) -> None:
-        algo = self.algos[parent_id]
-        for a in algo.cancel(now):
-            self._send(algo, a, now)
-
-    def poll(self, now: int) -> int:
-        n = self.venue.poll(now, self.reports)
-        if n:
-            self.failed_reports += self.store.apply(self.reports, n)
-        for e in self.reports[:n]:
-            cid = int(e["client_order_id"])
-            pid = self.owner.get(cid)
-            if pid is None:
-                continue
-            algo = self.algos[pid]
-            was = algo.state
-            algo.on_exec_record(e)
-            if self.journal:
-                self.journal({"type": "exec", "ts": int(e["ts"]), "parent_id": pid, "cid": cid,
-                              "status": _STATUS_NAME[int(e["status"])], "reason": int(e["reason"]),
-                              "fill_qty": float(e["fill_qty"]), "fill_px": float(e["fill_px"]),
-                              "fee": float(e["fee"]), "leaves_qty": float(e["leaves_qty"])})
-            if self.journal and was == ParentState.WORKING and algo.state != ParentState.WORKING:
-                self._journal_done(algo, now)
-        # A parent can also finish without a report (expiry with nothing open).
-        for algo in self.algos.values():
-            if algo.state != ParentState.WORKING and not algo._journaled:
-                self._journal_done(algo, now)
-        return n
-
-    def _journal_done(self, algo: ExecAlgo, now: int) -> None:
-        if algo._journaled:
-            return
-        algo._journaled = True
-        if self.journal:
-            self.journal({"type": "parent_done", "ts": now, "parent_id": algo.spec.parent_id,
-                          "state": algo.state.name.lower(), "filled": algo.filled * algo.spec.lot,
-                          "remainder": algo.remainder_lots * algo.spec.lot,
-                          "interval_vwap": algo.interval_vwap, "close_px": algo.last_px,
-                          "market_volume": algo.market_volume})
-
-
-_STATUS_NAME = {EXEC_ACK: "ack", EXEC_PARTIAL: "partial", EXEC_FILL: "fill", EXEC_REJECT: "reject",
-                EXEC_CANCELED: "canceled"}

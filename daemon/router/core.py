@@ -36,7 +36,8 @@ from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYP
 
 from alphad.daemon.router.impact_live import LiveImpact
 from alphad.daemon.router.order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
-from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, SmartRouter, _bind, _poll_all, _route_send
+from alphad.daemon.jit import bind
+from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, SmartRouter, _poll_all, _route_send, _state_on_md
 from alphad.daemon.router.parents import ParentBook
 
 ROUTER = STAGE_INDEX["router"]
@@ -48,15 +49,16 @@ KEEP_ENDED_NS = 60_000_000_000
 
 # Inlined into route_and_poll, like paper_venue._poll_all (no refcounting across the call).
 @njit(cache=True, inline="always")
-def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, lat_bps_per_ms, st_orders,
-                st_count, keys, vals, table, rejects, rej_n, now):
-    """Hand ``orders[:n]`` to the venues; returns how many were sent.
+def route_batch(orders, n, r, now):
+    """Hand ``orders[:n]`` to the venues of the router state ``r``; returns how many were sent.
 
     ``arrivals[k]`` receives the best bid/ask each sent order met (first venue's book: every
     venue sees the same market data), for the journal's transaction-cost analysis.  An order
     that could not be sent (order store full, venue queue full) gets a REJECT in
     ``rejects[:rej_n[0]]`` for risk, which would otherwise hold it open for ever.
     """
+    s = r.smart
+    last_cid, m, arrivals, rejects, rej_n, books = r.last_cid, r.m, r.arrivals, r.rejects, r.rej_n, s.book
     sent = 0
     rej_n[0] = 0
     for j in range(n):
@@ -78,11 +80,11 @@ def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, 
             a.qty = o.qty
             a.bid = books[0, i, BID_PX, 0]
             a.ask = books[0, i, ASK_PX, 0]
-        r = _route_send(books, params, inq, ctr, lat, lat_bps_per_ms, st_orders, st_count, keys, vals, table,
-                        orders, j, now, 0, -1)
-        if r < 0:
+        res = _route_send(books, s.params, s.inq, s.ctr, s.lat, s.lat_bps[0], s.orders, s.count, s.keys, s.vals,
+                          TABLE, orders, j, now, 0, -1)
+        if res < 0:
             mx.count(m, ROUTER, mx.C_REJECTS, 1)  # store full or venue queue full: recorded as REJECTED
-            if r == ERR_DUPLICATE_CID:
+            if res == ERR_DUPLICATE_CID:
                 pass  # a duplicate already has its own reports
             elif rej_n[0] == rejects.shape[0]:
                 mx.count(m, ROUTER, mx.C_ERRORS, 1)  # no room to answer: counted, never silent
@@ -94,7 +96,7 @@ def route_batch(orders, n, last_cid, m, arrivals, books, params, inq, ctr, lat, 
                 x.instrument = i
                 x.side = o.side
                 x.status = EXEC_REJECT
-                x.reason = REJ_STORE_FULL if r == ERR_FULL else REJ_QUEUE_FULL
+                x.reason = REJ_STORE_FULL if res == ERR_FULL else REJ_QUEUE_FULL
                 x.fill_qty = 0.0
                 x.fill_px = np.nan
                 x.fee = 0.0
@@ -136,14 +138,19 @@ def route_and_poll(orders, n, r, now):
     ~35-60 ns per array argument (measured), as much as the routing itself, so the halves
     are one call."""
     s = r.smart
-    sent = route_batch(orders, n, r.last_cid, r.m, r.arrivals, s.book, s.params, s.inq, s.ctr, s.lat, s.lat_bps[0],
-                       s.orders, s.count, s.keys, s.vals, TABLE, r.rejects, r.rej_n, now)
+    sent = route_batch(orders, n, r, now)
     # Local rejects first: the venues keep what does not fit in their queues for the next poll.
     k = min(r.rej_n[0], s.reports.shape[0])
     s.reports[:k] = r.rejects[:k]
     k += _poll_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, now,
                    s.reports[k:], s.orders, s.keys, s.vals, TABLE, s.rstat)
     return sent, k
+
+
+@njit(cache=True)
+def router_on_md(r, md, n, now):
+    """Market data ``md[:n]`` to every simulated venue's book (and the trade tape)."""
+    _state_on_md(r.smart, md, n, now)
 
 
 class RouterCore:
@@ -175,13 +182,9 @@ class RouterCore:
         #: REJECT reports for orders route_batch could not send, and how many.
         self.rejects = np.zeros(len(self.smart.reports), EXEC_DTYPE)
         self.rej_n = np.zeros(1, np.int64)
-        sg, st = self.smart.storage, self.store
-        #: Arguments of route_batch after (orders, n, last_cid, m, arrivals): packed once.
-        self.route_args = (sg.book, sg.params, sg.inq, sg.ctr, sg.lat, self.smart.lat_bps_per_ms, st.orders,
-                           st.count, st.keys, st.vals, st.table, self.rejects, self.rej_n)
         self.state = _new_router_state(self.smart.state, self.last_cid, self.m, self.arrivals, self.rejects,
                                        self.rej_n)
-        self._route_ep = _bind(route_and_poll, np.zeros(1, ORDER_DTYPE), 0, self.state, 0)
+        self._route_ep = bind(route_and_poll, np.zeros(1, ORDER_DTYPE), 0, self.state, 0)
         self._checked = None  # the last orders array whose type was checked
         #: With venue latency, fills arrive later: the stage polls at least this often.
         self._base_poll_ns = 200_000 if any(v.expected_latency_ns > 0 for v in self.venues) else 0

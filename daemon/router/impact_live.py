@@ -100,7 +100,7 @@ class LiveImpact:
     Parameters
     ----------
     n_instruments : int
-    cfg : the config's ``router.impact`` section (:class:`alphad.daemon.config.ImpactLive`).
+    cfg : the config's ``router.impact`` section (:class:`alphad.daemon.router.config.ImpactLive`).
     out : float64 ``[rows, 5]`` view, optional
         Where fitted parameters are also written (the metrics block's impact table);
         instruments beyond its rows are kept in :attr:`params` only.

@@ -37,7 +37,7 @@ from alphad.ipc.dtypes import (
 __all__ = [
     "State", "Trigger", "TRANSITIONS", "TERMINAL", "TERMINAL_EDGES", "TABLE", "WORKING",
     "InvalidStateTrigger", "OrderFSM", "OrderStore", "ORDER_STATE_DTYPE", "FLAG_HARVESTED",
-    "client_order_id", "fsm_step", "store_add", "store_apply", "store_find",
+    "child_order_id", "fsm_step", "store_add", "store_apply", "store_find",
     "exec_trigger", "ERR_INVALID_TRANSITION", "ERR_OVERFILL", "ERR_UNKNOWN_CID",
     "ERR_DUPLICATE_CID", "ERR_FULL", "ERR_BAD_FILL",
     "REASON_CXL_USER", "REASON_CXL_EXPIRED", "REASON_CXL_REPLACED", "REASON_CXL_NO_LIQUIDITY",
@@ -301,9 +301,12 @@ def fsm_step(table, state, trigger, qty, filled, fill_qty):
     return nxt
 
 
-def client_order_id(strategy: int, instrument: int, decision_seq: int, child: int = 0) -> int:
-    """Deterministic client order id from the decision that caused the order.
+def child_order_id(strategy: int, instrument: int, decision_seq: int, child: int = 0) -> int:
+    """Deterministic client order id of a child order the router derives from a decision.
 
+    The router's scheme (its algorithms' children; in the daemon ``decision_seq`` is the
+    parent's id, the id risk gave the order).  Risk's own ids for the orders it approves
+    are its decision ids (:mod:`alphad.daemon.risk.core`), a different scheme.
     The same ``(strategy, instrument, decision_seq, child)`` always gives the
     same id, so a replay or a restart that re-derives its orders produces ids
     the store (and the venue) already know, and nothing is sent twice.
@@ -360,7 +363,7 @@ def _mix64(z):
 
 
 @njit(cache=True)
-def _cid_kernel(strategy, instrument, decision_seq, child):
+def _child_order_id_kernel(strategy, instrument, decision_seq, child):
     # Two 64-bit words hold the whole tuple without loss; mixing the first and
     # folding in the second keeps the map injective on word B for fixed word A.
     a = (strategy << np.uint64(48)) | (instrument << np.uint64(24)) | child

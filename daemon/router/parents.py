@@ -7,7 +7,7 @@ With ``router.execution`` set to ``twap``, ``vwap`` or ``pov`` (parameters in
 smart router; every child goes to the venue with the lowest expected all-in cost
 (:class:`~alphad.daemon.router.venues.paper.SmartRouter`, which also keeps the order store in step),
 and each venue report goes back to the child's parent.  Child ids are deterministic:
-``client_order_id(ALGO_STRATEGY, instrument, parent id, child index)`` with the parent id
+``child_order_id(ALGO_STRATEGY, instrument, parent id, child index)`` with the parent id
 the client order id risk gave the order, so a replayed decision derives the same children.
 
 What risk sees
@@ -53,6 +53,7 @@ from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER,
                         REJ_REPLACE_UNKNOWN, REJ_UNKNOWN_INSTRUMENT, Trigger)
 from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, TAPE_VOLUME, SmartRouter
 from alphad.daemon.router.venues.base import ERR_QUEUE_FULL, SENT
+from alphad.kernels.grid import on_grid
 
 __all__ = ["ParentBook", "ALGO_STRATEGY"]
 
@@ -82,7 +83,7 @@ class ParentBook:
         Venues, order store and book the children go through.
     ticks, lots : arrays per instrument.
     execution : ``"twap"``, ``"vwap"`` or ``"pov"``.
-    cfg : the config's ``router.algo`` section (:class:`alphad.daemon.config.Algo`).
+    cfg : the config's ``router.algo`` section (:class:`alphad.daemon.router.config.Algo`).
     keep_ended_ns : int
         How long the children of an ended parent stay mapped (for late reports).
     """
@@ -144,7 +145,7 @@ class ParentBook:
             return False
         lot, tick = float(self.lots[instrument]), float(self.ticks[instrument])
         lots = int(round(qty / lot)) if math.isfinite(qty) else 0
-        if lots <= 0 or abs(lots * lot - qty) > 1e-6 * lot or side not in (1, -1):
+        if lots <= 0 or not on_grid(qty, lot) or side not in (1, -1):  # the gate's own lot grid
             self._report(cid, instrument, side, t_origin, now, EXEC_REJECT, REJ_BAD_QTY, 0.0, 0.0, 0.0, qty)
             return False
         spec = ParentSpec(parent_id=cid, strategy=ALGO_STRATEGY, instrument=instrument, side=side, qty_lots=lots,

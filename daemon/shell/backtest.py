@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import ControlBlock
+from alphad.ipc.control import S_EVENTS_OUT, STAGE_INDEX, ControlBlock
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc import feature_list
@@ -44,27 +44,27 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
         plan = make_plan("single", cfg.rings)
         runner = ProcessRunner(cfg, base, plan, 0, simulated=True)
         orders = []
-        runner.handlers["orders"].insert(0, lambda recs, n, now: orders.append(recs[:n].copy()))
+        runner.add_sink("orders", lambda recs, n, now: orders.append(recs[:n].copy()))
         runner.warm()
         runner.mark_ready(True)
         runner.run()
         from alphad.daemon.risk.codes import B_POSITION, REASON_NAMES
 
         summary = {
-            "events": int(control.stage(0, 5)),
+            "events": int(control.stage(STAGE_INDEX["feed"], S_EVENTS_OUT)),
             "orders": int(sum(len(o) for o in orders)),
-            "fills": metrics.counter(3, mx.C_FILLS),
-            "denials": metrics.counter(3, mx.C_DENIALS),
+            "fills": metrics.counter(STAGE_INDEX["risk"], mx.C_FILLS),
+            "denials": metrics.counter(STAGE_INDEX["risk"], mx.C_DENIALS),
             "denials_by_reason": {REASON_NAMES[c]: int(v) for c, v in enumerate(metrics.denials_by_reason()) if v},
-            "positions": runner.risk.book[:, B_POSITION].tolist(),
+            "positions": runner.adapters["risk"].core.book[:, B_POSITION].tolist(),
         }
         from alphad.daemon.risk.core import publish_gauges
 
         g = np.zeros(mx.N_GAUGES)
-        publish_gauges(runner.risk.account, g)
+        publish_gauges(runner.adapters["risk"].core.account, g)
         summary["realized_pnl"] = float(g[mx.G_REALIZED_PNL])
         summary["unrealized_pnl"] = float(g[mx.G_UNREALIZED_PNL])
-        all_orders = np.concatenate(orders) if orders else np.zeros(0, dtype=runner._out["orders"].recs.dtype)
+        all_orders = np.concatenate(orders) if orders else np.zeros(0, dtype=runner.bufs_dtype("orders"))
         return all_orders, summary
     finally:
         for p in list_segments(cfg.shm.prefix):

@@ -10,7 +10,9 @@ import argparse
 import os
 import sys
 
-from alphad.daemon.shell.affinity import apply_placement
+import msgspec
+
+from alphad.daemon.shell.affinity import apply_placement, resolve_placement
 from alphad.daemon.config import load_config
 from alphad.daemon.shell.runner import ProcessRunner
 from alphad.daemon.shell.topology import plan as make_plan
@@ -26,14 +28,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     cfg, base = load_config(args.config)
+    # Started by the supervisor, the config holds its resolved placement and this changes
+    # nothing; started alone from config.yaml, the stage makes the supervisor's choice itself.
+    cfg = msgspec.structs.replace(cfg, topology=resolve_placement(cfg.topology)[0])
     plan = make_plan(cfg.topology.name, cfg.rings, journal=cfg.journal.enabled)
     index = plan.find_process(args.process)
-    warning = apply_placement(cfg.topology, plan.process_name(index), position=index)
-    if warning:
-        print(f"alphad stage {args.process}: {warning}", file=sys.stderr)
     runner = ProcessRunner(cfg, base, plan, index, bench_rate_hz=args.bench_rate, bench_ticks=args.bench_ticks)
     runner.install_signal_handlers()
     runner.warm()
+    # Placed after the warm-up: five stages compiling their kernels at SCHED_FIFO would
+    # starve everything else on the host (the supervisor included) for seconds.
+    warning = apply_placement(cfg.topology, plan.process_name(index), position=index)
+    if warning:
+        print(f"alphad stage {args.process}: {warning}", file=sys.stderr)
     runner.mark_ready(True)
     try:
         code = runner.run()

@@ -35,6 +35,11 @@ def _digest(prev: str, body: dict) -> str:
 
 
 class JournalWriter:
+    """Appends entries to the daemon's hash-chained journal ``DIRECTORY/journal.jsonl`` (see above).
+
+    Not :class:`alphad.ops.tca.TcaJournalWriter`, which writes TCA events without a chain.
+    """
+
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 * Creates every /dev/shm segment of the instance (rings per the topology plan,
   control block, metrics block, doorbells) and removes them all on exit.
 * Starts one ``alphad stage --process NAME`` child per process of the topology,
-  pinned and scheduled per config; restarts a child that dies (bounded per
+  pinned and scheduled per config (``topology.placement: auto``: the placement chosen
+  for this host at start, written into the effective config the children read); restarts a child that dies (bounded per
   minute); the restarted stage re-attaches its rings and shared state.
 * Sends ``READY=1`` to systemd only when every stage reports ready (kernels
   compiled or loaded from the Numba cache, ONNX session warm), then pings the
@@ -24,13 +25,11 @@ import time
 from collections import deque
 from pathlib import Path
 
-import numpy as np
+import msgspec
 import zmq
 
 from alphad.ipc import dtypes, frames
-from alphad.ipc import metrics as mx
-from alphad.ipc.control import (ACTIVE, HALTED, REASON_OPERATOR, REDUCING, W_REASON, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_PID, S_READY,
-                                S_INFER_PROVIDER, S_INFER_REHEARSALS, S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, PROVIDERS,
+from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, S_RESTARTS, STAGE_INDEX, STAGES, W_SUPERVISOR_PID,
                                 ControlBlock)
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
@@ -40,8 +39,10 @@ from alphad.ipc.shm import Segment, list_segments
 
 from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
+from alphad.daemon.supervisor.control_port import ControlPort, pid_alive
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
 from alphad.daemon.risk.core import REASONS
+from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.topology import PASSIVE, Plan, plan as make_plan, segment_names
 
 
@@ -57,14 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", default=None, help="override control.endpoint (e.g. tcp://127.0.0.1:7801)")
     p.add_argument("--shm-prefix", default=None, help="override shm.prefix (run two instances side by side)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (tests, demos)")
-
-
-def percentiles_us(samples: np.ndarray) -> dict[str, float]:
-    if len(samples) == 0:
-        return {}
-    q = np.percentile(samples, [50, 90, 99, 99.9]) / 1e3
-    return {"p50": round(float(q[0]), 2), "p90": round(float(q[1]), 2), "p99": round(float(q[2]), 2),
-            "p999": round(float(q[3]), 2), "max": round(float(samples.max()) / 1e3, 2)}
 
 
 class Child:
@@ -85,8 +78,16 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, config_path: Path, base: Path, *, metrics_port: int | None = None):
+    def __init__(self, cfg: Config, config_path: Path, base: Path, *, metrics_port: int | None = None,
+                 placement: frames.Placement | None = None):
+        """``placement``: what :func:`resolve_placement` made of ``cfg.topology`` (``cfg`` then
+        holds the resolved topology, as the stage processes' config file does); without it the
+        supervisor resolves ``cfg.topology`` itself, and each stage process resolves the same."""
+        if placement is None:
+            topology, placement = resolve_placement(cfg.topology)
+            cfg = msgspec.structs.replace(cfg, topology=topology)
         self.cfg = cfg
+        self.placement = placement
         self.config_path = config_path
         self.base = base
         self.plan: Plan = make_plan(cfg.topology.name, cfg.rings, journal=cfg.journal.enabled)
@@ -96,7 +97,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.rings: dict[str, Ring] = {}
         self.metrics_port = cfg.metrics.port if metrics_port is None else metrics_port
-        self._last_status = (0, 0, 0)
+        self.port = ControlPort(self)
         self.drift = None
         self._drift_warned: dict[str, float] = {}
 
@@ -107,11 +108,11 @@ class Supervisor:
             pids = []
             try:
                 old = ControlBlock.attach(self.names["control"])
-                pids = [old.stage(i, S_PID) for i in range(len(STAGES))] + [int(old.words[6])]
+                pids = [old.stage(i, S_PID) for i in range(len(STAGES))] + [int(old.words[W_SUPERVISOR_PID])]
                 old.close()
             except (FileNotFoundError, RuntimeError):
                 pass
-            live = [p for p in pids if p and _pid_alive(p)]
+            live = [p for p in pids if p and pid_alive(p)]
             if live:
                 raise RuntimeError(f"another alphad instance with shm prefix {self.cfg.shm.prefix!r} is running "
                                    f"(pids {live}); stop it or choose another shm.prefix")
@@ -119,7 +120,7 @@ class Supervisor:
                 p.unlink(missing_ok=True)
         self.bells = Doorbells.create(self.names["doorbells"])
         self.control = ControlBlock.create(self.names["control"])
-        self.control.words[6] = os.getpid()
+        self.control.words[W_SUPERVISOR_PID] = os.getpid()
         self.metrics = MetricsBlock.create(self.names["metrics"])
         Segment.create(self.names["feature_list"], feature_list.SIZE).close()
         for kind, spec in self.plan.rings.items():
@@ -204,104 +205,15 @@ class Supervisor:
                 c.proc.wait()
 
     # -- status ---------------------------------------------------------------------
+    # -- control port (supervisor/control_port.py) -------------------------------------
     def status(self) -> frames.StatusReply:
-        stages = {}
-        now_ns = time.monotonic_ns()
-        for s in STAGES:
-            i = STAGE_INDEX[s]
-            pid = self.control.stage(i, S_PID)
-            hb = self.control.stage(i, S_HEARTBEAT)
-            stages[s] = frames.StageStatus(
-                alive=bool(pid) and _pid_alive(pid), ready=bool(self.control.stage(i, S_READY)), pid=pid,
-                restarts=self.control.stage(i, S_RESTARTS), events_in=self.control.stage(i, S_EVENTS_IN),
-                events_out=self.control.stage(i, S_EVENTS_OUT),
-                heartbeat_age_s=round((now_ns - hb) / 1e9, 3) if hb else -1.0)
-        m = self.metrics
-        samples = m.samples(mx.ROW_T2T)[-10_000:]
-        return frames.StatusReply(
-            trading_state=STATE_NAMES[self.control.trading_state], state_reason=self._state_reason(),
-            topology=self.plan.name,
-            uptime_s=round(time.monotonic() - self.started, 1), stages=stages,
-            orders=m.counter(STAGE_INDEX["router"], mx.C_ORDERS), fills=m.counter(STAGE_INDEX["risk"], mx.C_FILLS),
-            denials=m.counter(STAGE_INDEX["risk"], mx.C_DENIALS),
-            realized_pnl=round(float(m.gauges[mx.G_REALIZED_PNL]), 2),
-            unrealized_pnl=round(float(m.gauges[mx.G_UNREALIZED_PNL]), 2),
-            tick_to_trade_us=percentiles_us(samples),
-            inference_provider=PROVIDERS[self.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)],
-            infer_rehearsals=self.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS))
-
-    def _state_reason(self) -> str:
-        from alphad.daemon.risk.drawdown import event_name
-
-        code = int(self.control.words[W_REASON])
-        if code == 0:
-            return ""
-        if code == REASON_OPERATOR:
-            return "operator"
-        if code >= 100:
-            try:
-                return f"drawdown_{event_name(code)}"
-            except ValueError:
-                return str(code)
-        return REASONS.get(code, str(code))
+        return self.port.status()
 
     def status_line(self) -> str:
-        st = self.status()
-        m = self.metrics
-        n_t2t = m.latency_count(mx.ROW_T2T)
-        recent = m.samples(mx.ROW_T2T, since=self._last_status[0])
-        self._last_status = (n_t2t, 0, 0)
-        p = percentiles_us(recent)
-        t2t = f"t2t p50 {p['p50']:.1f}us p99 {p['p99']:.1f}us" if p else "t2t -"
-        alive = sum(1 for s in st.stages.values() if s.alive)
-        return (f"alphad [{st.trading_state}] stages {alive}/{len(STAGES)} | events {st.stages['feed'].events_out} "
-                f"| orders {st.orders} fills {st.fills} denials {st.denials} | pnl {st.realized_pnl + st.unrealized_pnl:+.2f} "
-                f"| {t2t}")
+        return self.port.status_line()
 
-    # -- control port ---------------------------------------------------------------
     def handle(self, raw: bytes) -> frames._Frame:
-        try:
-            req = frames.request_decoder.decode(raw)
-        except Exception as e:  # msgspec.DecodeError/ValidationError: reply, never die
-            return frames.Error(error=f"bad request: {e}")
-        match req:
-            case frames.Status():
-                return self.status()
-            case frames.Halt(reason=reason):
-                self.control.raise_trading_state(HALTED, time.monotonic_ns())
-                self._journal_control("halt", {"reason": reason})
-                return frames.Ok(message="trading state HALTED")
-            case frames.Reduce():
-                changed = self.control.raise_trading_state(REDUCING, time.monotonic_ns())
-                self._journal_control("reduce", {})
-                state = STATE_NAMES[self.control.trading_state]
-                return frames.Ok(message="trading state REDUCING" if changed else
-                                 f"trading state stays {state} (reduce never lowers it; resume first)")
-            case frames.Resume():
-                # Only the risk stage lowers the state: it re-arms the daily loss limit from
-                # the equity it holds.  Ask, then wait for it to act.
-                self.control.request_resume()
-                self._journal_control("resume", {})
-                deadline = time.monotonic() + 2.0
-                while time.monotonic() < deadline:
-                    if self.control.trading_state == ACTIVE:
-                        return frames.Ok(message="trading state ACTIVE")
-                    time.sleep(0.005)
-                return frames.Error(error="resume requested, but the risk stage did not act on it within 2 s "
-                                          f"(state {STATE_NAMES[self.control.trading_state]}; is risk running?)")
-            case frames.Flatten():
-                self.control.request_flatten()
-                self._journal_control("flatten", {})
-                return frames.Ok(message="flatten requested: the risk stage sends reduce-only orders to zero every position")
-            case frames.Shutdown():
-                self.stopping = True
-                self._journal_control("shutdown", {})
-                return frames.Ok(message="shutting down")
-        return frames.Error(error=f"unhandled request {type(req).__name__}")
-
-    def _journal_control(self, command: str, fields: dict) -> None:
-        if self.journal is not None:
-            self.journal.control(command, fields)
+        return self.port.handle(raw)
 
     # -- main -------------------------------------------------------------------------
     def start(self, control_endpoint: str, stage_args: list[str] | None = None) -> None:
@@ -324,10 +236,14 @@ class Supervisor:
         if self.cfg.journal.enabled:
             self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
             self.journal.start()
+        if self.placement.mode == "auto":
+            print(f"alphad: placement auto: {self.placement.reason}", file=sys.stderr, flush=True)
         if self.cfg.topology.idle_poll:
             from alphad.daemon.shell import idle_poll
 
-            self.pollers = idle_poll.start()
+            # auto: poll the CPUs the stages were placed on; manual: every CPU, as always
+            placed = set(self.cfg.topology.cpus.values()) if self.placement.mode == "auto" else set()
+            self.pollers = idle_poll.start(placed or None)
         self.spawn_all(stage_args)
         print(f"alphad: topology {self.plan.name}: processes "
               f"{[list(g) for g in self.plan.processes]}; control {self.control_endpoint}; "
@@ -433,31 +349,24 @@ class Supervisor:
         return all(now - self.control.stage(STAGE_INDEX[s], S_HEARTBEAT) < max_age_s * 1e9 for s in STAGES)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def run(args) -> int:
     cfg, base = load_config(args.config)
-    import msgspec
 
     overrides = {}
     if args.topology:
         overrides["topology"] = msgspec.structs.replace(cfg.topology, name=args.topology)
     if args.shm_prefix:
         overrides["shm"] = msgspec.structs.replace(cfg.shm, prefix=args.shm_prefix)
+    # placement: auto measures this host once, here; the stages get its choice in the file
+    topology, placement = resolve_placement(overrides.get("topology", cfg.topology))
+    if topology != cfg.topology:
+        overrides["topology"] = topology
     if overrides:
         cfg = msgspec.structs.replace(cfg, **overrides)
     config_path = Path(args.config).resolve()
     if overrides:  # children read the config file: hand them the effective one
         config_path = write_effective(cfg, config_path, base)
-    sup = Supervisor(cfg, config_path, base, metrics_port=args.metrics_port)
+    sup = Supervisor(cfg, config_path, base, metrics_port=args.metrics_port, placement=placement)
     try:
         return sup.run(control_endpoint=args.control or cfg.control.endpoint, duration=args.duration)
     finally:
@@ -466,9 +375,8 @@ def run(args) -> int:
 
 
 def write_effective(cfg: Config, config_path: Path, base: Path) -> Path:
-    """Write the config with command-line overrides beside the original (paths stay relative to it)."""
-    import msgspec
-
+    """Write the config with command-line overrides and the resolved placement beside the
+    original (paths stay relative to it)."""
     out = base / f".{config_path.stem}.effective.{os.getpid()}.yaml"
     out.write_bytes(msgspec.yaml.encode(cfg))
     return out

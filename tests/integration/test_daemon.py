@@ -5,6 +5,7 @@ the tests run in file order and the last one shuts it down.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import urllib.request
@@ -13,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alphad.daemon.infer.core import choose_providers
+from alphad.daemon.infer.session import choose_providers
 from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
 
@@ -40,6 +41,13 @@ def test_run_when_started_then_five_stage_processes_alive_and_orders_fill_within
     assert len(pids) == 5 and all(s.alive and s.ready for s in st.stages.values())
     for pid in pids:  # really separate processes, children of the supervisor
         assert Path(f"/proc/{pid}/status").read_text().count(f"PPid:\t{daemon.proc.pid}") == 1
+    # the shipped placement: auto; status says what was chosen, and the stages really run that way
+    p = st.placement
+    assert p is not None and p.mode == "auto" and p.infer_keep_warm_us == 100, p
+    assert f"alphad: placement auto: {p.reason}" in daemon.output()
+    for stage, s in st.stages.items():
+        assert os.sched_getaffinity(s.pid) == ({p.cpus[stage]} if stage in p.cpus else os.sched_getaffinity(0))
+        assert os.sched_getscheduler(s.pid) == (os.SCHED_FIFO if p.sched == "fifo" else os.SCHED_OTHER)
     st = eventually(lambda: (s := daemon.status()).fills > 0 and s, timeout=10, what="a fill")
     assert st.orders >= st.fills > 0
     assert st.trading_state == "ACTIVE"

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from alphad.daemon.supervisor.journal import verify
-from alphad.daemon.shell.compiled import FEED_SEQ
 from alphad.daemon.shell.topology import segment_names
 from alphad.ipc import frames
-from alphad.ipc.control import STAGE_INDEX, ControlBlock, stage_word
+from alphad.ipc.control import FEED_SEQ, STAGE_INDEX, ControlBlock, stage_word
 
 sys.path.insert(0, str(Path(__file__).parent))
 from daemon_rig import Daemon, eventually  # noqa: E402

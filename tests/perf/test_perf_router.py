@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from alphad.daemon.config import decode_config
-from alphad.daemon.router.order_fsm import OrderStore, State, client_order_id
+from alphad.daemon.router.order_fsm import OrderStore, State, child_order_id
 from alphad.daemon.router.venues.paper import LatencyModel, SmartRouter, VenueSpec, load_binance_book
 from alphad.daemon.router.core import RouterCore
 from alphad.ipc.dtypes import ORDER_DTYPE, ORDER_LIMIT, ORDER_MARKET
@@ -56,7 +56,7 @@ class Harness:
             1, depth=20, tick=0.01, lot=1e-5, store=OrderStore(n_orders + 16))
         self.refresh(0)
         self.orders = np.zeros(n_orders, dtype=ORDER_DTYPE)
-        self.orders["client_order_id"] = [client_order_id(1, 0, i) for i in range(n_orders)]
+        self.orders["client_order_id"] = [child_order_id(1, 0, i) for i in range(n_orders)]
         self.orders["side"] = np.where(np.arange(n_orders) % 2 == 0, 1, -1)
         # Mostly market orders, every fourth a marketable limit at the far touch + 1 tick.
         self.orders["kind"] = np.where(np.arange(n_orders) % 4 == 3, ORDER_LIMIT, ORDER_MARKET)

@@ -9,13 +9,13 @@ import sys
 import pytest
 
 from alphad.daemon.shell.affinity import fifo_priority
-from alphad.daemon.config import Topology
+from alphad.daemon.shell.config import Topology
 
 # Runs in a child so the test process's own policy and affinity are left alone.
 _CHILD = """
 import json, os, sys
 from alphad.daemon.shell.affinity import apply_placement
-from alphad.daemon.config import Topology
+from alphad.daemon.shell.config import Topology
 cpu, position = int(sys.argv[1]), int(sys.argv[2])
 warning = apply_placement(Topology(sched="fifo", priority=20, cpus={"risk": cpu}), "risk", position=position)
 print(json.dumps({"warning": warning, "policy": os.sched_getscheduler(0),

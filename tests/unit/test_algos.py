@@ -15,7 +15,6 @@ from alphad.daemon.router.algos import (
     POV,
     TWAP,
     VWAP,
-    AlgoDriver,
     Immediate,
     ParentSpec,
     ParentState,
@@ -29,6 +28,8 @@ from alphad.daemon.router.venues.paper import (
     load_binance_book,
     load_binance_trades,
 )
+
+from algo_driver import AlgoDriver  # the tests' driver (tests/unit/algo_driver.py)
 
 SYMBOL = "BTCUSDT"
 LOT, TICK = 1e-5, 0.01

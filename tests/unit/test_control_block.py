@@ -11,14 +11,15 @@ from alphad.ipc import control as cb
 
 
 def test_risk_words_when_compared_with_risk_codes_then_same_layout():
-    assert cb.N_RISK_CONTROL == rc.N_CONTROL_COLS
-    assert cb.W_STATE == cb.RISK_CONTROL + rc.C_STATE
-    assert cb.W_REASON == cb.RISK_CONTROL + rc.C_STATE_REASON
-    assert cb.W_FLATTEN == cb.RISK_CONTROL + rc.C_FLATTEN
-    assert cb.W_THROTTLE_NS == cb.RISK_CONTROL + rc.C_THROTTLE_NS
-    assert cb.W_EPOCH == cb.RISK_CONTROL + rc.C_EPOCH
-    assert cb.REASON_OPERATOR == rc.C_REASON_OPERATOR
-    assert (cb.ACTIVE, cb.REDUCING, cb.HALTED) == (rc.ACTIVE, rc.REDUCING, rc.HALTED)
+    # One home: the risk library's control layout and trading states are the control block's.
+    for name in ("C_STATE", "C_STATE_REASON", "C_STATE_TS", "C_FLATTEN", "C_THROTTLE_NS", "C_WARNINGS", "C_EPOCH",
+                 "N_CONTROL_COLS", "REASON_OPERATOR", "ACTIVE", "REDUCING", "HALTED", "STATE_NAMES"):
+        assert getattr(rc, name) is getattr(cb, name), name
+    words = [cb.W_STATE, cb.W_REASON, cb.W_STATE_TS, cb.W_FLATTEN, cb.W_THROTTLE_NS, cb.W_WARNINGS, cb.W_EPOCH]
+    assert words == list(range(cb.RISK_CONTROL, cb.RISK_CONTROL + cb.N_CONTROL_COLS))
+    # The risk control array sits between the block words and the first stage slot.
+    assert max(cb.W_MAGIC, cb.W_VERSION, cb.W_SHUTDOWN, cb.W_SUPERVISOR_PID, cb.W_RESUME_REQUESTS) < cb.RISK_CONTROL
+    assert cb.RISK_CONTROL + cb.N_CONTROL_COLS <= cb.stage_word(0, 0)
 
 
 def test_control_block_when_risk_library_latches_halted_then_block_reads_it_and_operator_cannot_lower():

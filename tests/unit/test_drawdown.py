@@ -276,7 +276,7 @@ def test_ladder_when_recovering_below_critical_then_lifts_only_its_own_reducing(
     acct = np.zeros(rc.N_ACCOUNT_COLS)
     acct[rc.A_RISK_MULT] = 1.0
     if operator_reducing:
-        set_state(control, rc.REDUCING, rc.C_REASON_OPERATOR, 0)
+        set_state(control, rc.REDUCING, rc.REASON_OPERATOR, 0)
     day = 86_400 * 10**9
 
     def feed(k, e):

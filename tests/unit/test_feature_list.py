@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from alphad.daemon.infer.core import ModelMismatch, ModelSession
+from alphad.daemon.infer.session import ModelMismatch, ModelSession
 from alphad.ipc import feature_list
 from alphad.ipc.shm import Segment
 from alphad.kernels.quote_features import FEATURE_NAMES

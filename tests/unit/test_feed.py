@@ -4,9 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alphad.daemon.feed.core import (FeedCore, load_binance, load_generic, load_lean_minute, parse_speed,
-                                synthetic)
+from alphad.daemon.feed.core import FeedCore
+from alphad.daemon.feed.sources import load_binance, load_generic, load_lean_minute, parse_speed, synthetic
 from alphad.ipc.dtypes import MD_DTYPE, MD_QUOTE, MD_TRADE
+
+def poll(feed, now, now_real, out):
+    """What the shell does with a feed: take the due events, emit them."""
+    n = feed.take(now, len(out))
+    return feed.emit(n, out, now, now_real) if n else 0
+
 
 SYMS = {"BTCUSDT": 0, "ETHUSDT": 1}
 
@@ -74,29 +80,29 @@ def _events(ts):
 def test_feedcore_when_realtime_then_events_due_at_recorded_spacing():
     feed = FeedCore(_events([0, 1_000, 5_000]), speed=1.0)
     out = np.zeros(8, MD_DTYPE)
-    assert feed.poll(100, 0, out) == 1  # clock starts at 100
+    assert poll(feed, 100, 0, out) == 1  # clock starts at 100
     assert feed.next_due(100) == 1_000
-    assert feed.poll(1_099, 0, out) == 0
-    assert feed.poll(1_100, 7, out) == 1 and out[0]["t_origin"] == 1_100 and out[0]["ts_recv"] == 7
-    assert feed.poll(10_000, 0, out) == 1 and out[0]["seq"] == 3
+    assert poll(feed, 1_099, 0, out) == 0
+    assert poll(feed, 1_100, 7, out) == 1 and out[0]["t_origin"] == 1_100 and out[0]["ts_recv"] == 7
+    assert poll(feed, 10_000, 0, out) == 1 and out[0]["seq"] == 3
     assert feed.next_due(10_000) == -1 and feed.exhausted
 
 
 def test_feedcore_when_speed_ten_and_loop_then_time_compressed_and_seq_keeps_rising():
     feed = FeedCore(_events([0, 1_000]), speed=10.0, loop=True)
     out = np.zeros(8, MD_DTYPE)
-    assert feed.poll(0, 0, out) == 1
+    assert poll(feed, 0, 0, out) == 1
     assert feed.next_due(0) == 100
-    assert feed.poll(100, 0, out) == 1
+    assert poll(feed, 100, 0, out) == 1
     # second loop: shifted by the recording's span (1001 ns / 10), both events now due
-    assert feed.poll(10_000, 0, out) == 2 and list(out[:2]["seq"]) == [3, 4] and feed.loops == 1
+    assert poll(feed, 10_000, 0, out) == 2 and list(out[:2]["seq"]) == [3, 4] and feed.loops == 1
 
 
 def test_feedcore_when_rate_then_one_tick_per_period():
     feed = FeedCore(_events([0, 0, 0, 0]), rate_hz=1000.0)
     out = np.zeros(8, MD_DTYPE)
-    assert feed.poll(0, 0, out) == 1
-    assert feed.poll(5_000_000, 0, out) == 1  # late: still one per poll, never a burst
+    assert poll(feed, 0, 0, out) == 1
+    assert poll(feed, 5_000_000, 0, out) == 1  # late: still one per poll, never a burst
     assert feed.next_due(5_000_000) == 0
 
 

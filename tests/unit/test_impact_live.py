@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from alphad.daemon.router import core as rt
-from alphad.daemon.config import ImpactLive, decode_config
+from alphad.daemon.config import decode_config
+from alphad.daemon.router.config import ImpactLive
 from alphad.daemon.router.impact import ImpactParams, calibrate, expected_slippage
 from alphad.daemon.router.impact_live import N_SAMPLES, P_ALPHA, P_ETA, P_GAMMA, P_OBS, LiveImpact, harvest
 from alphad.daemon.router.order_fsm import FLAG_HARVESTED, OrderStore, State

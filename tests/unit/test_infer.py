@@ -7,7 +7,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from alphad.daemon.infer.core import InferCore, ModelMismatch, ModelSession
+from alphad.daemon.infer.core import InferCore
+from alphad.daemon.infer.session import ModelMismatch, ModelSession
 from alphad.ipc.dtypes import FEATURE_DTYPE, SIGNAL_DTYPE
 from alphad.kernels.quote_features import FEATURE_NAMES
 
@@ -107,7 +108,6 @@ def test_rehearse_when_run_then_only_the_scratch_output_changes_and_no_drift_is_
     rows["x"][:, :8] = np.random.default_rng(4).normal(0, 1, (2, 8))
     rows["t_origin"], rows["instrument"], rows["mid"] = 11, 1, 100.0
     live = np.zeros(2, SIGNAL_DTYPE)
-    core.bind(rows, live)
     core.on_rows(rows, 1, live, now=5)
     counted = counts.copy()
     assert counted.sum() == len(FEATURE_NAMES)  # one live row, one count per feature

@@ -28,7 +28,7 @@ from alphad.daemon.router.order_fsm import (
     OrderStore,
     State,
     Trigger,
-    client_order_id,
+    child_order_id,
     exec_trigger,
     fsm_step,
 )
@@ -141,7 +141,7 @@ def _exec(cid, status, reason=0, fill_qty=0.0, fill_px=0.0, leaves=0.0, ts=1):
     st.floats(0.05, 0.9), st.booleans()), min_size=1, max_size=30))
 def test_random_venue_reports_when_applied_to_store_then_filled_never_exceeds_qty(reports):
     store = OrderStore(8)
-    cid = client_order_id(1, 0, 7)
+    cid = child_order_id(1, 0, 7)
     store.add(cid, 0, 1, ORDER_LIMIT, 2.0, 100.0, 0)
     store.trigger(cid, Trigger.SUBMIT, 0)
     for status, reason, frac, request in reports:
@@ -218,22 +218,22 @@ def test_replace_reject_when_received_then_order_keeps_working():
         fsm.apply(Trigger.PARTIAL_FILL, 0.1)
 
 
-def test_client_order_id_when_same_decision_then_same_id_and_distinct_otherwise():
-    a = client_order_id(3, 17, 123456, 2)
-    assert a == client_order_id(3, 17, 123456, 2)
-    ids = {client_order_id(s, i, d, c) for s in range(3) for i in range(5) for d in range(200)
+def test_child_order_id_when_same_decision_then_same_id_and_distinct_otherwise():
+    a = child_order_id(3, 17, 123456, 2)
+    assert a == child_order_id(3, 17, 123456, 2)
+    ids = {child_order_id(s, i, d, c) for s in range(3) for i in range(5) for d in range(200)
            for c in range(4)}
     assert len(ids) == 3 * 5 * 200 * 4 and 0 not in ids
 
 
-def test_client_order_id_when_out_of_range_then_error_names_expected_and_was():
+def test_child_order_id_when_out_of_range_then_error_names_expected_and_was():
     with pytest.raises(ValueError, match=r"child expected in \[0, 16777216\), was -1"):
-        client_order_id(0, 0, 0, -1)
+        child_order_id(0, 0, 0, -1)
 
 
 def test_store_add_when_client_id_replayed_then_duplicate_and_nothing_changes():
     store = OrderStore(4)
-    cid = client_order_id(0, 1, 99)
+    cid = child_order_id(0, 1, 99)
     assert store.add(cid, 1, 1, ORDER_LIMIT, 1.0, 10.0, 5) == 0
     store.trigger(cid, Trigger.SUBMIT, 6)
     assert store.add(cid, 1, 1, ORDER_LIMIT, 1.0, 10.0, 7) == ERR_DUPLICATE_CID

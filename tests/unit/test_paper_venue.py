@@ -19,7 +19,7 @@ from alphad.daemon.router.order_fsm import (
     REJ_UNKNOWN_INSTRUMENT,
     OrderStore,
     State,
-    client_order_id,
+    child_order_id,
 )
 from alphad.daemon.router.venues.paper import (
     LatencyModel,
@@ -322,12 +322,12 @@ def test_smart_router_when_fees_differ_then_routes_to_cheapest_and_fsm_follows_r
                      VenueSpec("b", taker_bps=1.0, maker_bps=1.0)], 1, depth=4, tick=TICK, lot=LOT,
                     store=OrderStore(64))
     r.on_book(0, [100.00], [1.0], [100.01], [1.0], 0)
-    cid = client_order_id(0, 0, 1)
+    cid = child_order_id(0, 0, 1)
     assert r.send(_router_order(cid, 1, ORDER_MARKET, 0.5, np.nan), 0, 0) == 1  # taker: b
     r.poll(0)
     assert r.store.state(cid) == State.FILLED and r.failed_reports == 0
     # A passive order pays the maker fee instead: a (0 bps) beats b (1 bps).
-    cid2 = client_order_id(0, 0, 2)
+    cid2 = child_order_id(0, 0, 2)
     assert r.send(_router_order(cid2, 1, ORDER_LIMIT, 0.5, 99.99), 0, 1) == 0
     r.poll(1)
     assert r.store.state(cid2) == State.ACCEPTED
@@ -335,7 +335,7 @@ def test_smart_router_when_fees_differ_then_routes_to_cheapest_and_fsm_follows_r
     r.poll(2)
     assert r.store.state(cid2) == State.CANCELED
     # Cancel/replace through the router: old REPLACED, new live on the same venue.
-    cid3, cid4 = client_order_id(0, 0, 3), client_order_id(0, 0, 3, 1)
+    cid3, cid4 = child_order_id(0, 0, 3), child_order_id(0, 0, 3, 1)
     assert r.send(_router_order(cid3, 1, ORDER_LIMIT, 0.5, 99.99), 0, 2) == 0
     r.poll(2)
     assert r.replace(cid3, cid4, 0.5, 100.00, 3) == 0

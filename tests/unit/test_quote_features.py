@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphad.daemon.feed.core import load_generic
+from alphad.daemon.feed.sources import load_generic
 from alphad.ipc.dtypes import FEATURE_DTYPE, MD_QUOTE
 from alphad.kernels.quote_features import (FEATURE_NAMES, FEATURE_SETS, N_FEATURES, new_state, on_md_batch,
                                           quote_features_batch)

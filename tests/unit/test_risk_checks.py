@@ -93,12 +93,12 @@ class Gate:
 
 
 def _halted(g):
-    set_state(g.a.control, rc.HALTED, rc.C_REASON_OPERATOR, T0)
+    set_state(g.a.control, rc.HALTED, rc.REASON_OPERATOR, T0)
 
 
 def _reducing_long(g):
     g.fill(AAA, 1, 500)
-    set_state(g.a.control, rc.REDUCING, rc.C_REASON_OPERATOR, T0)
+    set_state(g.a.control, rc.REDUCING, rc.REASON_OPERATOR, T0)
 
 
 def _long_aaa_1000(g):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 from alphad.daemon.risk import core as rk
 from alphad.daemon.router import core as rt
@@ -24,9 +25,9 @@ risk:
 """)
 
 
-def new_core():
+def new_core(m=None):
     control = np.zeros(7, np.int64)
-    core = rk.RiskCore(CFG.universe, CFG.risk, control)
+    core = rk.RiskCore(CFG.universe, CFG.risk, control, metrics=m)
     for i in range(2):
         on_mark(i, 100.0, core.limits, core.book, core.sectors, core.account)
     return core
@@ -39,9 +40,10 @@ def signals(weight, seq=5, inst=0, px=100.0):
 
 
 def step(core, sig, m):
+    """The gate over ``sig``, counting into ``m`` (the metrics words the core was built on)."""
+    assert core.m is m
     out = np.zeros(4, ORDER_DTYPE)
-    k = rk.on_signals(sig, len(sig), *core.gate_args(), core.oo_ids, core.oo_vals, core.params, core.tmp, m, out,
-                      core.denials, core.den_n, 0)
+    k = rk.risk_step(core.state, sig, len(sig), out, 0)
     return out[:k]
 
 
@@ -52,17 +54,19 @@ def denials(m):
 
 
 def test_signal_when_active_then_order_sized_from_equity_and_registered_as_working():
-    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
     orders = step(core, signals(0.02, seq=5), m)
     assert len(orders) == 1
     o = orders[0]
-    assert o["side"] == 1 and o["qty"] == 20 and o["client_order_id"] == rk.client_order_id(5, 0, 0)
+    assert o["side"] == 1 and o["qty"] == 20 and o["client_order_id"] == rk.decision_order_id(5, 0, 0)
     assert core.book[0, B_OPEN_BUY] == 20  # counted against limits until it fills
     assert len(step(core, signals(0.02, seq=5), m)) == 0  # target met by the working order
 
 
 def test_signal_when_halted_then_denial_counted_by_reason_and_no_order():
-    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
     core.control[C_STATE] = HALTED
     assert len(step(core, signals(0.02, seq=11), m)) == 0
     assert denials(m)[DENY_HALTED] == 1
@@ -72,25 +76,28 @@ def test_signal_when_halted_then_denial_counted_by_reason_and_no_order():
 
 
 def test_signal_when_position_weight_limit_then_denied_with_that_reason():
-    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
     assert len(step(core, signals(0.5), m)) == 0  # 50% of equity: past 8% and past 40 shares
     assert denials(m)[DENY_MAX_ORDER_QTY] == 1
 
 
 def test_signal_when_replayed_then_same_decision_never_sent_twice():
-    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
     assert len(step(core, signals(0.02, seq=9), m)) == 1
     core.book[0, B_OPEN_BUY] = 0.0  # even if the working quantity were forgotten...
     assert len(step(core, signals(0.02, seq=9), m)) == 0  # ...the same id is refused
 
 
 def test_exec_when_filled_then_position_cash_and_fills_counted():
-    core, m = new_core(), np.zeros(mx.SIZE // 8, np.int64)
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
     o = step(core, signals(0.02, seq=3), m)[0]
     ex = np.zeros(1, EXEC_DTYPE)
     ex[0]["client_order_id"], ex[0]["instrument"], ex[0]["side"] = o["client_order_id"], 0, 1
     ex[0]["status"], ex[0]["fill_qty"], ex[0]["fill_px"], ex[0]["fee"] = EXEC_FILL, 20, 100.0, 0.4
-    assert rk.on_exec(ex, 1, core.oo_ids, core.oo_vals, core.limits, core.book, core.sectors, core.account, m) == 1
+    assert rk.risk_fills(core.state, ex, 1) == 1
     assert core.book[0, B_POSITION] == 20 and core.book[0, B_OPEN_BUY] == 0
     assert core.account[A_CASH] == pytest.approx(100_000 - 2000 - 0.4)
 
@@ -100,11 +107,9 @@ def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
     core.book[0, B_POSITION] = 30
     core.control[C_STATE] = HALTED
     out = np.zeros(4, ORDER_DTYPE)
-    args = (7, core.limits, core.book, core.sectors, core.account, core.control, core.oo_ids, core.oo_vals,
-            core.f_inst, core.f_side, core.f_qty, out, 0)
-    assert rk.flatten(*args) == 0  # no flatten requested: nothing passes HALTED
+    assert rk.risk_flatten(core.state, 7, out, 0) == 0  # no flatten requested: nothing passes HALTED
     core.control[C_FLATTEN] = 1
-    assert rk.flatten(*args) == 1
+    assert rk.risk_flatten(core.state, 7, out, 0) == 1
     assert out[0]["side"] == -1 and out[0]["qty"] == 30 and out[0]["instrument"] == 0
 
 
@@ -115,12 +120,18 @@ def quote(i, bid, ask):
     return md
 
 
-def new_router(n=2):
-    return rt.RouterCore(CFG.universe[:n], CFG.router, np.zeros(n, np.uint64))
+def new_router(n=2, m=None):
+    return rt.RouterCore(CFG.universe[:n], CFG.router, np.zeros(n, np.uint64), metrics=m)
 
 
-def route(r, orders, m, now):
-    sent = rt.route_batch(orders, len(orders), r.last_cid, m, r.arrivals, *r.route_args, now)
+@njit(cache=True)
+def _route_batch(orders, n, r, now):
+    return rt.route_batch(orders, n, r, now)
+
+
+def route(r, orders, now):
+    """Orders to the venues (counted into the router's metrics words ``r.m``)."""
+    sent = _route_batch(orders, len(orders), r.state, now)
     return sent, r.reports[: r.poll(now)].copy()
 
 
@@ -141,8 +152,7 @@ def test_router_when_quote_known_then_takes_displayed_size_with_fee_and_records_
     orders["limit_px"] = np.nan
     orders["client_order_id"] = [1, 2, 3]
     orders["t_origin"] = 1000
-    m = np.zeros(mx.SIZE // 8, np.int64)
-    sent, reports = route(r, orders, m, 5000)
+    sent, reports = route(r, orders, 5000)
     assert sent == 3
     a = r.arrivals[:3]  # each order's arrival quote, for TCA
     assert list(a["client_order_id"]) == [1, 2, 3] and a[0]["bid"] == 99.0 and a[0]["ask"] == 101.0
@@ -153,7 +163,7 @@ def test_router_when_quote_known_then_takes_displayed_size_with_fee_and_records_
     assert fills[2]["fill_px"] == 99.0 and fills[2]["fill_qty"] == 5  # displayed size only
     assert any(x["client_order_id"] == 2 and x["status"] == EXEC_CANCELED for x in reports)  # rest cancelled
     assert any(x["client_order_id"] == 3 and x["status"] == EXEC_REJECT for x in reports)  # no book for BBB
-    block = metrics_of(m)
+    block = metrics_of(r.m)
     assert block.latency_count(mx.ROW_T2T) == 3 and list(block.samples(mx.ROW_T2T)) == [4000] * 3
 
 
@@ -162,10 +172,9 @@ def test_router_when_same_client_order_id_again_then_dropped_and_counted():
     r.on_md(quote(0, 99.0, 101.0), 1, 0)
     o = np.zeros(1, ORDER_DTYPE)
     o["side"], o["qty"], o["kind"], o["limit_px"], o["client_order_id"] = 1, 1, ORDER_MARKET, np.nan, 77
-    m = np.zeros(mx.SIZE // 8, np.int64)
-    assert route(r, o, m, 0)[0] == 1
-    assert route(r, o, m, 1)[0] == 0
-    block = metrics_of(m)
+    assert route(r, o, 0)[0] == 1
+    assert route(r, o, 1)[0] == 0
+    block = metrics_of(r.m)
     assert block.counter(rt.ROUTER, mx.C_ERRORS) == 1 and block.counter(rt.ROUTER, mx.C_ORDERS) == 1
 
 
@@ -181,8 +190,7 @@ router: {venues: [{name: slow, taker_bps: 1.0, entry: {median_ns: 400}, response
     r.on_md(quote(0, 99.0, 101.0), 1, 0)
     o = np.zeros(1, ORDER_DTYPE)
     o["side"], o["qty"], o["kind"], o["limit_px"], o["client_order_id"] = 1, 1, ORDER_MARKET, np.nan, 5
-    m = np.zeros(mx.SIZE // 8, np.int64)
-    rt.route_batch(o, 1, r.last_cid, m, r.arrivals, *r.route_args, 1000)
+    _route_batch(o, 1, r.state, 1000)
     assert r.poll(1399) == 0  # still on its way to the venue
     r.on_md(quote(0, 100.0, 102.0), 1, 1399)
     n = r.poll(1600)  # arrived at 1400, answered 100 ns later

@@ -8,7 +8,7 @@ import pytest
 from alphad.daemon.risk import core as rk
 from alphad.daemon.router import core as rt
 from alphad.daemon.config import ConfigError, decode_config
-from alphad.daemon.router.order_fsm import LIQ_MAKER, LIQ_TAKER, REASON_CXL_EXPIRED, REJ_BAD_QTY, client_order_id
+from alphad.daemon.router.order_fsm import LIQ_MAKER, LIQ_TAKER, REASON_CXL_EXPIRED, REJ_BAD_QTY, child_order_id
 from alphad.daemon.router.parents import ALGO_STRATEGY
 from alphad.daemon.risk.portfolio import on_mark
 from alphad.daemon.risk.codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION, C_FLATTEN
@@ -40,9 +40,9 @@ class Rig:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.risk = rk.RiskCore(cfg.universe, cfg.risk, np.zeros(7, np.int64))
-        on_mark(0, 100.0, self.risk.limits, self.risk.book, self.risk.sectors, self.risk.account)
         self.m = np.zeros(mx.SIZE // 8, np.int64)
+        self.risk = rk.RiskCore(cfg.universe, cfg.risk, np.zeros(7, np.int64), metrics=self.m)
+        on_mark(0, 100.0, self.risk.limits, self.risk.book, self.risk.sectors, self.risk.account)
         self.router = rt.RouterCore(cfg.universe, cfg.router, np.zeros(1, np.uint64), metrics=self.m)
         self.reports: list[np.void] = []  # everything risk was told
         self.now = 0
@@ -58,7 +58,7 @@ class Rig:
     def to_risk(self, k):
         r = self.risk
         reps = self.router.reports[:k].copy()
-        rk.on_exec(reps, k, r.oo_ids, r.oo_vals, r.limits, r.book, r.sectors, r.account, self.m)
+        rk.risk_fills(r.state, reps, k)
         self.reports.extend(reps)
 
     def signal(self, weight, seq):
@@ -66,8 +66,7 @@ class Rig:
         sig[0]["target_weight"], sig[0]["ref_px"], sig[0]["seq"], sig[0]["t_origin"] = weight, 100.0, seq, self.now
         out = np.zeros(4, ORDER_DTYPE)
         r = self.risk
-        k = rk.on_signals(sig, 1, r.limits, r.book, r.sectors, r.account_limits, r.account, r.control, r.oo_ids,
-                          r.oo_vals, r.params, r.tmp, self.m, out, r.denials, r.den_n, self.now)
+        k = rk.risk_step(r.state, sig, 1, out, self.now)
         assert k == 1, "risk approved no order"
         sent, rep = self.router.on_orders(out, k, self.now)
         self.to_risk(rep)
@@ -197,8 +196,8 @@ def test_child_order_ids_when_scenario_replayed_then_identical_and_derived_from_
         runs.append((int(order["client_order_id"]), rig.children()["cid"].tolist()))
     (parent, cids), (parent2, cids2) = runs
     assert parent == parent2 and cids == cids2
-    assert cids[0] == client_order_id(ALGO_STRATEGY, 0, parent, 0)
-    assert set(cids) <= {client_order_id(ALGO_STRATEGY, 0, parent, k) for k in range(64)}
+    assert cids[0] == child_order_id(ALGO_STRATEGY, 0, parent, 0)
+    assert set(cids) <= {child_order_id(ALGO_STRATEGY, 0, parent, k) for k in range(64)}
     assert len(set(cids)) == len(cids)
 
 
@@ -212,15 +211,15 @@ def test_limit_offset_when_set_then_no_child_priced_beyond_it_even_when_crossing
     assert rig.risk.book[0, B_POSITION] == 0  # nobody sells that low: nothing filled
 
 
-def test_client_order_id_when_derived_in_python_then_equals_the_compiled_kernel():
-    from alphad.daemon.router.order_fsm import _cid_kernel
+def test_child_order_id_when_derived_in_python_then_equals_the_compiled_kernel():
+    from alphad.daemon.router.order_fsm import _child_order_id_kernel
 
     rng = np.random.default_rng(11)
     cases = [(0, 0, 0, 0), ((1 << 16) - 1, (1 << 24) - 1, (1 << 64) - 1, (1 << 24) - 1)]
     cases += [(int(rng.integers(1 << 16)), int(rng.integers(1 << 24)), int(rng.integers(1 << 62)) * 4 + 3,
                int(rng.integers(1 << 24))) for _ in range(2000)]
     for c in cases:
-        assert client_order_id(*c) == int(_cid_kernel(*(np.uint64(v) for v in c)))
+        assert child_order_id(*c) == int(_child_order_id_kernel(*(np.uint64(v) for v in c)))
 
 
 def test_order_when_replayed_or_off_the_lot_grid_then_never_worked_twice_and_bad_one_rejected_to_risk():
@@ -277,11 +276,9 @@ def test_flatten_order_when_twap_configured_then_sent_at_once_as_one_market_chil
     assert rig.risk.book[0, B_POSITION] == 100
     before = len(rig.children())
     r = rig.risk
-    f_inst, f_side, f_qty = np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1)
     out = np.zeros(4, ORDER_DTYPE)
     r.control[C_FLATTEN] = 1  # what ``ctl flatten`` or the KILL step sets
-    k = rk.flatten(77, r.limits, r.book, r.sectors, r.account, r.control, r.oo_ids, r.oo_vals, f_inst, f_side, f_qty,
-                   out, rig.now)
+    k = rk.risk_flatten(r.state, 77, out, rig.now)
     assert k == 1 and out[0]["flags"] == ORDER_F_FLATTEN and out[0]["side"] == -1 and out[0]["qty"] == 100
     sent, rep = rig.router.on_orders(out, k, rig.now)
     rig.to_risk(rep)

@@ -1,7 +1,7 @@
-"""The whole-wake steps (``steps.*_drain``) over real shared-memory rings: each must
-do exactly what the ring-by-ring path does (pop, apply, step, stamp, push), and
-with ``wait`` sleep on the process's doorbell until a producer in another process
-rings it."""
+"""The compositions over the cores' steps (``compiled.*_drain``, ``fused_*``) over real
+shared-memory rings: each must do exactly what the ring-by-ring path does (pop, apply,
+step, stamp, push), and with ``wait`` sleep on the process's doorbell until a producer
+in another process rings it."""
 from __future__ import annotations
 
 import subprocess
@@ -12,11 +12,15 @@ import numpy as np
 
 from alphad.daemon.risk import core as rk
 from alphad.daemon.router import core as rt
+from alphad.daemon.features.core import new_feature_state
+from alphad.daemon.feed.core import new_feed_state
+from alphad.daemon.infer.core import new_infer_state
 from alphad.daemon.shell import compiled as steps
+from alphad.daemon.shell.ports import in_port, out_port, waiter
 from alphad.daemon.risk.portfolio import on_mark
 from alphad.daemon.risk.codes import B_LAST_PX, B_POSITION
 from alphad.ipc import dtypes, metrics as mx
-from alphad.ipc.control import S_EVENTS_IN, STAGE_INDEX, stage_word
+from alphad.ipc.control import FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, STAGE_INDEX, stage_word
 from alphad.ipc.dtypes import EXEC_ACK, EXEC_FILL, MD_QUOTE
 from alphad.ipc.ring import Ring
 from test_risk_router import CFG  # two instruments, one sector, the risk limits those tests use
@@ -47,14 +51,25 @@ def signal(weight, seq, inst=0, px=100.0, t_origin=1):
     return s
 
 
-def buf(kind, n=8):
-    recs = np.zeros(n, dtypes.RECORDS[kind])
-    return recs.view(np.uint8), recs
-
-
 def timespec(seconds):
     ts = np.array([int(seconds), int(seconds % 1 * 1e9)], np.int64)
     return ts, ts.ctypes.data
+
+
+def port_in(r, n=8):
+    """An input port on ring ``r`` (cursor 0) over a fresh buffer."""
+    return in_port(r, 0, np.zeros(n, r.dtype))
+
+
+def port_out(kind, r, bells, m, ctl, stage, recs=None):
+    """An output port over ``recs`` (a fresh buffer when None) pushing to ring ``r`` (None: no ring)."""
+    return out_port(recs if recs is not None else np.zeros(8, dtypes.RECORDS[kind]), r, bells, m, ctl, stage)
+
+
+def infer_state(x, scale=2.0, weight_per_unit=1.0, cap=0.5):
+    """An infer state over the model input ``x`` (its rows are the model batch), no drift."""
+    return new_infer_state(x, x.shape[0], x.shape[1], scale, weight_per_unit, cap, 0.0, np.zeros((0, 0), np.int64),
+                           np.zeros((0, 0)))
 
 
 # -- router -------------------------------------------------------------------------
@@ -69,18 +84,15 @@ class RouterRig:
         self.arrivals = ring(prefix, bells, "arrivals", "journal")
         self.core = rt.RouterCore(CFG.universe, CFG.router, np.zeros(2, np.uint64))
         self.ctl = np.zeros(1024, np.int64)
-        self.md_u8, self.md_recs = buf("md")
-        self.ord_u8, self.ord_recs = buf("orders")
-        reports = self.core.reports
-        self.tail = (self.md.h64, self.md.b8, 0, self.md_u8, self.md_recs, self.orders.h64, self.orders.b8, 0,
-                     self.ord_u8, self.ord_recs, 8, self.core.state, self.ctl, ROUTER, self.arrivals.h64,
-                     self.arrivals.b8, self.core.arrivals.view(np.uint8), reports.view(np.int64),
-                     reports.dtype.itemsize // 8, reports.view(np.uint8), self.exec.h64, self.exec.b8,
-                     bells.words, bells.addr)
+        c, m = self.core, self.core.m
+        self.tail = (port_in(self.md), port_in(self.orders), 8, c.state,
+                     port_out("arrivals", self.arrivals, bells, m, self.ctl, ROUTER, c.arrivals),
+                     port_out("exec", self.exec, bells, m, self.ctl, ROUTER, c.reports))
+        self.bells = bells
 
     def drain(self, wait=False, seconds=0.0):
         ts, addr = timespec(seconds)
-        return steps.router_drain(wait, addr, ME, *self.tail)
+        return steps.router_drain(wait, waiter(self.bells, ME, addr), *self.tail)
 
 
 def an_order(core_cid, qty=10, side=1, inst=0, t_origin=1):
@@ -184,21 +196,16 @@ class RiskRig:
         self.signals = ring(prefix, bells, "signals", "risk")
         self.exec = ring(prefix, bells, "exec", "risk")
         self.orders = ring(prefix, bells, "orders", "router")
-        self.core = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64))
         self.m = np.zeros(mx.SIZE // 8, np.int64)
+        self.core = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64), metrics=self.m)
         self.ctl = np.zeros(1024, np.int64)
-        self.out_u8, self.out = buf("orders")
-        c = self.core
-        bufs = [buf(kind) for kind in ("md", "signals", "exec")]
-        self.tail = (self.md.h64, self.md.b8, 0, *bufs[0], self.signals.h64, self.signals.b8, 0, *bufs[1],
-                     self.exec.h64, self.exec.b8, 0, *bufs[2], 8, c.limits, c.book, c.sectors, c.account_limits,
-                     c.account, c.control, c.oo_ids, c.oo_vals, c.params, c.tmp, self.ctl, self.m, self.out,
-                     c.denials, c.den_n, self.out.view(np.int64), self.out.dtype.itemsize // 8, RISK,
-                     self.orders.h64, self.orders.b8, bells.words, bells.addr, self.out_u8)
+        self.tail = (port_in(self.md), port_in(self.signals), port_in(self.exec), 8, self.core.state,
+                     port_out("orders", self.orders, bells, self.m, self.ctl, RISK))
+        self.bells = bells
 
     def drain(self, wait=False, seconds=0.0):
         ts, addr = timespec(seconds)
-        return steps.risk_drain(wait, addr, ME, *self.tail)
+        return steps.risk_drain(wait, waiter(self.bells, ME, addr), *self.tail)
 
 
 def fill_of(order, px):
@@ -211,18 +218,17 @@ def fill_of(order, px):
 
 def test_risk_drain_when_marks_signal_and_fill_then_same_orders_and_positions_as_the_core(prefix, bells):
     rig = RiskRig(prefix, bells)
-    twin = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64))
     tm = np.zeros(mx.SIZE // 8, np.int64)
+    twin = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64), metrics=tm)
     marks = np.concatenate([quote(0, 99.0, 101.0), quote(1, 49.0, 51.0)])
     rig.md.push(marks)
     rig.signals.push(signal(0.02, seq=5, t_origin=123))
     n_md, n_sig, n_ex, k, pushed = rig.drain()
     assert (n_md, n_sig, n_ex, k, pushed) == (2, 1, 0, 1, 1)
     sent = rig.orders.pop(0, 8)
-    rk.on_marks(marks, 2, twin.limits, twin.book, twin.sectors, twin.account)
+    rk.risk_marks(twin.state, marks, 2)
     out = np.zeros(4, dtypes.ORDER_DTYPE)
-    tk = rk.on_signals(signal(0.02, seq=5, t_origin=123), 1, *twin.gate_args(), twin.oo_ids, twin.oo_vals,
-                       twin.params, twin.tmp, tm, out, twin.denials, twin.den_n, 0)
+    tk = rk.risk_step(twin.state, signal(0.02, seq=5, t_origin=123), 1, out, 0)
     assert tk == 1 and len(sent) == 1
     for field in ("client_order_id", "instrument", "side", "qty", "kind", "t_origin"):
         assert sent[0][field] == out[0][field], field
@@ -232,8 +238,7 @@ def test_risk_drain_when_marks_signal_and_fill_then_same_orders_and_positions_as
 
     rig.exec.push(fill_of(sent[0], 101.0))
     assert rig.drain() == (0, 0, 1, 0, 0)
-    rk.on_exec(fill_of(out[0], 101.0), 1, twin.oo_ids, twin.oo_vals, twin.limits, twin.book, twin.sectors,
-               twin.account, tm)
+    rk.risk_fills(twin.state, fill_of(out[0], 101.0), 1)
     assert rig.core.book[0, B_POSITION] == twin.book[0, B_POSITION] == sent[0]["qty"]
     np.testing.assert_array_equal(rig.core.account, twin.account)
     assert rig.ctl[stage_word(RISK, S_EVENTS_IN)] == 1  # one signal in
@@ -258,20 +263,16 @@ def test_features_drain_when_quotes_then_same_rows_as_features_step_pushed_to_in
     quotes = np.concatenate([quote(0, 99.0, 101.0, t_origin=5), quote(0, 99.5, 101.0, t_origin=6)])
     md.push(quotes)
     state, twin_state = qf.new_state(2), qf.new_state(2)
-    md_u8, md_recs = buf("md")
-    out_u8, out = buf("features")
     m, ctl = np.zeros(mx.SIZE // 8, np.int64), np.zeros(1024, np.int64)
     fs = STAGE_INDEX["features"]
     _, addr = timespec(0)
-    n, k, pushed = steps.features_drain(False, addr, ME, md.h64, md.b8, 0, md_u8, md_recs, 8, state, 0.5, 0.1, True,
-                                        out, out.view(np.int64), out.dtype.itemsize // 8, m, ctl, fs, rows.h64,
-                                        rows.b8, bells.words, bells.addr, out_u8)
+    n, k, pushed = steps.features_drain(False, waiter(bells, ME, addr), port_in(md), 8,
+                                        new_feature_state(state, 0.5, 0.1, True),
+                                        port_out("features", rows, bells, m, ctl, fs))
     assert (n, k, pushed) == (2, 2, 2)
     twin = np.zeros(8, dtypes.FEATURE_DTYPE)
-    no_h64, no_b8 = np.zeros(0, np.int64), np.zeros(0, np.uint8)
-    tk, _ = steps.features_step(quotes, 2, twin_state, 0.5, 0.1, True, twin, twin.view(np.int64),
-                                twin.dtype.itemsize // 8, np.zeros_like(m), np.zeros_like(ctl), fs, no_h64, no_b8,
-                                bells.words, bells.addr, twin.view(np.uint8), -1)
+    tk, _ = steps.features_publish(new_feature_state(twin_state, 0.5, 0.1, True), quotes, 2,
+                                   port_out("features", None, bells, np.zeros_like(m), np.zeros_like(ctl), fs, twin), -1)
     got = rows.pop(0, 8)
     assert tk == 2 and len(got) == 2
     np.testing.assert_array_equal(got["x"], twin[:2]["x"])
@@ -290,19 +291,17 @@ def test_infer_drain_then_signals_step_when_rows_then_model_input_gathered_and_s
     features.push(rows)
     n_features = 4
     x = np.zeros((2, n_features), np.float32)  # a model batch of 2: the third row waits
-    in_u8, in_recs = buf("features")
+    in_recs = np.zeros(8, dtypes.FEATURE_DTYPE)
+    rows_in = in_port(features, 0, in_recs)
     _, addr = timespec(0)
-    no_counts, no_edges = np.zeros((0, 0), np.int64), np.zeros((0, 0))
-    n = steps.infer_drain(False, addr, ME, features.h64, features.b8, 0, in_u8, in_recs, 2, n_features, x,
-                          no_counts, no_edges, bells.words, bells.addr)
+    st = infer_state(x)
+    n = steps.infer_drain(False, waiter(bells, ME, addr), rows_in, st)
     assert n == 2
     np.testing.assert_array_equal(x, rows["x"][:2, :n_features].astype(np.float32))
     y = np.array([0.5, -3.0], np.float32)
-    out_u8, out = buf("signals")
     m, ctl = np.zeros(mx.SIZE // 8, np.int64), np.zeros(1024, np.int64)
-    k, pushed = steps.signals_step(in_recs, n, y, 2.0, 1.0, 0.5, 0.0, out, out.view(np.int64),
-                                   out.dtype.itemsize // 8, m, ctl, STAGE_INDEX["infer"], signals.h64, signals.b8,
-                                   bells.words, bells.addr, out_u8)
+    k, pushed = steps.infer_publish(st, in_recs, n, y, port_out("signals", signals, bells, m, ctl, STAGE_INDEX["infer"]),
+                                    -1)
     assert (k, pushed) == (2, 2)
     got = signals.pop(0, 8)
     twin = np.zeros(2, dtypes.SIGNAL_DTYPE)
@@ -310,8 +309,7 @@ def test_infer_drain_then_signals_step_when_rows_then_model_input_gathered_and_s
     for field in ("t_origin", "seq", "instrument", "prediction", "target_weight"):
         np.testing.assert_array_equal(got[field], twin[field], err_msg=field)
     assert list(got["target_weight"]) == [0.25, -0.5]  # 0.5/2, and -3/2 capped at -0.5
-    assert steps.infer_drain(False, addr, ME, features.h64, features.b8, 0, in_u8, in_recs, 2, n_features, x,
-                             no_counts, no_edges, bells.words, bells.addr) == 1
+    assert steps.infer_drain(False, waiter(bells, ME, addr), rows_in, st) == 1
 
 
 # -- the fused process: feed through risk in two calls around the model --------------
@@ -325,51 +323,43 @@ def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_
     md_ring = ring(prefix, bells, "md", "router", woken=False)
     orders = ring(prefix, bells, "orders", "router")
     events = np.concatenate([quote(0, 99.0, 101.0), quote(1, 49.0, 51.0)])
-    no_h64, no_b8 = np.zeros(0, np.int64), np.zeros(0, np.uint8)
-    no_counts, no_edges = np.zeros((0, 0), np.int64), np.zeros((0, 0))
     y = np.array([0.5, -0.25], np.float32)  # the model's predictions: the shell runs it between the calls
     sizing = (1.0, 0.04, 0.02, 0.0)  # scale, weight per unit, cap, min |prediction|: weights 0.02 and -0.01
 
-    def buffers():
-        return {kind: buf(kind) for kind in ("md", "features", "signals", "orders")}
-
     # the chain
-    core, state, b = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64)), qf.new_state(2), buffers()
     m, ctl = np.zeros(mx.SIZE // 8, np.int64), np.zeros(1024, np.int64)
+    core, state = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64), metrics=m), qf.new_state(2)
     x = np.zeros((2, 4), np.float32)
-    (md_u8, md), (rows_u8, rows), (sig_u8, sigs), (out_u8, out) = b.values()
-    k = steps.fused_front(0, 2, 10, 3, 0, events, md, md.view(np.int64), md.dtype.itemsize // 8, m, ctl, md_ring.h64,
-                          md_ring.b8, bells.words, bells.addr, md_u8, core.limits, core.book, core.sectors,
-                          core.account, state, 0.5, 0.1, True, rows, rows.view(np.int64), rows.dtype.itemsize // 8,
-                          no_h64, no_b8, rows_u8, 2, 4, x, no_counts, no_edges)
+    st = infer_state(x, *sizing[:3])
+    md = port_out("md", md_ring, bells, m, ctl, FEED)
+    rows_recs = np.zeros(8, dtypes.FEATURE_DTYPE)
+    rows = port_out("features", None, bells, m, ctl, FEATURES, rows_recs)
+    out = np.zeros(8, dtypes.ORDER_DTYPE)
+    k = steps.fused_front(new_feed_state(events, np.array([0, 10, 3], np.int64)), 2, 0, md, core.state,
+                          new_feature_state(state, 0.5, 0.1, True), rows, st)
     assert k == 2
-    ko, pushed = steps.fused_back(rows, k, y, *sizing, sigs, sigs.view(np.int64), sigs.dtype.itemsize // 8, m, ctl,
-                                  no_h64, no_b8, bells.words, bells.addr, sig_u8, *core.gate_args(), core.oo_ids,
-                                  core.oo_vals, core.params, core.tmp, out, core.denials, core.den_n,
-                                  out.view(np.int64), out.dtype.itemsize // 8, orders.h64, orders.b8, out_u8)
+    ko, pushed = steps.fused_back(st, rows, k, y, port_out("signals", None, bells, m, ctl, INFER), core.state,
+                                  port_out("orders", orders, bells, m, ctl, RISK, out))
 
     # the same tick through the steps the stages run one by one
-    twin, twin_state, tb = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64)), qf.new_state(2), buffers()
     tm, tctl = np.zeros_like(m), np.zeros_like(ctl)
-    (_, tmd), (_, trows), (_, tsigs), (_, tout) = tb.values()
-    steps.feed_step(events, 0, 2, tmd, 10, 0, tmd.view(np.int64), tmd.dtype.itemsize // 8, tm, tctl, FEED, no_h64,
-                    no_b8, bells.words, bells.addr, tmd.view(np.uint8), -1)
-    rk.on_marks(tmd, 2, twin.limits, twin.book, twin.sectors, twin.account)
-    tk, _ = steps.features_step(tmd, 2, twin_state, 0.5, 0.1, True, trows, trows.view(np.int64),
-                                trows.dtype.itemsize // 8, tm, tctl, FEATURES, no_h64, no_b8, bells.words, bells.addr,
-                                trows.view(np.uint8), -1)
+    twin, twin_state = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64), metrics=tm), qf.new_state(2)
+    tmd, trows, tsigs, tout = (np.zeros(8, dtypes.RECORDS[kind]) for kind in ("md", "features", "signals", "orders"))
+    steps.feed_publish(new_feed_state(events, np.array([0, 10, 3], np.int64)), 2, 0,
+                       port_out("md", None, bells, tm, tctl, FEED, tmd), -1)
+    rk.risk_marks(twin.state, tmd, 2)
+    tk, _ = steps.features_publish(new_feature_state(twin_state, 0.5, 0.1, True), tmd, 2,
+                                   port_out("features", None, bells, tm, tctl, FEATURES, trows), -1)
     tx = np.zeros_like(x)
     gather_rows(trows, tk, 4, tx)
     ks = size_signals(trows, tk, y, *sizing, tsigs, 0)
-    tko, _ = steps.risk_step(tsigs, ks, *twin.gate_args(), twin.oo_ids, twin.oo_vals, twin.params, twin.tmp, tctl, tm,
-                             tout, twin.denials, twin.den_n, tout.view(np.int64), tout.dtype.itemsize // 8, RISK,
-                             no_h64, no_b8, bells.words, bells.addr, tout.view(np.uint8), -1)
+    tko, _ = steps.risk_publish(twin.state, tsigs, ks, port_out("orders", None, bells, tm, tctl, RISK, tout), -1)
 
     sent_md = md_ring.pop(0, 8)
     np.testing.assert_array_equal(sent_md["seq"], [10, 11])
     for field in ("instrument", "bid_px", "ask_px"):
         np.testing.assert_array_equal(sent_md[field], tmd[:2][field], err_msg=field)
-    np.testing.assert_array_equal(rows[:2]["x"], trows[:2]["x"])
+    np.testing.assert_array_equal(rows_recs[:2]["x"], trows[:2]["x"])
     np.testing.assert_array_equal(x, tx)
     np.testing.assert_array_equal(state, twin_state)
     assert tko == 2 and (ko, pushed) == (2, 2)  # one order per instrument: a buy and a sell
@@ -383,4 +373,4 @@ def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_
     assert [block.latency_count(s) for s in (FEED, FEATURES, INFER, RISK)] == [2, 2, 2, 2]
     assert [ctl[stage_word(s, S_EVENTS_IN)] for s in (FEATURES, INFER, RISK)] == [2, 2, 2]
     fw = stage_word(FEED, 0)  # the feed's resume words, written before anything downstream can fail
-    assert (ctl[fw + steps.FEED_POS], ctl[fw + steps.FEED_SEQ], ctl[fw + steps.FEED_LOOPS]) == (2, 12, 3)
+    assert (ctl[fw + FEED_POS], ctl[fw + FEED_SEQ], ctl[fw + FEED_LOOPS]) == (2, 12, 3)

@@ -8,7 +8,7 @@ import pytest
 
 from alphad.daemon.router.algos import TWAP, ParentState
 from alphad.daemon.cli import main as alphad_main
-from alphad.ops.tca import JournalWriter, analyze, analyze_parent, rating, read_journal
+from alphad.ops.tca import TcaJournalWriter, analyze, analyze_parent, rating, read_journal
 
 from test_algos import SEC, _run, _spec, market  # noqa: F401  (market is a fixture)
 
@@ -83,7 +83,7 @@ def test_tca_cli_when_run_on_journal_of_real_twap_then_report_plot_and_consisten
         market, tmp_path):  # noqa: F811
     t0 = market[0]
     jpath = tmp_path / "journal.jsonl"
-    with JournalWriter(jpath) as jw:
+    with TcaJournalWriter(jpath) as jw:
         buy = TWAP(_spec(parent_id=11, qty_lots=100_000, start_ns=t0, end_ns=t0 + 60 * SEC,
                          urgency=0.2), slice_ns=5 * SEC, replace_after_ns=2 * SEC)
         _, _, store = _run(buy, market, journal=jw)

@@ -1,0 +1,42 @@
+"""What every config section type shares: one base Struct and one set of constrained aliases.
+
+Each package documents its own section beside its code (``daemon/feed/config.py`` holds
+``feed:``, ``daemon/risk/config.py`` holds ``risk:``, ...); ``daemon/config.py`` composes them
+into :class:`alphad.daemon.config.Config`.  They all derive from :class:`Base` and bound their
+values with the aliases below, so an unknown key or a bad value fails the same way in every
+section: the error names the path (``$.model.weight_cap``) and what was expected.
+
+This module imports nothing of the daemon, so a stage package's config may use it without
+pulling in the shell, the supervisor or any shared-memory code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+#: > 0 (an integer).
+PositiveInt = Annotated[int, Meta(gt=0)]
+#: >= 0 (an integer).
+NonNegInt = Annotated[int, Meta(ge=0)]
+#: > 0.
+PositiveFloat = Annotated[float, Meta(gt=0)]
+#: >= 0.
+NonNegFloat = Annotated[float, Meta(ge=0)]
+#: A share in [0, 1]: 0 is allowed (``model.weight_cap``, ``router.algo.urgency``, ...).
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+#: A share in (0, 1]: 0 is not a meaningful limit (``risk.account.daily_loss_limit``, drawdown
+#: steps, position weights, ...), so it is rejected.
+PositiveFraction = Annotated[float, Meta(gt=0, le=1)]
+
+
+class Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Every config section: keyword-only, immutable, unknown keys are errors."""
+
+
+def resolve(base: Path, p: str) -> Path:
+    """A path from the config, relative to the config's folder unless absolute."""
+    q = Path(p)
+    return q if q.is_absolute() else base / q

@@ -1,0 +1,191 @@
+"""Feed sources: recorded files and a seeded synthetic generator, parsed up front into an
+``MD_DTYPE`` array sorted by ``ts_exch`` (parsing is not part of tick-to-trade).
+
+Supported files
+---------------
+``generic``      CSV ``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``;
+                 ``kind`` is ``quote``, ``trade`` or ``bar`` (``last_sz`` = volume);
+                 empty cells for fields a kind does not use; ``.gz`` allowed.
+``binance``      hftbacktest-style book-ticker CSV (``symbol,local_ts_ns,update_id,
+                 bid_price,bid_qty,ask_price,ask_qty``) plus, optionally, the trades
+                 CSV (``…,price,qty,is_buyer_maker``) merged by receive time.
+``lean_minute``  equity minute quote bars (``symbol,datetime,bid_close,bid_size,
+                 ask_close,ask_size,…``; New York time) emitted at each bar's end.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE, MD_TRADE
+
+GENERIC_COLUMNS = ["ts_ns", "symbol", "kind", "bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"]
+_KINDS = {"quote": MD_QUOTE, "trade": MD_TRADE, "bar": MD_BAR}
+
+
+def _open_text(path: Path):
+    if not path.exists():
+        raise FileNotFoundError(f"feed file {path} was not found")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open("r", encoding="utf-8", newline="")
+
+
+def _f(s: str) -> float:
+    return float(s) if s else np.nan
+
+
+def _check_header(path: Path, found: list[str], expected: list[str]) -> None:
+    missing = [c for c in expected if c not in found]
+    if missing:
+        raise ValueError(f"{path}: columns {expected} expected, the header was {found} (missing {missing})")
+
+
+def load_generic(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
+    """Parse a generic CSV; returns (events, rows skipped for unknown symbols)."""
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        _check_header(path, header, GENERIC_COLUMNS)
+        col = {c: header.index(c) for c in GENERIC_COLUMNS}
+        rows, skipped = [], 0
+        for lineno, r in enumerate(reader, start=2):
+            inst = symbols.get(r[col["symbol"]])
+            if inst is None:
+                skipped += 1
+                continue
+            kind = _KINDS.get(r[col["kind"]])
+            if kind is None:
+                raise ValueError(f"{path}:{lineno}: kind must be one of {sorted(_KINDS)}, was {r[col['kind']]!r}")
+            rows.append((int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
+                         _f(r[col["ask_px"]]), _f(r[col["ask_sz"]]), _f(r[col["last_px"]]), _f(r[col["last_sz"]])))
+    return _to_md(rows), skipped
+
+
+def load_binance(path: Path, trades_path: Path | None, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
+    rows, skipped = [], 0
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        _check_header(path, reader.fieldnames or [], ["symbol", "local_ts_ns", "bid_price", "bid_qty", "ask_price", "ask_qty"])
+        for r in reader:
+            inst = symbols.get(r["symbol"])
+            if inst is None:
+                skipped += 1
+                continue
+            rows.append((int(r["local_ts_ns"]), inst, MD_QUOTE, float(r["bid_price"]), float(r["bid_qty"]),
+                         float(r["ask_price"]), float(r["ask_qty"]), np.nan, np.nan))
+    if trades_path is not None:
+        with _open_text(trades_path) as f:
+            reader = csv.DictReader(f)
+            _check_header(trades_path, reader.fieldnames or [], ["symbol", "local_ts_ns", "price", "qty", "is_buyer_maker"])
+            for r in reader:
+                inst = symbols.get(r["symbol"])
+                if inst is None:
+                    skipped += 1
+                    continue
+                rows.append((int(r["local_ts_ns"]), inst, MD_TRADE, np.nan, np.nan, np.nan, np.nan,
+                             float(r["price"]), float(r["qty"])))
+        rows.sort(key=lambda t: t[0])  # stable: a quote and trade with equal stamps keep file order
+    return _to_md(rows), skipped
+
+
+def load_lean_minute(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
+    ny = ZoneInfo("America/New_York")
+    rows, skipped = [], 0
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        _check_header(path, reader.fieldnames or [], ["symbol", "datetime", "bid_close", "bid_size", "ask_close", "ask_size"])
+        for r in reader:
+            inst = symbols.get(r["symbol"])
+            if inst is None:
+                skipped += 1
+                continue
+            # Bars are stamped with their start; the quote is known at the bar's end.
+            end = datetime.fromisoformat(r["datetime"]).replace(tzinfo=ny) + timedelta(minutes=1)
+            rows.append((int(end.timestamp()) * 1_000_000_000, inst, MD_QUOTE, float(r["bid_close"]),
+                         float(r["bid_size"]), float(r["ask_close"]), float(r["ask_size"]), np.nan, np.nan))
+    rows.sort(key=lambda t: t[0])
+    return _to_md(rows), skipped
+
+
+def _to_md(rows: list[tuple]) -> np.ndarray:
+    md = np.zeros(len(rows), dtype=MD_DTYPE)
+    if not rows:
+        return md
+    a = np.array(rows, dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
+    md["ts_exch"] = np.array([r[0] for r in rows], dtype=np.int64)
+    md["instrument"] = a[:, 1]
+    md["kind"] = a[:, 2]
+    for j, name in enumerate(("bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"), start=3):
+        md[name] = a[:, j]
+    return md
+
+
+def synthetic(n_events: int, n_instruments: int, *, seed: int, rate_hz: float, start_px: float,
+              vol_bps: float, trade_ratio: float, t0_ns: int = 1_700_000_000_000_000_000) -> np.ndarray:
+    """Seeded random-walk quotes and trades (reproducible: same seed, same events)."""
+    rng = np.random.default_rng(seed)
+    md = np.zeros(n_events, dtype=MD_DTYPE)
+    inst = rng.integers(0, n_instruments, n_events)
+    steps = rng.normal(0.0, vol_bps * 1e-4, n_events)
+    logpx = np.full(n_instruments, np.log(start_px))
+    is_trade = rng.random(n_events) < trade_ratio
+    half_spread = rng.uniform(0.5, 3.0, n_events) * 1e-4
+    for k in range(n_events):
+        i = inst[k]
+        logpx[i] += steps[k]
+        mid = float(np.exp(logpx[i]))
+        md[k]["instrument"] = i
+        if is_trade[k]:
+            md[k]["kind"] = MD_TRADE
+            md[k]["last_px"] = mid * (1 + half_spread[k] * (1 if steps[k] > 0 else -1))
+            md[k]["last_sz"] = float(rng.integers(1, 20)) * 10
+        else:
+            md[k]["kind"] = MD_QUOTE
+            md[k]["bid_px"] = round(mid * (1 - half_spread[k]), 2)
+            md[k]["ask_px"] = max(round(mid * (1 + half_spread[k]), 2), md[k]["bid_px"] + 0.01)
+            md[k]["bid_sz"] = float(rng.integers(1, 50)) * 100
+            md[k]["ask_sz"] = float(rng.integers(1, 50)) * 100
+    md["ts_exch"] = t0_ns + (np.arange(n_events) * (1e9 / rate_hz)).astype(np.int64)
+    return md
+
+
+def parse_speed(speed: str) -> float:
+    """``realtime`` -> 1.0, ``max`` -> 0.0 (no pacing), ``"10"`` -> 10.0."""
+    if speed == "realtime":
+        return 1.0
+    if speed == "max":
+        return 0.0
+    try:
+        v = float(speed)
+    except ValueError:
+        v = -1.0
+    if v <= 0:
+        raise ValueError(f"feed.speed must be 'realtime', 'max' or a positive multiplier such as '10', was {speed!r}")
+    return v
+
+
+def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
+    """Build the event array a config's ``feed`` section describes."""
+    from alphad.daemon.config import resolve
+
+    symbols = {ins.symbol: ins.id for ins in universe}
+    if feed_cfg.source == "synthetic":
+        s = feed_cfg.synthetic
+        return synthetic(200_000, len(universe), seed=s.seed, rate_hz=s.rate_hz, start_px=s.start_px,
+                         vol_bps=s.vol_bps, trade_ratio=s.trade_ratio)
+    path = resolve(base, feed_cfg.path)
+    if feed_cfg.format == "generic":
+        events, _ = load_generic(path, symbols)
+    elif feed_cfg.format == "binance":
+        trades = resolve(base, feed_cfg.trades_path) if feed_cfg.trades_path else None
+        events, _ = load_binance(path, trades, symbols)
+    else:
+        events, _ = load_lean_minute(path, symbols)
+    if len(events) == 0:
+        raise ValueError(f"feed file {path} holds no event for the universe's symbols {sorted(symbols)}")
+    return events

@@ -1,0 +1,415 @@
+"""One small adapter per stage: what the shell knows of a core.
+
+An adapter builds its core's state from config, binds and warms the compositions the
+process will call (:mod:`alphad.daemon.shell.compiled`), says which record kinds it
+consumes (:meth:`consumers`), and does the stage's housekeeping.  It hands what its step
+emitted back to the shell (:meth:`ProcessRunner.emitted`), which pushes it to a ring or on
+to the next local consumer.  A process that hosts one stage and blocks asks its adapter
+for a drain (:meth:`drain_args` + :meth:`drained`).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from alphad.daemon.config import resolve
+from alphad.daemon.features.core import FeatureCore
+from alphad.daemon.feed.core import FeedCore, new_feed_state
+from alphad.daemon.feed.sources import load_events, parse_speed
+from alphad.daemon.infer.core import InferCore, infer_gather
+from alphad.daemon.infer.session import ModelSession
+from alphad.daemon.jit import bind
+from alphad.daemon.risk import core as rk
+from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
+from alphad.daemon.risk.portfolio import purge_tombstones
+from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
+from alphad.daemon.router import core as rt
+from alphad.daemon.shell import compiled
+from alphad.daemon.shell.ports import in_port, idle_in, out_port
+from alphad.ipc import feature_list
+from alphad.ipc import metrics as mx
+from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_INFER_PROVIDER, S_INFER_REHEARSALS,
+                                STAGE_INDEX,
+                                provider_code, stage_word)
+from alphad.ipc.ring import ring_push
+from alphad.ipc.shm import Segment
+
+FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
+
+
+def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
+    """Arrays in segment ``name`` that outlive this process (risk positions, router ids).
+
+    Returns ``(segment, fresh, views)``; ``fresh`` is False when a previous
+    incarnation of the stage left its state there, which the caller then adopts.
+    """
+    nbytes = [int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in specs]
+    seg = Segment.create(name, 64 + sum(nbytes), exist_ok=True)
+    fresh = seg.buf[0] == 0
+    views, off = [], 64
+    for (shape, dt), nb in zip(specs, nbytes):
+        views.append(seg.buf[off : off + nb].view(dt).reshape(shape))
+        off += nb
+    seg.buf[0] = 1  # written last: a stage killed while initialising starts fresh again
+    return seg, fresh, views
+
+
+class Warmup:
+    """Scratch counters and outputs: warm-up runs touch no live state and push nothing."""
+
+    def __init__(self, shell):
+        self.m, self.ctl = np.zeros_like(shell.m), np.zeros_like(shell.ctl)
+        self.bells = shell.bells
+        self.md = np.zeros(1, shell.bufs_dtype("md"))
+
+    def out(self, kind: str, stage: int, recs: np.ndarray | None = None):
+        from alphad.ipc import dtypes
+
+        recs = recs if recs is not None else np.zeros(2, dtypes.RECORDS[kind])
+        return out_port(recs, None, self.bells, self.m, self.ctl, stage)
+
+    @staticmethod
+    def bound(dispatcher, *args):
+        """Bind ``dispatcher`` for these argument types and run it once on them."""
+        ep = bind(dispatcher, *args)
+        ep(*args)
+        return ep
+
+
+class FeedStage:
+    name = "feed"
+
+    def __init__(self, shell, *, simulated: bool, bench_rate_hz: float | None):
+        cfg = shell.cfg
+        self.shell = shell
+        events = load_events(cfg.feed, shell.base, cfg.universe)
+        speed = 0.0 if simulated else parse_speed(cfg.feed.speed)
+        loop = cfg.feed.loop and not simulated
+        if bench_rate_hz:
+            speed, loop = 1.0, True
+        self.core = FeedCore(events, speed=speed, rate_hz=bench_rate_hz, loop=loop)
+        ctl = shell.ctl
+        if ctl[stage_word(FEED, FEED_SEQ)] > 0 and not simulated:  # restarted: resume, never reuse a seq
+            self.core.pos = int(ctl[stage_word(FEED, FEED_POS)]) % len(events)
+            self.core.seq = int(ctl[stage_word(FEED, FEED_SEQ)])
+            self.core.loops = int(ctl[stage_word(FEED, FEED_LOOPS)])
+        self.port = shell.ports["md"]
+
+    def consumers(self) -> dict:
+        return {}
+
+    def warm(self, w: Warmup) -> None:
+        scratch = new_feed_state(self.core.events, np.array([0, 1, 0], np.int64))
+        self._publish = w.bound(compiled.feed_publish, scratch, 0, 0, w.out("md", FEED), -1)
+
+    def emit(self, n: int, clock: int) -> None:
+        """The ``n`` events the feed says are due, to market data and on."""
+        k, pushed = self._publish(self.core.state, n, time.time_ns(), self.port, clock)
+        self.shell.emitted("md", k, pushed, clock)
+
+    def housekeeping(self, now: int) -> None:
+        pass
+
+
+class FeaturesStage:
+    name = "features"
+    DRAIN = compiled.features_drain
+    DRAIN_INPUTS = ("md",)
+
+    def __init__(self, shell):
+        cfg, self.shell = shell.cfg, shell
+        self._list_seg = Segment.attach(shell.names["feature_list"])
+        feature_list.publish(self._list_seg, cfg.features.set, _feature_names(cfg.features.set))
+        self.core = FeatureCore(cfg.features, len(cfg.universe))
+        self.state = self.core.state
+        self.port = shell.ports["features"]
+
+    def consumers(self) -> dict:
+        return {"md": self.on_md}
+
+    def on_md(self, md, n, clock):
+        k, pushed = self._publish(self.state, md, n, self.port, clock)
+        self.shell.emitted("features", k, pushed, clock)
+
+    def warm(self, w: Warmup) -> None:
+        self._publish = w.bound(compiled.features_publish, self.core.scratch_state(), w.md, 1, w.out("features", FEATURES),
+                                -1)
+
+    def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
+        live = w is None
+        return (ports["md"], self.shell.batch, self.state if live else self.core.scratch_state(),
+                self.port if live else w.out("features", FEATURES))
+
+    def drained(self, result) -> bool:
+        n, k, pushed = result
+        if k:
+            self.shell.emitted("features", k, pushed, -1)
+        return n > 0
+
+    def housekeeping(self, now: int) -> None:
+        pass
+
+
+def _feature_names(feature_set: str):
+    from alphad.kernels import quote_features as qf
+
+    return qf.FEATURE_SETS[feature_set]
+
+
+class InferStage:
+    name = "infer"
+    DRAIN = compiled.infer_drain
+    DRAIN_INPUTS = ("features",)
+
+    def __init__(self, shell, *, keep_warm_ns: int):
+        cfg, self.shell = shell.cfg, shell
+        seg = Segment.attach(shell.names["feature_list"])
+        _, published = feature_list.read(seg, cfg.supervisor.start_timeout_s)
+        seg.close()
+        session = ModelSession(resolve(shell.base, cfg.model.card), published, provider=cfg.model.provider,
+                               max_batch=cfg.model.max_batch)
+        print(f"alphad stage infer: model {cfg.model.card}, ONNX Runtime providers in use: {session.providers}"
+              + ("" if session.fast_path else " (public run_with_iobinding: slower)"), file=sys.stderr, flush=True)
+        shell.control.set_stage(INFER, S_INFER_PROVIDER, provider_code(session.providers[0]))
+        drift = None
+        ref = session.card.drift_reference
+        if ref is not None:  # live histograms in shared memory: the exporter computes PSI from them
+            shape = (len(ref.feature_names), len(ref.fractions[0]))
+            self._drift_seg, _, (drift,) = shared_arrays(shell.names["drift"], [(shape, np.int64)])
+        m = cfg.model
+        self.core = InferCore(session, weight_per_unit=m.weight_per_unit, weight_cap=m.weight_cap,
+                              min_abs_prediction=m.min_abs_prediction, drift_counts=drift)
+        self.session, self.state = session, self.core.state
+        self.port = shell.ports["signals"]
+        self.keep_warm_ns = keep_warm_ns
+        self.rehearsals = 0
+
+    def consumers(self) -> dict:
+        return {"features": self.on_rows}
+
+    def on_rows(self, rows, n, clock):
+        self.last_rows = rows  # what a keep-warm rehearsal replays
+        s, st = self.session, self.state
+        done = 0
+        while done < n:  # a batch larger than the model's runs in model batches
+            m = min(n - done, s.max_batch)
+            chunk = rows[done : done + m] if done or m < n else rows
+            self._gather(st, chunk, m)
+            k, pushed = self._publish(st, chunk, m, s.run_bound(m), self.port, clock)
+            self.shell.emitted("signals", k, pushed, clock)
+            done += m
+
+    def warm(self, w: Warmup) -> None:
+        self.session.warm()
+        rows = np.zeros(2, self.shell.bufs_dtype("features"))
+        self._gather = w.bound(infer_gather, self.core.quiet, rows, 1)
+        y = self.session.run_bound(1)
+        self._publish = w.bound(compiled.infer_publish, self.core.quiet, rows, 1, y, w.out("signals", INFER), -1)
+        self.last_rows, self._rehearsal_out = rows, np.zeros(2, self.shell.bufs_dtype("signals"))
+        self.core.rehearse(rows, self._rehearsal_out)
+
+    def rehearse(self) -> None:
+        """One keep-warm run of the step on a scratch copy (see ``InferCore.rehearse``)."""
+        self.core.rehearse(self.last_rows, self._rehearsal_out)
+        self.rehearsals += 1
+
+    def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
+        return (ports["features"], self.state if w is None else self.core.quiet)
+
+    def drained(self, n: int) -> bool:
+        """The drain gathered ``n`` rows into the model input: run the model, size, push."""
+        if n:
+            rows = self.shell.in_bufs["features"]
+            self.last_rows = rows
+            k, pushed = self._publish(self.state, rows, n, self.session.run_bound(n), self.port, -1)
+            self.shell.emitted("signals", k, pushed, -1)
+        return n > 0
+
+    def housekeeping(self, now: int) -> None:
+        if self.keep_warm_ns:
+            self.shell.control.set_stage(INFER, S_INFER_REHEARSALS, self.rehearsals)
+
+
+class RiskStage:
+    name = "risk"
+    DRAIN = compiled.risk_drain
+    DRAIN_INPUTS = ("md", "signals", "exec")
+
+    def __init__(self, shell, *, simulated: bool):
+        cfg, self.shell = shell.cfg, shell
+        n_inst = len(cfg.universe)
+        n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
+        specs = rk.state_specs(n_inst, n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
+        self._seg, fresh, views = shared_arrays(shell.names["risk_state"], specs)
+        self.core = rk.RiskCore(cfg.universe, cfg.risk, shell.control.risk_control, shared=(views, fresh),
+                                metrics=shell.m)
+        self.state = self.core.state
+        self.simulated = simulated
+        self.port = shell.ports["orders"]
+        self._denials = shell.out_rings.get("denials")
+        self._resumes_seen = shell.control.resume_requests
+        self._next_purge = 0
+        self._dd_level = int(self.core.dd_state[D_LEVEL])
+        self._alerts = None
+        if cfg.risk.drawdown.webhook_url:  # ladder alerts, posted off the hot path by a thread
+            self._alerts = AlertSender(cfg.risk.drawdown.webhook_url, cfg.risk.drawdown.alert_cooldown_s)
+            self._ladder = DrawdownArrays(cfg.risk.initial_equity, 16)
+            self._ladder.state = self.core.dd_state
+
+    def consumers(self) -> dict:
+        return {"md": self.on_md, "signals": self.on_signals, "exec": self.on_exec}
+
+    def on_md(self, md, n, clock):
+        # Live, marks only: the drawdown ladder runs from housekeeping (every 20 ms), and the
+        # daily-loss kill switch is also checked by the gate on every order.  The backtest
+        # runs the ladder per mark, on simulated time.
+        self._marks(self.state, md, n)
+        if clock >= 0:
+            self._watch(self.state, clock)
+
+    def on_signals(self, sigs, n, clock):
+        k, pushed = self._publish(self.state, sigs, n, self.port, clock)
+        self.journal_denials()
+        self.shell.emitted("orders", k, pushed, clock)
+
+    def on_exec(self, reports, n, clock):
+        self._fills(self.state, reports, n)
+
+    def journal_denials(self) -> None:
+        """Hand the step's denials to the journal (an overwrite ring: never blocks the gate)."""
+        c = self.core
+        if c.den_n[0]:
+            if self._denials is not None:
+                ring_push(self._denials.h64, self._denials.b8, self.shell.bells.words, self.shell.bells.addr,
+                          c.denials.view(np.uint8), int(c.den_n[0]))
+            c.den_n[0] = 0
+
+    def warm(self, w: Warmup) -> None:
+        s = self.core.scratch_state()
+        self._publish = w.bound(compiled.risk_publish, s, np.zeros(1, self.shell.bufs_dtype("signals")), 1,
+                                w.out("orders", RISK), -1)
+        self._fills = w.bound(rk.risk_fills, s, np.zeros(1, self.shell.bufs_dtype("exec")), 1)
+        self._marks = w.bound(rk.risk_marks, s, w.md, 1)
+        self._watch = w.bound(rk.risk_watch, s, 0)
+        self._flatten = w.bound(rk.risk_flatten, s, 0, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
+        self._resume = w.bound(rk.risk_resume, s, 0)
+        self._publish_flatten = w.bound(compiled.publish_records, w.out("orders", RISK), 0, 0, -1)
+        rk.publish_gauges(self.core.account, np.zeros(mx.N_GAUGES))
+
+    def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
+        live = w is None
+        return (ports["md"], ports["signals"], ports["exec"], self.shell.batch,
+                self.state if live else self.core.scratch_state(), self.port if live else w.out("orders", RISK))
+
+    def drained(self, result) -> bool:
+        n_md, n_sig, n_ex, k, pushed = result
+        self.journal_denials()
+        if k:
+            self.shell.emitted("orders", k, pushed, -1)
+        return bool(n_md or n_sig or n_ex)
+
+    def housekeeping(self, now: int) -> None:
+        """Operator requests (resume, flatten), the ladder on time alone, the status gauges."""
+        c, control = self.core, self.shell.control
+        requests = control.resume_requests
+        if requests != self._resumes_seen:
+            self._resumes_seen = requests
+            self._resume(self.state, now)
+        if not self.simulated:  # a backtest runs the ladder on simulated time, per mark
+            self._watch(self.state, now)
+        level = int(c.dd_state[D_LEVEL])
+        if level != self._dd_level:  # a ladder step (up or down) since the last look
+            event = (DD_EVENT_ESCALATE if level > self._dd_level else DD_EVENT_RECOVER) + level
+            self._dd_level = level
+            if self._alerts is not None:
+                self._alerts.submit_event(event, self._ladder, now)
+        if c.control[C_FLATTEN] == 1:  # ctl flatten, or the drawdown KILL step
+            seq = int(self.shell.ctl[stage_word(FEED, FEED_SEQ)])
+            k = self._flatten(self.state, seq, self.shell.bufs["orders"], now)
+            if k:
+                k, pushed = self._publish_flatten(self.port, k, 0, -1)
+                self.shell.emitted("orders", k, pushed, -1)
+            c.control[C_FLATTEN] = 0
+        rk.publish_gauges(c.account, self.shell.metrics.gauges)
+        if now >= self._next_purge:  # keep the open-order table's probe chains short
+            purge_tombstones(c.oo_ids, c.oo_vals)
+            self._next_purge = now + 1_000_000_000
+
+    def close(self) -> None:
+        if self._alerts is not None:
+            self._alerts.close(timeout_s=2.0)
+
+
+class RouterStage:
+    name = "router"
+    DRAIN = compiled.router_drain
+    DRAIN_INPUTS = ("md", "orders")
+
+    def __init__(self, shell):
+        cfg, self.shell = shell.cfg, shell
+        self._seg, _, (last_cid,) = shared_arrays(shell.names["router_state"], [((len(cfg.universe),), np.uint64)])
+        self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, metrics=shell.m,
+                                  impact_out=shell.metrics.impact)
+        self.port = shell.out_port("exec", ROUTER, self.core.reports)
+        self.arrivals = shell.out_port("arrivals", ROUTER, self.core.arrivals)
+        self._arrivals_ring = shell.out_rings.get("arrivals")
+
+    @property
+    def poll_ns(self) -> int:
+        return self.core.poll_ns
+
+    def consumers(self) -> dict:
+        return {"md": self.on_md, "orders": self.on_orders}
+
+    def on_md(self, md, n, clock):
+        self.core.on_md(md, n, time.monotonic_ns() if clock < 0 else clock)
+
+    def on_orders(self, orders, n, clock):
+        c = self.core
+        sent, k = c.on_orders(orders, n, time.monotonic_ns() if clock < 0 else clock)  # routed, due reports collected
+        self.shell.ctl[stage_word(ROUTER, S_EVENTS_IN)] += n
+        ring = self._arrivals_ring
+        if sent and ring is not None:  # for the journal's TCA; an overwrite ring never blocks
+            ring_push(ring.h64, ring.b8, self.shell.bells.words, self.shell.bells.addr, c.arrivals.view(np.uint8),
+                      min(sent, len(c.arrivals)))
+        self.publish(k, clock)
+
+    def poll(self, now: int, clock: int) -> int:
+        """Collect the venues' due exec reports and send them on to risk."""
+        return self.publish(self.core.poll(now), clock)
+
+    def publish(self, k: int, clock: int) -> int:
+        if k:
+            k, pushed = self._publish(self.port, k, 0, clock)
+            self.shell.emitted("exec", k, pushed, clock)
+        return k
+
+    def warm(self, w: Warmup) -> None:
+        self.core.warm(w.md)  # n = 0: every router kernel, without touching a venue or the store
+        self._publish = w.bound(compiled.publish_records, w.out("exec", ROUTER), 0, 0, -1)
+
+    def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
+        live = w is None
+        return (ports["md"], ports["orders"], self.shell.batch, self.core.state,
+                self.arrivals if live else w.out("arrivals", ROUTER, self.core.arrivals),
+                self.port if live else w.out("exec", ROUTER, self.core.reports))
+
+    def drained(self, result) -> bool:
+        n_md, n, k, pushed = result
+        if k:
+            self.shell.emitted("exec", k, pushed, -1)
+        return bool(n_md or n)
+
+    def housekeeping(self, now: int) -> None:
+        self.core.housekeeping(now)
+
+
+def drain_ports(adapter, shell, live: bool) -> dict:
+    """The adapter's input ports: live, or over zeroed headers (nothing to pop: warm-up)."""
+    ports = {}
+    for kind in adapter.DRAIN_INPUTS:
+        ring, ci, recs = shell.input(kind)
+        ports[kind] = in_port(ring, ci, recs) if live else idle_in(ring, recs)
+    return ports

@@ -1,0 +1,144 @@
+"""The control port's side of the supervisor: ``ctl`` requests in, replies out, and the
+status the port, the status line and ``alphad top`` read.
+
+Every request is a msgspec frame of :mod:`alphad.ipc.frames`; a bad one is answered with
+an :class:`~alphad.ipc.frames.Error`, never a crash.  Operator commands are journaled.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from alphad.daemon.risk.core import REASONS
+from alphad.ipc import frames
+from alphad.ipc import metrics as mx
+from alphad.ipc.control import (ACTIVE, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN, S_EVENTS_OUT,
+                                S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
+                                STAGE_INDEX, STAGES, STATE_NAMES, W_REASON)
+
+
+def percentiles_us(samples: np.ndarray) -> dict[str, float]:
+    if len(samples) == 0:
+        return {}
+    q = np.percentile(samples, [50, 90, 99, 99.9]) / 1e3
+    return {"p50": round(float(q[0]), 2), "p90": round(float(q[1]), 2), "p99": round(float(q[2]), 2),
+            "p999": round(float(q[3]), 2), "max": round(float(samples.max()) / 1e3, 2)}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class ControlPort:
+    """Answers the requests of :mod:`alphad.ops.ctl` for supervisor ``sup``."""
+
+    def __init__(self, sup):
+        self.sup = sup
+        self._last_status = (0, 0, 0)
+
+    def status(self) -> frames.StatusReply:
+        stages = {}
+        now_ns = time.monotonic_ns()
+        for s in STAGES:
+            i = STAGE_INDEX[s]
+            pid = self.sup.control.stage(i, S_PID)
+            hb = self.sup.control.stage(i, S_HEARTBEAT)
+            stages[s] = frames.StageStatus(
+                alive=bool(pid) and pid_alive(pid), ready=bool(self.sup.control.stage(i, S_READY)), pid=pid,
+                restarts=self.sup.control.stage(i, S_RESTARTS), events_in=self.sup.control.stage(i, S_EVENTS_IN),
+                events_out=self.sup.control.stage(i, S_EVENTS_OUT),
+                heartbeat_age_s=round((now_ns - hb) / 1e9, 3) if hb else -1.0)
+        m = self.sup.metrics
+        samples = m.samples(mx.ROW_T2T)[-10_000:]
+        return frames.StatusReply(
+            trading_state=STATE_NAMES[self.sup.control.trading_state], state_reason=self._state_reason(),
+            topology=self.sup.plan.name,
+            uptime_s=round(time.monotonic() - self.sup.started, 1), stages=stages,
+            orders=m.counter(STAGE_INDEX["router"], mx.C_ORDERS), fills=m.counter(STAGE_INDEX["risk"], mx.C_FILLS),
+            denials=m.counter(STAGE_INDEX["risk"], mx.C_DENIALS),
+            realized_pnl=round(float(m.gauges[mx.G_REALIZED_PNL]), 2),
+            unrealized_pnl=round(float(m.gauges[mx.G_UNREALIZED_PNL]), 2),
+            tick_to_trade_us=percentiles_us(samples),
+            inference_provider=PROVIDERS[self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)],
+            infer_rehearsals=self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS),
+            placement=self.sup.placement)
+
+    def _state_reason(self) -> str:
+        from alphad.daemon.risk.drawdown import event_name
+
+        code = int(self.sup.control.words[W_REASON])
+        if code == 0:
+            return ""
+        if code == REASON_OPERATOR:
+            return "operator"
+        if code >= 100:
+            try:
+                return f"drawdown_{event_name(code)}"
+            except ValueError:
+                return str(code)
+        return REASONS.get(code, str(code))
+
+    def status_line(self) -> str:
+        st = self.status()
+        m = self.sup.metrics
+        n_t2t = m.latency_count(mx.ROW_T2T)
+        recent = m.samples(mx.ROW_T2T, since=self._last_status[0])
+        self._last_status = (n_t2t, 0, 0)
+        p = percentiles_us(recent)
+        t2t = f"t2t p50 {p['p50']:.1f}us p99 {p['p99']:.1f}us" if p else "t2t -"
+        alive = sum(1 for s in st.stages.values() if s.alive)
+        return (f"alphad [{st.trading_state}] stages {alive}/{len(STAGES)} | events {st.stages['feed'].events_out} "
+                f"| orders {st.orders} fills {st.fills} denials {st.denials} | pnl {st.realized_pnl + st.unrealized_pnl:+.2f} "
+                f"| {t2t}")
+
+    def handle(self, raw: bytes) -> frames._Frame:
+        try:
+            req = frames.request_decoder.decode(raw)
+        except Exception as e:  # msgspec.DecodeError/ValidationError: reply, never die
+            return frames.Error(error=f"bad request: {e}")
+        match req:
+            case frames.Status():
+                return self.status()
+            case frames.Halt(reason=reason):
+                self.sup.control.raise_trading_state(HALTED, time.monotonic_ns())
+                self._journal_control("halt", {"reason": reason})
+                return frames.Ok(message="trading state HALTED")
+            case frames.Reduce():
+                changed = self.sup.control.raise_trading_state(REDUCING, time.monotonic_ns())
+                self._journal_control("reduce", {})
+                state = STATE_NAMES[self.sup.control.trading_state]
+                return frames.Ok(message="trading state REDUCING" if changed else
+                                 f"trading state stays {state} (reduce never lowers it; resume first)")
+            case frames.Resume():
+                # Only the risk stage lowers the state: it re-arms the daily loss limit from
+                # the equity it holds.  Ask, then wait for it to act.
+                self.sup.control.request_resume()
+                self._journal_control("resume", {})
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    if self.sup.control.trading_state == ACTIVE:
+                        return frames.Ok(message="trading state ACTIVE")
+                    time.sleep(0.005)
+                return frames.Error(error="resume requested, but the risk stage did not act on it within 2 s "
+                                          f"(state {STATE_NAMES[self.sup.control.trading_state]}; is risk running?)")
+            case frames.Flatten():
+                self.sup.control.request_flatten()
+                self._journal_control("flatten", {})
+                return frames.Ok(message="flatten requested: the risk stage sends reduce-only orders to zero every position")
+            case frames.Shutdown():
+                self.sup.stopping = True
+                self._journal_control("shutdown", {})
+                return frames.Ok(message="shutting down")
+        return frames.Error(error=f"unhandled request {type(req).__name__}")
+
+    def _journal_control(self, command: str, fields: dict) -> None:
+        if self.sup.journal is not None:
+            self.sup.journal.control(command, fields)
