@@ -1,7 +1,15 @@
 """One helper for the compiled entry points every stage binds while warming."""
 from __future__ import annotations
 
-from numba import typeof
+from numba import types, typeof
+
+
+class StructRefType(types.StructRef):
+    """Base of every stage's compiled state type: fields are typed without literal values,
+    so a state built from ``1`` and one built from ``2`` are the same type (one compile)."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
 
 
 def bind(dispatcher, *args):

@@ -6,16 +6,17 @@ its step has the shape every core's has: ``features_step(state, md, n, rows, now
 """
 from __future__ import annotations
 
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
+
+from alphad.daemon.jit import StructRefType
 
 from alphad.kernels import quote_features as qf
 
 
 @structref.register
-class _FeatureStateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
+class _FeatureStateType(StructRefType):
+    pass
 
 
 class FeatureState(structref.StructRefProxy):

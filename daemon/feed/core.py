@@ -12,14 +12,15 @@ emits them:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
+
+from alphad.daemon.jit import StructRefType
 
 
 @structref.register
-class _FeedStateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
+class _FeedStateType(StructRefType):
+    pass
 
 
 class FeedState(structref.StructRefProxy):

@@ -12,8 +12,10 @@ around it, each of the shape every core's step has:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
+
+from alphad.daemon.jit import StructRefType
 
 from alphad.daemon.infer.drift import histogram_update
 from alphad.daemon.infer.session import ModelSession
@@ -62,9 +64,8 @@ def size_signals(rows, n, y, scale, weight_per_unit, weight_cap, min_abs_pred, o
 
 
 @structref.register
-class _InferStateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
+class _InferStateType(StructRefType):
+    pass
 
 
 class InferState(structref.StructRefProxy):

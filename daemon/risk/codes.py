@@ -24,21 +24,10 @@ with the rest of the risk library's contract.
 from __future__ import annotations
 
 # -- trading states (control[C_STATE]) and the control columns: alphad.ipc.control -------------
-from alphad.ipc.control import (  # noqa: F401  (re-exported: the risk library's contract)
-    ACTIVE,
-    C_EPOCH,
-    C_FLATTEN,
-    C_STATE,
-    C_STATE_REASON,
-    C_STATE_TS,
-    C_THROTTLE_NS,
-    C_WARNINGS,
-    HALTED,
-    N_CONTROL_COLS,
-    REASON_OPERATOR,
-    REDUCING,
-    STATE_NAMES,
-)
+# (re-exported: the risk library's contract)
+from alphad.ipc.control import (ACTIVE, C_EPOCH, C_FLATTEN, C_STATE, C_STATE_REASON, C_STATE_TS,  # noqa: F401
+                                C_THROTTLE_NS, C_WARNINGS, HALTED, N_CONTROL_COLS, REASON_OPERATOR, REDUCING,
+                                STATE_NAMES)
 
 # -- gate reason codes (returned by check_order) ------------------------------------------------
 #: The order passed every check.

@@ -21,8 +21,10 @@ it is never an exception and never silent.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
+
+from alphad.daemon.jit import StructRefType
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import C_THROTTLE_NS, STAGE_INDEX
@@ -270,9 +272,8 @@ class RiskCore:
 
 # -- the stage's state as one object, and its steps over it -----------------------------
 @structref.register
-class _RiskStateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
+class _RiskStateType(StructRefType):
+    pass
 
 
 class RiskState(structref.StructRefProxy):

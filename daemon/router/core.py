@@ -27,7 +27,7 @@ id would end the original order at risk).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
 
 from alphad.ipc import metrics as mx
@@ -36,7 +36,7 @@ from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYP
 
 from alphad.daemon.router.impact_live import LiveImpact
 from alphad.daemon.router.order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
-from alphad.daemon.jit import bind
+from alphad.daemon.jit import StructRefType, bind
 from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, SmartRouter, _poll_all, _route_send, _state_on_md
 from alphad.daemon.router.parents import ParentBook
 
@@ -109,9 +109,8 @@ def route_batch(orders, n, r, now):
 
 
 @structref.register
-class _RouterStateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
+class _RouterStateType(StructRefType):
+    pass
 
 
 class RouterState(structref.StructRefProxy):

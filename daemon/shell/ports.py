@@ -14,29 +14,25 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
 
+from alphad.daemon.jit import StructRefType
 from alphad.ipc import dtypes
 
 
-class _Unliteral(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
-
-
 @structref.register
-class _OutPortType(_Unliteral):
+class _OutPortType(StructRefType):
     pass
 
 
 @structref.register
-class _InPortType(_Unliteral):
+class _InPortType(StructRefType):
     pass
 
 
 @structref.register
-class _WaiterType(_Unliteral):
+class _WaiterType(StructRefType):
     pass
 
 

@@ -48,10 +48,10 @@ from typing import NamedTuple, Sequence
 
 import msgspec
 import numpy as np
-from numba import njit, types
+from numba import njit
 from numba.experimental import structref
 
-from alphad.daemon.jit import bind
+from alphad.daemon.jit import StructRefType, bind
 from alphad.daemon.router.order_fsm import (
     ERR_FULL,
     LIQ_MAKER,
@@ -901,9 +901,8 @@ def _poll_all(books, inst, params, vorders, inq, outq, deliver, ctr, lat, now, b
 
 
 @structref.register
-class _SmartStateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
+class _SmartStateType(StructRefType):
+    pass
 
 
 class SmartState(structref.StructRefProxy):
