@@ -49,6 +49,9 @@ class StageStatus(msgspec.Struct, kw_only=True, frozen=True):
     events_in: int
     events_out: int
     heartbeat_age_s: float
+    #: Ready but its heartbeat is older than ``supervisor.stale_after_s`` (frozen): the
+    #: supervisor kills and restarts it.
+    stale: bool = False
 
 
 class Placement(msgspec.Struct, kw_only=True, frozen=True):

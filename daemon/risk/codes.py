@@ -76,6 +76,9 @@ DENY_LEVERAGE = 20
 DENY_THROTTLE = 21
 #: Not a denial: the target is already met (order quantity rounds to zero lots); nothing to send.
 NO_ORDER = 22
+#: The signal is older than ``risk.max_signal_age_ms`` (a stage was frozen or far behind): a
+#: decision on a stale quote is never acted on.
+DENY_STALE_SIGNAL = 23
 
 #: Name of every gate code, for journals and ``/metrics`` labels (indexed by code).
 REASON_NAMES = (
@@ -102,6 +105,7 @@ REASON_NAMES = (
     "leverage",
     "throttle",
     "no_order",
+    "stale_signal",
 )
 #: Number of gate codes (size of a per-reason counter array).
 N_REASONS = len(REASON_NAMES)

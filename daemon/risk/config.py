@@ -324,6 +324,9 @@ class Risk(RiskConfig):
     initial_equity: PositiveFloat = 1_000_000.0
     #: Orders smaller than this notional are not worth sending (a threshold, not a denial).
     min_order_notional: NonNegFloat = 0.0
+    #: A signal older than this when the gate sees it (``now - t_origin``: a frozen or
+    #: restarted stage, a ring far behind) is denied as ``stale_signal``, never acted on.
+    max_signal_age_ms: PositiveFloat = 2000.0
 
 
 def decode_risk_config(data: bytes | str, fmt: Literal["json", "yaml"] = "json") -> RiskConfig:

@@ -33,7 +33,8 @@ from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN,
 from alphad.daemon.risk.drawdown import update_drawdown
 from alphad.daemon.risk.portfolio import PF_DUPLICATE_ORDER, PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
 from alphad.daemon.risk.checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
-from alphad.daemon.risk.codes import A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, NO_ORDER, OK, REASON_NAMES
+from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, DENY_STALE_SIGNAL, NO_ORDER, OK,
+                                     REASON_NAMES)
 from alphad.daemon.risk.config import build_risk_arrays
 
 RISK = STAGE_INDEX["risk"]
@@ -42,7 +43,8 @@ RISK = STAGE_INDEX["risk"]
 P_MIN_NOTIONAL = 0
 P_HYSTERESIS = 1
 P_EMERGENCY_MULT = 2
-N_PARAMS = 3
+P_MAX_AGE_NS = 3
+N_PARAMS = 4
 
 #: Reason names by code for the exporter's ``reason`` label.
 REASONS = dict(enumerate(REASON_NAMES))
@@ -70,8 +72,12 @@ def risk_step(st, sigs, n, out, now):
     for j in range(n):
         s = sigs[j]
         i = s.instrument
-        code = gate_target(i, s.target_weight, s.ref_px, np.nan, now, limits, book, sectors, account_limits,
-                           account, control, tmp)
+        if now - s.t_origin > params[P_MAX_AGE_NS]:
+            code = DENY_STALE_SIGNAL
+            tmp[0] = tmp[1] = 0.0
+        else:
+            code = gate_target(i, s.target_weight, s.ref_px, np.nan, now, limits, book, sectors, account_limits,
+                               account, control, tmp)
         if code == NO_ORDER:
             continue
         if code != OK:
@@ -251,6 +257,7 @@ class RiskCore:
         self.thresholds = risk_cfg.drawdown.threshold_table()
         self.params = np.zeros(N_PARAMS)
         self.params[P_MIN_NOTIONAL] = risk_cfg.min_order_notional
+        self.params[P_MAX_AGE_NS] = getattr(risk_cfg, "max_signal_age_ms", float("inf")) * 1e6
         self.params[P_HYSTERESIS] = risk_cfg.drawdown.recovery_hysteresis
         self.params[P_EMERGENCY_MULT] = risk_cfg.drawdown.emergency_risk_multiplier
         self.tmp = np.zeros(2)

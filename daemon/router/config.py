@@ -85,6 +85,9 @@ class Router(Base):
     book_depth: PositiveInt = 5
     #: Resting orders each simulated venue holds at once.
     resting_capacity: PositiveInt = 1024
+    #: An order older than this when the router sees it (``now - t_origin``: a frozen or
+    #: restarted stage, a ring far behind) is never sent: risk gets a REJECT (``stale``).
+    max_order_age_ms: PositiveFloat = 2000.0
 
     def __post_init__(self):
         if self.execution == "vwap" and not (self.algo.profile and sum(self.algo.profile) > 0):

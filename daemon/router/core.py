@@ -35,12 +35,15 @@ from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN, check_records
 
 from alphad.daemon.router.impact_live import LiveImpact
-from alphad.daemon.router.order_fsm import ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STORE_FULL, TABLE
+from alphad.daemon.router.order_fsm import (ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STALE, REJ_STORE_FULL,
+                                            TABLE)
 from alphad.daemon.jit import StructRefType, bind
 from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, SmartRouter, _poll_all, _route_send, _state_on_md
 from alphad.daemon.router.parents import ParentBook
 
 ROUTER = STAGE_INDEX["router"]
+#: route_batch's code for an order older than ``router.max_order_age_ms`` (never sent).
+ERR_STALE = -100
 
 #: Orders that ended longer ago than this are dropped from the in-memory store (the
 #: journal keeps every one); recent ones stay for late fills after a cancel.
@@ -63,13 +66,15 @@ def route_batch(orders, n, r, now):
     rej_n[0] = 0
     for j in range(n):
         o = orders[j]
-        mx.observe(m, mx.ROW_T2T, now - o.t_origin)  # tick-to-trade: handed to the venue adapter
         i = o.instrument
         if 0 <= i < last_cid.shape[0]:
             if o.client_order_id <= last_cid[i]:
                 mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never sent twice
                 continue
             last_cid[i] = o.client_order_id
+        stale = now - o.t_origin > r.max_age_ns
+        if not stale:
+            mx.observe(m, mx.ROW_T2T, now - o.t_origin)  # tick-to-trade: handed to the venue adapter
         if sent < arrivals.shape[0]:
             a = arrivals[sent]
             a.t_origin = o.t_origin
@@ -80,8 +85,8 @@ def route_batch(orders, n, r, now):
             a.qty = o.qty
             a.bid = books[0, i, BID_PX, 0]
             a.ask = books[0, i, ASK_PX, 0]
-        res = _route_send(books, s.params, s.inq, s.ctr, s.lat, s.lat_bps[0], s.orders, s.count, s.keys, s.vals,
-                          TABLE, orders, j, now, 0, -1)
+        res = ERR_STALE if stale else _route_send(books, s.params, s.inq, s.ctr, s.lat, s.lat_bps[0], s.orders,
+                                                   s.count, s.keys, s.vals, TABLE, orders, j, now, 0, -1)
         if res < 0:
             mx.count(m, ROUTER, mx.C_REJECTS, 1)  # store full or venue queue full: recorded as REJECTED
             if res == ERR_DUPLICATE_CID:
@@ -96,7 +101,7 @@ def route_batch(orders, n, r, now):
                 x.instrument = i
                 x.side = o.side
                 x.status = EXEC_REJECT
-                x.reason = REJ_STORE_FULL if res == ERR_FULL else REJ_QUEUE_FULL
+                x.reason = REJ_STORE_FULL if res == ERR_FULL else REJ_STALE if res == ERR_STALE else REJ_QUEUE_FULL
                 x.fill_qty = 0.0
                 x.fill_px = np.nan
                 x.fee = 0.0
@@ -119,12 +124,13 @@ class RouterState(structref.StructRefProxy):
     and the ``arrivals`` buffer; one argument instead of four (see ``SmartState``)."""
 
 
-structref.define_proxy(RouterState, _RouterStateType, ["smart", "last_cid", "m", "arrivals", "rejects", "rej_n"])
+structref.define_proxy(RouterState, _RouterStateType, ["smart", "last_cid", "m", "arrivals", "rejects", "rej_n",
+                                                       "max_age_ns"])
 
 
 @njit(cache=True)
-def _new_router_state(smart, last_cid, m, arrivals, rejects, rej_n):
-    return RouterState(smart, last_cid, m, arrivals, rejects, rej_n)
+def _new_router_state(smart, last_cid, m, arrivals, rejects, rej_n, max_age_ns):
+    return RouterState(smart, last_cid, m, arrivals, rejects, rej_n, max_age_ns)
 
 
 @njit(cache=True)
@@ -181,8 +187,10 @@ class RouterCore:
         #: REJECT reports for orders route_batch could not send, and how many.
         self.rejects = np.zeros(len(self.smart.reports), EXEC_DTYPE)
         self.rej_n = np.zeros(1, np.int64)
+        #: Orders older than this are answered with a REJECT, never sent (router.max_order_age_ms).
+        self.max_age_ns = int(router_cfg.max_order_age_ms * 1e6)
         self.state = _new_router_state(self.smart.state, self.last_cid, self.m, self.arrivals, self.rejects,
-                                       self.rej_n)
+                                       self.rej_n, self.max_age_ns)
         self._route_ep = bind(route_and_poll, np.zeros(1, ORDER_DTYPE), 0, self.state, 0)
         self._checked = None  # the last orders array whose type was checked
         #: With venue latency, fills arrive later: the stage polls at least this often.

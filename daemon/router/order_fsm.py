@@ -204,6 +204,7 @@ REJ_DUPLICATE_CID = 14
 REJ_QUEUE_FULL = 15
 REJ_ORIG_UNKNOWN = 16        # the replacement of an order that is gone (its replace was refused)
 REJ_STORE_FULL = 17          # the router's order store had no free slot: never sent
+REJ_STALE = 18               # older than router.max_order_age_ms when the router saw it: never sent
 #: 100..199: a cancel was refused; 200..299: a replace was refused.
 REJ_CANCEL_UNKNOWN = 100     # order unknown or already done ("too late to cancel")
 REJ_REPLACE_UNKNOWN = 200    # order unknown or already done ("too late to replace")

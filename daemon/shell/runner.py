@@ -156,6 +156,7 @@ class ProcessRunner:
         while done < n:  # lossless ring full: the consumer is behind (or restarting)
             if self.stopping or self.control.shutdown_requested:
                 return
+            self.beat(time.monotonic_ns())  # waiting on a consumer is not being frozen
             os.sched_yield()
             done += ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, u8[done * size :], n - done)
 
@@ -200,9 +201,13 @@ class ProcessRunner:
         """The loop (:class:`alphad.daemon.shell.loop.Loop`).  Returns 0 on a requested stop."""
         return self.loop.run()
 
-    def housekeeping(self, now: int) -> None:
+    def beat(self, now: int) -> None:
+        """The heartbeat of this process's stages (the supervisor kills a stale one)."""
         for s in self.stages:
             self.control.set_stage(STAGE_INDEX[s], S_HEARTBEAT, now)
+
+    def housekeeping(self, now: int) -> None:
+        self.beat(now)
         if self.control.shutdown_requested:
             self.stopping = True
         for a in self.adapters.values():

@@ -7,7 +7,9 @@ then runs the loop until SIGTERM/SIGINT or a shutdown request.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import sys
 
 import msgspec
@@ -26,7 +28,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench-ticks", type=int, default=None, help=argparse.SUPPRESS)
 
 
+#: The environment variable that hands a stage process its supervisor's pid.
+SUPERVISOR_PID_ENV = "ALPHAD_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_supervisor() -> None:
+    """Ask the kernel to SIGKILL this process when its parent (the supervisor) dies, however
+    it dies: a stage never outlives its supervisor, and a new supervisor finds no process
+    attached to a dead instance's segments.  Crash-only: nothing is lost by being killed."""
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if not expected:
+        return  # started by hand or by a systemd unit of its own
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != int(expected):  # the supervisor died before the prctl took effect
+        os._exit(1)
+
+
 def run(args) -> int:
+    die_with_supervisor()
     cfg, base = load_config(args.config)
     # Started by the supervisor, the config holds its resolved placement and this changes
     # nothing; started alone from config.yaml, the stage makes the supervisor's choice itself.

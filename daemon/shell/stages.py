@@ -296,6 +296,7 @@ class RiskStage:
         self._flatten = w.bound(rk.risk_flatten, s, 0, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
         self._resume = w.bound(rk.risk_resume, s, 0)
         self._publish_flatten = w.bound(compiled.publish_records, w.out("orders", RISK), 0, 0, -1)
+        self._purge = w.bound(purge_tombstones, np.copy(self.core.oo_ids), np.copy(self.core.oo_vals))
         rk.publish_gauges(self.core.account, np.zeros(mx.N_GAUGES))
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
@@ -334,7 +335,7 @@ class RiskStage:
             c.control[C_FLATTEN] = 0
         rk.publish_gauges(c.account, self.shell.metrics.gauges)
         if now >= self._next_purge:  # keep the open-order table's probe chains short
-            purge_tombstones(c.oo_ids, c.oo_vals)
+            self._purge(c.oo_ids, c.oo_vals)
             self._next_purge = now + 1_000_000_000
 
     def close(self) -> None:

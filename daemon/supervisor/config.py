@@ -32,3 +32,11 @@ class Supervisor(Base):
     #: host (session 2), so the default leaves room for a loaded or slower machine.
     start_timeout_s: PositiveFloat = 180.0
     watchdog: bool = True
+    #: A dead stage is restarted after this delay, doubled for each restart of that stage in
+    #: the last minute (0.25, 0.5, 1, ... s) up to ``restart_backoff_max_s``: a stage that
+    #: dies at start does not spin through its restarts in a few seconds.
+    restart_backoff_s: PositiveFloat = 0.25
+    restart_backoff_max_s: PositiveFloat = 10.0
+    #: A ready stage whose heartbeat is older than this (frozen, stopped, stuck in a call)
+    #: is reported stale, alerted, killed and restarted.  Stages beat at least every 50 ms.
+    stale_after_s: PositiveFloat = 2.0

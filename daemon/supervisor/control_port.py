@@ -55,7 +55,9 @@ class ControlPort:
                 alive=bool(pid) and pid_alive(pid), ready=bool(self.sup.control.stage(i, S_READY)), pid=pid,
                 restarts=self.sup.control.stage(i, S_RESTARTS), events_in=self.sup.control.stage(i, S_EVENTS_IN),
                 events_out=self.sup.control.stage(i, S_EVENTS_OUT),
-                heartbeat_age_s=round((now_ns - hb) / 1e9, 3) if hb else -1.0)
+                heartbeat_age_s=round((now_ns - hb) / 1e9, 3) if hb else -1.0,
+                stale=bool(self.sup.control.stage(i, S_READY)) and hb > 0
+                and now_ns - hb > self.sup.cfg.supervisor.stale_after_s * 1e9)
         m = self.sup.metrics
         samples = m.samples(mx.ROW_T2T)[-10_000:]
         return frames.StatusReply(

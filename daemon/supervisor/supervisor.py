@@ -40,14 +40,14 @@ from alphad.ipc.shm import Segment, list_segments
 from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive
+from alphad.daemon.supervisor.drift_watch import DriftWatch
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
 from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
+from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
 from alphad.daemon.shell.topology import PASSIVE, Plan, plan as make_plan, segment_names
 
 
-#: Live rows before a drift warning: with fewer, PSI on 10 bins is mostly sampling noise.
-MIN_DRIFT_ROWS = 2000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,6 +68,8 @@ class Child:
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.restarts: deque[float] = deque()
+        #: When a dead child is due to start again (exponential backoff); None: not waiting.
+        self.restart_at: float | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
@@ -99,7 +101,6 @@ class Supervisor:
         self.metrics_port = cfg.metrics.port if metrics_port is None else metrics_port
         self.port = ControlPort(self)
         self.drift = None
-        self._drift_warned: dict[str, float] = {}
 
     # -- segments -----------------------------------------------------------------
     def create_segments(self) -> None:
@@ -113,11 +114,12 @@ class Supervisor:
             except (FileNotFoundError, RuntimeError):
                 pass
             live = [p for p in pids if p and pid_alive(p)]
-            if live:
+            if live:  # refused: this supervisor owns nothing, and shutdown() leaves the live one alone
                 raise RuntimeError(f"another alphad instance with shm prefix {self.cfg.shm.prefix!r} is running "
                                    f"(pids {live}); stop it or choose another shm.prefix")
             for p in leftovers:  # a crashed instance's segments: nothing owns them any more
                 p.unlink(missing_ok=True)
+        self.owns_segments = True
         self.bells = Doorbells.create(self.names["doorbells"])
         self.control = ControlBlock.create(self.names["control"])
         self.control.words[W_SUPERVISOR_PID] = os.getpid()
@@ -144,6 +146,7 @@ class Supervisor:
         # Library thread pools of one: OpenMP/BLAS pools turn p99 into milliseconds under load.
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
         env.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
+        env[SUPERVISOR_PID_ENV] = str(os.getpid())  # a stage dies with this process (stage_main)
         for k, group in enumerate(self.plan.processes):
             name = self.plan.process_name(k)
             argv = [sys.executable, "-m", "alphad.daemon.cli", "stage", "--config", str(self.config_path),
@@ -167,9 +170,16 @@ class Supervisor:
         raise RuntimeError(f"stages {missing} were not ready within {timeout_s} s (supervisor.start_timeout_s)")
 
     def reap_and_restart(self) -> None:
+        """Restart dead children after their backoff; kill the ones whose heartbeat is stale."""
         now = time.monotonic()
+        self.kill_stale(time.monotonic_ns())
         for c in self.children:
             if c.alive or self.stopping or self.control.shutdown_requested:
+                continue
+            if c.restart_at is not None:
+                if now >= c.restart_at:
+                    c.restart_at = None
+                    c.start()
                 continue
             code = c.proc.returncode
             for s in c.stages:
@@ -182,12 +192,33 @@ class Supervisor:
                       "giving up and shutting down", file=sys.stderr, flush=True)
                 self.stopping = True
                 return
+            sv = self.cfg.supervisor
+            delay = min(sv.restart_backoff_s * 2 ** len(c.restarts), sv.restart_backoff_max_s)
             c.restarts.append(now)
             for s in c.stages:
                 i = STAGE_INDEX[s]
                 self.control.set_stage(i, S_RESTARTS, self.control.stage(i, S_RESTARTS) + 1)
-            print(f"alphad: stage {c.name} exited with code {code}; restarting", file=sys.stderr, flush=True)
-            c.start()
+            print(f"alphad: stage {c.name} exited with code {code}; restarting in {delay:.2f} s",
+                  file=sys.stderr, flush=True)
+            c.restart_at = now + delay
+
+    def kill_stale(self, now_ns: int) -> None:
+        """A ready stage whose heartbeat is older than ``supervisor.stale_after_s`` (stopped,
+        frozen, stuck) is alerted and SIGKILLed; :meth:`reap_and_restart` restarts it."""
+        limit_ns = self.cfg.supervisor.stale_after_s * 1e9
+        for c in self.children:
+            if not c.alive:
+                continue
+            for s in c.stages:
+                i = STAGE_INDEX[s]
+                hb = self.control.stage(i, S_HEARTBEAT)
+                if self.control.stage(i, S_READY) and hb and now_ns - hb > limit_ns:
+                    print(f"alphad: alert: stage {s} (pid {c.proc.pid}) heartbeat {(now_ns - hb) / 1e9:.1f} s old, "
+                          f"over supervisor.stale_after_s {self.cfg.supervisor.stale_after_s:g}: killing it for a "
+                          "restart", file=sys.stderr, flush=True)
+                    self.control.set_stage(i, S_READY, 0)
+                    c.proc.kill()
+                    break
 
     def stop_children(self, grace_s: float = 5.0) -> None:
         self.control.request_shutdown()
@@ -226,7 +257,8 @@ class Supervisor:
         self.create_segments()
         self.sock.bind(control_endpoint)
         self.control_endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.drift = self._drift_view()
+        self.drift_watch = DriftWatch(self.base, self.cfg.model.card, self.names["drift"])
+        self.drift = self.drift_watch.view
         if self.cfg.metrics.enabled:
             from alphad.ops.exporter import AlphadCollector, serve
 
@@ -253,35 +285,6 @@ class Supervisor:
         sdnotify.notify("READY=1")
         print("alphad: ready (every stage warm)", file=sys.stderr, flush=True)
 
-    def _drift_view(self):
-        """PSI from the inference stage's live histograms, when the model card has a reference."""
-        from alphad.ops.exporter import DriftView
-        from alphad.daemon.infer.model_card import read_card
-
-        try:
-            card = read_card(resolve(self.base, self.cfg.model.card))
-        except (FileNotFoundError, ValueError):
-            return None  # the infer stage reports the problem itself, by name
-        if card.drift_reference is None:
-            return None
-        return DriftView(card.drift_reference, self.names["drift"])
-
-    def warn_drift(self, now: float) -> None:
-        """One line per drifted feature (PSI > 0.25), at most every five minutes per feature,
-        once enough rows are in for the estimate to mean something."""
-        from alphad.daemon.infer.drift import PSI_WARN
-
-        if self.drift is None:
-            return
-        values = self.drift.psi()
-        if values is None or self.drift.rows() < MIN_DRIFT_ROWS:
-            return
-        for name, v in zip(self.drift.names, values):
-            if v > PSI_WARN and now - self._drift_warned.get(name, -1e9) > 300:
-                self._drift_warned[name] = now
-                print(f"alphad: warning: feature {name} drifted from the training data (PSI {v:.3f} > {PSI_WARN})",
-                      file=sys.stderr, flush=True)
-
     def shutdown(self) -> None:
         """Stop children, journal, exporter and control port; remove every segment."""
         sdnotify.notify("STOPPING=1")
@@ -301,8 +304,9 @@ class Supervisor:
             self.ctx.term()
         for r in self.rings.values():
             r.close()
-        self.remove_segments()
-        print("alphad: stopped; shared memory removed", file=sys.stderr, flush=True)
+        if getattr(self, "owns_segments", False):  # a refused start never touches a live instance's
+            self.remove_segments()
+            print("alphad: stopped; shared memory removed", file=sys.stderr, flush=True)
 
     def run(self, *, control_endpoint: str, duration: float | None = None) -> int:
         def on_signal(signum, frame):
@@ -336,7 +340,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)
-                self.warn_drift(now)
+                self.drift_watch.warn(now)
                 next_status = now + interval
             if watchdog and now >= next_ping and self._heartbeats_fresh():
                 sdnotify.notify("WATCHDOG=1")

@@ -9,7 +9,9 @@ from alphad.daemon.risk import core as rk
 from alphad.daemon.router import core as rt
 from alphad.daemon.config import decode_config
 from alphad.daemon.risk.portfolio import on_mark
+from alphad.daemon.router.order_fsm import REJ_STALE
 from alphad.daemon.risk.codes import (A_CASH, B_OPEN_BUY, B_POSITION, C_FLATTEN, C_STATE, DENY_HALTED,
+                                     DENY_STALE_SIGNAL,
                                       DENY_MAX_ORDER_QTY, HALTED)
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_REJECT, MD_DTYPE, MD_QUOTE,
@@ -100,6 +102,19 @@ def test_exec_when_filled_then_position_cash_and_fills_counted():
     assert rk.risk_fills(core.state, ex, 1) == 1
     assert core.book[0, B_POSITION] == 20 and core.book[0, B_OPEN_BUY] == 0
     assert core.account[A_CASH] == pytest.approx(100_000 - 2000 - 0.4)
+
+
+def test_signal_when_older_than_max_signal_age_then_denied_as_stale_and_never_ordered():
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
+    age_ns = int(CFG.risk.max_signal_age_ms * 1e6)
+    sig = signals(0.02, seq=4)
+    sig[0]["t_origin"] = 1_000
+    out = np.zeros(4, ORDER_DTYPE)
+    assert rk.risk_step(core.state, sig, 1, out, 1_000 + age_ns + 1) == 0  # a frozen stage's leftover
+    assert denials(m)[DENY_STALE_SIGNAL] == 1 and core.denials[0]["reason"] == DENY_STALE_SIGNAL
+    assert core.book[0, B_OPEN_BUY] == 0  # nothing counted as working
+    assert rk.risk_step(core.state, sig, 1, out, 1_000 + age_ns) == 1  # at the age limit: still acted on
 
 
 def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
@@ -219,3 +234,18 @@ def test_router_when_venue_queue_overflows_then_unsent_orders_rejected_back_to_r
     assert (rej["reason"] == REJ_QUEUE_FULL).all() and (rej["leaves_qty"] == 0).all()
     answered = set(rep["client_order_id"].tolist())
     assert answered.issuperset(range(cap + 1, n + 1))
+
+
+def test_router_when_order_older_than_max_order_age_then_rejected_as_stale_never_sent():
+    r = new_router(1)
+    r.on_md(quote(0, 99.0, 101.0), 1, 0)
+    o = np.zeros(2, ORDER_DTYPE)
+    o["side"], o["qty"], o["kind"], o["limit_px"] = 1, 1, ORDER_MARKET, np.nan
+    o["client_order_id"], o["t_origin"] = [5, 6], [0, 10]
+    now = 10 + r.max_age_ns  # the first is one ns past the age, the second exactly at it
+    sent, k = r.on_orders(o, 2, now)
+    reports = r.reports[:k]
+    stale = [x for x in reports if x["client_order_id"] == 5]
+    assert len(stale) == 1 and stale[0]["status"] == EXEC_REJECT and stale[0]["reason"] == REJ_STALE
+    assert any(x["client_order_id"] == 6 and x["status"] == EXEC_FILL for x in reports)
+    assert metrics_of(r.m).latency_count(mx.ROW_T2T) == 1  # only the order handed to the venue

@@ -44,7 +44,10 @@ def quote(i, bid, ask, t_origin=1):
     return md
 
 
-def signal(weight, seq, inst=0, px=100.0, t_origin=1):
+def signal(weight, seq, inst=0, px=100.0, t_origin=None):
+    """A signal stamped now (CLOCK_MONOTONIC) unless told: the drains read that clock, and a
+    signal older than ``risk.max_signal_age_ms`` is denied as stale."""
+    t_origin = time.monotonic_ns() if t_origin is None else t_origin
     s = np.zeros(1, dtypes.SIGNAL_DTYPE)
     s[0]["target_weight"], s[0]["ref_px"], s[0]["seq"], s[0]["instrument"] = weight, px, seq, inst
     s[0]["t_origin"] = t_origin
@@ -89,13 +92,16 @@ class RouterRig:
                      port_out("arrivals", self.arrivals, bells, m, self.ctl, ROUTER, c.arrivals),
                      port_out("exec", self.exec, bells, m, self.ctl, ROUTER, c.reports))
         self.bells = bells
+        self.drain()  # compiled (or loaded) now: an order stamped before a compile would be stale
 
     def drain(self, wait=False, seconds=0.0):
         ts, addr = timespec(seconds)
         return steps.router_drain(wait, waiter(self.bells, ME, addr), *self.tail)
 
 
-def an_order(core_cid, qty=10, side=1, inst=0, t_origin=1):
+def an_order(core_cid, qty=10, side=1, inst=0, t_origin=None):
+    """An order stamped now unless told (older than ``router.max_order_age_ms``: rejected)."""
+    t_origin = time.monotonic_ns() if t_origin is None else t_origin
     o = np.zeros(1, dtypes.ORDER_DTYPE)
     o[0]["client_order_id"], o[0]["qty"], o[0]["side"], o[0]["instrument"] = core_cid, qty, side, inst
     o[0]["kind"] = dtypes.ORDER_MARKET
@@ -166,6 +172,7 @@ while bells.words[1] == 0:  # until the router has armed its doorbell
 time.sleep(0.05)
 o = np.zeros(1, dtypes.ORDER_DTYPE)
 o["client_order_id"], o["qty"], o["side"], o["kind"] = 9, 5, -1, dtypes.ORDER_MARKET
+o["t_origin"] = time.monotonic_ns()  # CLOCK_MONOTONIC is one clock for every process
 orders.push(o)
 """
 
@@ -202,6 +209,7 @@ class RiskRig:
         self.tail = (port_in(self.md), port_in(self.signals), port_in(self.exec), 8, self.core.state,
                      port_out("orders", self.orders, bells, self.m, self.ctl, RISK))
         self.bells = bells
+        self.drain()  # compiled (or loaded) now: a signal stamped before a compile would be stale
 
     def drain(self, wait=False, seconds=0.0):
         ts, addr = timespec(seconds)
@@ -222,13 +230,14 @@ def test_risk_drain_when_marks_signal_and_fill_then_same_orders_and_positions_as
     twin = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64), metrics=tm)
     marks = np.concatenate([quote(0, 99.0, 101.0), quote(1, 49.0, 51.0)])
     rig.md.push(marks)
-    rig.signals.push(signal(0.02, seq=5, t_origin=123))
+    born = time.monotonic_ns()
+    rig.signals.push(signal(0.02, seq=5, t_origin=born))
     n_md, n_sig, n_ex, k, pushed = rig.drain()
     assert (n_md, n_sig, n_ex, k, pushed) == (2, 1, 0, 1, 1)
     sent = rig.orders.pop(0, 8)
     rk.risk_marks(twin.state, marks, 2)
     out = np.zeros(4, dtypes.ORDER_DTYPE)
-    tk = rk.risk_step(twin.state, signal(0.02, seq=5, t_origin=123), 1, out, 0)
+    tk = rk.risk_step(twin.state, signal(0.02, seq=5, t_origin=born), 1, out, born)
     assert tk == 1 and len(sent) == 1
     for field in ("client_order_id", "instrument", "side", "qty", "kind", "t_origin"):
         assert sent[0][field] == out[0][field], field

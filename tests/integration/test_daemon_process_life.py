@@ -1,0 +1,106 @@
+"""Process life of a real daemon: a refused second instance touches nothing of the live one,
+a frozen stage is found, alerted, killed and restarted (with backoff) and its stale decisions
+are never acted on, and no stage outlives a SIGKILLed supervisor."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from alphad.daemon.supervisor.control_port import pid_alive
+from alphad.ipc.shm import list_segments
+
+from daemon_rig import Daemon, eventually, free_port
+
+pytestmark = pytest.mark.slow
+
+MAX_AGE_MS = 1000  # risk.max_signal_age_ms and router.max_order_age_ms in these runs
+STALE_AFTER_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("life"), tag="life", risk={"max_signal_age_ms": MAX_AGE_MS},
+               sections={"supervisor": {"stale_after_s": STALE_AFTER_S},
+                         "router": {"max_order_age_ms": MAX_AGE_MS}})
+    try:
+        d.wait_ready()
+        yield d
+    finally:
+        d.stop()
+
+
+def stale_signal_denials(d) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=5).read().decode()
+    lines = [l for l in body.splitlines() if l.startswith("alphad_risk_denials_total") and 'reason="stale_signal"' in l]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
+def test_second_run_when_same_prefix_then_refused_and_the_live_instance_keeps_trading(daemon, tmp_path):
+    segments = sorted(p.name for p in list_segments(daemon.prefix))
+    orders = daemon.status().orders
+    second = subprocess.run([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(daemon.config),
+                             "--control", f"tcp://127.0.0.1:{free_port()}", "--metrics-port", str(free_port())],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert second.returncode != 0
+    assert "another alphad instance" in second.stderr and "Traceback" not in second.stderr, second.stderr
+    assert sorted(p.name for p in list_segments(daemon.prefix)) == segments  # nothing removed
+    eventually(lambda: daemon.status().orders > orders, timeout=15, what="orders after the refused start")
+    daemon.kill_stage("router")  # and the live instance can still restart a stage on its segments
+
+
+def test_frozen_stage_when_sigstopped_then_alerted_killed_restarted_and_its_stale_decisions_dropped(daemon):
+    daemon.status()
+    pid = daemon.status().stages["risk"].pid
+    before = stale_signal_denials(daemon)
+    os.kill(pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    try:
+        eventually(lambda: "alert: stage risk" in daemon.output(), timeout=10, interval=0.05, what="stale alert")
+        detected_after = time.monotonic() - frozen_at
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    # the heartbeat is at most ~50 ms old when frozen; the supervisor looks every 100 ms
+    assert STALE_AFTER_S <= detected_after < STALE_AFTER_S + 1.0
+    assert "restarting in 0.25 s" in daemon.output()  # the first restart's backoff
+    st = eventually(lambda: (s := daemon.status()).stages["risk"].ready and s.stages["risk"].pid != pid and s,
+                    timeout=60, what="risk restarted")
+    assert not st.stages["risk"].stale and st.stages["risk"].restarts >= 1
+    # the signals that waited in the ring while risk was frozen are older than the age: denied, not traded
+    eventually(lambda: stale_signal_denials(daemon) > before, timeout=15, what="stale signals denied")
+    orders = st.orders
+    eventually(lambda: daemon.status().orders > orders, timeout=15, what="orders after the restart")
+    journal = daemon.config.parent / "journal" / "journal.jsonl"
+    eventually(lambda: journal.exists() and journal.stat().st_size > 0, timeout=10, what="journal")
+    ages = [e["ts"] - e["t_origin"] for e in map(json.loads, journal.read_text().splitlines()) if e["type"] == "order"
+            and e.get("flags", 0) == 0]
+    assert ages and max(ages) <= MAX_AGE_MS * 1_000_000  # no decision older than the age was acted on
+
+
+def test_supervisor_when_sigkilled_then_no_stage_outlives_it_and_a_new_run_cleans_up_and_starts(tmp_path):
+    (tmp_path / "a").mkdir()
+    first = Daemon(tmp_path / "a", tag="orphan")
+    try:
+        first.wait_ready()
+        pids = [s.pid for s in first.status().stages.values()]
+        assert all(pid_alive(p) for p in pids)
+        first.proc.kill()  # SIGKILL: no shutdown code runs
+        first.proc.wait()
+        eventually(lambda: not any(pid_alive(p) for p in pids), timeout=10, what="every stage dead")
+        assert list_segments(first.prefix)  # what the dead instance left
+        (tmp_path / "b").mkdir()
+        second = Daemon(tmp_path / "b", tag="orphan")  # the same shm prefix
+        try:
+            second.wait_ready()
+            eventually(lambda: second.status().fills > 0, timeout=30, what="fills on the new instance")
+        finally:
+            second.stop()
+    finally:
+        first.stop()
