@@ -18,6 +18,7 @@ Words (int64):
 ``W_SHUTDOWN`` 4           shutdown requested (1 = every stage exits its loop)
 ``W_SUPERVISOR_PID`` 6     supervisor pid
 ``W_RESUME_REQUESTS`` 8    resume requests (counter; the risk stage performs the resume)
+``W_ID_SESSION`` 10        this daemon run's number: the high bits of every client order id
 ``RISK_CONTROL`` 16..22    the risk control array, columns ``C_*`` (words ``W_STATE`` ..
                            ``W_EPOCH``): trading state (ACTIVE=0, REDUCING=1, HALTED=2),
                            reason, when, flatten request, throttle clock, warning bits, epoch
@@ -55,6 +56,9 @@ W_MAGIC, W_VERSION = 0, 1
 W_SHUTDOWN = 4
 W_SUPERVISOR_PID = 6
 W_RESUME_REQUESTS = 8
+#: This daemon run's number (the supervisor's, one more at every start): the high bits of
+#: every client order id risk gives (alphad.daemon.risk.core.ID_SESSION_SHIFT).
+W_ID_SESSION = 10
 
 # -- the risk control array (int64, words RISK_CONTROL .. RISK_CONTROL + N_CONTROL_COLS) -----
 # The trading state word, kill switch latch and throttle clock: no Python objects, so the

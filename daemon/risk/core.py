@@ -31,7 +31,7 @@ from alphad.ipc.control import C_THROTTLE_NS, STAGE_INDEX
 from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
 
 from alphad.daemon.risk.drawdown import update_drawdown
-from alphad.daemon.risk.portfolio import PF_DUPLICATE_ORDER, PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
+from alphad.daemon.risk.portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent
 from alphad.daemon.risk.checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
 from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, DENY_STALE_SIGNAL, NO_ORDER, OK,
                                      REASON_NAMES)
@@ -50,11 +50,27 @@ N_PARAMS = 4
 REASONS = dict(enumerate(REASON_NAMES))
 
 
+#: Client order ids are ``(session << ID_SESSION_SHIFT) | n``: ``n`` counts the orders risk
+#: has given an id in this run of the daemon (kept in the ``risk_state`` segment, so a
+#: restarted risk stage goes on counting) and ``session`` is the daemon run's number (the
+#: supervisor's ``W_ID_SESSION``, one more at every start), so an id never repeats across
+#: restarts and does not depend on the universe's size.  Ids increase in the order risk
+#: emits them, flatten orders included: the router's per-instrument "not above the last id"
+#: check drops only true repeats.  Words of ``ids``: the counter, the session.
+ID_SESSION_SHIFT = 40
+ID_COUNT, ID_SESSION = 0, 1
+
+
 @njit(cache=True)
-def decision_order_id(seq, instrument, child):
-    """Deterministic id from the decision (md seq of the tick, instrument, child index):
-    a replay or a restarted stage derives the same id, and the router refuses a repeat."""
-    return (seq << 12) | (child << 8) | instrument
+def order_id(session, n):
+    """The ``n``-th client order id of daemon run ``session`` (n from 1)."""
+    return (session << ID_SESSION_SHIFT) | n
+
+
+@njit(cache=True, inline="always")
+def next_order_id(ids):
+    ids[ID_COUNT] += 1
+    return order_id(ids[ID_SESSION], ids[ID_COUNT])
 
 
 @njit(cache=True)
@@ -67,11 +83,15 @@ def risk_step(st, sigs, n, out, now):
     """
     limits, book, sectors, account, control = st.limits, st.book, st.sectors, st.account, st.control
     account_limits, oo_ids, oo_vals, params, tmp, m = st.account_limits, st.oo_ids, st.oo_vals, st.params, st.tmp, st.m
-    den, den_n = st.denials, st.den_n
+    den, den_n, seen = st.denials, st.den_n, st.seen_seq
     k = 0
     for j in range(n):
         s = sigs[j]
         i = s.instrument
+        if 0 <= i < seen.shape[0]:
+            if s.seq <= seen[i]:
+                continue  # a decision already made (a replayed record): never acted on twice
+            seen[i] = s.seq
         if now - s.t_origin > params[P_MAX_AGE_NS]:
             code = DENY_STALE_SIGNAL
             tmp[0] = tmp[1] = 0.0
@@ -100,12 +120,11 @@ def risk_step(st, sigs, n, out, now):
         qty = tmp[1]
         if qty * s.ref_px < params[P_MIN_NOTIONAL]:
             continue  # not worth an order: a threshold, not a denial
-        cid = decision_order_id(s.seq, i, 0)
+        cid = next_order_id(st.ids)
         sent = on_order_sent(cid, i, side, qty, oo_ids, oo_vals, limits, book, sectors, account)
-        if sent != PF_OK:
-            if sent != PF_DUPLICATE_ORDER:  # the open-order table is full: visible, never silent
-                mx.count(m, RISK, mx.C_ERRORS, 1)
-            continue  # a duplicate is the same decision seen before (replay): never send twice
+        if sent != PF_OK:  # the open-order table is full (an id is never reused): visible, never silent
+            mx.count(m, RISK, mx.C_ERRORS, 1)
+            continue
         o = out[k]
         o.t_origin = s.t_origin
         o.ts = now
@@ -160,7 +179,7 @@ def risk_watch(st, now):
 
 
 @njit(cache=True)
-def risk_flatten(st, seq, out, now):
+def risk_flatten(st, out, now):
     """Orders that take every position to zero (``ctl flatten`` or the KILL step): the one
     path past HALTED, each through ``check_flatten_order``.  Returns the orders written."""
     limits, book, sectors, account, control = st.limits, st.book, st.sectors, st.account, st.control
@@ -171,7 +190,7 @@ def risk_flatten(st, seq, out, now):
         i = f_inst[j]
         if check_flatten_order(i, f_side[j], f_qty[j], limits, book, control) != OK:
             continue
-        cid = decision_order_id(seq, i, 1)
+        cid = next_order_id(st.ids)
         if on_order_sent(cid, i, f_side[j], f_qty[j], oo_ids, oo_vals, limits, book, sectors, account) != PF_OK:
             continue
         o = out[k]
@@ -211,6 +230,8 @@ def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_cap
         ((4,), np.int64),                                # drawdown deque heads
         ((2, window_capacity), np.int64),                # drawdown window times
         ((2, window_capacity), np.float64),              # drawdown window equity
+        ((2,), np.int64),                                # order ids: counter, session
+        ((n_instruments,), np.int64),                    # last signal seq acted on, per instrument
     ]
 
 
@@ -227,11 +248,14 @@ class RiskCore:
         adopted unchanged.
     metrics : int64 words of the metrics block (denial and order counters); a private
         block when absent.
+    session : the daemon run's number, the high bits of every client order id (see
+        :data:`ID_SESSION_SHIFT`); 0 in a backtest, so its ids are the same every run.
     """
 
     OO_CAPACITY = 4096
 
-    def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None, metrics: np.ndarray | None = None):
+    def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None, metrics: np.ndarray | None = None,
+                 session: int = 0):
         from alphad.daemon.risk.drawdown import DrawdownArrays
 
         rows = [(ins.symbol, ins.sector, ins.tick_size, ins.lot_size) for ins in universe]
@@ -244,8 +268,10 @@ class RiskCore:
         self.limits = arrays.limits
         self.account_limits = arrays.account_limits
         self.control = control
+        ids = np.array([0, session], np.int64)
+        seen_seq = np.full(len(universe), -1, np.int64)
         state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
-                 dd.state, dd.idx, dd.win_ts, dd.win_eq]
+                 dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq]
         if shared is not None:
             views, fresh = shared
             if fresh:
@@ -253,7 +279,7 @@ class RiskCore:
                     view[...] = a
             state = views
         (self.book, self.sectors, self.account, self.oo_ids, self.oo_vals,
-         self.dd_state, self.dd_idx, self.win_ts, self.win_eq) = state
+         self.dd_state, self.dd_idx, self.win_ts, self.win_eq, self.ids, self.seen_seq) = state
         self.thresholds = risk_cfg.drawdown.threshold_table()
         self.params = np.zeros(N_PARAMS)
         self.params[P_MIN_NOTIONAL] = risk_cfg.min_order_notional
@@ -290,7 +316,7 @@ class RiskState(structref.StructRefProxy):
 
 _RISK_FIELDS = ["limits", "book", "sectors", "account_limits", "account", "control", "oo_ids", "oo_vals", "params",
                 "tmp", "m", "denials", "den_n", "dd_state", "dd_idx", "win_ts", "win_eq", "thresholds", "f_inst",
-                "f_side", "f_qty"]
+                "f_side", "f_qty", "ids", "seen_seq"]
 structref.define_proxy(RiskState, _RiskStateType, _RISK_FIELDS)
 
 
@@ -299,7 +325,7 @@ def _new_risk_state(a):
     """The state over the arrays ``a``, in :data:`_RISK_FIELDS` order (one tuple: a
     constructor with 21 parameters would be unreadable at every call)."""
     return RiskState(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                     a[15], a[16], a[17], a[18], a[19], a[20])
+                     a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22])
 
 
 @njit(cache=True)

@@ -17,7 +17,8 @@ Tick-to-trade ends here: :func:`route_batch` stamps ``now - t_origin`` into the
 ``ROW_T2T`` latency row at the instant it hands each order to the venue adapter (for a
 parent: when it is registered and its first child sent).
 
-Idempotency: client order ids are derived from the decision that caused them and
+Idempotency: risk numbers its orders in the order it emits them, flattens included
+(``(session << 40) | n``, :data:`alphad.daemon.risk.core.ID_SESSION_SHIFT`), so ids
 increase per instrument.  ``last_cid`` (in shared memory, so it survives a restart
 of this stage, unlike the order store) drops an id already seen: a replayed ring
 record or a restarted risk stage can never send the same order twice.  A dropped

@@ -307,7 +307,7 @@ def child_order_id(strategy: int, instrument: int, decision_seq: int, child: int
 
     The router's scheme (its algorithms' children; in the daemon ``decision_seq`` is the
     parent's id, the id risk gave the order).  Risk's own ids for the orders it approves
-    are its decision ids (:mod:`alphad.daemon.risk.core`), a different scheme.
+    are numbered per daemon run (:func:`alphad.daemon.risk.core.order_id`), a different scheme.
     The same ``(strategy, instrument, decision_seq, child)`` always gives the
     same id, so a replay or a restart that re-derives its orders produces ids
     the store (and the venue) already know, and nothing is sent twice.

@@ -31,7 +31,7 @@ from alphad.daemon.shell.ports import in_port, idle_in, out_port
 from alphad.ipc import feature_list
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_INFER_PROVIDER, S_INFER_REHEARSALS,
-                                STAGE_INDEX,
+                                STAGE_INDEX, W_ID_SESSION,
                                 provider_code, stage_word)
 from alphad.ipc.ring import ring_push
 from alphad.ipc.shm import Segment
@@ -244,7 +244,7 @@ class RiskStage:
         specs = rk.state_specs(n_inst, n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
         self._seg, fresh, views = shared_arrays(shell.names["risk_state"], specs)
         self.core = rk.RiskCore(cfg.universe, cfg.risk, shell.control.risk_control, shared=(views, fresh),
-                                metrics=shell.m)
+                                metrics=shell.m, session=int(shell.ctl[W_ID_SESSION]))
         self.state = self.core.state
         self.simulated = simulated
         self.port = shell.ports["orders"]
@@ -293,7 +293,7 @@ class RiskStage:
         self._fills = w.bound(rk.risk_fills, s, np.zeros(1, self.shell.bufs_dtype("exec")), 1)
         self._marks = w.bound(rk.risk_marks, s, w.md, 1)
         self._watch = w.bound(rk.risk_watch, s, 0)
-        self._flatten = w.bound(rk.risk_flatten, s, 0, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
+        self._flatten = w.bound(rk.risk_flatten, s, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
         self._resume = w.bound(rk.risk_resume, s, 0)
         self._publish_flatten = w.bound(compiled.publish_records, w.out("orders", RISK), 0, 0, -1)
         self._purge = w.bound(purge_tombstones, np.copy(self.core.oo_ids), np.copy(self.core.oo_vals))
@@ -327,8 +327,7 @@ class RiskStage:
             if self._alerts is not None:
                 self._alerts.submit_event(event, self._ladder, now)
         if c.control[C_FLATTEN] == 1:  # ctl flatten, or the drawdown KILL step
-            seq = int(self.shell.ctl[stage_word(FEED, FEED_SEQ)])
-            k = self._flatten(self.state, seq, self.shell.bufs["orders"], now)
+            k = self._flatten(self.state, self.shell.bufs["orders"], now)
             if k:
                 k, pushed = self._publish_flatten(self.port, k, 0, -1)
                 self.shell.emitted("orders", k, pushed, -1)

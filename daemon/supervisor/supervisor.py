@@ -30,7 +30,7 @@ import zmq
 
 from alphad.ipc import dtypes, frames
 from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, S_RESTARTS, STAGE_INDEX, STAGES, W_SUPERVISOR_PID,
-                                ControlBlock)
+                                W_ID_SESSION, ControlBlock)
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring
@@ -123,6 +123,7 @@ class Supervisor:
         self.bells = Doorbells.create(self.names["doorbells"])
         self.control = ControlBlock.create(self.names["control"])
         self.control.words[W_SUPERVISOR_PID] = os.getpid()
+        self.control.words[W_ID_SESSION] = next_session(resolve(self.base, self.cfg.journal.dir))
         self.metrics = MetricsBlock.create(self.names["metrics"])
         Segment.create(self.names["feature_list"], feature_list.SIZE).close()
         for kind, spec in self.plan.rings.items():
@@ -376,6 +377,29 @@ def run(args) -> int:
     finally:
         if config_path != Path(args.config).resolve():
             config_path.unlink(missing_ok=True)
+
+
+#: The last daemon run's number, beside the journal: every start takes the next one.
+SESSION_FILE = "session"
+
+
+def next_session(state_dir: Path) -> int:
+    """This run's number (1, 2, ...): one more than the last run's, kept in
+    ``state_dir/session`` and written before any order can leave (atomically: a crash leaves
+    the old number or the new one), so client order ids never repeat across restarts."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / SESSION_FILE
+    try:
+        last = int(path.read_text().strip() or 0)
+    except FileNotFoundError:
+        last = 0
+    except ValueError:
+        raise RuntimeError(f"{path}: expected the last daemon run's number, found {path.read_text()[:40]!r}; "
+                           "remove the file only if no order of an earlier run can still be open") from None
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{last + 1}\n")
+    os.replace(tmp, path)
+    return last + 1
 
 
 def write_effective(cfg: Config, config_path: Path, base: Path) -> Path:

@@ -61,7 +61,7 @@ def test_signal_when_active_then_order_sized_from_equity_and_registered_as_worki
     orders = step(core, signals(0.02, seq=5), m)
     assert len(orders) == 1
     o = orders[0]
-    assert o["side"] == 1 and o["qty"] == 20 and o["client_order_id"] == rk.decision_order_id(5, 0, 0)
+    assert o["side"] == 1 and o["qty"] == 20 and o["client_order_id"] == rk.order_id(0, 1)  # the first id of run 0
     assert core.book[0, B_OPEN_BUY] == 20  # counted against limits until it fills
     assert len(step(core, signals(0.02, seq=5), m)) == 0  # target met by the working order
 
@@ -114,7 +114,8 @@ def test_signal_when_older_than_max_signal_age_then_denied_as_stale_and_never_or
     assert rk.risk_step(core.state, sig, 1, out, 1_000 + age_ns + 1) == 0  # a frozen stage's leftover
     assert denials(m)[DENY_STALE_SIGNAL] == 1 and core.denials[0]["reason"] == DENY_STALE_SIGNAL
     assert core.book[0, B_OPEN_BUY] == 0  # nothing counted as working
-    assert rk.risk_step(core.state, sig, 1, out, 1_000 + age_ns) == 1  # at the age limit: still acted on
+    sig[0]["seq"] = 5  # the next decision, exactly at the age limit: acted on
+    assert rk.risk_step(core.state, sig, 1, out, 1_000 + age_ns) == 1
 
 
 def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
@@ -122,9 +123,9 @@ def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
     core.book[0, B_POSITION] = 30
     core.control[C_STATE] = HALTED
     out = np.zeros(4, ORDER_DTYPE)
-    assert rk.risk_flatten(core.state, 7, out, 0) == 0  # no flatten requested: nothing passes HALTED
+    assert rk.risk_flatten(core.state, out, 0) == 0  # no flatten requested: nothing passes HALTED
     core.control[C_FLATTEN] = 1
-    assert rk.risk_flatten(core.state, 7, out, 0) == 1
+    assert rk.risk_flatten(core.state, out, 0) == 1
     assert out[0]["side"] == -1 and out[0]["qty"] == 30 and out[0]["instrument"] == 0
 
 

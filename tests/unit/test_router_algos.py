@@ -278,7 +278,7 @@ def test_flatten_order_when_twap_configured_then_sent_at_once_as_one_market_chil
     r = rig.risk
     out = np.zeros(4, ORDER_DTYPE)
     r.control[C_FLATTEN] = 1  # what ``ctl flatten`` or the KILL step sets
-    k = rk.risk_flatten(r.state, 77, out, rig.now)
+    k = rk.risk_flatten(r.state, out, rig.now)
     assert k == 1 and out[0]["flags"] == ORDER_F_FLATTEN and out[0]["side"] == -1 and out[0]["qty"] == 100
     sent, rep = rig.router.on_orders(out, k, rig.now)
     rig.to_risk(rep)
