@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from alphad.daemon.infer.session import ModelSession
 from alphad.daemon.jit import bind
 from alphad.daemon.risk import core as rk
 from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
+from alphad.daemon.risk.codes import B_POSITION
 from alphad.daemon.risk.portfolio import purge_tombstones
+from alphad.daemon.supervisor.journal import records
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
 from alphad.daemon.shell import compiled
@@ -246,6 +249,8 @@ class RiskStage:
         self.core = rk.RiskCore(cfg.universe, cfg.risk, shell.control.risk_control, shared=(views, fresh),
                                 metrics=shell.m, session=int(shell.ctl[W_ID_SESSION]))
         self.state = self.core.state
+        if fresh and not simulated and cfg.journal.enabled:
+            self.rebuild(resolve(shell.base, cfg.journal.dir) / "journal.jsonl")
         self.simulated = simulated
         self.port = shell.ports["orders"]
         self._denials = shell.out_rings.get("denials")
@@ -257,6 +262,18 @@ class RiskStage:
             self._alerts = AlertSender(cfg.risk.drawdown.webhook_url, cfg.risk.drawdown.alert_cooldown_s)
             self._ladder = DrawdownArrays(cfg.risk.initial_equity, 16)
             self._ladder.state = self.core.dd_state
+
+    def rebuild(self, journal: Path) -> None:
+        """Crash-only: a fresh ``risk_state`` segment (a full restart of the daemon) takes the
+        book, cash, realised PnL and fees from the journal before the stage reports ready."""
+        if not journal.exists():
+            return
+        orders, reports = records(journal, "order", "orders"), records(journal, "exec", "exec")
+        closed = rk.risk_rebuild(self.state, orders, reports, np.zeros(1, self.shell.bufs_dtype("exec")))
+        held = {self.shell.cfg.universe[i].symbol: float(q) for i, q in enumerate(self.core.book[:, B_POSITION]) if q}
+        print(f"alphad stage risk: rebuilt from {journal}: {len(orders)} orders, {len(reports)} exec reports; "
+              f"positions {held or 'flat'}; {closed} orders left open by the last run closed (in-process "
+              "venues end with it)", file=sys.stderr, flush=True)
 
     def consumers(self) -> dict:
         return {"md": self.on_md, "signals": self.on_signals, "exec": self.on_exec}

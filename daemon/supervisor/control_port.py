@@ -74,9 +74,13 @@ class ControlPort:
             placement=self.sup.placement)
 
     def _state_reason(self) -> str:
+        return self.reason_name(int(self.sup.control.words[W_REASON]))
+
+    @staticmethod
+    def reason_name(code: int) -> str:
+        """The name of a trading-state reason code (``operator``, ``daily_loss``, ...)."""
         from alphad.daemon.risk.drawdown import event_name
 
-        code = int(self.sup.control.words[W_REASON])
         if code == 0:
             return ""
         if code == REASON_OPERATOR:

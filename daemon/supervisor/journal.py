@@ -90,6 +90,41 @@ def verify(path: str | Path) -> tuple[int, int | None]:
     return n + 1 if prev != GENESIS else 0, None
 
 
+def entries(path: str | Path):
+    """The journal's entries as dicts, in order; a torn last line (a crash mid-write) is
+    left out, any other unreadable line raises ``ValueError`` naming it."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for n, line in enumerate(lines):
+        try:
+            yield json.loads(line)
+        except ValueError:
+            if n == len(lines) - 1 and not line.endswith("\n"):
+                return  # torn by a crash while it was written: never acted on
+            raise ValueError(f"{path}:{n + 1}: not a journal entry") from None
+
+
+def records(path: str | Path, entry: str, kind: str) -> np.ndarray:
+    """Every ``entry`` line (``order``, ``exec``) of the journal as ``kind`` records."""
+    dtype = dtypes.RECORDS[kind]
+    rows = [e for e in entries(path) if e.get("type") == entry]
+    out = np.zeros(len(rows), dtype)
+    for name in dtype.names:
+        if name != "pad":
+            out[name] = [np.nan if r.get(name) is None else r[name] for r in rows]
+    return out
+
+
+def last_state(path: str | Path) -> tuple[int, int] | None:
+    """The trading state and its reason code as the journal last recorded them (``state``
+    entries), or None when it holds none."""
+    found = None
+    for e in entries(path):
+        if e.get("type") == "state":
+            found = (int(e["state"]), int(e["reason"]))
+    return found
+
+
 def _record_fields(rec: np.void) -> dict:
     out = {}
     for name in rec.dtype.names:
@@ -142,8 +177,12 @@ class JournalThread(threading.Thread):
         return total
 
     def control(self, command: str, fields: dict) -> None:
+        self.record("control", {"command": command, **fields})
+
+    def record(self, entry: str, fields: dict) -> None:
+        """One entry of the supervisor's own (control commands, trading-state changes), flushed."""
         with self.lock:
-            self.writer.append("control", {"command": command, **fields})
+            self.writer.append(entry, fields)
             self.writer.flush()
 
     def stop(self) -> None:

@@ -30,7 +30,7 @@ import zmq
 
 from alphad.ipc import dtypes, frames
 from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, S_RESTARTS, STAGE_INDEX, STAGES, W_SUPERVISOR_PID,
-                                W_ID_SESSION, ControlBlock)
+                                W_EPOCH, W_ID_SESSION, W_REASON, W_STATE, ControlBlock, ACTIVE, STATE_NAMES)
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring
@@ -41,7 +41,7 @@ from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive
 from alphad.daemon.supervisor.drift_watch import DriftWatch
-from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
+from alphad.daemon.supervisor.journal import JournalThread, JournalWriter, last_state
 from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
@@ -203,6 +203,27 @@ class Supervisor:
                   file=sys.stderr, flush=True)
             c.restart_at = now + delay
 
+    def restore_trading_state(self) -> None:
+        """Crash-only: the trading state and its reason as the journal last recorded them (an
+        operator HALT, a kill-switch latch), set before any stage starts; a HALTED daemon
+        comes back HALTED until ``ctl resume``."""
+        path = resolve(self.base, self.cfg.journal.dir) / "journal.jsonl"
+        found = last_state(path) if path.exists() else None
+        if found and found[0] != ACTIVE:
+            self.control.words[W_STATE], self.control.words[W_REASON] = found
+            print(f"alphad: trading state {STATE_NAMES[found[0]]} restored from {path} (reason "
+                  f"{self.port.reason_name(found[1])}); `alphad ctl resume` to trade", file=sys.stderr, flush=True)
+
+    def journal_state_change(self) -> None:
+        """Journal each change of the trading state (operator, kill switch, ladder), which the
+        next start restores."""
+        epoch = int(self.control.words[W_EPOCH])
+        if epoch != self._state_epoch and self.journal is not None:
+            self._state_epoch = epoch
+            state, reason = int(self.control.words[W_STATE]), int(self.control.words[W_REASON])
+            self.journal.record("state", {"state": state, "state_name": STATE_NAMES[state], "reason": reason,
+                                          "reason_name": self.port.reason_name(reason)})
+
     def kill_stale(self, now_ns: int) -> None:
         """A ready stage whose heartbeat is older than ``supervisor.stale_after_s`` (stopped,
         frozen, stuck) is alerted and SIGKILLed; :meth:`reap_and_restart` restarts it."""
@@ -267,8 +288,10 @@ class Supervisor:
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         if self.cfg.journal.enabled:
+            self.restore_trading_state()
             self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
             self.journal.start()
+        self._state_epoch = int(self.control.words[W_EPOCH])
         if self.placement.mode == "auto":
             print(f"alphad: placement auto: {self.placement.reason}", file=sys.stderr, flush=True)
         if self.cfg.topology.idle_poll:
@@ -338,6 +361,7 @@ class Supervisor:
                 reply = self.handle(parts[-1])
                 s.send_multipart([*parts[:-1], frames.encoder.encode(reply)])
             self.reap_and_restart()
+            self.journal_state_change()
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from alphad.daemon.supervisor.control_port import pid_alive
+from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
 
 from daemon_rig import Daemon, eventually, free_port
@@ -104,3 +105,39 @@ def test_supervisor_when_sigkilled_then_no_stage_outlives_it_and_a_new_run_clean
             second.stop()
     finally:
         first.stop()
+
+
+def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the_journal(tmp_path):
+    first = Daemon(tmp_path, tag="restart")
+    try:
+        first.wait_ready()
+        eventually(lambda: first.status().fills > 5, timeout=30, what="fills")
+        assert isinstance(first.ctl(frames.Halt(reason="restart test")), frames.Ok)
+        time.sleep(1.0)  # orders already past risk fill or end
+        before = first.status()
+        assert isinstance(first.ctl(frames.Shutdown()), frames.Ok)
+        first.proc.wait(timeout=60)
+    finally:
+        first.stop()
+    second = Daemon(tmp_path, tag="restart")  # the same journal directory
+    try:
+        second.wait_ready()
+        after = second.status()
+        assert after.trading_state == "HALTED" and after.state_reason == "operator"
+        assert after.realized_pnl == before.realized_pnl  # the fills replayed from the journal
+        assert "rebuilt from" in second.output() and "restored from" in second.output()
+        denials = after.denials
+        eventually(lambda: second.status().denials > denials, timeout=15, what="denials while halted")
+        assert second.status().orders == 0  # nothing passed the restored HALT
+        second.proc.kill()  # and a SIGKILLed supervisor: the HALT is in the journal already
+        second.proc.wait()
+    finally:
+        second.stop()
+    third = Daemon(tmp_path, tag="restart")
+    try:
+        third.wait_ready()
+        assert third.status().trading_state == "HALTED"
+        assert isinstance(third.ctl(frames.Resume()), frames.Ok)
+        eventually(lambda: third.status().orders > 0, timeout=20, what="orders after resume")
+    finally:
+        third.stop()
