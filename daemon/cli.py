@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("alphad.ops.train_cli", "walk-forward / purged-CV LightGBM training with gates and ONNX export"),
     "features": ("alphad.ops.features_cli", "compute a feature set over a bar or quote file"),
     "tca": ("alphad.ops.tca_cli", "transaction-cost analysis report from the journal"),
+    "chaos": ("alphad.ops.chaos", "SIGKILL random stages of a running daemon, then audit its journal"),
 }
 
 

@@ -1,0 +1,182 @@
+"""``alphad chaos``: SIGKILL stages of a running daemon at random, then audit what it did.
+
+It starts ``alphad run`` on a copy of the config (its own shm prefix, ports and journal in
+a work folder), kills a random stage every ``--every`` seconds for ``--kills`` kills, timing
+each kill to the moment the restarted stage is ready again, then halts, lets the orders
+in flight end, shuts the daemon down and reads its journal:
+
+* ``journal_ok``: the hash chain verifies;
+* ``duplicate_ids``: client order ids risk approved more than once;
+* ``unresolved``: approved orders with no terminal exec report (fill, cancel or reject);
+* ``kill_to_ready_ms``: p50 / max per stage.
+
+Prints one JSON document (also to ``--json``); exits 1 when an audit check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("feed", "features", "infer", "risk", "router")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
+    p.add_argument("--kills", type=int, default=20, help="SIGKILLs to send (default: %(default)s)")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between kills (default: %(default)s)")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help="comma-separated stages to pick from (default: all five)")
+    p.add_argument("--venue-latency-us", type=float, default=None,
+                   help="entry and response latency of every simulated venue, µs (default: as configured)")
+    p.add_argument("--execution", choices=["immediate", "twap", "vwap", "pov"], default=None,
+                   help="override router.execution (e.g. twap: parents working while stages die)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the stage picks (default: %(default)s)")
+    p.add_argument("--work", default=None, help="work folder for the config copy, log and journal (default: a temp dir)")
+    p.add_argument("--json", default=None, help="also write the result here")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
+    """The daemon's config for this run (absolute paths, own prefix, ports and journal)."""
+    import msgspec
+
+    cfg = msgspec.yaml.decode(cfg_path.read_bytes())
+    base = cfg_path.parent.resolve()
+    for section, key in (("feed", "path"), ("feed", "trades_path"), ("model", "card")):
+        if cfg.get(section, {}).get(key):
+            cfg[section][key] = str((base / cfg[section][key]).resolve())
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    cfg.setdefault("shm", {})["prefix"] = f"alphad-chaos-{os.getpid()}"
+    cfg.setdefault("control", {})["endpoint"] = endpoint
+    cfg.setdefault("metrics", {})["port"] = _free_port()
+    cfg.setdefault("journal", {}).update(enabled=True, dir=str(work / "journal"))
+    router = cfg.setdefault("router", {})
+    if args.execution:
+        router["execution"] = args.execution
+    if args.venue_latency_us is not None:
+        ns = int(args.venue_latency_us * 1000)
+        venues = router.get("venues") or [{"name": "paper", "taker_bps": 1.0}]
+        router["venues"] = [{**v, "entry": {"median_ns": ns}, "response": {"median_ns": ns}} for v in venues]
+    out = work / "config.yaml"
+    out.write_bytes(msgspec.yaml.encode(cfg))
+    return out, endpoint
+
+
+def _status(endpoint: str):
+    from alphad.ipc import frames
+    from alphad.ops.ctl import request
+
+    reply = request(endpoint, frames.Status(), timeout_s=2)
+    return reply if isinstance(reply, frames.StatusReply) else None
+
+
+def _wait(cond, timeout: float, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    return None
+
+
+def audit(journal: Path) -> dict:
+    """The journal's checks: chain, duplicated ids, approved orders with no terminal report."""
+    from alphad.daemon.supervisor.journal import entries, verify
+    from alphad.ipc.dtypes import EXEC_CANCELED, EXEC_FILL, EXEC_REJECT
+
+    _, bad = verify(journal)
+    orders, terminal, fills = [], set(), 0
+    for e in entries(journal):
+        if e["type"] == "order":
+            orders.append(e["client_order_id"])
+        elif e["type"] == "exec":
+            if e["status"] in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT):
+                terminal.add(e["client_order_id"])
+            fills += e["fill_qty"] > 0
+    dup = sum(c - 1 for c in Counter(orders).values() if c > 1)
+    unresolved = sorted(set(orders) - terminal)
+    return {"journal_ok": bad is None, "first_bad_line": bad, "orders": len(orders), "fills": fills,
+            "duplicate_ids": dup, "unresolved": len(unresolved), "unresolved_ids": unresolved[:20]}
+
+
+def run(args) -> int:
+    from alphad.ipc import frames
+    from alphad.ops.ctl import request
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown or not stages:
+        raise ValueError(f"--stages expected names among {list(STAGES)}, was {args.stages!r}")
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="alphad-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    config, endpoint = chaos_config(Path(args.config), work, args)
+    log = (work / "daemon.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    rng = random.Random(args.seed)
+    times: dict[str, list[float]] = {s: [] for s in stages}
+    lost = []
+    try:
+        if not _wait(lambda: (st := _status(endpoint)) and all(x.ready for x in st.stages.values()), 300, 0.2):
+            raise RuntimeError(f"the daemon was not ready within 300 s; see {work / 'daemon.log'}")
+        for k in range(args.kills):
+            time.sleep(args.every)
+            stage = rng.choice(stages)
+            old = _status(endpoint).stages[stage].pid
+            os.kill(old, signal.SIGKILL)
+            t0 = time.monotonic()
+            back = _wait(lambda: (st := _status(endpoint)) and st.stages[stage].ready and st.stages[stage].pid
+                         not in (0, old), 120)
+            if back:
+                times[stage].append((time.monotonic() - t0) * 1e3)
+            else:
+                lost.append(stage)
+            print(f"chaos: kill {k + 1}/{args.kills}: {stage} (pid {old}) "
+                  + (f"ready again after {times[stage][-1]:.0f} ms" if back else "NOT back within 120 s"),
+                  file=sys.stderr, flush=True)
+        request(endpoint, frames.Halt(reason="chaos: end"), timeout_s=5)
+        # let what is in flight end: no new exec report for 2 s (30 s at most)
+        last, quiet_since, deadline = None, time.monotonic(), time.monotonic() + 30
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < 2.0:
+            st = _status(endpoint)
+            now = (st.fills, st.orders) if st else None
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            time.sleep(0.2)
+        request(endpoint, frames.Shutdown(), timeout_s=5)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    result = {"kills": args.kills, "every_s": args.every, "stages": stages, "seed": args.seed,
+              "execution": args.execution or "as configured", "venue_latency_us": args.venue_latency_us,
+              "not_back": lost, "work": str(work),
+              "kill_to_ready_ms": {s: {"n": len(v), "p50": round(float(np.median(v)), 1), "max": round(max(v), 1)}
+                                   for s, v in times.items() if v},
+              **audit(work / "journal" / "journal.jsonl")}
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    ok = result["journal_ok"] and not result["duplicate_ids"] and not result["unresolved"] and not lost
+    return 0 if ok else 1
