@@ -2,8 +2,8 @@
 
 It starts ``alphad run`` on a copy of the config (its own shm prefix, ports and journal in
 a work folder), kills a random stage every ``--every`` seconds for ``--kills`` kills, timing
-each kill to the moment the restarted stage is ready again, then halts, lets the orders
-in flight end, shuts the daemon down and reads its journal:
+each kill to the moment the restarted stage is ready again, then halts, waits for the
+orders in flight to end (``--drain-s``), shuts the daemon down and reads its journal:
 
 * ``journal_ok``: the hash chain verifies;
 * ``duplicate_ids``: client order ids risk approved more than once;
@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="entry and response latency of every simulated venue, µs (default: as configured)")
     p.add_argument("--execution", choices=["immediate", "twap", "vwap", "pov"], default=None,
                    help="override router.execution (e.g. twap: parents working while stages die)")
+    p.add_argument("--drain-s", type=float, default=75.0,
+                   help="after the kills, seconds to wait for every order to end (default: %(default)s, "
+                        "past the default algorithm horizon of 60 s)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the stage picks (default: %(default)s)")
     p.add_argument("--work", default=None, help="work folder for the config copy, log and journal (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the result here")
@@ -153,14 +156,10 @@ def run(args) -> int:
                   + (f"ready again after {times[stage][-1]:.0f} ms" if back else "NOT back within 120 s"),
                   file=sys.stderr, flush=True)
         request(endpoint, frames.Halt(reason="chaos: end"), timeout_s=5)
-        # let what is in flight end: no new exec report for 2 s (30 s at most)
-        last, quiet_since, deadline = None, time.monotonic(), time.monotonic() + 30
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 2.0:
-            st = _status(endpoint)
-            now = (st.fills, st.orders) if st else None
-            if now != last:
-                last, quiet_since = now, time.monotonic()
-            time.sleep(0.2)
+        # let what is in flight end (an algorithm's parents run to their horizon): until every
+        # approved order has its end in the journal, or --drain-s
+        journal = work / "journal" / "journal.jsonl"
+        _wait(lambda: journal.exists() and audit(journal)["unresolved"] == 0, args.drain_s, 0.5)
         request(endpoint, frames.Shutdown(), timeout_s=5)
         proc.wait(timeout=60)
     finally:

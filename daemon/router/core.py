@@ -36,6 +36,7 @@ from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN, check_records
 
 from alphad.daemon.router.impact_live import LiveImpact
+from alphad.daemon.router.ledger import ledger_close, ledger_open, new_ledger
 from alphad.daemon.router.order_fsm import (ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STALE, REJ_STORE_FULL,
                                             TABLE)
 from alphad.daemon.jit import StructRefType, bind
@@ -73,6 +74,8 @@ def route_batch(orders, n, r, now):
                 mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never sent twice
                 continue
             last_cid[i] = o.client_order_id
+        if not ledger_open(r.ledger, o.client_order_id, i, o.side):
+            mx.count(m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
         stale = now - o.t_origin > r.max_age_ns
         if not stale:
             mx.observe(m, mx.ROW_T2T, now - o.t_origin)  # tick-to-trade: handed to the venue adapter
@@ -126,12 +129,12 @@ class RouterState(structref.StructRefProxy):
 
 
 structref.define_proxy(RouterState, _RouterStateType, ["smart", "last_cid", "m", "arrivals", "rejects", "rej_n",
-                                                       "max_age_ns"])
+                                                       "max_age_ns", "ledger"])
 
 
 @njit(cache=True)
-def _new_router_state(smart, last_cid, m, arrivals, rejects, rej_n, max_age_ns):
-    return RouterState(smart, last_cid, m, arrivals, rejects, rej_n, max_age_ns)
+def _new_router_state(smart, last_cid, m, arrivals, rejects, rej_n, max_age_ns, ledger):
+    return RouterState(smart, last_cid, m, arrivals, rejects, rej_n, max_age_ns, ledger)
 
 
 @njit(cache=True)
@@ -150,6 +153,7 @@ def route_and_poll(orders, n, r, now):
     s.reports[:k] = r.rejects[:k]
     k += _poll_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, now,
                    s.reports[k:], s.orders, s.keys, s.vals, TABLE, s.rstat)
+    ledger_close(r.ledger, s.reports, k)
     return sent, k
 
 
@@ -173,7 +177,8 @@ class RouterCore:
         (the metrics block's impact table), optional.
     """
 
-    def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, metrics: np.ndarray | None = None,
+    def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, ledger: np.ndarray | None = None,
+                 metrics: np.ndarray | None = None,
                  impact_out: np.ndarray | None = None):
         ticks = np.array([ins.tick_size for ins in universe])
         lots = np.array([ins.lot_size for ins in universe])
@@ -183,6 +188,9 @@ class RouterCore:
         self.venues = self.smart.venues
         self.store = self.smart.store
         self.last_cid = last_cid
+        #: The orders held for risk, by id (router/ledger.py); in the segment, so a restarted
+        #: router reports the ones its predecessor's in-process venues took with them.
+        self.ledger = ledger if ledger is not None else new_ledger()
         self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
         #: REJECT reports for orders route_batch could not send, and how many.
@@ -191,7 +199,7 @@ class RouterCore:
         #: Orders older than this are answered with a REJECT, never sent (router.max_order_age_ms).
         self.max_age_ns = int(router_cfg.max_order_age_ms * 1e6)
         self.state = _new_router_state(self.smart.state, self.last_cid, self.m, self.arrivals, self.rejects,
-                                       self.rej_n, self.max_age_ns)
+                                       self.rej_n, self.max_age_ns, self.ledger)
         self._route_ep = bind(route_and_poll, np.zeros(1, ORDER_DTYPE), 0, self.state, 0)
         self._checked = None  # the last orders array whose type was checked
         #: With venue latency, fills arrive later: the stage polls at least this often.
@@ -244,6 +252,8 @@ class RouterCore:
                     mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never worked twice
                     continue
                 self.last_cid[i] = cid
+            if not ledger_open(self.ledger, cid, i, side):
+                mx.count(m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
             if sent < len(self.arrivals):
                 known = 0 <= i < book.shape[0]
                 self.arrivals[sent] = (t_origin, now, cid, i, side, 0, 0, qty, book[i, BID_PX, 0] if known else np.nan,
@@ -264,7 +274,9 @@ class RouterCore:
         """Due exec reports for risk into :attr:`reports`; returns how many.  With an
         algorithm this also steps the working parents (at most every ``algo.step_ms``)."""
         if self.parents is None:
-            return self.smart.poll(now)
+            k = self.smart.poll(now)
+            ledger_close(self.ledger, self.reports, k)
+            return k
         self.parents.begin(now)
         self.parents.step(now)
         return self._collect(now)
@@ -282,6 +294,7 @@ class RouterCore:
             mx.count(self.m, ROUTER, mx.C_ERRORS, d[2])
             self._counted = c
         self.poll_ns = pb.step_ns if pb.working else self._base_poll_ns
+        ledger_close(self.ledger, self.reports, k)
         return k
 
     def housekeeping(self, now: int) -> None:

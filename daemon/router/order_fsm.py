@@ -191,6 +191,7 @@ REASON_CXL_USER = 0          # our cancel request (or unsolicited: venue's choic
 REASON_CXL_EXPIRED = 1       # time in force ended (GTD / order timeout at the venue)
 REASON_CXL_REPLACED = 2      # superseded by a cancel/replace
 REASON_CXL_NO_LIQUIDITY = 3  # IOC/market remainder with no more displayed liquidity
+REASON_CXL_VENUE_LOST = 4    # its simulated venue ended with the router process (router/ledger.py)
 #: On EXEC_PARTIAL / EXEC_FILL the reason field carries the liquidity flag.
 LIQ_UNKNOWN = 0
 LIQ_TAKER = 1                # our order took liquidity (crossed the spread)

@@ -29,6 +29,7 @@ from alphad.daemon.risk.portfolio import purge_tombstones
 from alphad.daemon.supervisor.journal import records
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
+from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY, ledger_orphans
 from alphad.daemon.shell import compiled
 from alphad.daemon.shell.ports import in_port, idle_in, out_port
 from alphad.ipc import feature_list
@@ -366,9 +367,11 @@ class RouterStage:
 
     def __init__(self, shell):
         cfg, self.shell = shell.cfg, shell
-        self._seg, _, (last_cid,) = shared_arrays(shell.names["router_state"], [((len(cfg.universe),), np.uint64)])
-        self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, metrics=shell.m,
+        self._seg, fresh, (last_cid, ledger) = shared_arrays(
+            shell.names["router_state"], [((len(cfg.universe),), np.uint64), ((LEDGER_CAPACITY, 3), np.int64)])
+        self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, metrics=shell.m,
                                   impact_out=shell.metrics.impact)
+        self._restarted = not fresh
         self.port = shell.out_port("exec", ROUTER, self.core.reports)
         self.arrivals = shell.out_port("arrivals", ROUTER, self.core.arrivals)
         self._arrivals_ring = shell.out_rings.get("arrivals")
@@ -406,6 +409,19 @@ class RouterStage:
     def warm(self, w: Warmup) -> None:
         self.core.warm(w.md)  # n = 0: every router kernel, without touching a venue or the store
         self._publish = w.bound(compiled.publish_records, w.out("exec", ROUTER), 0, 0, -1)
+        if self._restarted:
+            self.report_orphans()
+
+    def report_orphans(self) -> None:
+        """A restarted router: the orders its predecessor held went with its in-process
+        venues; each is reported CANCELED to risk (and the journal) before this one is ready."""
+        total = 0
+        while k := ledger_orphans(self.core.ledger, self.core.reports, time.monotonic_ns()):
+            self.publish(k, -1)
+            total += k
+        if total:
+            print(f"alphad stage router: {total} orders held by the previous router process reported CANCELED "
+                  "(their simulated venues ended with it)", file=sys.stderr, flush=True)
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None
