@@ -15,6 +15,7 @@ Prints one JSON document (also to ``--json``); exits 1 when an audit check fails
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import random
@@ -45,9 +46,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-s", type=float, default=75.0,
                    help="after the kills, seconds to wait for every order to end (default: %(default)s, "
                         "past the default algorithm horizon of 60 s)")
+    p.add_argument("--horizon-s", type=float, default=None,
+                   help="override router.algo.horizon_s (a short horizon lets parents end soon after the kills)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the stage picks (default: %(default)s)")
     p.add_argument("--work", default=None, help="work folder for the config copy, log and journal (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the result here")
+
+
+def _die_with_parent() -> None:
+    """In the daemon's process before it runs: SIGTERM it (a clean shutdown) when this
+    command dies, however it dies."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -73,6 +82,8 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
     router = cfg.setdefault("router", {})
     if args.execution:
         router["execution"] = args.execution
+    if args.horizon_s is not None:
+        router.setdefault("algo", {})["horizon_s"] = args.horizon_s
     if args.venue_latency_us is not None:
         ns = int(args.venue_latency_us * 1000)
         venues = router.get("venues") or [{"name": "paper", "taker_bps": 1.0}]
@@ -133,7 +144,7 @@ def run(args) -> int:
     config, endpoint = chaos_config(Path(args.config), work, args)
     log = (work / "daemon.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=work)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=work, preexec_fn=_die_with_parent)
     rng = random.Random(args.seed)
     times: dict[str, list[float]] = {s: [] for s in stages}
     lost = []
@@ -169,6 +180,7 @@ def run(args) -> int:
         log.close()
     result = {"kills": args.kills, "every_s": args.every, "stages": stages, "seed": args.seed,
               "execution": args.execution or "as configured", "venue_latency_us": args.venue_latency_us,
+              "horizon_s": args.horizon_s,
               "not_back": lost, "work": str(work),
               "kill_to_ready_ms": {s: {"n": len(v), "p50": round(float(np.median(v)), 1), "max": round(max(v), 1)}
                                    for s, v in times.items() if v},
