@@ -141,6 +141,8 @@ def run(args) -> int:
         raise ValueError(f"--stages expected names among {list(STAGES)}, was {args.stages!r}")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="alphad-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
+    if (work / "journal" / "journal.jsonl").exists():
+        raise ValueError(f"--work expected a fresh folder, but {work / 'journal'} holds an earlier run's journal")
     config, endpoint = chaos_config(Path(args.config), work, args)
     log = (work / "daemon.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(config)],

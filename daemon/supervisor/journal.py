@@ -115,14 +115,20 @@ def records(path: str | Path, entry: str, kind: str) -> np.ndarray:
     return out
 
 
-def last_state(path: str | Path) -> tuple[int, int] | None:
-    """The trading state and its reason code as the journal last recorded them (``state``
-    entries), or None when it holds none."""
-    found = None
+def last_run(path: str | Path) -> tuple[tuple[int, int] | None, list[dict]]:
+    """What a start needs from the journal: the trading state and its reason code as last
+    recorded (``state`` entries; None when none), and the approved orders with no end
+    (fill, cancel, reject) journaled."""
+    state, open_orders = None, {}
     for e in entries(path):
-        if e.get("type") == "state":
-            found = (int(e["state"]), int(e["reason"]))
-    return found
+        kind = e.get("type")
+        if kind == "state":
+            state = (int(e["state"]), int(e["reason"]))
+        elif kind == "order":
+            open_orders[e["client_order_id"]] = e
+        elif kind == "exec" and e["status"] in (dtypes.EXEC_FILL, dtypes.EXEC_CANCELED, dtypes.EXEC_REJECT):
+            open_orders.pop(e["client_order_id"], None)
+    return state, list(open_orders.values())
 
 
 def _record_fields(rec: np.void) -> dict:

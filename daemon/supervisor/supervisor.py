@@ -41,7 +41,9 @@ from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive
 from alphad.daemon.supervisor.drift_watch import DriftWatch
-from alphad.daemon.supervisor.journal import JournalThread, JournalWriter, last_state
+from alphad.daemon.router.order_fsm import REASON_CXL_VENUE_LOST
+from alphad.daemon.supervisor.journal import JournalThread, JournalWriter, last_run
+from alphad.ipc.dtypes import EXEC_CANCELED
 from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
@@ -203,12 +205,27 @@ class Supervisor:
                   file=sys.stderr, flush=True)
             c.restart_at = now + delay
 
-    def restore_trading_state(self) -> None:
-        """Crash-only: the trading state and its reason as the journal last recorded them (an
-        operator HALT, a kill-switch latch), set before any stage starts; a HALTED daemon
-        comes back HALTED until ``ctl resume``."""
-        path = resolve(self.base, self.cfg.journal.dir) / "journal.jsonl"
-        found = last_state(path) if path.exists() else None
+    def restore_from_journal(self, writer: JournalWriter) -> None:
+        """Crash-only, before any stage starts:
+
+        * the trading state and its reason as the journal last recorded them (an operator
+          HALT, a kill-switch latch): a HALTED daemon comes back HALTED until ``ctl resume``;
+        * the orders the last run left without an end: its simulated venues lived in its
+          router process and ended with it, so each is journaled CANCELED (reason
+          ``REASON_CXL_VENUE_LOST``); the risk stage then rebuilds from a journal in which
+          every order has ended."""
+        path = writer.path
+        found, orphans = last_run(path) if path.exists() else (None, [])
+        now = time.monotonic_ns()
+        for o in orphans:
+            writer.append("exec", {"t_origin": now, "ts": now, "client_order_id": o["client_order_id"],
+                                   "instrument": o["instrument"], "side": o["side"], "status": EXEC_CANCELED,
+                                   "reason": REASON_CXL_VENUE_LOST, "fill_qty": 0.0, "fill_px": None, "fee": 0.0,
+                                   "leaves_qty": 0.0, "note": "venue ended with the last run"})
+        if orphans:
+            writer.flush()
+            print(f"alphad: {len(orphans)} orders the last run left open journaled CANCELED (its simulated venues "
+                  "ended with it)", file=sys.stderr, flush=True)
         if found and found[0] != ACTIVE:
             self.control.words[W_STATE], self.control.words[W_REASON] = found
             print(f"alphad: trading state {STATE_NAMES[found[0]]} restored from {path} (reason "
@@ -288,8 +305,9 @@ class Supervisor:
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         if self.cfg.journal.enabled:
-            self.restore_trading_state()
-            self.journal = JournalThread(JournalWriter(resolve(self.base, self.cfg.journal.dir)), self.rings)
+            writer = JournalWriter(resolve(self.base, self.cfg.journal.dir))
+            self.restore_from_journal(writer)
+            self.journal = JournalThread(writer, self.rings)
             self.journal.start()
         self._state_epoch = int(self.control.words[W_EPOCH])
         if self.placement.mode == "auto":
