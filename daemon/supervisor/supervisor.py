@@ -29,8 +29,8 @@ import msgspec
 import zmq
 
 from alphad.ipc import dtypes, frames
-from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, S_RESTARTS, STAGE_INDEX, STAGES, W_SUPERVISOR_PID,
-                                W_EPOCH, W_ID_SESSION, W_REASON, W_STATE, ControlBlock, ACTIVE, STATE_NAMES)
+from alphad.ipc.control import (S_HEARTBEAT, S_PID, S_READY, S_RESTARTS, STAGE_INDEX, STAGES, W_EPOCH, W_ID_SESSION,
+                                W_SUPERVISOR_PID, ControlBlock)
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ipc.ring import Ring
@@ -41,9 +41,8 @@ from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive
 from alphad.daemon.supervisor.drift_watch import DriftWatch
-from alphad.daemon.router.order_fsm import REASON_CXL_VENUE_LOST
-from alphad.daemon.supervisor.journal import JournalThread, JournalWriter, last_run
-from alphad.ipc.dtypes import EXEC_CANCELED
+from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
+from alphad.daemon.supervisor.recovery import journal_state_change, restore_from_journal
 from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
@@ -205,42 +204,6 @@ class Supervisor:
                   file=sys.stderr, flush=True)
             c.restart_at = now + delay
 
-    def restore_from_journal(self, writer: JournalWriter) -> None:
-        """Crash-only, before any stage starts:
-
-        * the trading state and its reason as the journal last recorded them (an operator
-          HALT, a kill-switch latch): a HALTED daemon comes back HALTED until ``ctl resume``;
-        * the orders the last run left without an end: its simulated venues lived in its
-          router process and ended with it, so each is journaled CANCELED (reason
-          ``REASON_CXL_VENUE_LOST``); the risk stage then rebuilds from a journal in which
-          every order has ended."""
-        path = writer.path
-        found, orphans = last_run(path) if path.exists() else (None, [])
-        now = time.monotonic_ns()
-        for o in orphans:
-            writer.append("exec", {"t_origin": now, "ts": now, "client_order_id": o["client_order_id"],
-                                   "instrument": o["instrument"], "side": o["side"], "status": EXEC_CANCELED,
-                                   "reason": REASON_CXL_VENUE_LOST, "fill_qty": 0.0, "fill_px": None, "fee": 0.0,
-                                   "leaves_qty": 0.0, "note": "venue ended with the last run"})
-        if orphans:
-            writer.flush()
-            print(f"alphad: {len(orphans)} orders the last run left open journaled CANCELED (its simulated venues "
-                  "ended with it)", file=sys.stderr, flush=True)
-        if found and found[0] != ACTIVE:
-            self.control.words[W_STATE], self.control.words[W_REASON] = found
-            print(f"alphad: trading state {STATE_NAMES[found[0]]} restored from {path} (reason "
-                  f"{self.port.reason_name(found[1])}); `alphad ctl resume` to trade", file=sys.stderr, flush=True)
-
-    def journal_state_change(self) -> None:
-        """Journal each change of the trading state (operator, kill switch, ladder), which the
-        next start restores."""
-        epoch = int(self.control.words[W_EPOCH])
-        if epoch != self._state_epoch and self.journal is not None:
-            self._state_epoch = epoch
-            state, reason = int(self.control.words[W_STATE]), int(self.control.words[W_REASON])
-            self.journal.record("state", {"state": state, "state_name": STATE_NAMES[state], "reason": reason,
-                                          "reason_name": self.port.reason_name(reason)})
-
     def kill_stale(self, now_ns: int) -> None:
         """A ready stage whose heartbeat is older than ``supervisor.stale_after_s`` (stopped,
         frozen, stuck) is alerted and SIGKILLed; :meth:`reap_and_restart` restarts it."""
@@ -306,7 +269,7 @@ class Supervisor:
             self.metrics_port = self.server.server_port
         if self.cfg.journal.enabled:
             writer = JournalWriter(resolve(self.base, self.cfg.journal.dir))
-            self.restore_from_journal(writer)
+            restore_from_journal(self, writer)
             self.journal = JournalThread(writer, self.rings)
             self.journal.start()
         self._state_epoch = int(self.control.words[W_EPOCH])
@@ -379,7 +342,7 @@ class Supervisor:
                 reply = self.handle(parts[-1])
                 s.send_multipart([*parts[:-1], frames.encoder.encode(reply)])
             self.reap_and_restart()
-            self.journal_state_change()
+            journal_state_change(self)
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)
