@@ -270,6 +270,8 @@ class RiskStage:
         if not journal.exists():
             return
         orders, reports = records(journal, "order", "orders"), records(journal, "exec", "exec")
+        if len(orders) == 0 and len(reports) == 0:
+            return  # a first start
         closed = rk.risk_rebuild(self.state, orders, reports, np.zeros(1, self.shell.bufs_dtype("exec")))
         held = {self.shell.cfg.universe[i].symbol: float(q) for i, q in enumerate(self.core.book[:, B_POSITION]) if q}
         print(f"alphad stage risk: rebuilt from {journal}: {len(orders)} orders, {len(reports)} exec reports; "

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from alphad.ipc import dtypes
-from alphad.ipc.ring import Ring, ring_pop
+from alphad.ipc.ring import Ring, ring_pending, ring_pop
 
 from alphad.daemon.risk.codes import REASON_NAMES
 
@@ -119,16 +119,16 @@ def last_run(path: str | Path) -> tuple[tuple[int, int] | None, list[dict]]:
     """What a start needs from the journal: the trading state and its reason code as last
     recorded (``state`` entries; None when none), and the approved orders with no end
     (fill, cancel, reject) journaled."""
-    state, open_orders = None, {}
+    state, orders, ended = None, {}, set()
     for e in entries(path):
         kind = e.get("type")
         if kind == "state":
             state = (int(e["state"]), int(e["reason"]))
         elif kind == "order":
-            open_orders[e["client_order_id"]] = e
+            orders[e["client_order_id"]] = e
         elif kind == "exec" and e["status"] in (dtypes.EXEC_FILL, dtypes.EXEC_CANCELED, dtypes.EXEC_REJECT):
-            open_orders.pop(e["client_order_id"], None)
-    return state, list(open_orders.values())
+            ended.add(e["client_order_id"])  # an older alphad's journal may hold it before its order
+    return state, [o for cid, o in orders.items() if cid not in ended]
 
 
 def _record_fields(rec: np.void) -> dict:
@@ -155,6 +155,7 @@ class JournalThread(threading.Thread):
             if kind in _ENTRY and "journal" in ring.consumer_names():
                 buf = np.zeros(256, dtype=dtypes.RECORDS[kind])
                 self.sources.append((kind, ring, ring.consumer_index("journal"), buf))
+        self.sources.sort(key=lambda s: s[0] == "exec")  # orders before the reports on them (drain)
         self.lock = threading.Lock()
         self._halt = threading.Event()
 
@@ -167,16 +168,22 @@ class JournalThread(threading.Thread):
     def drain(self) -> int:
         total = 0
         with self.lock:
+            # Every exec report's order was pushed before the report: count the reports that
+            # are there now, journal every order, then only those reports, and an order always
+            # comes before its reports in the file.
+            due = {kind: ring_pending(ring.h64, ci) for kind, ring, ci, _ in self.sources if kind == "exec"}
             for kind, ring, ci, buf in self.sources:
-                while True:
-                    n = ring_pop(ring.h64, ring.b8, ci, buf.view(np.uint8), len(buf))
+                left = due.get(kind, -1)
+                while left != 0:
+                    n = ring_pop(ring.h64, ring.b8, ci, buf.view(np.uint8), len(buf) if left < 0 else min(left, len(buf)))
+                    left = left - n if left > 0 else left
                     for k in range(n):
                         fields = _record_fields(buf[k])
                         if kind == "denials":
                             fields["reason_name"] = REASON_NAMES[fields["reason"]]
                         self.writer.append(_ENTRY[kind], fields)
                     total += n
-                    if n < len(buf):
+                    if n == 0 or (left < 0 and n < len(buf)):
                         break
             if total:
                 self.writer.flush()
