@@ -8,6 +8,8 @@ orders in flight to end (``--drain-s``), shuts the daemon down and reads its jou
 * ``journal_ok``: the hash chain verifies;
 * ``duplicate_ids``: client order ids risk approved more than once;
 * ``unresolved``: approved orders with no terminal exec report (fill, cancel or reject);
+* ``positions_match_fills``: risk's positions (read from its segment before shutdown) equal
+  the net fills the venues reported (the journal's exec reports);
 * ``kill_to_ready_ms``: p50 / max per stage.
 
 Prints one JSON document (also to ``--json``); exits 1 when an audit check fails.
@@ -111,6 +113,38 @@ def _wait(cond, timeout: float, interval: float = 0.02):
     return None
 
 
+def risk_positions(config: Path) -> np.ndarray:
+    """The risk stage's positions, read from its ``risk_state`` segment (the book is its
+    first array, after a 64-byte header: :func:`alphad.daemon.shell.stages.shared_arrays`)."""
+    from alphad.daemon.config import load_config
+    from alphad.daemon.risk import core as rk
+    from alphad.daemon.risk.codes import B_POSITION
+    from alphad.daemon.shell.topology import segment_names
+    from alphad.ipc.shm import Segment
+
+    cfg, _ = load_config(str(config))
+    n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
+    (shape, dt), *_ = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY,
+                                     cfg.risk.drawdown.window_capacity)
+    seg = Segment.attach(segment_names(cfg.shm.prefix)["risk_state"])
+    try:
+        nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
+        return seg.buf[64 : 64 + nbytes].view(dt).reshape(shape)[:, B_POSITION].copy()
+    finally:
+        seg.close()
+
+
+def journal_positions(journal: Path, n: int) -> np.ndarray:
+    """Net filled quantity per instrument, from the venue's exec reports in the journal."""
+    from alphad.daemon.supervisor.journal import entries
+
+    pos = np.zeros(n)
+    for e in entries(journal):
+        if e["type"] == "exec" and e["fill_qty"] > 0:
+            pos[e["instrument"]] += e["side"] * e["fill_qty"]
+    return pos
+
+
 def audit(journal: Path) -> dict:
     """The journal's checks: chain, duplicated ids, approved orders with no terminal report."""
     from alphad.daemon.supervisor.journal import entries, verify
@@ -173,6 +207,9 @@ def run(args) -> int:
         # approved order has its end in the journal, or --drain-s
         journal = work / "journal" / "journal.jsonl"
         _wait(lambda: journal.exists() and audit(journal)["unresolved"] == 0, args.drain_s, 0.5)
+        time.sleep(0.1)  # the journal thread's last drain (every 5 ms)
+        held = risk_positions(config)
+        filled = journal_positions(journal, len(held))
         request(endpoint, frames.Shutdown(), timeout_s=5)
         proc.wait(timeout=60)
     finally:
@@ -186,10 +223,14 @@ def run(args) -> int:
               "not_back": lost, "work": str(work),
               "kill_to_ready_ms": {s: {"n": len(v), "p50": round(float(np.median(v)), 1), "max": round(max(v), 1)}
                                    for s, v in times.items() if v},
+              "positions_match_fills": bool(np.allclose(held, filled, rtol=1e-9, atol=1e-9)),
+              "position_mismatch": {int(i): [float(held[i]), float(filled[i])]
+                                    for i in np.flatnonzero(~np.isclose(held, filled, rtol=1e-9, atol=1e-9))},
               **audit(work / "journal" / "journal.jsonl")}
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
     print(text)
-    ok = result["journal_ok"] and not result["duplicate_ids"] and not result["unresolved"] and not lost
+    ok = (result["journal_ok"] and not result["duplicate_ids"] and not result["unresolved"] and not lost
+          and result["positions_match_fills"])
     return 0 if ok else 1

@@ -1,6 +1,6 @@
 """``alphad chaos`` in short (CI) form: SIGKILLs of the router, risk and features stages of a
 real daemon with 20 ms venue latency, immediate and TWAP execution; no duplicated id, no
-order left without its end, the journal verifies.  The long runs: BENCHMARKS.md."""
+order left without its end, the journal verifies, risk's positions equal the venues' fills.  The long runs: BENCHMARKS.md."""
 from __future__ import annotations
 
 import json
@@ -26,6 +26,7 @@ def test_chaos_when_stages_sigkilled_under_venue_latency_then_no_duplicate_no_un
     result = json.loads(out.read_text())
     assert run.returncode == 0, run.stderr[-3000:]
     assert result["journal_ok"] and result["duplicate_ids"] == 0 and result["unresolved"] == 0
+    assert result["positions_match_fills"], result["position_mismatch"]  # risk's book = the venues' fills
     assert result["not_back"] == [] and result["orders"] > 0
     killed = {s: v["n"] for s, v in result["kill_to_ready_ms"].items()}
     assert sum(killed.values()) == 5 and killed.get("router", 0) >= 1, killed
