@@ -11,8 +11,10 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 
+from alphad.daemon.risk.codes import A_CASH, A_FEES, A_REALISED, B_POSITION
 from alphad.daemon.supervisor.control_port import pid_alive
 from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
@@ -107,6 +109,29 @@ def test_supervisor_when_sigkilled_then_no_stage_outlives_it_and_a_new_run_clean
         first.stop()
 
 
+def risk_book(d) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and (cash, realised PnL, fees) as the risk stage holds them in its segment."""
+    from alphad.daemon.config import load_config
+    from alphad.daemon.risk import core as rk
+    from alphad.daemon.shell.topology import segment_names
+    from alphad.ipc.shm import Segment
+
+    cfg, _ = load_config(str(d.config))
+    n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
+    specs = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
+    seg = Segment.attach(segment_names(cfg.shm.prefix)["risk_state"])
+    try:
+        views, off = [], 64
+        for shape, dt in specs[:3]:  # book, sectors, account
+            nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
+            views.append(seg.buf[off : off + nbytes].view(dt).reshape(shape).copy())
+            off += nbytes
+    finally:
+        seg.close()
+    book, _, account = views
+    return book[:, B_POSITION], account[[A_CASH, A_REALISED, A_FEES]]
+
+
 def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the_journal(tmp_path):
     first = Daemon(tmp_path, tag="restart")
     try:
@@ -115,6 +140,8 @@ def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the
         assert isinstance(first.ctl(frames.Halt(reason="restart test")), frames.Ok)
         time.sleep(1.0)  # orders already past risk fill or end
         before = first.status()
+        positions, money = risk_book(first)
+        assert positions.any() and money[2] > 0  # something to restore: positions and fees
         assert isinstance(first.ctl(frames.Shutdown()), frames.Ok)
         first.proc.wait(timeout=60)
     finally:
@@ -125,6 +152,9 @@ def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the
         after = second.status()
         assert after.trading_state == "HALTED" and after.state_reason == "operator"
         assert after.realized_pnl == before.realized_pnl  # the fills replayed from the journal
+        restored, restored_money = risk_book(second)
+        np.testing.assert_allclose(restored, positions, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(restored_money, money, rtol=1e-12)  # cash, realised PnL, fees
         assert "rebuilt from" in second.output() and "restored from" in second.output()
         denials = after.denials
         eventually(lambda: second.status().denials > denials, timeout=15, what="denials while halted")
