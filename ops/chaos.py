@@ -115,21 +115,20 @@ def _wait(cond, timeout: float, interval: float = 0.02):
 
 def risk_positions(config: Path) -> np.ndarray:
     """The risk stage's positions, read from its ``risk_state`` segment (the book is its
-    first array, after a 64-byte header: :func:`alphad.daemon.shell.stages.shared_arrays`)."""
+    first array: :func:`alphad.daemon.shell.stages.state_views`)."""
     from alphad.daemon.config import load_config
     from alphad.daemon.risk import core as rk
     from alphad.daemon.risk.codes import B_POSITION
+    from alphad.daemon.shell.stages import state_views
     from alphad.daemon.shell.topology import segment_names
     from alphad.ipc.shm import Segment
 
     cfg, _ = load_config(str(config))
     n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
-    (shape, dt), *_ = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY,
-                                     cfg.risk.drawdown.window_capacity)
+    specs = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
     seg = Segment.attach(segment_names(cfg.shm.prefix)["risk_state"])
     try:
-        nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
-        return seg.buf[64 : 64 + nbytes].view(dt).reshape(shape)[:, B_POSITION].copy()
+        return state_views(seg.buf, specs[:1])[0][:, B_POSITION].copy()
     finally:
         seg.close()
 
@@ -147,25 +146,23 @@ def journal_positions(journal: Path, n: int) -> np.ndarray:
 
 def audit(journal: Path) -> dict:
     """The journal's checks: chain, duplicated ids, approved orders with no terminal report."""
-    from alphad.daemon.supervisor.journal import entries, verify
-    from alphad.ipc.dtypes import EXEC_CANCELED, EXEC_FILL, EXEC_REJECT
+    from alphad.daemon.supervisor.journal import entries, last_run, verify
 
     _, bad = verify(journal)
-    orders, terminal, fills = [], set(), 0
+    orders, fills = [], 0
     for e in entries(journal):
         if e["type"] == "order":
             orders.append(e["client_order_id"])
         elif e["type"] == "exec":
-            if e["status"] in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT):
-                terminal.add(e["client_order_id"])
             fills += e["fill_qty"] > 0
     dup = sum(c - 1 for c in Counter(orders).values() if c > 1)
-    unresolved = sorted(set(orders) - terminal)
+    unresolved = sorted({o["client_order_id"] for o in last_run(journal)[1]})
     return {"journal_ok": bad is None, "first_bad_line": bad, "orders": len(orders), "fills": fills,
             "duplicate_ids": dup, "unresolved": len(unresolved), "unresolved_ids": unresolved[:20]}
 
 
 def run(args) -> int:
+    from alphad.daemon.supervisor.journal import last_run
     from alphad.ipc import frames
     from alphad.ops.ctl import request
 
@@ -206,7 +203,7 @@ def run(args) -> int:
         # let what is in flight end (an algorithm's parents run to their horizon): until every
         # approved order has its end in the journal, or --drain-s
         journal = work / "journal" / "journal.jsonl"
-        _wait(lambda: journal.exists() and audit(journal)["unresolved"] == 0, args.drain_s, 0.5)
+        _wait(lambda: journal.exists() and not last_run(journal)[1], args.drain_s, 0.5)
         time.sleep(0.1)  # the journal thread's last drain (every 5 ms)
         held = risk_positions(config)
         filled = journal_positions(journal, len(held))

@@ -28,11 +28,10 @@ from alphad.daemon.jit import StructRefType
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import C_THROTTLE_NS, STAGE_INDEX
-from alphad.ipc.dtypes import DENIAL_DTYPE, EXEC_CANCELED, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
+from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
 
 from alphad.daemon.risk.drawdown import update_drawdown
-from alphad.daemon.risk.portfolio import (OO_EMPTY, OO_FREED, OO_INSTRUMENT, OO_SIDE, PF_OK, on_exec as pf_on_exec,
-                                          on_mark, on_order_sent, start_session)
+from alphad.daemon.risk.portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent, start_session
 from alphad.daemon.risk.checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
 from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, DENY_STALE_SIGNAL, NO_ORDER, OK,
                                      REASON_NAMES)
@@ -330,37 +329,22 @@ def _new_risk_state(a):
 
 
 @njit(cache=True)
-def risk_rebuild(st, orders, reports, scratch):
+def risk_rebuild(st, orders, reports):
     """Crash-only start: the book, cash, realised PnL and fees rebuilt from a journal's
     ``orders`` (approved, as sent) and exec ``reports``.
 
-    Every order is registered first, then every report applied, so a report journaled
-    before its order (the journal drains the two rings in turn) still finds it.  An order
-    still open at the end belonged to a run whose in-process venues died with it: it is
-    closed with a CANCELED report (``scratch``: one EXEC_DTYPE record).  The daily loss
-    limit is re-armed from the rebuilt equity.  Returns the orders closed so."""
+    Every order is registered first, then every report applied, so a report an older
+    journal holds before its order still finds it.  The supervisor has already journaled
+    the end of every order the last run left open (its in-process venues ended with it:
+    :func:`alphad.daemon.supervisor.recovery.restore_from_journal`).  The daily loss limit
+    is re-armed from the rebuilt equity."""
     for j in range(orders.shape[0]):
         o = orders[j]
         on_order_sent(o.client_order_id, o.instrument, o.side, o.qty, st.oo_ids, st.oo_vals, st.limits, st.book,
                       st.sectors, st.account)
     for j in range(reports.shape[0]):
         pf_on_exec(reports, j, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
-    closed = 0
-    x = scratch[0]
-    for j in range(st.oo_ids.shape[0]):
-        key = st.oo_ids[j]
-        if key == OO_EMPTY or key == OO_FREED:
-            continue
-        x.client_order_id = key
-        x.instrument = int(st.oo_vals[j, OO_INSTRUMENT])
-        x.side = int(st.oo_vals[j, OO_SIDE])
-        x.status = EXEC_CANCELED
-        x.fill_qty = 0.0
-        x.leaves_qty = 0.0
-        pf_on_exec(scratch, 0, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
-        closed += 1
     start_session(st.account)
-    return closed
 
 
 @njit(cache=True)

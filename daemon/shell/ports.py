@@ -18,7 +18,6 @@ from numba import njit
 from numba.experimental import structref
 
 from alphad.daemon.jit import StructRefType
-from alphad.ipc import dtypes
 
 
 @structref.register
@@ -77,11 +76,6 @@ def out_port(recs: np.ndarray, ring, bells, m: np.ndarray, ctl: np.ndarray, stag
     h64, b8 = (ring.h64, ring.b8) if ring is not None else NO_RING
     return _new_out(recs, recs.view(np.uint8), recs.view(np.int64), recs.dtype.itemsize // 8, h64, b8, bells.words,
                     bells.addr, m, ctl, stage)
-
-
-def scratch_out(kind: str, bells, m: np.ndarray, ctl: np.ndarray, stage: int, size: int = 2) -> OutPort:
-    """A port over a fresh buffer with no ring (warm-up runs write into it)."""
-    return out_port(np.zeros(size, dtypes.RECORDS[kind]), None, bells, m, ctl, stage)
 
 
 def in_port(ring, ci: int, recs: np.ndarray) -> InPort:

@@ -49,15 +49,28 @@ def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
     Returns ``(segment, fresh, views)``; ``fresh`` is False when a previous
     incarnation of the stage left its state there, which the caller then adopts.
     """
-    nbytes = [int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in specs]
-    seg = Segment.create(name, 64 + sum(nbytes), exist_ok=True)
+    seg = Segment.create(name, STATE_HEADER + sum(_nbytes(specs)), exist_ok=True)
     fresh = seg.buf[0] == 0
-    views, off = [], 64
-    for (shape, dt), nb in zip(specs, nbytes):
-        views.append(seg.buf[off : off + nb].view(dt).reshape(shape))
-        off += nb
+    views = state_views(seg.buf, specs)
     seg.buf[0] = 1  # written last: a stage killed while initialising starts fresh again
     return seg, fresh, views
+
+
+#: Bytes before a state segment's arrays (byte 0: 1 once a stage has initialised them).
+STATE_HEADER = 64
+
+
+def _nbytes(specs) -> list[int]:
+    return [int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in specs]
+
+
+def state_views(buf, specs: list[tuple[tuple[int, ...], type]]) -> list[np.ndarray]:
+    """The arrays ``specs`` lays out in a state segment's buffer ``buf`` (views, no copy)."""
+    views, off = [], STATE_HEADER
+    for (shape, dt), nb in zip(specs, _nbytes(specs)):
+        views.append(buf[off : off + nb].view(dt).reshape(shape))
+        off += nb
+    return views
 
 
 class Warmup:
@@ -272,11 +285,10 @@ class RiskStage:
         orders, reports = records(journal, "order", "orders"), records(journal, "exec", "exec")
         if len(orders) == 0 and len(reports) == 0:
             return  # a first start
-        closed = rk.risk_rebuild(self.state, orders, reports, np.zeros(1, self.shell.bufs_dtype("exec")))
+        rk.risk_rebuild(self.state, orders, reports)
         held = {self.shell.cfg.universe[i].symbol: float(q) for i, q in enumerate(self.core.book[:, B_POSITION]) if q}
         print(f"alphad stage risk: rebuilt from {journal}: {len(orders)} orders, {len(reports)} exec reports; "
-              f"positions {held or 'flat'}; {closed} orders left open by the last run closed (in-process "
-              "venues end with it)", file=sys.stderr, flush=True)
+              f"positions {held or 'flat'}", file=sys.stderr, flush=True)
 
     def consumers(self) -> dict:
         return {"md": self.on_md, "signals": self.on_signals, "exec": self.on_exec}

@@ -27,6 +27,12 @@ def percentiles_us(samples: np.ndarray) -> dict[str, float]:
             "p999": round(float(q[3]), 2), "max": round(float(samples.max()) / 1e3, 2)}
 
 
+def stale(control, stage: int, now_ns: int, limit_s: float) -> bool:
+    """Stage ``stage`` is ready but its heartbeat is older than ``limit_s`` (frozen)."""
+    hb = control.stage(stage, S_HEARTBEAT)
+    return bool(control.stage(stage, S_READY)) and hb > 0 and now_ns - hb > limit_s * 1e9
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -56,8 +62,7 @@ class ControlPort:
                 restarts=self.sup.control.stage(i, S_RESTARTS), events_in=self.sup.control.stage(i, S_EVENTS_IN),
                 events_out=self.sup.control.stage(i, S_EVENTS_OUT),
                 heartbeat_age_s=round((now_ns - hb) / 1e9, 3) if hb else -1.0,
-                stale=bool(self.sup.control.stage(i, S_READY)) and hb > 0
-                and now_ns - hb > self.sup.cfg.supervisor.stale_after_s * 1e9)
+                stale=stale(self.sup.control, i, now_ns, self.sup.cfg.supervisor.stale_after_s))
         m = self.sup.metrics
         samples = m.samples(mx.ROW_T2T)[-10_000:]
         return frames.StatusReply(

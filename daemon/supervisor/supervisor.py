@@ -39,7 +39,7 @@ from alphad.ipc.shm import Segment, list_segments
 
 from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
-from alphad.daemon.supervisor.control_port import ControlPort, pid_alive
+from alphad.daemon.supervisor.control_port import ControlPort, pid_alive, stale
 from alphad.daemon.supervisor.drift_watch import DriftWatch
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
 from alphad.daemon.supervisor.recovery import journal_state_change, restore_from_journal
@@ -207,15 +207,15 @@ class Supervisor:
     def kill_stale(self, now_ns: int) -> None:
         """A ready stage whose heartbeat is older than ``supervisor.stale_after_s`` (stopped,
         frozen, stuck) is alerted and SIGKILLed; :meth:`reap_and_restart` restarts it."""
-        limit_ns = self.cfg.supervisor.stale_after_s * 1e9
+        limit_s = self.cfg.supervisor.stale_after_s
         for c in self.children:
             if not c.alive:
                 continue
             for s in c.stages:
                 i = STAGE_INDEX[s]
-                hb = self.control.stage(i, S_HEARTBEAT)
-                if self.control.stage(i, S_READY) and hb and now_ns - hb > limit_ns:
-                    print(f"alphad: alert: stage {s} (pid {c.proc.pid}) heartbeat {(now_ns - hb) / 1e9:.1f} s old, "
+                if stale(self.control, i, now_ns, limit_s):
+                    age = (now_ns - self.control.stage(i, S_HEARTBEAT)) / 1e9
+                    print(f"alphad: alert: stage {s} (pid {c.proc.pid}) heartbeat {age:.1f} s old, "
                           f"over supervisor.stale_after_s {self.cfg.supervisor.stale_after_s:g}: killing it for a "
                           "restart", file=sys.stderr, flush=True)
                     self.control.set_stage(i, S_READY, 0)

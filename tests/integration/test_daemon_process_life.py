@@ -113,6 +113,7 @@ def risk_book(d) -> tuple[np.ndarray, np.ndarray]:
     """Positions and (cash, realised PnL, fees) as the risk stage holds them in its segment."""
     from alphad.daemon.config import load_config
     from alphad.daemon.risk import core as rk
+    from alphad.daemon.shell.stages import state_views
     from alphad.daemon.shell.topology import segment_names
     from alphad.ipc.shm import Segment
 
@@ -121,11 +122,7 @@ def risk_book(d) -> tuple[np.ndarray, np.ndarray]:
     specs = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
     seg = Segment.attach(segment_names(cfg.shm.prefix)["risk_state"])
     try:
-        views, off = [], 64
-        for shape, dt in specs[:3]:  # book, sectors, account
-            nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
-            views.append(seg.buf[off : off + nbytes].view(dt).reshape(shape).copy())
-            off += nbytes
+        views = [v.copy() for v in state_views(seg.buf, specs[:3])]  # book, sectors, account
     finally:
         seg.close()
     book, _, account = views
