@@ -1,5 +1,5 @@
 """A stage's ring ends as compiled objects, so the compositions over the cores' steps
-(:mod:`alphad.daemon.shell.compiled`) take a handful of arguments, not forty.
+(:mod:`alphad.daemon.shell.tick`) take a handful of arguments, not forty.
 
 * :class:`OutPort`: one output record kind of one process: the preallocated buffer the
   step writes into (``recs``, and its ``u8``/``i64`` views), the ring it is pushed to
@@ -89,3 +89,13 @@ def idle_in(ring, recs: np.ndarray) -> InPort:
 
 def waiter(bells, idx: int, timespec_addr: int) -> Waiter:
     return _new_waiter(bells.words, bells.addr, idx, timespec_addr)
+
+
+def drain_ports(adapter, shell, live: bool) -> dict:
+    """The input ports of ``adapter``'s drain (its ``DRAIN_INPUTS``): live, or over zeroed
+    headers (nothing to pop: warm-up)."""
+    ports = {}
+    for kind in adapter.DRAIN_INPUTS:
+        ring, ci, recs = shell.input(kind)
+        ports[kind] = in_port(ring, ci, recs) if live else idle_in(ring, recs)
+    return ports

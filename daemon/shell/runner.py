@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from alphad.daemon.config import Config
-from alphad.daemon.jit import bind
 from alphad.daemon.shell import stages as st
 from alphad.daemon.shell.fused import FUSED_STAGES, FusedTick
-from alphad.daemon.shell.loop import Loop
-from alphad.daemon.shell.ports import out_port, waiter
+from alphad.daemon.shell.ports import out_port
+from alphad.daemon.shell.tick import Loop, hand_on
 from alphad.daemon.shell.topology import EDGES, Plan, segment_names
 from alphad.ipc import dtypes
 from alphad.ipc.control import S_HEARTBEAT, S_PID, S_READY, STAGE_INDEX, ControlBlock
@@ -143,22 +142,7 @@ class ProcessRunner:
 
     def emitted(self, kind: str, k: int, pushed: int, clock: int) -> None:
         """After a step: finish a push a full lossless ring refused, hand on to local consumers."""
-        recs = self.bufs[kind]
-        if pushed < k:  # the consumer is behind (or restarting): wait, push the rest
-            self._push(self.out_rings[kind], recs.view(np.uint8)[pushed * recs.dtype.itemsize :], k - pushed)
-        if k:
-            for handler in self.handlers[kind]:
-                handler(recs, k, clock)
-
-    def _push(self, ring: Ring, u8: np.ndarray, n: int) -> None:
-        size = ring.dtype.itemsize
-        done = ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, u8, n)
-        while done < n:  # lossless ring full: the consumer is behind (or restarting)
-            if self.stopping or self.control.shutdown_requested:
-                return
-            self.beat(time.monotonic_ns())  # waiting on a consumer is not being frozen
-            os.sched_yield()
-            done += ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, u8[done * size :], n - done)
+        hand_on(self, kind, k, pushed, clock)
 
     # -- lifecycle ----------------------------------------------------------------------
     def warm(self) -> None:
@@ -171,17 +155,7 @@ class ProcessRunner:
         for _, ring, _ in self.inputs:
             ring_push(ring.h64, ring.b8, self.bells.words, self.bells.addr, np.zeros(0, np.uint8), 0)
         self.fused_tick = FusedTick(self, w).tick if self.fused else None
-        self.drain = None
-        if self.drainer is not None:
-            idle = (False, waiter(self.bells, self.index, self.sleeper.timespec_addr),
-                    *self.drainer.drain_args(st.drain_ports(self.drainer, self, live=False), w))
-            ep = bind(self.drainer.DRAIN, *idle)
-            ep(*idle)
-            live = self.drainer.drain_args(st.drain_ports(self.drainer, self, live=True), None)
-            w_live = waiter(self.bells, self.index, self.sleeper.timespec_addr)
-            drained = self.drainer.drained
-            self.drain = lambda wait: drained(ep(wait, w_live, *live))
-        self.loop = Loop(self)
+        self.loop = Loop(self, w, self.drainer)
 
     def mark_ready(self, ready: bool) -> None:
         for s in self.stages:
@@ -198,7 +172,7 @@ class ProcessRunner:
         signal.signal(signal.SIGINT, stop)
 
     def run(self) -> int:
-        """The loop (:class:`alphad.daemon.shell.loop.Loop`).  Returns 0 on a requested stop."""
+        """The loop (:class:`alphad.daemon.shell.tick.Loop`).  Returns 0 on a requested stop."""
         return self.loop.run()
 
     def beat(self, now: int) -> None:

@@ -1,11 +1,12 @@
 """One small adapter per stage: what the shell knows of a core.
 
 An adapter builds its core's state from config, binds and warms the compositions the
-process will call (:mod:`alphad.daemon.shell.compiled`), says which record kinds it
-consumes (:meth:`consumers`), and does the stage's housekeeping.  It hands what its step
-emitted back to the shell (:meth:`ProcessRunner.emitted`), which pushes it to a ring or on
-to the next local consumer.  A process that hosts one stage and blocks asks its adapter
-for a drain (:meth:`drain_args` + :meth:`drained`).
+process will call (:mod:`alphad.daemon.shell.tick`), says which record kinds it
+consumes (:meth:`consumers`), and does the stage's housekeeping.  In a process that
+hosts several stages it hands what its step emitted back to the shell
+(:meth:`ProcessRunner.emitted`), which pushes it to a ring or on to the next local
+consumer.  A process that hosts one stage and blocks drains it in one
+compiled call (``DRAIN`` over :meth:`drain_args`; the loop in :mod:`~alphad.daemon.shell.tick`).
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from alphad.daemon.supervisor.journal import records
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
 from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY, ledger_orphans
-from alphad.daemon.shell import compiled
-from alphad.daemon.shell.ports import in_port, idle_in, out_port
+from alphad.daemon.shell import tick
+from alphad.daemon.shell.ports import out_port
 from alphad.ipc import feature_list
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_INFER_PROVIDER, S_INFER_REHEARSALS,
@@ -119,12 +120,7 @@ class FeedStage:
 
     def warm(self, w: Warmup) -> None:
         scratch = new_feed_state(self.core.events, np.array([0, 1, 0], np.int64))
-        self._publish = w.bound(compiled.feed_publish, scratch, 0, 0, w.out("md", FEED), -1)
-
-    def emit(self, n: int, clock: int) -> None:
-        """The ``n`` events the feed says are due, to market data and on."""
-        k, pushed = self._publish(self.core.state, n, time.time_ns(), self.port, clock)
-        self.shell.emitted("md", k, pushed, clock)
+        self.publish = w.bound(tick.feed_publish, scratch, 0, 0, w.out("md", FEED), -1)
 
     def housekeeping(self, now: int) -> None:
         pass
@@ -132,7 +128,7 @@ class FeedStage:
 
 class FeaturesStage:
     name = "features"
-    DRAIN = compiled.features_drain
+    DRAIN = tick.features_drain
     DRAIN_INPUTS = ("md",)
 
     def __init__(self, shell):
@@ -151,19 +147,13 @@ class FeaturesStage:
         self.shell.emitted("features", k, pushed, clock)
 
     def warm(self, w: Warmup) -> None:
-        self._publish = w.bound(compiled.features_publish, self.core.scratch_state(), w.md, 1, w.out("features", FEATURES),
+        self._publish = w.bound(tick.features_publish, self.core.scratch_state(), w.md, 1, w.out("features", FEATURES),
                                 -1)
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None
         return (ports["md"], self.shell.batch, self.state if live else self.core.scratch_state(),
                 self.port if live else w.out("features", FEATURES))
-
-    def drained(self, result) -> bool:
-        n, k, pushed = result
-        if k:
-            self.shell.emitted("features", k, pushed, -1)
-        return n > 0
 
     def housekeeping(self, now: int) -> None:
         pass
@@ -177,7 +167,7 @@ def _feature_names(feature_set: str):
 
 class InferStage:
     name = "infer"
-    DRAIN = compiled.infer_drain
+    DRAIN = tick.infer_drain
     DRAIN_INPUTS = ("features",)
 
     def __init__(self, shell, *, keep_warm_ns: int):
@@ -214,7 +204,7 @@ class InferStage:
             m = min(n - done, s.max_batch)
             chunk = rows[done : done + m] if done or m < n else rows
             self._gather(st, chunk, m)
-            k, pushed = self._publish(st, chunk, m, s.run_bound(m), self.port, clock)
+            k, pushed = self.publish(st, chunk, m, s.run_bound(m), self.port, clock)
             self.shell.emitted("signals", k, pushed, clock)
             done += m
 
@@ -223,7 +213,7 @@ class InferStage:
         rows = np.zeros(2, self.shell.bufs_dtype("features"))
         self._gather = w.bound(infer_gather, self.core.quiet, rows, 1)
         y = self.session.run_bound(1)
-        self._publish = w.bound(compiled.infer_publish, self.core.quiet, rows, 1, y, w.out("signals", INFER), -1)
+        self.publish = w.bound(tick.infer_publish, self.core.quiet, rows, 1, y, w.out("signals", INFER), -1)
         self.last_rows, self._rehearsal_out = rows, np.zeros(2, self.shell.bufs_dtype("signals"))
         self.core.rehearse(rows, self._rehearsal_out)
 
@@ -235,15 +225,6 @@ class InferStage:
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         return (ports["features"], self.state if w is None else self.core.quiet)
 
-    def drained(self, n: int) -> bool:
-        """The drain gathered ``n`` rows into the model input: run the model, size, push."""
-        if n:
-            rows = self.shell.in_bufs["features"]
-            self.last_rows = rows
-            k, pushed = self._publish(self.state, rows, n, self.session.run_bound(n), self.port, -1)
-            self.shell.emitted("signals", k, pushed, -1)
-        return n > 0
-
     def housekeeping(self, now: int) -> None:
         if self.keep_warm_ns:
             self.shell.control.set_stage(INFER, S_INFER_REHEARSALS, self.rehearsals)
@@ -251,7 +232,7 @@ class InferStage:
 
 class RiskStage:
     name = "risk"
-    DRAIN = compiled.risk_drain
+    DRAIN = tick.risk_drain
     DRAIN_INPUTS = ("md", "signals", "exec")
 
     def __init__(self, shell, *, simulated: bool):
@@ -267,7 +248,7 @@ class RiskStage:
             self.rebuild(resolve(shell.base, cfg.journal.dir) / "journal.jsonl")
         self.simulated = simulated
         self.port = shell.ports["orders"]
-        self._denials = shell.out_rings.get("denials")
+        self.denials = shell.out_port("denials", RISK, self.core.denials)
         self._resumes_seen = shell.control.resume_requests
         self._next_purge = 0
         self._dd_level = int(self.core.dd_state[D_LEVEL])
@@ -311,37 +292,27 @@ class RiskStage:
 
     def journal_denials(self) -> None:
         """Hand the step's denials to the journal (an overwrite ring: never blocks the gate)."""
-        c = self.core
-        if c.den_n[0]:
-            if self._denials is not None:
-                ring_push(self._denials.h64, self._denials.b8, self.shell.bells.words, self.shell.bells.addr,
-                          c.denials.view(np.uint8), int(c.den_n[0]))
-            c.den_n[0] = 0
+        self._push_denials(self.state, self.denials)
 
     def warm(self, w: Warmup) -> None:
         s = self.core.scratch_state()
-        self._publish = w.bound(compiled.risk_publish, s, np.zeros(1, self.shell.bufs_dtype("signals")), 1,
+        self._publish = w.bound(tick.risk_publish, s, np.zeros(1, self.shell.bufs_dtype("signals")), 1,
                                 w.out("orders", RISK), -1)
         self._fills = w.bound(rk.risk_fills, s, np.zeros(1, self.shell.bufs_dtype("exec")), 1)
         self._marks = w.bound(rk.risk_marks, s, w.md, 1)
         self._watch = w.bound(rk.risk_watch, s, 0)
         self._flatten = w.bound(rk.risk_flatten, s, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
         self._resume = w.bound(rk.risk_resume, s, 0)
-        self._publish_flatten = w.bound(compiled.publish_records, w.out("orders", RISK), 0, 0, -1)
+        self._publish_flatten = w.bound(tick.publish_records, w.out("orders", RISK), 0, 0, -1)
+        self._push_denials = w.bound(tick.push_denials, s, w.out("denials", RISK, np.zeros(2, self.core.denials.dtype)))
         self._purge = w.bound(purge_tombstones, np.copy(self.core.oo_ids), np.copy(self.core.oo_vals))
         rk.publish_gauges(self.core.account, np.zeros(mx.N_GAUGES))
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None
         return (ports["md"], ports["signals"], ports["exec"], self.shell.batch,
-                self.state if live else self.core.scratch_state(), self.port if live else w.out("orders", RISK))
-
-    def drained(self, result) -> bool:
-        n_md, n_sig, n_ex, k, pushed = result
-        self.journal_denials()
-        if k:
-            self.shell.emitted("orders", k, pushed, -1)
-        return bool(n_md or n_sig or n_ex)
+                self.state if live else self.core.scratch_state(), self.port if live else w.out("orders", RISK),
+                self.denials if live else w.out("denials", RISK, np.zeros(2, self.core.denials.dtype)))
 
     def housekeeping(self, now: int) -> None:
         """Operator requests (resume, flatten), the ladder on time alone, the status gauges."""
@@ -376,7 +347,7 @@ class RiskStage:
 
 class RouterStage:
     name = "router"
-    DRAIN = compiled.router_drain
+    DRAIN = tick.router_drain
     DRAIN_INPUTS = ("md", "orders")
 
     def __init__(self, shell):
@@ -422,7 +393,7 @@ class RouterStage:
 
     def warm(self, w: Warmup) -> None:
         self.core.warm(w.md)  # n = 0: every router kernel, without touching a venue or the store
-        self._publish = w.bound(compiled.publish_records, w.out("exec", ROUTER), 0, 0, -1)
+        self._publish = w.bound(tick.publish_records, w.out("exec", ROUTER), 0, 0, -1)
         if self._restarted:
             self.report_orphans()
 
@@ -443,20 +414,5 @@ class RouterStage:
                 self.arrivals if live else w.out("arrivals", ROUTER, self.core.arrivals),
                 self.port if live else w.out("exec", ROUTER, self.core.reports))
 
-    def drained(self, result) -> bool:
-        n_md, n, k, pushed = result
-        if k:
-            self.shell.emitted("exec", k, pushed, -1)
-        return bool(n_md or n)
-
     def housekeeping(self, now: int) -> None:
         self.core.housekeeping(now)
-
-
-def drain_ports(adapter, shell, live: bool) -> dict:
-    """The adapter's input ports: live, or over zeroed headers (nothing to pop: warm-up)."""
-    ports = {}
-    for kind in adapter.DRAIN_INPUTS:
-        ring, ci, recs = shell.input(kind)
-        ports[kind] = in_port(ring, ci, recs) if live else idle_in(ring, recs)
-    return ports

@@ -4,8 +4,10 @@
   and doorbell modules: it is transport-agnostic;
 * no import circle inside ``daemon/``;
 * no class in ``daemon/`` over 300 lines;
-* no function on the tick's path (the files ``daemon/__init__.py`` lists) takes more than
-  10 parameters.
+* the tick's path (the files ``daemon/__init__.py`` lists) is one shell file and one core
+  per stage, and each core reaches (transitively) only its own package and the shared
+  leaves (``daemon/jit.py``, ``daemon/config_base.py``);
+* no function on the tick's path takes more than 10 parameters.
 
 Each rule is a function over a source tree, so the tests also run it on a small tree
 that breaks it and check that it says so.
@@ -106,6 +108,36 @@ def tick_path_files(root: Path) -> list[str]:
     return re.findall(r"^\s*\d+\.\s+`?(daemon/[\w/]+\.py)", doc, flags=re.M)
 
 
+SHARED_LEAVES = ("alphad.daemon.jit", "alphad.daemon.config_base")
+
+
+def path_shape_errors(files: list[str]) -> list[str]:
+    """What keeps ``files`` from being the shell's one file and one core per stage."""
+    errors = []
+    shell = [f for f in files if f.startswith("daemon/shell/")]
+    if len(shell) != 1:
+        errors.append(f"expected one shell file on the tick's path, found {shell}")
+    cores = sorted(f for f in files if f not in shell)
+    if cores != sorted(f"daemon/{p}/core.py" for p in STAGE_PACKAGES):
+        errors.append(f"expected one core per stage {STAGE_PACKAGES}, found {cores}")
+    return errors
+
+
+def foreign_reach(root: Path, core: str) -> list[str]:
+    """The ``daemon/`` modules outside ``core``'s own package that it imports, transitively."""
+    modules = {module_name(root, p): p for p in (root / "daemon").rglob("*.py")}
+    start = module_name(root, root / core)
+    own = start.rsplit(".", 1)[0]
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += [name for _, name in imports_of(root, modules[m]) if name in modules]
+    return sorted(m for m in seen if not m.startswith(own + ".") and m != own and m not in SHARED_LEAVES
+                  and m != "alphad.daemon")
+
+
 def wide_functions(root: Path, files: list[str]) -> list[str]:
     out = []
     for rel in files:
@@ -138,6 +170,13 @@ def test_tick_path_when_listed_then_each_function_takes_at_most_10_parameters():
     assert files, "daemon/__init__.py lists the tick's path as numbered `daemon/...py` lines"
     assert all((REPO / f).exists() for f in files), files
     assert wide_functions(REPO, files) == []
+
+
+def test_tick_path_when_listed_then_one_shell_file_and_one_core_per_stage_each_reaching_only_its_package():
+    files = tick_path_files(REPO)
+    assert len(files) <= 6 and path_shape_errors(files) == [], files
+    for core in files[1:]:
+        assert foreign_reach(REPO, core) == [], core
 
 
 # -- each rule fails when broken --------------------------------------------------------
@@ -181,3 +220,19 @@ def test_long_classes_and_wide_functions_when_over_the_limits_then_named(tree):
     assert long_classes(root) == ["daemon/shell/runner.py:1 class Big has 301 lines"]
     assert tick_path_files(root) == ["daemon/shell/runner.py"]
     assert wide_functions(root, ["daemon/shell/runner.py"]) == ["daemon/shell/runner.py:304 step takes 11 parameters"]
+
+
+def test_path_shape_and_foreign_reach_when_a_second_shell_file_or_a_core_reaching_out_then_named(tree):
+    root, write = tree
+    for p in STAGE_PACKAGES:
+        write(f"daemon/{p}/core.py", "from alphad.daemon.jit import x\n")
+    write("daemon/jit.py", "")
+    write("daemon/risk/core.py", "from alphad.daemon.risk import checks\n")
+    write("daemon/risk/checks.py", "from alphad.daemon.router.order_fsm import y\n")  # reached through its own package
+    write("daemon/router/order_fsm.py", "")
+    files = ["daemon/shell/tick.py", "daemon/shell/stages.py"] + [f"daemon/{p}/core.py" for p in STAGE_PACKAGES]
+    assert path_shape_errors(files) == ["expected one shell file on the tick's path, found "
+                                        "['daemon/shell/tick.py', 'daemon/shell/stages.py']"]
+    assert path_shape_errors(files[:1] + files[2:]) == []
+    assert foreign_reach(root, "daemon/risk/core.py") == ["alphad.daemon.router.order_fsm"]
+    assert foreign_reach(root, "daemon/feed/core.py") == []

@@ -15,7 +15,7 @@ from alphad.daemon.router import core as rt
 from alphad.daemon.features.core import new_feature_state
 from alphad.daemon.feed.core import new_feed_state
 from alphad.daemon.infer.core import new_infer_state
-from alphad.daemon.shell import compiled as steps
+from alphad.daemon.shell import tick as steps
 from alphad.daemon.shell.ports import in_port, out_port, waiter
 from alphad.daemon.risk.portfolio import on_mark
 from alphad.daemon.risk.codes import B_LAST_PX, B_POSITION
@@ -113,8 +113,8 @@ def test_router_drain_when_quote_then_order_then_fills_at_that_quote_like_the_co
     rig = RouterRig(prefix, bells)
     rig.md.push(quote(0, 99.0, 101.0))
     rig.orders.push(an_order(7))
-    n_md, n, k, pushed = rig.drain()
-    assert (n_md, n) == (1, 1) and k >= 1 and pushed == k
+    popped, k, pushed = rig.drain()
+    assert popped == 2 and k >= 1 and pushed == k
     sent = rig.exec.pop(0, 16)
     twin = rt.RouterCore(CFG.universe, CFG.router, np.zeros(2, np.uint64))
     twin.on_md(quote(0, 99.0, 101.0), 1, 0)
@@ -131,7 +131,7 @@ def test_router_drain_when_quote_then_order_then_fills_at_that_quote_like_the_co
     block.words = rig.core.m
     assert block.latency_count(mx.ROW_T2T) == 1  # tick-to-trade stamped once
     assert rig.ctl[stage_word(ROUTER, S_EVENTS_IN)] == 1  # one order in
-    assert rig.drain() == (0, 0, 0, 0)  # nothing left
+    assert rig.drain() == (0, 0, 0)  # nothing left
 
 
 def test_router_drain_when_same_order_twice_then_sent_once(prefix, bells):
@@ -140,7 +140,7 @@ def test_router_drain_when_same_order_twice_then_sent_once(prefix, bells):
     rig.orders.push(an_order(7))
     rig.drain()
     rig.orders.push(an_order(7))
-    assert rig.drain()[1:] == (1, 0, 0)  # popped, never routed again, no report
+    assert rig.drain() == (1, 0, 0)  # popped, never routed again, no report
     assert len(rig.exec.pop(0, 16)) == 2  # the first order's ack and fill only
 
 
@@ -148,13 +148,13 @@ def test_router_drain_when_waiting_and_an_order_is_already_there_then_no_sleep(p
     rig = RouterRig(prefix, bells)
     rig.md.push(quote(0, 99.0, 101.0))
     rig.orders.push(an_order(7))
-    assert rig.drain(wait=True, seconds=30)[:2] == (1, 1)  # would hang for 30 s had it slept
+    assert rig.drain(wait=True, seconds=30)[0] == 2  # quote and order; would hang for 30 s had it slept
     assert bells.words[1] == 0  # disarmed
 
 
 def test_router_drain_when_waiting_and_nothing_comes_then_returns_at_the_timeout_disarmed(prefix, bells):
     rig = RouterRig(prefix, bells)
-    assert rig.drain(wait=True, seconds=0.02) == (0, 0, 0, 0)
+    assert rig.drain(wait=True, seconds=0.02) == (0, 0, 0)
     assert bells.words[1] == 0
 
 
@@ -184,12 +184,12 @@ def test_router_drain_when_asleep_then_woken_by_a_push_from_another_process(pref
     pusher = subprocess.Popen([sys.executable, "-c", PUSHER, prefix])
     try:
         t0 = time.monotonic()
-        n_md, n, k, pushed = rig.drain(wait=True, seconds=30)
+        popped, k, pushed = rig.drain(wait=True, seconds=30)
         woke_after = time.monotonic() - t0
     finally:
         pusher.wait(timeout=30)
     assert pusher.returncode == 0
-    assert (n_md, n) == (0, 1) and k == pushed >= 1
+    assert popped == 1 and k == pushed >= 1
     assert woke_after < 25  # rung by the push, not the 30 s timeout
     report = rig.exec.pop(0, 4)[-1]
     assert report["status"] == EXEC_FILL and report["client_order_id"] == 9 and report["fill_px"] == 99.0  # the bid
@@ -203,11 +203,13 @@ class RiskRig:
         self.signals = ring(prefix, bells, "signals", "risk")
         self.exec = ring(prefix, bells, "exec", "risk")
         self.orders = ring(prefix, bells, "orders", "router")
+        self.denials = ring(prefix, bells, "denials", "journal", woken=False)
         self.m = np.zeros(mx.SIZE // 8, np.int64)
         self.core = rk.RiskCore(CFG.universe, CFG.risk, np.zeros(7, np.int64), metrics=self.m)
         self.ctl = np.zeros(1024, np.int64)
         self.tail = (port_in(self.md), port_in(self.signals), port_in(self.exec), 8, self.core.state,
-                     port_out("orders", self.orders, bells, self.m, self.ctl, RISK))
+                     port_out("orders", self.orders, bells, self.m, self.ctl, RISK),
+                     port_out("denials", self.denials, bells, self.m, self.ctl, RISK, self.core.denials))
         self.bells = bells
         self.drain()  # compiled (or loaded) now: a signal stamped before a compile would be stale
 
@@ -232,8 +234,7 @@ def test_risk_drain_when_marks_signal_and_fill_then_same_orders_and_positions_as
     rig.md.push(marks)
     born = time.monotonic_ns()
     rig.signals.push(signal(0.02, seq=5, t_origin=born))
-    n_md, n_sig, n_ex, k, pushed = rig.drain()
-    assert (n_md, n_sig, n_ex, k, pushed) == (2, 1, 0, 1, 1)
+    assert rig.drain() == (3, 1, 1)  # two marks and a signal popped, one order pushed
     sent = rig.orders.pop(0, 8)
     rk.risk_marks(twin.state, marks, 2)
     out = np.zeros(4, dtypes.ORDER_DTYPE)
@@ -246,18 +247,29 @@ def test_risk_drain_when_marks_signal_and_fill_then_same_orders_and_positions_as
     assert block.latency_count(RISK) == 1  # the order stamped on the risk row
 
     rig.exec.push(fill_of(sent[0], 101.0))
-    assert rig.drain() == (0, 0, 1, 0, 0)
+    assert rig.drain() == (1, 0, 0)
     rk.risk_fills(twin.state, fill_of(out[0], 101.0), 1)
     assert rig.core.book[0, B_POSITION] == twin.book[0, B_POSITION] == sent[0]["qty"]
     np.testing.assert_array_equal(rig.core.account, twin.account)
     assert rig.ctl[stage_word(RISK, S_EVENTS_IN)] == 1  # one signal in
 
 
+def test_risk_drain_when_a_signal_is_denied_then_the_denial_is_pushed_to_the_journal_ring(prefix, bells):
+    rig = RiskRig(prefix, bells)
+    rig.md.push(quote(0, 99.0, 101.0))
+    rig.signals.push(signal(0.02, seq=5, t_origin=1))  # born at t=1: far older than max_signal_age_ms
+    assert rig.drain() == (2, 0, 0)  # no order
+    denied = rig.denials.pop(0, 8)
+    assert len(denied) == 1 and denied[0]["reason"] == rk.DENY_STALE_SIGNAL
+    assert rig.core.den_n[0] == 0  # handed on: the next step starts an empty list
+    assert len(rig.orders.pop(0, 8)) == 0
+
+
 def test_risk_drain_when_only_marks_arrive_then_revalued_and_no_order(prefix, bells):
     rig = RiskRig(prefix, bells)
     on_mark(0, 100.0, rig.core.limits, rig.core.book, rig.core.sectors, rig.core.account)
     rig.md.push(quote(0, 109.0, 111.0))
-    assert rig.drain() == (1, 0, 0, 0, 0)
+    assert rig.drain() == (1, 0, 0)
     assert rig.core.book[0, B_LAST_PX] == 110.0  # marked at the new mid
     assert len(rig.orders.pop(0, 8)) == 0
 
@@ -348,7 +360,8 @@ def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_
                           new_feature_state(state, 0.5, 0.1, True), rows, st)
     assert k == 2
     ko, pushed = steps.fused_back(st, rows, k, y, port_out("signals", None, bells, m, ctl, INFER), core.state,
-                                  port_out("orders", orders, bells, m, ctl, RISK, out))
+                                  port_out("orders", orders, bells, m, ctl, RISK, out),
+                                  port_out("denials", None, bells, m, ctl, RISK, core.denials))
 
     # the same tick through the steps the stages run one by one
     tm, tctl = np.zeros_like(m), np.zeros_like(ctl)
