@@ -19,9 +19,12 @@ Words (int64):
 ``W_SUPERVISOR_PID`` 6     supervisor pid
 ``W_RESUME_REQUESTS`` 8    resume requests (counter; the risk stage performs the resume)
 ``W_ID_SESSION`` 10        this daemon run's number: the high bits of every client order id
+``W_CANCEL_ALL_*`` 12..14  ``ctl cancel-all``: requests, requests the router acted on, cancels sent
 ``RISK_CONTROL`` 16..22    the risk control array, columns ``C_*`` (words ``W_STATE`` ..
                            ``W_EPOCH``): trading state (ACTIVE=0, REDUCING=1, HALTED=2),
                            reason, when, flatten request, throttle clock, warning bits, epoch
+``W_DAY_START_EQUITY`` 24  the day-start equity and daily-loss reference risk publishes
+``W_LOSS_REF`` 25          (float64 bits); ``W_DAY_RESTORED`` 26: 1 when restored from the journal
 64+                        stage ``i``'s slot of 16 words, field ``f`` at
                            :func:`stage_word` ``(i, f)`` = ``64 + 16*i + f``: pid, ready,
                            heartbeat ns, restarts, events in, events out (``S_*``), then
@@ -59,6 +62,9 @@ W_RESUME_REQUESTS = 8
 #: This daemon run's number (the supervisor's, one more at every start): the high bits of
 #: every client order id risk gives (alphad.daemon.risk.core.ID_SESSION_SHIFT).
 W_ID_SESSION = 10
+#: ``ctl cancel-all``: requests made (the supervisor), requests the router has acted on, and
+#: how many working orders and parents it sent cancels for at the last one.
+W_CANCEL_ALL_REQUESTS, W_CANCEL_ALL_DONE, W_CANCEL_ALL_SENT = 12, 13, 14
 
 # -- the risk control array (int64, words RISK_CONTROL .. RISK_CONTROL + N_CONTROL_COLS) -----
 # The trading state word, kill switch latch and throttle clock: no Python objects, so the
@@ -93,6 +99,13 @@ W_FLATTEN = RISK_CONTROL + C_FLATTEN
 W_THROTTLE_NS = RISK_CONTROL + C_THROTTLE_NS
 W_WARNINGS = RISK_CONTROL + C_WARNINGS
 W_EPOCH = RISK_CONTROL + C_EPOCH
+
+# -- the trading day's references (float64 bits in int64 words) -----------------------------
+#: The risk stage's day-start equity and daily-loss reference, published as it runs; the
+#: supervisor journals them (``day`` entries) so a restart the same day keeps them.
+W_DAY_START_EQUITY, W_LOSS_REF = 24, 25
+#: 1 when the supervisor restored the two words above from the journal for risk's rebuild.
+W_DAY_RESTORED = 26
 
 #: Stage slots, in pipeline order.  Indices are part of the shared layout.
 STAGES = ("feed", "features", "infer", "risk", "router")
@@ -183,6 +196,20 @@ class ControlBlock:
     def resume_requests(self) -> int:
         return int(self.words[W_RESUME_REQUESTS])
 
+    def request_cancel_all(self) -> int:
+        """Ask the router to cancel every working order; returns the request's number."""
+        self.words[W_CANCEL_ALL_REQUESTS] += 1
+        return int(self.words[W_CANCEL_ALL_REQUESTS])
+
+    @property
+    def cancel_all_requests(self) -> int:
+        return int(self.words[W_CANCEL_ALL_REQUESTS])
+
+    def cancel_all_done(self, request: int, sent: int) -> None:
+        """The router acted on requests up to ``request``, sending ``sent`` cancels."""
+        self.words[W_CANCEL_ALL_SENT] = sent
+        self.words[W_CANCEL_ALL_DONE] = request
+
     def request_flatten(self) -> None:
         self.words[W_FLATTEN] = 1
 
@@ -192,6 +219,17 @@ class ControlBlock:
 
     def request_shutdown(self) -> None:
         self.words[W_SHUTDOWN] = 1
+
+    # -- the trading day
+    @property
+    def day_references(self) -> tuple[float, float]:
+        """``(day-start equity, daily-loss reference)`` as risk last published them."""
+        f = self.words.view(np.float64)
+        return float(f[W_DAY_START_EQUITY]), float(f[W_LOSS_REF])
+
+    def set_day_references(self, day_start_equity: float, loss_ref: float) -> None:
+        f = self.words.view(np.float64)
+        f[W_DAY_START_EQUITY], f[W_LOSS_REF] = day_start_equity, loss_ref
 
     # -- stages
     def stage(self, stage: int, field: int) -> int:

@@ -34,11 +34,16 @@ class Flatten(_Frame):
     """Close every position with reduce-only orders (allowed even while HALTED)."""
 
 
+class CancelAll(_Frame, tag="cancel-all"):
+    """Cancel every working order and algorithm parent at every venue (the trading state
+    is unchanged: risk may send new orders unless halted too)."""
+
+
 class Shutdown(_Frame):
     """Stop every stage, remove shared memory, exit."""
 
 
-Request = Status | Halt | Resume | Reduce | Flatten | Shutdown
+Request = Status | Halt | Resume | Reduce | Flatten | CancelAll | Shutdown
 
 
 class StageStatus(msgspec.Struct, kw_only=True, frozen=True):

@@ -1,4 +1,4 @@
-"""``alphad ctl status|halt|resume|reduce|flatten|shutdown``: talk to a running daemon.
+"""``alphad ctl status|halt|resume|reduce|flatten|cancel-all|shutdown``: talk to a running daemon.
 
 Sends one msgpack frame over a ZMQ DEALER to the control port and prints the
 reply as JSON.  Exit codes: 0 ok, 1 the daemon answered with an error, 3 no
@@ -15,7 +15,7 @@ import zmq
 from alphad.ipc import frames
 
 COMMANDS = {"status": frames.Status, "halt": frames.Halt, "resume": frames.Resume, "reduce": frames.Reduce,
-            "flatten": frames.Flatten, "shutdown": frames.Shutdown}
+            "flatten": frames.Flatten, "cancel-all": frames.CancelAll, "shutdown": frames.Shutdown}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -36,9 +36,10 @@ from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import ARRIVAL_DTYPE, EXEC_DTYPE, EXEC_REJECT, ORDER_DTYPE, ORDER_F_FLATTEN, check_records
 
 from alphad.daemon.router.impact_live import LiveImpact
-from alphad.daemon.router.ledger import ledger_close, ledger_open, new_ledger
+from alphad.daemon.router.ledger import L_CID, NOTHING_KEPT, ledger_close, ledger_open, ledger_orphans, new_ledger
 from alphad.daemon.router.order_fsm import (ERR_DUPLICATE_CID, ERR_FULL, REJ_QUEUE_FULL, REJ_STALE, REJ_STORE_FULL,
-                                            TABLE)
+                                            TABLE, Trigger)
+from alphad.daemon.router.venues.base import SENT
 from alphad.daemon.jit import StructRefType, bind
 from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, SmartRouter, _poll_all, _route_send, _state_on_md
 from alphad.daemon.router.parents import ParentBook
@@ -191,6 +192,7 @@ class RouterCore:
         #: The orders held for risk, by id (router/ledger.py); in the segment, so a restarted
         #: router reports the ones its predecessor's in-process venues took with them.
         self.ledger = ledger if ledger is not None else new_ledger()
+        self._adopted = NOTHING_KEPT  # ledger orders reconcile() found open at a venue
         self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
         #: REJECT reports for orders route_batch could not send, and how many.
@@ -296,6 +298,62 @@ class RouterCore:
         self.poll_ns = pb.step_ns if pb.working else self._base_poll_ns
         ledger_close(self.ledger, self.reports, k)
         return k
+
+    def reconcile(self, now: int) -> dict:
+        """Crash-only start, before the stage is ready: the orders the ledger says a
+        previous router held for risk, against every venue that outlives a router (its
+        mass status).  An order still open there is adopted (entered in the store as
+        working at that venue: its later reports apply); an order open there that the
+        ledger does not hold (an algorithm's child, whose parent cannot be resumed) is
+        cancelled.  Every other ledger order ended with its venue or while no router
+        listened: :meth:`report_lost` then reports it CANCELED.  Returns a summary:
+        ``adopted``, ``stray_cancels`` and the venues' ``positions`` (summed)."""
+        held = {int(c): (int(i), int(s)) for c, i, s in self.ledger[self.ledger[:, L_CID] != 0]}
+        adopted, strays = [], 0
+        positions = np.zeros(self.last_cid.shape[0])
+        store = self.store
+        for v, venue in enumerate(self.venues):
+            if not venue.survives_restart:
+                continue  # it began with this process: nothing of the last one is there
+            status = venue.mass_status(now)
+            positions += status.positions
+            for o in status.open_orders:
+                cid = int(o["client_order_id"])
+                if cid in held and store.find(cid) < 0:
+                    store.add(cid, int(o["instrument"]), int(o["side"]), int(o["kind"]), float(o["leaves"]),
+                              float(o["limit_px"]), now, venue=v)
+                    store.trigger(cid, Trigger.SUBMIT, now)
+                    store.trigger(cid, Trigger.ACK, now)
+                    adopted.append(cid)
+                elif store.find(cid) < 0:
+                    strays += venue.cancel(cid, now) == SENT
+        self._adopted = np.array(sorted(adopted), np.int64)
+        return {"adopted": len(adopted), "stray_cancels": strays, "positions": positions}
+
+    def report_lost(self, now: int) -> int:
+        """CANCELED reports (``REASON_CXL_VENUE_LOST``) for the ledger's orders that
+        :meth:`reconcile` did not adopt, as many as fit in :attr:`reports`; returns how
+        many (call until 0)."""
+        return ledger_orphans(self.ledger, self.reports, now, self._adopted)
+
+    def cancel_all(self, now: int) -> tuple[int, int]:
+        """Send a cancel for every working order (immediate execution) or parent (an
+        algorithm: it cancels its own children), flatten orders excepted.
+
+        Returns ``(cancelled, k)``: how many, and the exec reports for risk now waiting in
+        ``reports[:k]`` (the venues' later answers come from :meth:`poll`)."""
+        if self.parents is not None:
+            self.parents.begin(now)
+            n = self.parents.cancel_all(now)
+            return n, self._collect(now)
+        store, n = self.store, 0
+        for cid in store.cancel_all(now, top_level=True):
+            venue = int(store.orders[store.find(cid)]["venue"])
+            if self.venues[venue].cancel(cid, now) == SENT:
+                n += 1
+            else:  # the venue's queue is full: back to working, a later cancel-all tries again
+                store.trigger(cid, Trigger.CANCEL_REJECT, now)
+        return n, self.poll(now)
 
     def housekeeping(self, now: int) -> None:
         if self.impact is not None:

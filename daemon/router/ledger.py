@@ -3,10 +3,12 @@
 Every order the router accepts from risk (sent to a venue, or registered as a parent) is
 entered by client order id, instrument and side, and leaves the ledger when risk is told
 its end (fill, cancel, reject).  The ledger lives in the ``router_state`` segment, so a
-restarted router finds the orders its predecessor held.  The simulated venues live in the
-router process and die with it, so each of those orders is over: the new router reports
-it CANCELED (reason :data:`REASON_CXL_VENUE_LOST`) before it is ready, and risk and the
-journal see every order end.  A live venue would be asked instead (mass status).
+restarted router finds the orders its predecessor held and asks each venue that outlives
+a router (a broker; :meth:`RouterCore.reconcile`, mass status) which of them are still
+open there: those it adopts, and every other one is over (the simulated venues live in
+the router process and die with it): the new router reports it CANCELED (reason
+:data:`REASON_CXL_VENUE_LOST`) before it is ready, and risk and the journal see every
+order end.
 
 Rows: ``[client_order_id, instrument, side]``, ``client_order_id == 0`` for a free row;
 open addressing by id, the capacity a power of two.
@@ -17,6 +19,8 @@ import numpy as np
 from numba import njit
 
 from alphad.daemon.router.order_fsm import REASON_CXL_VENUE_LOST
+
+NOTHING_KEPT = np.zeros(0, np.int64)
 from alphad.ipc.dtypes import EXEC_CANCELED, EXEC_FILL, EXEC_REJECT
 
 L_CID, L_INSTRUMENT, L_SIDE = 0, 1, 2
@@ -75,12 +79,16 @@ def ledger_close(ledger, reports, k):
 
 
 @njit(cache=True)
-def ledger_orphans(ledger, out, now):
+def ledger_orphans(ledger, out, now, keep):
     """CANCELED reports (``REASON_CXL_VENUE_LOST``) in ``out`` for every order the ledger
-    holds, as many as fit; returns how many.  Reported orders leave the ledger."""
+    holds but those in ``keep`` (sorted ids: adopted from a venue), as many as fit; returns
+    how many.  Reported orders leave the ledger."""
     k = 0
     for j in range(ledger.shape[0]):
         if ledger[j, L_CID] == 0 or k == out.shape[0]:
+            continue
+        at = np.searchsorted(keep, ledger[j, L_CID])
+        if at < keep.shape[0] and keep[at] == ledger[j, L_CID]:
             continue
         x = out[k]
         x.t_origin = now

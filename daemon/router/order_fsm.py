@@ -400,7 +400,7 @@ ORDER_STATE_DTYPE = np.dtype(
         ("kind", "u1"),
         ("state", "i1"),
         ("last_err", "i1"),
-        ("flags", "u1"),          # FLAG_* bits, set by readers of ended orders
+        ("flags", "u1"),          # FLAG_* bits
     ],
     align=True,
 )
@@ -408,6 +408,8 @@ ORDER_STATE_DTYPE = np.dtype(
 
 #: ``flags`` bit: the live impact calibration has read this (ended) order.
 FLAG_HARVESTED = 1
+#: ``flags`` bit: a flatten order (``ORDER_F_FLATTEN``): a cancel-all leaves it working.
+FLAG_FLATTEN = 2
 
 
 @njit(cache=True)
@@ -729,17 +731,21 @@ class OrderStore:
         term = np.array(sorted(int(s) for s in TERMINAL), dtype=np.int8)
         return np.flatnonzero(~np.isin(st, term))
 
-    def cancel_all(self, now: int, *, instrument: int = -1) -> list[int]:
+    def cancel_all(self, now: int, *, instrument: int = -1, top_level: bool = False) -> list[int]:
         """Move every working order (optionally one instrument) to PENDING_CANCEL.
 
         Returns the client ids to send cancels for.  Orders already pending a
         cancel are not sent again; PENDING_NEW orders are included (cancel by
         client id before the ack); PENDING_REPLACE orders are left to finish.
+        Flatten orders (``FLAG_FLATTEN``) are left working: they close risk.
+        ``top_level``: only orders without a parent (an algorithm cancels its own).
         """
         out = []
         for slot in self.open_slots():
             o = self.orders[slot]
             if instrument >= 0 and int(o["instrument"]) != instrument:
+                continue
+            if int(o["flags"]) & FLAG_FLATTEN or (top_level and int(o["parent"]) >= 0):
                 continue
             if int(o["state"]) in (State.PENDING_NEW, State.ACCEPTED, State.PARTIALLY_FILLED):
                 store_trigger(self.orders, self.table, int(slot), int(Trigger.CANCEL_REQUEST),

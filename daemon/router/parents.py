@@ -71,6 +71,7 @@ class _Parent:
     cid: int            # the client order id risk approved
     t_origin: int       # of the tick that caused it
     tape0: float        # the tape's volume when it arrived (POV counts the market's volume since)
+    flatten: bool = False  # a flatten order: a cancel-all leaves it working
     ended: bool = False
 
 
@@ -152,7 +153,7 @@ class ParentBook:
                           lot=lot, tick=tick, start_ns=now, end_ns=now + self.horizon_ns, urgency=self.cfg.urgency,
                           limit_px=self._limit(instrument, side, tick), min_child_lots=self.cfg.min_child_lots)
         algo = Immediate(spec, market=True) if at_once else self._algo(spec)
-        p = _Parent(algo, cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]))
+        p = _Parent(algo, cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]), flatten=at_once)
         self.working[cid] = p
         self._step_one(p, now)
         return True
@@ -175,6 +176,20 @@ class ParentBook:
         if self.execution == "vwap":
             return VWAP(spec, profile=c.profile, **self._algo_kw)
         return POV(spec, rate=c.participation, **self._algo_kw)
+
+    def cancel_all(self, now: int) -> int:
+        """Cancel every working parent but flatten ones: its open children are cancelled at
+        their venues and it ends CANCELED (the remainder back to risk) once they are done.
+        Returns how many parents were cancelled."""
+        n = 0
+        for p in list(self.working.values()):
+            if p.flatten:
+                continue
+            for act in p.algo.cancel(now):
+                self._send(p, act, now)
+            self._end_if_done(p, now)
+            n += 1
+        return n
 
     # -- the timer ----------------------------------------------------------------------
     def step(self, now: int) -> None:

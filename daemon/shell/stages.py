@@ -25,17 +25,18 @@ from alphad.daemon.infer.session import ModelSession
 from alphad.daemon.jit import bind
 from alphad.daemon.risk import core as rk
 from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
-from alphad.daemon.risk.codes import B_POSITION
+from alphad.daemon.risk.codes import A_DAY_START_EQUITY, A_EQUITY, A_LOSS_REF, B_POSITION
 from alphad.daemon.risk.portfolio import purge_tombstones
 from alphad.daemon.supervisor.journal import records
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
-from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY, ledger_orphans
+from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY
 from alphad.daemon.shell import tick
 from alphad.daemon.shell.ports import out_port
 from alphad.ipc import feature_list
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_INFER_PROVIDER, S_INFER_REHEARSALS,
+from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED, S_EVENTS_IN, S_INFER_PROVIDER,
+                                S_INFER_REHEARSALS, W_CANCEL_ALL_DONE, W_DAY_RESTORED, W_EPOCH, W_STATE,
                                 STAGE_INDEX, W_ID_SESSION,
                                 provider_code, stage_word)
 from alphad.ipc.ring import ring_push
@@ -267,9 +268,13 @@ class RiskStage:
         if len(orders) == 0 and len(reports) == 0:
             return  # a first start
         rk.risk_rebuild(self.state, orders, reports)
+        control, account = self.shell.control, self.core.account
+        if self.shell.ctl[W_DAY_RESTORED]:  # the same trading day: its references, not today's equity
+            account[A_DAY_START_EQUITY], account[A_LOSS_REF] = control.day_references
         held = {self.shell.cfg.universe[i].symbol: float(q) for i, q in enumerate(self.core.book[:, B_POSITION]) if q}
         print(f"alphad stage risk: rebuilt from {journal}: {len(orders)} orders, {len(reports)} exec reports; "
-              f"positions {held or 'flat'}", file=sys.stderr, flush=True)
+              f"positions {held or 'flat'}; equity {account[A_EQUITY]:.2f}, day-start equity "
+              f"{account[A_DAY_START_EQUITY]:.2f}", file=sys.stderr, flush=True)
 
     def consumers(self) -> dict:
         return {"md": self.on_md, "signals": self.on_signals, "exec": self.on_exec}
@@ -336,6 +341,7 @@ class RiskStage:
                 self.shell.emitted("orders", k, pushed, -1)
             c.control[C_FLATTEN] = 0
         rk.publish_gauges(c.account, self.shell.metrics.gauges)
+        control.set_day_references(c.account[A_DAY_START_EQUITY], c.account[A_LOSS_REF])  # journaled
         if now >= self._next_purge:  # keep the open-order table's probe chains short
             self._purge(c.oo_ids, c.oo_vals)
             self._next_purge = now + 1_000_000_000
@@ -357,6 +363,10 @@ class RouterStage:
         self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, metrics=shell.m,
                                   impact_out=shell.metrics.impact)
         self._restarted = not fresh
+        # ctl cancel-all requests acted on, and the trading-state epoch of the last HALTED
+        # seen: a halt (operator or kill switch) cancels working orders at the venues once.
+        self._cancels_seen = int(shell.ctl[W_CANCEL_ALL_DONE])
+        self._halt_epoch = int(shell.ctl[W_EPOCH]) if shell.ctl[W_STATE] == HALTED else -1
         self.port = shell.out_port("exec", ROUTER, self.core.reports)
         self.arrivals = shell.out_port("arrivals", ROUTER, self.core.arrivals)
         self._arrivals_ring = shell.out_rings.get("arrivals")
@@ -395,18 +405,23 @@ class RouterStage:
         self.core.warm(w.md)  # n = 0: every router kernel, without touching a venue or the store
         self._publish = w.bound(tick.publish_records, w.out("exec", ROUTER), 0, 0, -1)
         if self._restarted:
-            self.report_orphans()
+            self.reconcile()
 
-    def report_orphans(self) -> None:
-        """A restarted router: the orders its predecessor held went with its in-process
-        venues; each is reported CANCELED to risk (and the journal) before this one is ready."""
+    def reconcile(self) -> None:
+        """A restarted router: the orders its predecessor held, against the venues (mass
+        status); those not adopted are reported CANCELED to risk (and the journal) before
+        this one is ready."""
+        now = time.monotonic_ns()
+        summary = self.core.reconcile(now)
         total = 0
-        while k := ledger_orphans(self.core.ledger, self.core.reports, time.monotonic_ns()):
+        while k := self.core.report_lost(now):
             self.publish(k, -1)
             total += k
-        if total:
-            print(f"alphad stage router: {total} orders held by the previous router process reported CANCELED "
-                  "(their simulated venues ended with it)", file=sys.stderr, flush=True)
+        if total or summary["adopted"] or summary["stray_cancels"]:
+            print(f"alphad stage router: reconciled with the venues: {summary['adopted']} orders adopted as still "
+                  f"working, {total} reported CANCELED (their venue ended with the previous router process, or "
+                  f"they ended unheard), {summary['stray_cancels']} unknown ones cancelled", file=sys.stderr,
+                  flush=True)
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None
@@ -416,3 +431,19 @@ class RouterStage:
 
     def housekeeping(self, now: int) -> None:
         self.core.housekeeping(now)
+        ctl, control = self.shell.ctl, self.shell.control
+        requests = control.cancel_all_requests
+        halted_anew = ctl[W_STATE] == HALTED and ctl[W_EPOCH] != self._halt_epoch
+        if requests != self._cancels_seen or halted_anew:
+            if halted_anew:
+                self._halt_epoch = int(ctl[W_EPOCH])
+            clock = self.shell.loop.sim_now if self.shell.simulated else -1  # a backtest's venues run on its clock
+            cancelled, k = self.core.cancel_all(now if clock < 0 else clock)
+            self.publish(k, clock)
+            why = "ctl cancel-all" if requests != self._cancels_seen else "trading state HALTED"
+            if cancelled:
+                print(f"alphad stage router: {why}: cancels sent for {cancelled} working orders and parents",
+                      file=sys.stderr, flush=True)
+            if requests != self._cancels_seen:
+                control.cancel_all_done(requests, cancelled)
+                self._cancels_seen = requests

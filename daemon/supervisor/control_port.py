@@ -16,7 +16,7 @@ from alphad.ipc import frames
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (ACTIVE, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN, S_EVENTS_OUT,
                                 S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
-                                STAGE_INDEX, STAGES, STATE_NAMES, W_REASON)
+                                STAGE_INDEX, STAGES, STATE_NAMES, W_CANCEL_ALL_DONE, W_CANCEL_ALL_SENT, W_REASON)
 
 
 def percentiles_us(samples: np.ndarray) -> dict[str, float]:
@@ -144,11 +144,28 @@ class ControlPort:
                 self.sup.control.request_flatten()
                 self._journal_control("flatten", {})
                 return frames.Ok(message="flatten requested: the risk stage sends reduce-only orders to zero every position")
+            case frames.CancelAll():
+                return self._cancel_all()
             case frames.Shutdown():
                 self.sup.stopping = True
                 self._journal_control("shutdown", {})
                 return frames.Ok(message="shutting down")
         return frames.Error(error=f"unhandled request {type(req).__name__}")
+
+    def _cancel_all(self) -> frames._Frame:
+        """Ask the router to cancel every working order and parent; wait (2 s) until it has."""
+        control = self.sup.control
+        request = control.request_cancel_all()
+        self._journal_control("cancel-all", {})
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if control.words[W_CANCEL_ALL_DONE] >= request:
+                sent = int(control.words[W_CANCEL_ALL_SENT])
+                return frames.Ok(message=f"cancel-all: cancels sent for {sent} working orders and parents "
+                                         "(their CANCELED reports follow from the venues)")
+            time.sleep(0.005)
+        return frames.Error(error="cancel-all requested, but the router did not act on it within 2 s "
+                                  "(is the router running? it acts when it starts)")
 
     def _journal_control(self, command: str, fields: dict) -> None:
         if self.sup.journal is not None:

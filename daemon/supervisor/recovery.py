@@ -1,19 +1,21 @@
 """Crash-only start and the journal's record of the trading state (the supervisor's side).
 
 At start, before any stage runs, :func:`restore_from_journal` sets the trading state the
-journal last recorded and ends the orders the last run left open; while running,
-:func:`journal_state_change` records each change of the trading state, which the next
-start restores.  The risk stage rebuilds its book from the same journal
+journal last recorded, the day-start equity and daily-loss reference when the last run
+recorded them the same (UTC) day, and ends the orders the last run left open; while
+running, :func:`journal_state_change` and :func:`journal_day_change` record each change of
+the trading state and of the day references, which the next start restores.  The risk stage rebuilds its book from the same journal
 (:meth:`alphad.daemon.shell.stages.RiskStage.rebuild`).
 """
 from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timezone
 
 from alphad.daemon.router.order_fsm import REASON_CXL_VENUE_LOST
-from alphad.daemon.supervisor.journal import JournalWriter, last_run
-from alphad.ipc.control import ACTIVE, STATE_NAMES, W_EPOCH, W_REASON, W_STATE
+from alphad.daemon.supervisor.journal import JournalWriter, entries, last_run
+from alphad.ipc.control import ACTIVE, STATE_NAMES, W_DAY_RESTORED, W_EPOCH, W_REASON, W_STATE
 from alphad.ipc.dtypes import EXEC_CANCELED
 
 
@@ -38,10 +40,40 @@ def restore_from_journal(sup, writer: JournalWriter) -> None:
         writer.flush()
         print(f"alphad: {len(orphans)} orders the last run left open journaled CANCELED (its simulated venues "
               "ended with it)", file=sys.stderr, flush=True)
+    day = last_day(path) if path.exists() else None
+    if day is not None and day["date"] == utc_date():  # a restart the same day keeps its references
+        sup.control.set_day_references(day["day_start_equity"], day["loss_ref"])
+        sup.control.words[W_DAY_RESTORED] = 1
+        sup._day_journaled = (day["day_start_equity"], day["loss_ref"])
+        print(f"alphad: day-start equity {day['day_start_equity']:.2f} and daily-loss reference "
+              f"{day['loss_ref']:.2f} restored from {path} (same UTC day {day['date']})", file=sys.stderr, flush=True)
     if found and found[0] != ACTIVE:
         sup.control.words[W_STATE], sup.control.words[W_REASON] = found
         print(f"alphad: trading state {STATE_NAMES[found[0]]} restored from {path} (reason "
               f"{sup.port.reason_name(found[1])}); `alphad ctl resume` to trade", file=sys.stderr, flush=True)
+
+
+def utc_date() -> str:
+    """The trading day, until a trading calendar exists: the UTC date."""
+    return datetime.now(timezone.utc).date().isoformat()
+
+
+def last_day(path) -> dict | None:
+    """The journal's last ``day`` entry (the risk stage's day references), or None."""
+    day = None
+    for e in entries(path):
+        if e.get("type") == "day":
+            day = e
+    return day
+
+
+def journal_day_change(sup) -> None:
+    """Journal the day-start equity and daily-loss reference risk publishes when they
+    change (a start, a resume, the ladder), which a restart the same day restores."""
+    refs = sup.control.day_references
+    if sup.journal is not None and refs != sup._day_journaled and all(r > 0 for r in refs):
+        sup._day_journaled = refs
+        sup.journal.record("day", {"date": utc_date(), "day_start_equity": refs[0], "loss_ref": refs[1]})
 
 
 def journal_state_change(sup) -> None:

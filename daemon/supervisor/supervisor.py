@@ -42,7 +42,7 @@ from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive, stale
 from alphad.daemon.supervisor.drift_watch import DriftWatch
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
-from alphad.daemon.supervisor.recovery import journal_state_change, restore_from_journal
+from alphad.daemon.supervisor.recovery import journal_day_change, journal_state_change, restore_from_journal
 from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
@@ -267,6 +267,7 @@ class Supervisor:
             self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS, self.drift),
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
+        self._day_journaled = (0.0, 0.0)  # the day references last journaled
         if self.cfg.journal.enabled:
             writer = JournalWriter(resolve(self.base, self.cfg.journal.dir))
             restore_from_journal(self, writer)
@@ -343,6 +344,7 @@ class Supervisor:
                 s.send_multipart([*parts[:-1], frames.encoder.encode(reply)])
             self.reap_and_restart()
             journal_state_change(self)
+            journal_day_change(self)
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)

@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from alphad.daemon.risk.codes import A_CASH, A_FEES, A_REALISED, B_POSITION
+from alphad.daemon.risk.codes import A_CASH, A_DAY_START_EQUITY, A_FEES, A_LOSS_REF, A_REALISED, B_POSITION
 from alphad.daemon.supervisor.control_port import pid_alive
 from alphad.ipc import frames
 from alphad.ipc.shm import list_segments
@@ -110,7 +110,8 @@ def test_supervisor_when_sigkilled_then_no_stage_outlives_it_and_a_new_run_clean
 
 
 def risk_book(d) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and (cash, realised PnL, fees) as the risk stage holds them in its segment."""
+    """Positions and (cash, realised PnL, fees, day-start equity, daily-loss reference) as
+    the risk stage holds them in its segment."""
     from alphad.daemon.config import load_config
     from alphad.daemon.risk import core as rk
     from alphad.daemon.shell.stages import state_views
@@ -126,7 +127,19 @@ def risk_book(d) -> tuple[np.ndarray, np.ndarray]:
     finally:
         seg.close()
     book, _, account = views
-    return book[:, B_POSITION], account[[A_CASH, A_REALISED, A_FEES]]
+    return book[:, B_POSITION], account[[A_CASH, A_REALISED, A_FEES, A_DAY_START_EQUITY, A_LOSS_REF]]
+
+
+def session_ids(journal) -> dict[int, list[int]]:
+    """The journal's order ids by daemon run (their high bits)."""
+    from alphad.daemon.risk.core import ID_SESSION_SHIFT
+    from alphad.daemon.supervisor.journal import entries
+
+    out: dict[int, list[int]] = {}
+    for e in entries(journal):
+        if e["type"] == "order":
+            out.setdefault(e["client_order_id"] >> ID_SESSION_SHIFT, []).append(e["client_order_id"])
+    return out
 
 
 def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the_journal(tmp_path):
@@ -151,7 +164,10 @@ def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the
         assert after.realized_pnl == before.realized_pnl  # the fills replayed from the journal
         restored, restored_money = risk_book(second)
         np.testing.assert_allclose(restored, positions, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(restored_money, money, rtol=1e-12)  # cash, realised PnL, fees
+        # cash, realised PnL, fees, and the day's references (the same day: not re-armed from
+        # the rebuilt equity, so a restart never resets the daily loss limit)
+        np.testing.assert_allclose(restored_money, money, rtol=1e-12)
+        assert "day-start equity" in second.output()
         assert "rebuilt from" in second.output() and "restored from" in second.output()
         denials = after.denials
         eventually(lambda: second.status().denials > denials, timeout=15, what="denials while halted")
@@ -166,5 +182,11 @@ def test_full_restart_when_halted_with_fills_then_pnl_and_halt_restored_from_the
         assert third.status().trading_state == "HALTED"
         assert isinstance(third.ctl(frames.Resume()), frames.Ok)
         eventually(lambda: third.status().orders > 0, timeout=20, what="orders after resume")
+        journal = tmp_path / "journal" / "journal.jsonl"
+        eventually(lambda: len(session_ids(journal)) == 2, timeout=20, what="the third run's orders journaled")
     finally:
         third.stop()
+    # the id sequence goes on across restarts: every id of the third run (session 3; the
+    # halted second run sent none) above every id of the first
+    ids = session_ids(journal)
+    assert sorted(ids) == [1, 3] and min(ids[3]) > max(ids[1])

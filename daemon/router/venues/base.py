@@ -23,19 +23,36 @@ Contract
   ``EXEC_ACK`` (or ``EXEC_REJECT``).  The new order's quantity never exceeds the
   old order's open quantity at the venue; the ACK's ``leaves_qty`` says what it is.
 * ``fee`` on a fill is in quote currency, positive = paid, negative = rebate.
+* :meth:`mass_status` answers what a restarted router must know (open orders, then the
+  positions the venue holds); the fills of orders that ended meanwhile come as ordinary
+  reports from :meth:`poll`.  ``survives_restart`` says whether the venue outlives the
+  router process: the simulated venues live in it and end with it, a broker does not.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["VenueAdapter", "SENT", "ERR_QUEUE_FULL"]
+__all__ = ["VenueAdapter", "VenueStatus", "OPEN_ORDER_DTYPE", "SENT", "ERR_QUEUE_FULL"]
 
 #: The request left for the venue; its answer comes from :meth:`VenueAdapter.poll`.
 SENT = 0
 #: The adapter's outbound queue is full; nothing was sent (back-pressure, retry later).
 ERR_QUEUE_FULL = -10
+
+
+#: One order a venue holds open: requested ``qty``, ``leaves`` still working.
+OPEN_ORDER_DTYPE = np.dtype([("client_order_id", "u8"), ("qty", "f8"), ("leaves", "f8"), ("limit_px", "f8"),
+                             ("instrument", "i4"), ("side", "i1"), ("kind", "u1"), ("pad", "u2")], align=True)
+
+
+class VenueStatus(NamedTuple):
+    """A venue's answer to a mass-status request."""
+    #: ``OPEN_ORDER_DTYPE``: every order working at the venue or on its way there.
+    open_orders: np.ndarray
+    #: float64 per instrument: the venue's net position (its fills, signed).
+    positions: np.ndarray
 
 
 @runtime_checkable
@@ -49,6 +66,8 @@ class VenueAdapter(Protocol):
     maker_bps: float
     #: Expected one-way order-entry latency (ns), used by the smart router's cost.
     expected_latency_ns: int
+    #: False when the venue lives and ends with the router process (simulated venues).
+    survives_restart: bool
 
     def submit(self, orders: np.ndarray, index: int, now: int) -> int:
         """Send the new order ``orders[index]`` (an ``ORDER_DTYPE`` array, as rings hand
@@ -71,4 +90,8 @@ class VenueAdapter(Protocol):
 
     def poll(self, now: int, out: np.ndarray) -> int:
         """Write the exec reports due by ``now`` into ``out`` (``EXEC_DTYPE``); return how many."""
+        ...
+
+    def mass_status(self, now: int) -> VenueStatus:
+        """The orders open at the venue and its positions, as of ``now``."""
         ...

@@ -54,6 +54,7 @@ from numba.experimental import structref
 from alphad.daemon.jit import StructRefType, bind
 from alphad.daemon.router.order_fsm import (
     ERR_FULL,
+    FLAG_FLATTEN,
     LIQ_MAKER,
     LIQ_TAKER,
     REASON_CXL_NO_LIQUIDITY,
@@ -76,7 +77,7 @@ from alphad.daemon.router.order_fsm import (
     store_apply,
     store_trigger,
 )
-from alphad.daemon.router.venues.base import ERR_QUEUE_FULL, SENT
+from alphad.daemon.router.venues.base import ERR_QUEUE_FULL, OPEN_ORDER_DTYPE, SENT, VenueStatus
 from alphad.ipc.dtypes import (
     EXEC_ACK,
     EXEC_CANCELED,
@@ -88,6 +89,7 @@ from alphad.ipc.dtypes import (
     MD_QUOTE,
     MD_TRADE,
     ORDER_DTYPE,
+    ORDER_F_FLATTEN,
     ORDER_LIMIT,
     ORDER_MARKET,
     check_records,
@@ -125,6 +127,9 @@ C_IN_HEAD, C_IN_TAIL, C_OUT_HEAD, C_OUT_TAIL = 0, 1, 2, 3
 C_LAT_E, C_LAT_R, C_LAST_ARRIVE, C_LAST_DELIVER = 4, 5, 6, 7
 C_SEQ, C_HWM, C_OUT_DROPPED, C_N_FILLS = 8, 9, 10, 11
 N_CTR = 12
+
+# inst columns (float64, per instrument): tick, lot, and the venue's net position (its fills)
+I_TICK, I_LOT, I_POSITION = 0, 1, 2
 
 # params slots (float64)
 P_TAKER_BPS, P_MAKER_BPS, P_BAND, P_LAT_MS = 0, 1, 2, 3
@@ -358,6 +363,7 @@ def _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, t_origin
         if done:
             leaves = 0.0
         ctr[C_N_FILLS] += 1
+        inst[instrument, I_POSITION] += side * f
         _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side,
               EXEC_FILL if done else EXEC_PARTIAL, LIQ_TAKER, f, lp, f * lp * taker, leaves)
         if done:
@@ -479,6 +485,7 @@ def _fill_resting(vorders, outq, deliver, ctr, lat, params, inst, k, f, t, t_ori
         o.leaves = 0.0
         o.status = ST_FREE
     ctr[C_N_FILLS] += 1
+    inst[o.instrument, I_POSITION] += o.side * f
     _emit(outq, deliver, ctr, lat, t, t_origin, o.cid, o.instrument, o.side,
           EXEC_FILL if done else EXEC_PARTIAL, LIQ_MAKER, f, o.px,
           f * o.px * params[P_MAKER_BPS] * 1e-4,
@@ -650,7 +657,7 @@ class VenueStorage(NamedTuple):
     """
 
     book: np.ndarray      # float64[n_venues, n_instruments, 4, depth]
-    inst: np.ndarray      # float64[n_venues, n_instruments, 2]: tick, lot
+    inst: np.ndarray      # float64[n_venues, n_instruments, 3]: tick, lot, net position (I_*)
     params: np.ndarray    # float64[n_venues, N_PARAMS]
     vorders: np.ndarray   # VORDER_DTYPE[n_venues, capacity]
     inq: np.ndarray       # INQ_DTYPE[n_venues, queue]
@@ -672,10 +679,10 @@ def alloc_storage(specs: Sequence[VenueSpec], n_instruments: int, *, tick=0.01, 
     book[:, :, ASK_PX] = np.nan
     book[:, :, BID_SZ] = 0.0
     book[:, :, ASK_SZ] = 0.0
-    inst = np.empty((n, n_instruments, 2))
-    inst[..., 0] = tick
-    inst[..., 1] = lot
-    if not (np.all(inst > 0) and np.all(np.isfinite(inst))):
+    inst = np.zeros((n, n_instruments, 3))
+    inst[..., I_TICK] = tick
+    inst[..., I_LOT] = lot
+    if not (np.all(inst[..., :2] > 0) and np.all(np.isfinite(inst[..., :2]))):
         raise ValueError(f"tick and lot expected finite and > 0, was {tick} and {lot}")
     params = np.array([[sp.taker_bps, sp.maker_bps, sp.price_band,
                         (sp.entry.median_ns + sp.response.median_ns) / 1e6] for sp in specs])
@@ -730,6 +737,7 @@ class PaperVenue:
         self.taker_bps = float(spec.taker_bps)
         self.maker_bps = float(spec.maker_bps)
         self.expected_latency_ns = int(spec.entry.median_ns + spec.response.median_ns)
+        self.survives_restart = False  # it lives in the router process
         (self.book, self.inst, self.params, self.vorders, self.inq, self.outq, self.deliver,
          self.ctr, self.lat) = (a[index] for a in storage)
 
@@ -778,6 +786,22 @@ class PaperVenue:
     def poll(self, now: int, out: np.ndarray) -> int:
         return int(_poll(self.book, self.inst, self.params, self.vorders, self.inq, self.outq,
                          self.deliver, self.ctr, self.lat, now, out))
+
+    def mass_status(self, now: int) -> VenueStatus:
+        """Requests that have arrived by ``now`` handled first (their reports wait for
+        :meth:`poll`), then the resting orders and those still on their way here."""
+        _process(self.book, self.inst, self.params, self.vorders, self.inq, self.outq, self.deliver, self.ctr,
+                 self.lat, now)
+        rows = []
+        for o in self.vorders[: self.ctr[C_HWM]]:
+            if o["status"] == ST_RESTING:
+                rows.append((o["cid"], o["qty"], o["leaves"], o["px"], o["instrument"], o["side"], ORDER_LIMIT, 0))
+        cap = self.inq.shape[0]
+        for j in range(self.ctr[C_IN_HEAD], self.ctr[C_IN_TAIL]):
+            q = self.inq[j % cap]
+            if q["action"] == ACT_NEW:
+                rows.append((q["cid"], q["qty"], q["qty"], q["px"], q["instrument"], q["side"], q["kind"], 0))
+        return VenueStatus(np.array(rows, OPEN_ORDER_DTYPE), self.inst[:, I_POSITION].copy())
 
     def resting(self, client_order_id: int) -> np.void | None:
         """The venue's view of a resting order (``px``, ``leaves``, ``ahead``), or None."""
@@ -867,6 +891,8 @@ def _route_send(books, params, inq, ctr, lat, lat_bps_per_ms, orders, count, key
                      r.qty, r.limit_px, now, expire_at, parent, v)
     if slot < 0:
         return slot
+    if r.flags & ORDER_F_FLATTEN:
+        orders[slot].flags = np.uint8(orders[slot].flags | FLAG_FLATTEN)
     if 0 <= r.instrument < books.shape[1]:  # the quote it met, for the live impact calibration
         orders[slot].arrival_bid = books[v, r.instrument, BID_PX, 0]
         orders[slot].arrival_ask = books[v, r.instrument, ASK_PX, 0]
