@@ -1,4 +1,4 @@
-"""The infer stage's ONNX Runtime session over preallocated buffers.
+"""The infer stage's model session over preallocated buffers: ONNX Runtime or compiled trees.
 
 * The model card's ordered feature list must equal the list the features stage
   publishes, and the ONNX file's sha256 must equal the card's; otherwise the
@@ -11,6 +11,9 @@
 * IOBinding over preallocated numpy input/output buffers, one binding per
   batch size 1..B built at start, so a batch run allocates nothing
   (:class:`alphad.daemon.infer.bound_runner.BoundRunner`, shared with the offline tools).
+* ``runtime="compiled"`` (``model.runtime``) evaluates the same ONNX file's trees with a
+  Numba kernel instead (:mod:`alphad.daemon.infer.trees`), behind the same interface
+  (``x``, ``y``, ``run_bound``, ``predict``, ``warm``); ``providers`` is then ``["compiled"]``.
 """
 from __future__ import annotations
 
@@ -51,12 +54,13 @@ class ModelSession:
     ----------
     card_path : path of model_card.json; the ONNX file is beside it.
     feature_names : the features stage's ordered list; must equal the card's.
-    provider : ``auto``, ``cpu`` or ``cuda``.
+    provider : ``auto``, ``cpu`` or ``cuda`` (ONNX Runtime's; ``compiled`` runs on the CPU).
     max_batch : largest batch :meth:`predict` accepts.
+    runtime : ``onnxruntime`` or ``compiled``.
     """
 
     def __init__(self, card_path: str | Path, feature_names: list[str] | tuple[str, ...], *,
-                 provider: str = "auto", max_batch: int = 64):
+                 provider: str = "auto", max_batch: int = 64, runtime: str = "onnxruntime"):
         card_path = Path(card_path)
         self.card: ModelCard = read_card(card_path)
         if list(self.card.feature_names) != list(feature_names):
@@ -68,6 +72,19 @@ class ModelSession:
         digest = sha256_file(onnx_path)
         if digest != self.card.onnx_sha256:
             raise ModelMismatch(f"{onnx_path}: sha256 {digest} differs from the card's {self.card.onnx_sha256}")
+        self.n_features = len(feature_names)
+        self.max_batch = max_batch
+        if runtime == "compiled":
+            self._init_compiled(onnx_path, provider)
+        elif runtime == "onnxruntime":
+            self._init_onnxruntime(onnx_path, provider)
+        else:
+            raise ValueError(f"runtime expected 'onnxruntime' or 'compiled'; was {runtime!r}")
+        self.x, self.y = self.runner.x, self.runner.y
+        self.fast_path = self.runner.fast
+        self.run_bound = self.runner.run_bound  # predict the first n rows already in x; a view of y
+
+    def _init_onnxruntime(self, onnx_path: Path, provider: str) -> None:
         import onnxruntime as ort  # lazily: see choose_providers
 
         so = ort.SessionOptions()
@@ -81,19 +98,28 @@ class ModelSession:
         self.providers = self.session.get_providers()
         if self.providers[0] != wanted[0]:
             raise RuntimeError(f"asked ONNX Runtime for {wanted[0]} but the session runs on {self.providers}")
-        self.n_features = len(feature_names)
         inp = self.session.get_inputs()[0]
         if inp.name != self.card.input_name:
             raise ModelMismatch(f"{onnx_path}: input is named {inp.name!r}, the card says {self.card.input_name!r}")
         self.input_name = inp.name
         self.output_name = self.card.output_name or self.session.get_outputs()[0].name
-        self.max_batch = max_batch
         # One binding per batch size: shapes are part of a binding, and building them
         # here keeps the per-batch path free of allocation.
-        self.runner = BoundRunner(self.session, self.n_features, max_batch, self.output_name)
-        self.x, self.y = self.runner.x, self.runner.y
-        self.fast_path = self.runner.fast
-        self.run_bound = self.runner.run_bound  # predict the first n rows already in x; a view of y
+        self.runner = BoundRunner(self.session, self.n_features, self.max_batch, self.output_name)
+
+    def _init_compiled(self, onnx_path: Path, provider: str) -> None:
+        from alphad.daemon.infer.trees import CompiledRunner, load_trees
+
+        if provider == "cuda":
+            raise RuntimeError("model.provider 'cuda' needs model.runtime 'onnxruntime'; 'compiled' runs on the CPU")
+        # The file whose sha256 was just checked; a graph it cannot evaluate exactly is refused.
+        trees = load_trees(onnx_path, input_name=self.card.input_name, output_name=self.card.output_name,
+                           n_features=self.n_features)
+        self.session = None
+        self.providers = ["compiled"]
+        self.input_name = self.card.input_name
+        self.output_name = trees.output_name
+        self.runner = CompiledRunner(trees, self.max_batch)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         n = len(x)

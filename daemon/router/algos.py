@@ -180,6 +180,9 @@ class ExecAlgo:
         self.notional = 0.0             # quote currency
         self.fees = 0.0
         self.n_child = 0
+        #: Child ids start at this index: a parent resumed after a router restart goes on
+        #: from its predecessor's count, so no child id is ever used twice.
+        self.child_base = 0
         self.n_replaced = 0
         self._stopping = False          # expiry or cancel requested: no new children
         self._stop_state = ParentState.WORKING
@@ -209,7 +212,7 @@ class ExecAlgo:
 
     def _next_cid(self) -> int:
         s = self.spec
-        cid = child_order_id(s.strategy, s.instrument, s.parent_id, self.n_child)
+        cid = child_order_id(s.strategy, s.instrument, s.parent_id, self.child_base + self.n_child)
         self.n_child += 1
         return cid
 

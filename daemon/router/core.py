@@ -172,6 +172,8 @@ class RouterCore:
     universe : the config's instruments (tick and lot per instrument).
     router_cfg : the config's ``router`` section.
     last_cid : uint64 view (one per instrument) in the ``router_state`` segment.
+    ledger, progress : the orders held for risk (``router/ledger.py``) and the algorithm
+        parents' progress (``router/parents.py``), views in the same segment.
     metrics : int64 words of the metrics block (counters, tick-to-trade); a private
         block when absent.
     impact_out : float64 ``[rows, 5]`` view where the live impact calibration publishes
@@ -179,7 +181,7 @@ class RouterCore:
     """
 
     def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, ledger: np.ndarray | None = None,
-                 metrics: np.ndarray | None = None,
+                 progress: np.ndarray | None = None, metrics: np.ndarray | None = None,
                  impact_out: np.ndarray | None = None):
         ticks = np.array([ins.tick_size for ins in universe])
         lots = np.array([ins.lot_size for ins in universe])
@@ -212,7 +214,7 @@ class RouterCore:
         self.reports = self.smart.reports
         if self.execution != "immediate":
             self.parents = ParentBook(self.smart, ticks, lots, self.execution, router_cfg.algo,
-                                      keep_ended_ns=KEEP_ENDED_NS)
+                                      keep_ended_ns=KEEP_ENDED_NS, progress=progress)
             self.reports = self.parents.reports  # risk hears about parents, never children
             self._counted = (0, 0, 0)
         self.impact = LiveImpact(len(universe), router_cfg.impact, impact_out) if router_cfg.impact.enabled else None
@@ -304,10 +306,15 @@ class RouterCore:
         previous router held for risk, against every venue that outlives a router (its
         mass status).  An order still open there is adopted (entered in the store as
         working at that venue: its later reports apply); an order open there that the
-        ledger does not hold (an algorithm's child, whose parent cannot be resumed) is
-        cancelled.  Every other ledger order ended with its venue or while no router
-        listened: :meth:`report_lost` then reports it CANCELED.  Returns a summary:
-        ``adopted``, ``stray_cancels`` and the venues' ``positions`` (summed)."""
+        ledger does not hold (a child of a previous router's parent) is cancelled.  A
+        parent whose progress the segment holds is resumed (``ParentBook.resume``: what is
+        left of it, until its original end).  Every other ledger order ended with its venue
+        or while no router listened: :meth:`report_lost` then reports it CANCELED.
+
+        Returns a summary: ``adopted``, ``resumed``, ``stray_cancels``, the venues'
+        ``positions`` (summed), and ``reports``: how many exec reports for risk now wait in
+        :attr:`reports` (a resumed parent's first children), to hand on before
+        :meth:`report_lost` writes there."""
         held = {int(c): (int(i), int(s)) for c, i, s in self.ledger[self.ledger[:, L_CID] != 0]}
         adopted, strays = [], 0
         positions = np.zeros(self.last_cid.shape[0])
@@ -327,8 +334,14 @@ class RouterCore:
                     adopted.append(cid)
                 elif store.find(cid) < 0:
                     strays += venue.cancel(cid, now) == SENT
-        self._adopted = np.array(sorted(adopted), np.int64)
-        return {"adopted": len(adopted), "stray_cancels": strays, "positions": positions}
+        resumed, k = [], 0
+        if self.parents is not None:
+            self.parents.begin(now)
+            resumed = self.parents.resume(now)
+            k = self._collect(now)
+        self._adopted = np.array(sorted(adopted + resumed), np.int64)
+        return {"adopted": len(adopted), "resumed": len(resumed), "stray_cancels": strays, "positions": positions,
+                "reports": k}
 
     def report_lost(self, now: int) -> int:
         """CANCELED reports (``REASON_CXL_VENUE_LOST``) for the ledger's orders that

@@ -60,6 +60,15 @@ __all__ = ["ParentBook", "ALGO_STRATEGY"]
 #: ``strategy`` field of the children's client order ids.
 ALGO_STRATEGY = 1
 
+#: Columns of the progress table: the parent's id, instrument, side, lots, lots filled, end
+#: (router clock), ``t_origin``, 1 for a flatten order, children numbered so far.
+PG_CID, PG_INSTRUMENT, PG_SIDE, PG_LOTS, PG_FILLED, PG_END_NS, PG_T_ORIGIN, PG_FLATTEN, PG_CHILDREN = range(9)
+N_PG = 9
+
+
+def new_progress(max_parents: int) -> np.ndarray:
+    return np.zeros((max_parents, N_PG), np.int64)
+
 _WORKING = ParentState.WORKING
 _COMPLETED = ParentState.COMPLETED
 _EXPIRED = ParentState.EXPIRED
@@ -71,7 +80,9 @@ class _Parent:
     cid: int            # the client order id risk approved
     t_origin: int       # of the tick that caused it
     tape0: float        # the tape's volume when it arrived (POV counts the market's volume since)
+    row: int            # its row in the progress table
     flatten: bool = False  # a flatten order: a cancel-all leaves it working
+    base_filled: int = 0   # lots a previous router filled (a resumed parent works the rest)
     ended: bool = False
 
 
@@ -89,7 +100,8 @@ class ParentBook:
         How long the children of an ended parent stay mapped (for late reports).
     """
 
-    def __init__(self, smart: SmartRouter, ticks, lots, execution: str, cfg, *, keep_ended_ns: int) -> None:
+    def __init__(self, smart: SmartRouter, ticks, lots, execution: str, cfg, *, keep_ended_ns: int,
+                 progress: np.ndarray | None = None) -> None:
         if execution not in ("twap", "vwap", "pov"):
             raise ValueError(f"execution expected twap, vwap or pov, was {execution!r}")
         self.smart = smart
@@ -117,6 +129,11 @@ class ParentBook:
         self.children_sent = 0
         self.child_rejects = 0
         self.errors = 0  # reports for no known child, an id already working
+        #: One row per working parent (``PG_*``), in the ``router_state`` segment: what a
+        #: restarted router resumes (:meth:`resume`).  Written before a child is sent.
+        self.progress = progress if progress is not None else new_progress(cfg.max_parents)
+        if self.progress.shape != (cfg.max_parents, N_PG):
+            raise ValueError(f"progress table expected shape {(cfg.max_parents, N_PG)}, was {self.progress.shape}")
 
     # -- parents ------------------------------------------------------------------------
     def begin(self, now: int) -> None:
@@ -125,11 +142,14 @@ class ParentBook:
         self.clock = now
 
     def add(self, cid: int, instrument: int, side: int, qty: float, t_origin: int, now: int, *,
-            at_once: bool = False) -> bool:
+            at_once: bool = False, end_ns: int = 0, resumed_row: int = -1) -> bool:
         """Make the approved order ``cid`` a parent and send its first child now.
 
         ``at_once`` (a flatten order): the whole quantity as one market child, whatever the
         configured algorithm, so a kill or ``ctl flatten`` never waits for a schedule.
+
+        ``end_ns`` (default: ``now`` + the horizon) and ``resumed_row`` (its progress row,
+        from :meth:`resume`): a parent a previous router was working, ``qty`` what is left.
 
         Returns False when it cannot be worked (then an ``EXEC_REJECT`` is reported, except
         for an id already working: a reject under that id would end the working one at risk).
@@ -150,10 +170,19 @@ class ParentBook:
             self._report(cid, instrument, side, t_origin, now, EXEC_REJECT, REJ_BAD_QTY, 0.0, 0.0, 0.0, qty)
             return False
         spec = ParentSpec(parent_id=cid, strategy=ALGO_STRATEGY, instrument=instrument, side=side, qty_lots=lots,
-                          lot=lot, tick=tick, start_ns=now, end_ns=now + self.horizon_ns, urgency=self.cfg.urgency,
-                          limit_px=self._limit(instrument, side, tick), min_child_lots=self.cfg.min_child_lots)
+                          lot=lot, tick=tick, start_ns=now, end_ns=end_ns or now + self.horizon_ns,
+                          urgency=self.cfg.urgency, limit_px=self._limit(instrument, side, tick),
+                          min_child_lots=self.cfg.min_child_lots)
         algo = Immediate(spec, market=True) if at_once else self._algo(spec)
-        p = _Parent(algo, cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]), flatten=at_once)
+        if resumed_row < 0:
+            row = int(np.flatnonzero(self.progress[:, PG_CID] == 0)[0])  # fewer working than rows
+            self.progress[row] = (cid, instrument, side, lots, 0, spec.end_ns, t_origin, at_once, 0)
+            p = _Parent(algo, cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]), row, flatten=at_once)
+        else:
+            row = resumed_row
+            algo.child_base = int(self.progress[row, PG_CHILDREN])
+            p = _Parent(algo, cid, t_origin, float(self.smart.tape[instrument, TAPE_VOLUME]), row, flatten=at_once,
+                        base_filled=int(self.progress[row, PG_FILLED]))
         self.working[cid] = p
         self._step_one(p, now)
         return True
@@ -176,6 +205,27 @@ class ParentBook:
         if self.execution == "vwap":
             return VWAP(spec, profile=c.profile, **self._algo_kw)
         return POV(spec, rate=c.participation, **self._algo_kw)
+
+    def resume(self, now: int) -> list[int]:
+        """A restarted router: every parent the progress table holds works on with what is
+        left of it until its original end, its children numbered on from its predecessor's
+        (their venue ended with that router; what they filled risk already has).  Returns
+        the ids resumed.  A parent whose end passed while no router worked it ends
+        CANCELED (expired) with its remainder, as it would have."""
+        ids = []
+        for row in np.flatnonzero(self.progress[:, PG_CID] != 0):
+            cid, instrument, side, lots, filled, end_ns, t_origin, flatten, _ = (int(x) for x in self.progress[row])
+            lot = float(self.lots[instrument])
+            if lots > filled and end_ns <= now:
+                self._report(cid, instrument, side, now, now, EXEC_CANCELED, REASON_CXL_EXPIRED, 0.0, 0.0, 0.0,
+                             (lots - filled) * lot)
+                self.progress[row] = 0
+            elif lots > filled and self.add(cid, instrument, side, (lots - filled) * lot, t_origin, now,
+                                          at_once=bool(flatten), end_ns=end_ns, resumed_row=int(row)):
+                ids.append(cid)
+            else:
+                self.progress[row] = 0
+        return ids
 
     def cancel_all(self, now: int) -> int:
         """Cancel every working parent but flatten ones: its open children are cancelled at
@@ -214,6 +264,7 @@ class ParentBook:
 
     def _send(self, p: _Parent, act: ChildAction, now: int) -> None:
         a, s, smart = p.algo, p.algo.spec, self.smart
+        self.progress[p.row, PG_CHILDREN] = a.child_base + a.n_child  # before it leaves
         if act.action == NEW:
             self._child[0] = (now, now, act.cid, s.instrument, s.side, act.kind, 0, act.qty_lots * s.lot, act.px)
             self.owner[act.cid] = p
@@ -249,6 +300,7 @@ class ParentBook:
                 continue
             a = p.algo
             a.on_exec(cid, status, reason, fq, fpx, fee, leaves)
+            self.progress[p.row, PG_FILLED] = p.base_filled + a.filled
             if status == EXEC_REJECT and reason < 100:
                 self.child_rejects += 1
             elif (status == EXEC_PARTIAL or status == EXEC_FILL) and fq > 0:
@@ -264,6 +316,7 @@ class ParentBook:
             return
         p.ended = True
         del self.working[p.cid]
+        self.progress[p.row] = 0
         self._ended.append((now, p))
         if a.state != _COMPLETED:  # expired or cancelled: the remainder goes back to risk
             self._report(p.cid, a.spec.instrument, a.spec.side, now, now, EXEC_CANCELED,

@@ -31,6 +31,7 @@ from alphad.daemon.supervisor.journal import records
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
 from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY
+from alphad.daemon.router.parents import N_PG
 from alphad.daemon.shell import tick
 from alphad.daemon.shell.ports import out_port
 from alphad.ipc import feature_list
@@ -358,10 +359,11 @@ class RouterStage:
 
     def __init__(self, shell):
         cfg, self.shell = shell.cfg, shell
-        self._seg, fresh, (last_cid, ledger) = shared_arrays(
-            shell.names["router_state"], [((len(cfg.universe),), np.uint64), ((LEDGER_CAPACITY, 3), np.int64)])
-        self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, metrics=shell.m,
-                                  impact_out=shell.metrics.impact)
+        self._seg, fresh, (last_cid, ledger, progress) = shared_arrays(
+            shell.names["router_state"], [((len(cfg.universe),), np.uint64), ((LEDGER_CAPACITY, 3), np.int64),
+                                          ((cfg.router.algo.max_parents, N_PG), np.int64)])
+        self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, progress=progress,
+                                  metrics=shell.m, impact_out=shell.metrics.impact)
         self._restarted = not fresh
         # ctl cancel-all requests acted on, and the trading-state epoch of the last HALTED
         # seen: a halt (operator or kill switch) cancels working orders at the venues once.
@@ -413,15 +415,16 @@ class RouterStage:
         this one is ready."""
         now = time.monotonic_ns()
         summary = self.core.reconcile(now)
+        self.publish(summary["reports"], -1)  # resumed parents' first children's reports
         total = 0
         while k := self.core.report_lost(now):
             self.publish(k, -1)
             total += k
-        if total or summary["adopted"] or summary["stray_cancels"]:
+        if total or summary["adopted"] or summary["resumed"] or summary["stray_cancels"]:
             print(f"alphad stage router: reconciled with the venues: {summary['adopted']} orders adopted as still "
-                  f"working, {total} reported CANCELED (their venue ended with the previous router process, or "
-                  f"they ended unheard), {summary['stray_cancels']} unknown ones cancelled", file=sys.stderr,
-                  flush=True)
+                  f"working, {summary['resumed']} algorithm parents resumed, {total} reported CANCELED (their venue "
+                  f"ended with the previous router process, or they ended unheard), {summary['stray_cancels']} "
+                  "unknown ones cancelled", file=sys.stderr, flush=True)
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None

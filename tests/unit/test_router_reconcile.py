@@ -93,3 +93,59 @@ def test_reconcile_when_simulated_venues_ended_with_the_router_then_every_held_o
     k = second.report_lost(5)
     assert list(second.reports[:k]["client_order_id"]) == [1]
     assert second.reports[0]["reason"] == REASON_CXL_VENUE_LOST != REASON_CXL_USER
+
+
+def test_reconcile_when_router_restarts_mid_twap_then_the_parent_resumes_from_its_progress_to_exactly_its_qty():
+    from alphad.daemon.router.parents import new_progress
+    from alphad.daemon.risk.codes import B_OPEN_BUY, B_POSITION
+    from test_router_algos import Rig, S, sell_prints
+
+    cfg = config("twap", urgency=0.3, slices=10)
+    rig = Rig(cfg)
+    ledger, last_cid, progress = new_ledger(), np.zeros(1, np.uint64), new_progress(cfg.router.algo.max_parents)
+
+    def start_router():  # the router_state segment's arrays outlive the process
+        rig.router = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, progress=progress, metrics=rig.m)
+        rig.md(MD_QUOTE)
+
+    start_router()
+    order, _ = rig.signal(0.1, seq=5)  # 100 shares over 10 s
+    cid = int(order["client_order_id"])
+    rig.run_until(4 * S, trade=sell_prints)
+    before = rig.risk.book[0, B_POSITION]
+    first_children = set(rig.children()["cid"].tolist())
+    assert 0 < before < 100 and progress[:, 0].tolist().count(cid) == 1
+
+    start_router()  # killed and restarted: fresh in-process venues, the same segment
+    summary = rig.router.reconcile(rig.now)
+    assert (summary["resumed"], summary["adopted"]) == (1, 0)
+    rig.to_risk(summary["reports"])
+    assert rig.router.report_lost(rig.now) == 0  # the parent is not lost: it works on
+    rig.run_until(12 * S, trade=sell_prints)
+    mine = rig.of(cid)
+    assert [int(r["status"]) for r in mine].count(EXEC_FILL) == 1 and mine[-1]["status"] == EXEC_FILL
+    assert sum(r["fill_qty"] for r in mine) == 100  # what the first router filled, then the rest
+    assert rig.risk.book[0, B_POSITION] == 100 and rig.risk.book[0, B_OPEN_BUY] == 0
+    assert not first_children & set(rig.children()["cid"].tolist())  # no child id used twice
+    assert not progress[:, 0].any() and not ledger[:, L_CID].any()  # ended: nothing held
+
+
+def test_reconcile_when_a_parent_expired_while_the_router_was_down_then_it_ends_expired_with_its_remainder():
+    from alphad.daemon.router.order_fsm import REASON_CXL_EXPIRED
+    from alphad.daemon.router.parents import new_progress
+    from test_router_algos import Rig, S
+
+    cfg = config("twap", urgency=0.0, finish_fraction=0.0, slices=10)
+    rig = Rig(cfg)
+    ledger, last_cid, progress = new_ledger(), np.zeros(1, np.uint64), new_progress(cfg.router.algo.max_parents)
+    rig.router = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, progress=progress, metrics=rig.m)
+    rig.md(MD_QUOTE)
+    order, _ = rig.signal(0.1, seq=5)
+    rig.now = 30 * S  # the router was down past the parent's 10 s end
+    rig.router = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, progress=progress, metrics=rig.m)
+    summary = rig.router.reconcile(rig.now)
+    assert summary["resumed"] == 0 and summary["reports"] == 1
+    end = rig.router.reports[0]
+    assert end["client_order_id"] == order["client_order_id"] and end["status"] == EXEC_CANCELED
+    assert end["reason"] == REASON_CXL_EXPIRED and end["leaves_qty"] == 100
+    assert rig.router.report_lost(rig.now) == 0 and not ledger[:, L_CID].any() and not progress[:, 0].any()
