@@ -2,13 +2,16 @@
 
 Every stage core runs in this one process, exactly the code the daemon runs,
 handing records from core to core by direct call; the clock is the feed's own
-event time, so a run is deterministic: same file, same model, same orders.
+event time, so a run is deterministic: same file, same model, same orders.  Events
+go one at a time: a decision made on event ``i`` reaches the venue at ``t_i`` plus
+its entry latency and meets the book as it stands then (never a later event's).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import msgspec
@@ -31,10 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--orders", default=None, help="write every order as JSON lines here")
 
 
-def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
-    """Run the recording once through every core; returns (orders, summary)."""
+def backtest(cfg: Config, base: Path, *, reports: list | None = None) -> tuple[np.ndarray, dict]:
+    """Run the recording once through every core, one event at a time on its own clock;
+    returns (orders, summary).  ``reports``: a list that receives every batch of exec
+    reports the venues sent back (copies)."""
     cfg = msgspec.structs.replace(cfg, topology=msgspec.structs.replace(cfg.topology, name="single"),
                                   shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-backtest-{os.getpid()}"))
+    t0 = time.perf_counter()
     names = segment_names(cfg.shm.prefix)
     Doorbells.create(names["doorbells"])
     control = ControlBlock.create(names["control"])
@@ -45,13 +51,23 @@ def backtest(cfg: Config, base: Path) -> tuple[np.ndarray, dict]:
         runner = ProcessRunner(cfg, base, plan, 0, simulated=True)
         orders = []
         runner.add_sink("orders", lambda recs, n, now: orders.append(recs[:n].copy()))
+        if reports is not None:
+            runner.add_sink("exec", lambda recs, n, now: reports.append(recs[:n].copy()))
         runner.warm()
         runner.mark_ready(True)
+        setup_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
         runner.run()
+        replay_s = time.perf_counter() - t1
         from alphad.daemon.risk.codes import B_POSITION, REASON_NAMES
 
+        events = int(control.stage(STAGE_INDEX["feed"], S_EVENTS_OUT))
         summary = {
-            "events": int(control.stage(STAGE_INDEX["feed"], S_EVENTS_OUT)),
+            "events": events,
+            # the replay alone (loading the feed and model, compiling or loading kernels: setup_s)
+            "replay_s": round(replay_s, 3),
+            "events_per_s": round(events / replay_s) if replay_s > 0 else None,
+            "setup_s": round(setup_s, 3),
             "orders": int(sum(len(o) for o in orders)),
             "fills": metrics.counter(STAGE_INDEX["risk"], mx.C_FILLS),
             "denials": metrics.counter(STAGE_INDEX["risk"], mx.C_DENIALS),

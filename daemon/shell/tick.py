@@ -334,13 +334,18 @@ class Loop:
         return drain
 
     def _emit_due(self, feed) -> int:
-        """Emit what the feed has due; returns how many events (0: none)."""
+        """Emit what the feed has due; returns how many events (0: none).
+
+        On the simulated clock (the backtest) one event at a time, at its own time: every
+        stage, the venues included, sees event ``i`` and what it caused before event
+        ``i + 1`` exists.  A batch would let the venues' books take in events after the one
+        a decision was made on, before its order arrives (look-ahead)."""
         shell = self.shell
         core = feed.core
         now = self.sim_now if shell.simulated else time.monotonic_ns()
         if shell.simulated and core.pos < len(core.events):
             self.sim_now = now = int(core.events["ts_exch"][core.pos])
-        n = core.take(now, shell.batch)
+        n = core.take(now, 1 if shell.simulated else shell.batch)
         if n:
             if shell.fused_tick is not None:
                 shell.fused_tick(n)

@@ -12,7 +12,9 @@ def test_backtest_when_run_twice_then_identical_orders_and_every_order_filled(re
     a, sa = backtest(cfg, base)
     b, sb = backtest(cfg, base)
     assert len(a) > 100
-    assert a.tobytes() == b.tobytes() and sa == sb
+    timing = ("replay_s", "events_per_s", "setup_s")
+    assert a.tobytes() == b.tobytes() and {k: v for k, v in sa.items() if k not in timing} == \
+        {k: v for k, v in sb.items() if k not in timing}
     assert sa["orders"] == len(a) and 0 < sa["fills"] <= sa["orders"]  # market orders take displayed size
     assert sum(sa["denials_by_reason"].values()) == sa["denials"]
     assert len(np.unique(a["client_order_id"])) == len(a)  # ids never repeat
