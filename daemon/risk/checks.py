@@ -54,20 +54,12 @@ from alphad.daemon.risk.codes import (
     A_LOSS_REF,
     A_NET,
     A_TOKENS,
-    ACTIVE,
     B_EXPOSURE,
     B_LAST_PX,
     B_NET,
     B_OPEN_BUY,
     B_OPEN_SELL,
     B_POSITION,
-    C_EPOCH,
-    C_FLATTEN,
-    C_STATE,
-    C_STATE_REASON,
-    C_STATE_TS,
-    C_THROTTLE_NS,
-    C_WARNINGS,
     DENY_BAD_QUANTITY,
     DENY_DAILY_LOSS,
     DENY_GROSS_EXPOSURE,
@@ -96,7 +88,6 @@ from alphad.daemon.risk.codes import (
     G_MAX_NET,
     G_THROTTLE_BURST,
     G_THROTTLE_RATE,
-    HALTED,
     L_KNOWN,
     L_LOT,
     L_MAX_ORDER_NOTIONAL,
@@ -112,12 +103,12 @@ from alphad.daemon.risk.codes import (
     L_TRADABLE,
     NO_ORDER,
     OK,
-    REDUCING,
     SEC_EXPOSURE,
     SEC_LIMIT,
     SEC_WARN,
     WARN_SECTOR,
 )
+from alphad.ipc.control import (ACTIVE, C_EPOCH, C_FLATTEN, C_STATE, C_STATE_REASON, C_STATE_TS, C_THROTTLE_NS, C_WARNINGS, HALTED, REDUCING)
 from alphad.kernels.grid import on_grid
 
 # Relative slack on limit comparisons so a value computed to sit exactly on a limit passes.

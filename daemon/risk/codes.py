@@ -18,16 +18,10 @@ Arrays (all preallocated by :func:`alphad.daemon.risk.config.build_risk_arrays`)
              a restart of the risk stage.
 
 The ``control`` columns ``C_*``, ``REASON_OPERATOR`` and the trading states are part of the
-shared control block's layout: they are defined in :mod:`alphad.ipc.control` and imported here
-with the rest of the risk library's contract.
+shared control block's layout: they live in :mod:`alphad.ipc.control` alone (one name, one
+home), and the risk library imports them from there.
 """
 from __future__ import annotations
-
-# -- trading states (control[C_STATE]) and the control columns: alphad.ipc.control -------------
-# (re-exported: the risk library's contract)
-from alphad.ipc.control import (ACTIVE, C_EPOCH, C_FLATTEN, C_STATE, C_STATE_REASON, C_STATE_TS,  # noqa: F401
-                                C_THROTTLE_NS, C_WARNINGS, HALTED, N_CONTROL_COLS, REASON_OPERATOR, REDUCING,
-                                STATE_NAMES)
 
 # -- gate reason codes (returned by check_order) ------------------------------------------------
 #: The order passed every check.

@@ -33,7 +33,6 @@ from alphad.daemon.risk.codes import (
     A_RISK_MULT,
     A_TOKENS,
     B_LAST_PX,
-    C_THROTTLE_NS,
     G_ALLOW_SHORT,
     G_DAILY_LOSS,
     G_MAX_GROSS,
@@ -57,13 +56,13 @@ from alphad.daemon.risk.codes import (
     N_ACCOUNT_COLS,
     N_ACCOUNT_LIMITS,
     N_BOOK_COLS,
-    N_CONTROL_COLS,
     N_DD_MEASURES,
     N_LIMIT_COLS,
     N_SECTOR_COLS,
     SEC_LIMIT,
     SEC_WARN,
 )
+from alphad.ipc.control import C_THROTTLE_NS, N_CONTROL_COLS
 
 #: ``HH:MM``, 24-hour clock.
 ClockTime = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]

@@ -35,12 +35,6 @@ from numba import njit
 from alphad.daemon.risk.checks import set_state
 from alphad.daemon.risk.codes import (
     A_RISK_MULT,
-    C_FLATTEN,
-    C_STATE,
-    C_STATE_REASON,
-    C_EPOCH,
-    C_STATE_TS,
-    ACTIVE,
     DD_CRITICAL,
     DD_EMERGENCY,
     DD_EVENT_ESCALATE,
@@ -49,10 +43,9 @@ from alphad.daemon.risk.codes import (
     DD_KILL,
     DD_LEVEL_NAMES,
     DD_MEASURE_NAMES,
-    HALTED,
     N_DD_MEASURES,
-    REDUCING,
 )
+from alphad.ipc.control import ACTIVE, C_EPOCH, C_FLATTEN, C_STATE, C_STATE_REASON, C_STATE_TS, HALTED, REDUCING
 
 # -- dd_state columns (float64) ---------------------------------------------------------------------
 #: Highest equity since creation/reset.

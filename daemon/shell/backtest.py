@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from alphad.ipc import metrics as mx
+from alphad.ipc import dtypes, metrics as mx
 from alphad.ipc.control import S_EVENTS_OUT, STAGE_INDEX, ControlBlock
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.metrics import MetricsBlock
@@ -25,6 +25,7 @@ from alphad.ipc import feature_list
 from alphad.ipc.shm import Segment, list_segments
 
 from alphad.daemon.config import Config, load_config
+from alphad.daemon.shell import tick
 from alphad.daemon.shell.runner import ProcessRunner
 from alphad.daemon.shell.topology import plan as make_plan, segment_names
 
@@ -32,12 +33,62 @@ from alphad.daemon.shell.topology import plan as make_plan, segment_names
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
     p.add_argument("--orders", default=None, help="write every order as JSON lines here")
+    p.add_argument("--loop", choices=("auto", "python"), default="auto",
+                   help="auto: one compiled loop over the events when the model is compiled (model.runtime: "
+                        "compiled) and execution immediate; python: the process loop, the same steps with Python "
+                        "between them (default: %(default)s)")
 
 
-def backtest(cfg: Config, base: Path, *, reports: list | None = None) -> tuple[np.ndarray, dict]:
+class CompiledLoop:
+    """The backtest's whole replay in compiled chunks (:func:`~alphad.daemon.shell.tick.backtest_events`),
+    housekeeping between them as the process loop does it (every 1024 events, at most every
+    20 ms).  For a compiled model (``model.runtime: compiled``) and immediate execution (the
+    algorithms' parents are Python objects); :meth:`able` says whether it applies."""
+
+    CHUNK = 1024
+    SINK = 1 << 16
+
+    def __init__(self, runner: ProcessRunner):
+        a = runner.adapters
+        self.runner, self.feed = runner, a["feed"]
+        inf, router = a["infer"], a["router"]
+        self.cores = (self.feed.core.state, a["features"].state, inf.state, a["risk"].state, router.core.state)
+        self.ports = (runner.ports["md"], runner.ports["features"], runner.ports["signals"], runner.ports["orders"],
+                      router.port)
+        t = inf.session.runner.trees
+        self.model = (t.roots, t.nodes, t.leaves, t.base, inf.session.y[:, 0])
+        self.sinks = (np.zeros(self.SINK, dtypes.ORDER_DTYPE), np.zeros(self.SINK, dtypes.EXEC_DTYPE))
+        self.poll = router.core.poll_ns > 0
+        tick.backtest_events(self.cores, self.ports, self.model, self.sinks, 0, self.poll)  # compile or load now
+
+    @staticmethod
+    def able(runner: ProcessRunner) -> bool:
+        a = runner.adapters
+        return a["infer"].session.providers == ["compiled"] and a["router"].core.parents is None
+
+    def run(self, orders: list, reports: list | None) -> None:
+        ticks, next_housekeeping, core = 0, 0, self.feed.core
+        while not core.exhausted:
+            done, n_o, n_r = tick.backtest_events(self.cores, self.ports, self.model, self.sinks,
+                                                  self.CHUNK - ticks % self.CHUNK, self.poll)
+            if n_o:
+                orders.append(self.sinks[0][:n_o].copy())
+            if n_r and reports is not None:
+                reports.append(self.sinks[1][:n_r].copy())
+            ticks += done
+            now = time.monotonic_ns()
+            if ticks % self.CHUNK == 0 and now >= next_housekeeping:
+                self.runner.housekeeping(now)
+                next_housekeeping = now + tick.HOUSEKEEPING_NS
+
+
+def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str = "auto") -> tuple[np.ndarray, dict]:
     """Run the recording once through every core, one event at a time on its own clock;
     returns (orders, summary).  ``reports``: a list that receives every batch of exec
-    reports the venues sent back (copies)."""
+    reports the venues sent back (copies).  ``loop``: ``auto`` runs :class:`CompiledLoop`
+    where it applies, ``python`` always the process loop (the same steps, Python between)."""
+    if loop not in ("auto", "python"):
+        raise ValueError(f"loop expected 'auto' or 'python', was {loop!r}")
     cfg = msgspec.structs.replace(cfg, topology=msgspec.structs.replace(cfg.topology, name="single"),
                                   shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-backtest-{os.getpid()}"))
     t0 = time.perf_counter()
@@ -54,10 +105,14 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None) -> tuple[n
         if reports is not None:
             runner.add_sink("exec", lambda recs, n, now: reports.append(recs[:n].copy()))
         runner.warm()
+        compiled = CompiledLoop(runner) if loop == "auto" and CompiledLoop.able(runner) else None
         runner.mark_ready(True)
         setup_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        runner.run()
+        if compiled is not None:
+            compiled.run(orders, reports)
+        else:
+            runner.run()
         replay_s = time.perf_counter() - t1
         from alphad.daemon.risk.codes import B_POSITION, REASON_NAMES
 
@@ -68,6 +123,7 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None) -> tuple[n
             "replay_s": round(replay_s, 3),
             "events_per_s": round(events / replay_s) if replay_s > 0 else None,
             "setup_s": round(setup_s, 3),
+            "loop": "compiled" if compiled is not None else "python",
             "orders": int(sum(len(o) for o in orders)),
             "fills": metrics.counter(STAGE_INDEX["risk"], mx.C_FILLS),
             "denials": metrics.counter(STAGE_INDEX["risk"], mx.C_DENIALS),
@@ -89,7 +145,7 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None) -> tuple[n
 
 def run(args) -> int:
     cfg, base = load_config(args.config)
-    orders, summary = backtest(cfg, base)
+    orders, summary = backtest(cfg, base, loop=args.loop)
     if args.orders:
         with open(args.orders, "w") as f:
             for o in orders:

@@ -178,8 +178,9 @@ class InferStage:
         _, published = feature_list.read(seg, cfg.supervisor.start_timeout_s)
         seg.close()
         session = ModelSession(resolve(shell.base, cfg.model.card), published, provider=cfg.model.provider,
-                               max_batch=cfg.model.max_batch)
-        print(f"alphad stage infer: model {cfg.model.card}, ONNX Runtime providers in use: {session.providers}"
+                               max_batch=cfg.model.max_batch, runtime=cfg.model.runtime)
+        print(f"alphad stage infer: model {cfg.model.card}, runtime {cfg.model.runtime}, providers in use: "
+              f"{session.providers}"
               + ("" if session.fast_path else " (public run_with_iobinding: slower)"), file=sys.stderr, flush=True)
         shell.control.set_stage(INFER, S_INFER_PROVIDER, provider_code(session.providers[0]))
         drift = None

@@ -39,7 +39,8 @@ from numba import njit
 from alphad.daemon.features.core import features_step
 from alphad.daemon.feed.core import CUR_LOOPS, CUR_POS, CUR_SEQ, feed_step
 from alphad.daemon.infer.core import infer_gather, infer_step
-from alphad.daemon.risk.core import risk_fills, risk_marks, risk_step
+from alphad.daemon.infer.trees import evaluate
+from alphad.daemon.risk.core import risk_fills, risk_marks, risk_step, risk_watch
 from alphad.daemon.router.core import route_and_poll, router_on_md
 from alphad.ipc import metrics as mx
 from alphad.daemon.jit import bind
@@ -233,6 +234,70 @@ def fused_back(st, rows, n, y, sigs, rs, orders, denials):
     res = publish(orders, risk_step(rs, sigs.recs, k, orders.recs, monotonic_ns()), k, -1)
     push_denials(rs, denials)
     return res
+
+
+# -- the backtest: every stage, one event at a time, in one compiled loop ------------------
+@njit(cache=True)
+def _reports_to_risk(rs, p, k, now, sink, n_sink):
+    """The router's ``k`` exec reports published (counted, stamped), kept in ``sink`` from
+    ``n_sink`` and applied to risk's book; returns the new sink count."""
+    k, _ = publish(p, k, 0, now)
+    if k:
+        sink[n_sink : n_sink + k] = p.recs[:k]
+        risk_fills(rs, p.recs, k)
+    return n_sink + k
+
+
+@njit(cache=True)
+def backtest_events(cores, ports, model, sinks, limit, poll):
+    """Up to ``limit`` events of the feed through every stage, each on its own clock and
+    each to its end (fills included) before the next exists, in one compiled call: the
+    ``single`` topology's handler chain (:class:`Loop` on the simulated clock) without
+    Python between the steps.  The model is a compiled tree ensemble
+    (:mod:`alphad.daemon.infer.trees`, ``model.runtime: compiled``).
+
+    ``cores``: feed, features, infer, risk and router states; ``ports``: the md, feature,
+    signal, order and exec ports; ``model``: ``(roots, nodes, leaves, base, y)``; ``sinks``: where the orders and exec reports are kept for the caller (it stops
+    with room left for one more event's); ``poll``: the venues have latency (reports come
+    due later).  Returns ``(events, orders kept, reports kept)``."""
+    fd, fs, st, rs, r = cores
+    md, rows, sigs, orders, reports = ports
+    roots, nodes, leaves, base, y = model
+    order_sink, report_sink = sinks
+    room = min(order_sink.shape[0] - orders.recs.shape[0], report_sink.shape[0] - 2 * reports.recs.shape[0])
+    events = fd.events
+    done = n_o = n_r = 0
+    while done < limit and fd.cursor[CUR_POS] < events.shape[0] and n_o <= room and n_r <= room:
+        now = events[fd.cursor[CUR_POS]].ts_exch
+        feed_step(fd, 1, md.recs, now, now)
+        publish(md, 1, 0, now)
+        _resume_words(fd, md.ctl)
+        done += 1
+        # the market data's consumers in the handler chain's order: router, risk, features
+        router_on_md(r, md.recs, 1, now)
+        risk_marks(rs, md.recs, 1)
+        risk_watch(rs, now)
+        k, _ = publish(rows, features_step(fs, md.recs, 1, rows.recs, now), 1, now)
+        j = 0
+        while j < k:  # rows in model batches
+            m = min(k - j, st.max_batch)
+            batch = rows.recs[j : j + m]
+            infer_gather(st, batch, m)
+            evaluate(st.x, m, roots, nodes, leaves, base, y)
+            ks, _ = publish(sigs, infer_step(st, batch, m, y, sigs.recs, now), m, now)
+            ko, _ = publish(orders, risk_step(rs, sigs.recs, ks, orders.recs, now), ks, now)
+            rs.den_n[0] = 0  # no journal in a backtest
+            if ko:
+                order_sink[n_o : n_o + ko] = orders.recs[:ko]
+                n_o += ko
+                _, kr = route_and_poll(orders.recs, ko, r, now)
+                reports.ctl[stage_word(ROUTER, S_EVENTS_IN)] += ko
+                n_r = _reports_to_risk(rs, reports, kr, now, report_sink, n_r)
+            j += m
+        if poll:  # venue latency: the reports due by now
+            _, kr = route_and_poll(orders.recs, 0, r, now)
+            n_r = _reports_to_risk(rs, reports, kr, now, report_sink, n_r)
+    return done, n_o, n_r
 
 
 # -- the process loop ---------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from alphad.daemon.risk.codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION, C_FLATTEN
+from alphad.daemon.risk.codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION
+from alphad.ipc.control import C_FLATTEN
 from alphad.daemon.risk import core as rk
 from alphad.daemon.router.order_fsm import REASON_CXL_USER, State
 from alphad.ipc.dtypes import EXEC_ACK, EXEC_CANCELED, MD_QUOTE, ORDER_DTYPE, ORDER_F_FLATTEN, ORDER_LIMIT

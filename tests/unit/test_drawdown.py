@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from alphad.daemon.risk import codes as rc
+from alphad.ipc import control as cw
 from alphad.daemon.risk.drawdown import (
     AlertSender,
     DrawdownArrays,
@@ -50,8 +51,8 @@ def _spy_ladder(shared_data, start, end):
                              cfg.drawdown.emergency_risk_multiplier, a.control, a.account)
         if ev:
             events.append((day.strftime("%Y-%m-%d"), event_name(ev)))
-            states.append((int(a.control[rc.C_STATE]), float(a.account[rc.A_RISK_MULT]),
-                           int(a.control[rc.C_FLATTEN])))
+            states.append((int(a.control[cw.C_STATE]), float(a.account[rc.A_RISK_MULT]),
+                           int(a.control[cw.C_FLATTEN])))
     return events, states, a, ladder
 
 
@@ -73,10 +74,10 @@ def test_ladder_when_spy_held_into_2008_then_walks_every_step_to_kill(shared_dat
     ]
     # Effects: warning alerts only; critical -> REDUCING; emergency halves risk; kill halts and
     # asks for a flatten.
-    assert states[0] == (rc.ACTIVE, 1.0, 0)
-    assert states[5] == (rc.REDUCING, 1.0, 0)
-    assert states[6] == (rc.REDUCING, 0.5, 0)
-    assert states[7] == (rc.HALTED, 0.5, 1)
+    assert states[0] == (cw.ACTIVE, 1.0, 0)
+    assert states[5] == (cw.REDUCING, 1.0, 0)
+    assert states[6] == (cw.REDUCING, 0.5, 0)
+    assert states[7] == (cw.HALTED, 0.5, 1)
     # The deepest peak-to-trough drawdown of the path is the March 2009 low (SPY 68.11 vs the
     # 2008-05-19 high of 142.66 close): about -52%.
     assert ladder.state[2 + 7] == pytest.approx(1 - 68.11 / 142.66, abs=0.01)
@@ -114,7 +115,7 @@ def test_ladder_when_2020_crash_and_recovery_then_recovery_reported_but_halt_kep
         ("2020-08-05", "recover:normal"),
     ]
     # Recovery restores the risk multiplier but the KILL halt needs an operator resume.
-    assert states[-1] == (rc.HALTED, 1.0, 1)
+    assert states[-1] == (cw.HALTED, 1.0, 1)
 
 
 def _brute_dd(ts, eq, k, span):
@@ -134,7 +135,7 @@ def test_rolling_windows_when_random_intraday_path_then_match_brute_force(seed):
     eq = 1e6 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
     lad = DrawdownArrays(eq[0], capacity=4096)
     thr = DrawdownConfig().threshold_table()
-    control = np.zeros(rc.N_CONTROL_COLS, np.int64)
+    control = np.zeros(cw.N_CONTROL_COLS, np.int64)
     acct = np.zeros(rc.N_ACCOUNT_COLS)
     peak = 0.0
     for k in range(n):
@@ -151,7 +152,7 @@ def test_rolling_windows_when_random_intraday_path_then_match_brute_force(seed):
 def test_intraday_measure_when_session_restarts_then_measures_from_session_high():
     lad = DrawdownArrays(100.0)
     thr = DrawdownConfig().threshold_table()
-    control = np.zeros(rc.N_CONTROL_COLS, np.int64)
+    control = np.zeros(cw.N_CONTROL_COLS, np.int64)
     acct = np.zeros(rc.N_ACCOUNT_COLS)
     day = 86_400 * 10**9
     update_drawdown(0, 100.0, lad.state, lad.idx, lad.win_ts, lad.win_eq, thr, 0.2, 0.5, control, acct)
@@ -171,7 +172,7 @@ def test_ladder_when_fast_intraday_drop_then_rolling_measure_escalates():
     cfg = DrawdownConfig(rolling_1h=(0.01, 0.02, 0.04, 0.06))
     thr = cfg.threshold_table()
     lad = DrawdownArrays(100.0)
-    control = np.zeros(rc.N_CONTROL_COLS, np.int64)
+    control = np.zeros(cw.N_CONTROL_COLS, np.int64)
     acct = np.zeros(rc.N_ACCOUNT_COLS)
     acct[rc.A_RISK_MULT] = 1.0
     ev = [update_drawdown(k * 60 * 10**9, 100.0 - 1.1 * k, lad.state, lad.idx, lad.win_ts,
@@ -179,7 +180,7 @@ def test_ladder_when_fast_intraday_drop_then_rolling_measure_escalates():
     assert [event_name(e) for e in ev if e] == [
         "escalate:warning", "escalate:critical", "escalate:emergency"]
     assert int(lad.state[3]) == rc.DD_ROLLING_1H
-    assert control[rc.C_STATE] == rc.REDUCING and acct[rc.A_RISK_MULT] == 0.5
+    assert control[cw.C_STATE] == cw.REDUCING and acct[rc.A_RISK_MULT] == 0.5
 
 
 def test_drawdown_config_when_thresholds_not_ascending_then_error_names_them():
@@ -272,11 +273,11 @@ def test_ladder_when_recovering_below_critical_then_lifts_only_its_own_reducing(
 
     thr = DrawdownConfig().threshold_table()
     lad = DrawdownArrays(100.0)
-    control = np.zeros(rc.N_CONTROL_COLS, np.int64)
+    control = np.zeros(cw.N_CONTROL_COLS, np.int64)
     acct = np.zeros(rc.N_ACCOUNT_COLS)
     acct[rc.A_RISK_MULT] = 1.0
     if operator_reducing:
-        set_state(control, rc.REDUCING, rc.REASON_OPERATOR, 0)
+        set_state(control, cw.REDUCING, cw.REASON_OPERATOR, 0)
     day = 86_400 * 10**9
 
     def feed(k, e):
@@ -285,9 +286,9 @@ def test_ladder_when_recovering_below_critical_then_lifts_only_its_own_reducing(
 
     assert feed(0, 100.0) == "none"
     assert feed(1, 91.5) == "escalate:emergency"           # 8.5%: three steps at once
-    assert control[rc.C_STATE] == rc.REDUCING and acct[rc.A_RISK_MULT] == 0.5
+    assert control[cw.C_STATE] == cw.REDUCING and acct[rc.A_RISK_MULT] == 0.5
     assert feed(2, 93.0) == "none"                          # 7% < 8% but not below 6.4%: stays
     assert feed(3, 94.0) == "recover:critical"              # 6% < 8% x 0.8
-    assert acct[rc.A_RISK_MULT] == 1.0 and control[rc.C_STATE] == rc.REDUCING
+    assert acct[rc.A_RISK_MULT] == 1.0 and control[cw.C_STATE] == cw.REDUCING
     assert feed(4, 99.0) == "recover:normal"
-    assert control[rc.C_STATE] == (rc.REDUCING if operator_reducing else rc.ACTIVE)
+    assert control[cw.C_STATE] == (cw.REDUCING if operator_reducing else cw.ACTIVE)

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from alphad.daemon.config import decode_config
 from alphad.daemon.risk import core as rk
-from alphad.daemon.risk.codes import C_FLATTEN
+from alphad.ipc.control import C_FLATTEN
 from alphad.daemon.router import core as rt
 from alphad.daemon.supervisor.supervisor import next_session
 from alphad.ipc import metrics as mx

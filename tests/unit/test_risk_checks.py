@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphad.daemon.risk import codes as rc
+from alphad.ipc import control as cw
 from alphad.daemon.risk.portfolio import apply_fill, on_exec, on_mark, on_order_sent
 from alphad.daemon.risk.checks import (
     check_batch,
@@ -89,16 +90,16 @@ class Gate:
 
     @property
     def state(self):
-        return int(self.a.control[rc.C_STATE])
+        return int(self.a.control[cw.C_STATE])
 
 
 def _halted(g):
-    set_state(g.a.control, rc.HALTED, rc.REASON_OPERATOR, T0)
+    set_state(g.a.control, cw.HALTED, cw.REASON_OPERATOR, T0)
 
 
 def _reducing_long(g):
     g.fill(AAA, 1, 500)
-    set_state(g.a.control, rc.REDUCING, rc.REASON_OPERATOR, T0)
+    set_state(g.a.control, cw.REDUCING, cw.REASON_OPERATOR, T0)
 
 
 def _long_aaa_1000(g):
@@ -221,9 +222,9 @@ def test_sector_order_when_above_warning_level_then_passes_with_warning_bit():
     g = Gate()
     _it_180k(g)                   # 18%: below the 20% warning level
     assert g.check(DDD, 1, 100) == rc.OK
-    assert g.a.control[rc.C_WARNINGS] == 0
+    assert g.a.control[cw.C_WARNINGS] == 0
     assert g.check(DDD, 1, 201) == rc.OK      # 20.1%
-    assert g.a.control[rc.C_WARNINGS] & rc.WARN_SECTOR
+    assert g.a.control[cw.C_WARNINGS] & rc.WARN_SECTOR
 
 
 def test_gate_when_working_orders_exist_then_counts_them_in_position_limit():
@@ -272,7 +273,7 @@ def test_daily_loss_when_loss_crosses_limit_then_kill_switch_latches(loss_px, ex
     _long_aaa_1000(g)
     g.mark(AAA, loss_px)          # 1000 shares: 80.00 is exactly the 2% limit
     assert g.check(BBB, 1, 1) == expect
-    assert g.state == (rc.HALTED if expect != rc.OK else rc.ACTIVE)
+    assert g.state == (cw.HALTED if expect != rc.OK else cw.ACTIVE)
 
 
 def test_kill_switch_when_tripped_then_nothing_passes_until_resume():
@@ -280,7 +281,7 @@ def test_kill_switch_when_tripped_then_nothing_passes_until_resume():
     _long_aaa_1000(g)
     g.mark(AAA, 79.0)
     assert g.check(BBB, 1, 1) == rc.DENY_DAILY_LOSS
-    assert g.a.control[rc.C_STATE_REASON] == rc.DENY_DAILY_LOSS
+    assert g.a.control[cw.C_STATE_REASON] == rc.DENY_DAILY_LOSS
     # Prices recover: still latched; every kind of order (a reducing sell too) is denied.
     g.mark(AAA, 100.0)
     for order in [(BBB, 1, 1), (AAA, -1, 1000), (CCC, -1, 5), (AAA, 1, 1, 100.0)]:
@@ -289,7 +290,7 @@ def test_kill_switch_when_tripped_then_nothing_passes_until_resume():
     restarted = Gate(control=g.a.control)
     assert restarted.check(BBB, 1, 1) == rc.DENY_HALTED
     resume(g.a.control, g.a.account, T0)
-    assert g.state == rc.ACTIVE
+    assert g.state == cw.ACTIVE
     assert g.check(BBB, 1, 1) == rc.OK
 
 
@@ -408,8 +409,8 @@ def test_flatten_when_kill_step_requests_it_then_only_reduce_only_orders_pass_wh
     n_inst = len(UNIVERSE)
     inst, side, qty = np.zeros(n_inst, np.int64), np.zeros(n_inst, np.int64), np.zeros(n_inst)
     assert check_flatten_order(AAA, -1, 700.0, a.limits, a.book, a.control) == rc.DENY_HALTED
-    set_state(a.control, rc.HALTED, rc.DD_EVENT_ESCALATE + rc.DD_KILL, T0)
-    a.control[rc.C_FLATTEN] = 1
+    set_state(a.control, cw.HALTED, rc.DD_EVENT_ESCALATE + rc.DD_KILL, T0)
+    a.control[cw.C_FLATTEN] = 1
     k = flatten_orders(a.limits, a.book, inst, side, qty)
     assert [(int(i), int(s), q) for i, s, q in zip(inst[:k], side[:k], qty[:k])] == [
         (AAA, -1, 700.0), (CCC, 1, 333.0), (LOT, -1, 250.0)]

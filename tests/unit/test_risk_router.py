@@ -10,9 +10,15 @@ from alphad.daemon.router import core as rt
 from alphad.daemon.config import decode_config
 from alphad.daemon.risk.portfolio import on_mark
 from alphad.daemon.router.order_fsm import REJ_STALE
-from alphad.daemon.risk.codes import (A_CASH, B_OPEN_BUY, B_POSITION, C_FLATTEN, C_STATE, DENY_HALTED,
-                                     DENY_STALE_SIGNAL,
-                                      DENY_MAX_ORDER_QTY, HALTED)
+from alphad.daemon.risk.codes import (
+    A_CASH,
+    B_OPEN_BUY,
+    B_POSITION,
+    DENY_HALTED,
+    DENY_STALE_SIGNAL,
+    DENY_MAX_ORDER_QTY,
+)
+from alphad.ipc.control import C_FLATTEN, C_STATE, HALTED
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_REJECT, MD_DTYPE, MD_QUOTE,
                                ORDER_DTYPE, ORDER_MARKET, SIGNAL_DTYPE)

@@ -11,7 +11,8 @@ from alphad.daemon.config import ConfigError, decode_config
 from alphad.daemon.router.order_fsm import LIQ_MAKER, LIQ_TAKER, REASON_CXL_EXPIRED, REJ_BAD_QTY, child_order_id
 from alphad.daemon.router.parents import ALGO_STRATEGY
 from alphad.daemon.risk.portfolio import on_mark
-from alphad.daemon.risk.codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION, C_FLATTEN
+from alphad.daemon.risk.codes import B_OPEN_BUY, B_OPEN_SELL, B_POSITION
+from alphad.ipc.control import C_FLATTEN
 from alphad.ipc import metrics as mx
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, MD_DTYPE, MD_QUOTE, MD_TRADE,
                                ORDER_DTYPE, ORDER_F_FLATTEN, ORDER_MARKET, SIGNAL_DTYPE)

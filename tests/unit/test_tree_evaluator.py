@@ -116,7 +116,8 @@ def test_session_when_runtime_compiled_then_run_bound_equals_onnxruntime(demo_ca
     ort = ModelSession(demo_card, FEATURE_NAMES, provider="cpu", max_batch=64)
     comp = ModelSession(demo_card, FEATURE_NAMES, max_batch=64, runtime="compiled")
     assert comp.providers == ["compiled"] and comp.fast_path
-    assert (comp.x.dtype, comp.x.shape, comp.y.dtype, comp.y.shape) == (ort.x.dtype, ort.x.shape, ort.y.dtype, ort.y.shape)
+    for a, b in ((comp.x, ort.x), (comp.y, ort.y)):  # the buffers InferCore's compiled steps are typed on
+        assert (a.dtype, a.shape, a.flags.c_contiguous) == (b.dtype, b.shape, b.flags.c_contiguous)
     comp.warm(rounds=2)
     sizes = np.random.default_rng(5).integers(1, 65, 400)
     done = 0
@@ -131,6 +132,26 @@ def test_session_when_runtime_compiled_then_run_bound_equals_onnxruntime(demo_ca
     np.testing.assert_allclose(comp.predict(demo_rows[:3]), ort.predict(demo_rows[:3]), rtol=0, atol=TOL)
     with pytest.raises(ValueError, match="batch of 1..64 rows expected, was 65"):
         comp.run_bound(65)
+
+
+def test_infer_core_when_runtime_compiled_then_same_signals_as_onnxruntime(demo_card, demo_rows):
+    from alphad.daemon.infer.core import InferCore
+    from alphad.ipc.dtypes import FEATURE_DTYPE, SIGNAL_DTYPE
+    from alphad.kernels.quote_features import FEATURE_NAMES
+
+    rows = np.zeros(150, FEATURE_DTYPE)  # more rows than max_batch: run in model batches
+    rows["x"][:, :len(FEATURE_NAMES)] = demo_rows[:150]
+    rows["t_origin"], rows["instrument"], rows["mid"] = np.arange(150), 1, 100.0
+    signals = {}
+    for runtime in ("onnxruntime", "compiled"):
+        s = ModelSession(demo_card, FEATURE_NAMES, provider="cpu", max_batch=64, runtime=runtime)
+        core = InferCore(s, weight_per_unit=0.01, weight_cap=0.02)
+        out = np.zeros(150, SIGNAL_DTYPE)
+        assert core.on_rows(rows, 150, out, now=9) == 150
+        core.rehearse(rows, np.zeros(2, SIGNAL_DTYPE))
+        signals[runtime] = out
+    assert np.abs(signals["compiled"]["prediction"] - signals["onnxruntime"]["prediction"]).max() <= TOL
+    assert np.abs(signals["compiled"]["target_weight"] - signals["onnxruntime"]["target_weight"]).max() <= TOL
 
 
 def test_session_when_runtime_compiled_and_onnx_file_changed_then_refuses(demo_card, tmp_path):
@@ -200,7 +221,8 @@ def test_session_when_runtime_compiled_and_graph_unsupported_then_refuses_to_sta
     _leq_to_lt(model)
     (tmp_path / "model.onnx").write_bytes(model.SerializeToString())
     card = read_card(tmp_path / "model_card.json")
-    write_card(tmp_path / "model_card.json", msgspec.structs.replace(card, onnx_sha256=sha256_file(tmp_path / "model.onnx")))
+    card = msgspec.structs.replace(card, onnx_sha256=sha256_file(tmp_path / "model.onnx"))
+    write_card(tmp_path / "model_card.json", card)
     ModelSession(tmp_path / "model_card.json", FEATURE_NAMES)  # ONNX Runtime evaluates BRANCH_LT
     with pytest.raises(UnsupportedModel, match="BRANCH_LT"):
         ModelSession(tmp_path / "model_card.json", FEATURE_NAMES, runtime="compiled")
