@@ -89,6 +89,15 @@ class FeedCore:
         offset = self.loops * self._span + int(self.events["ts_exch"][k]) - self._ts0
         return self.start_ns + int(offset / self.speed)
 
+    def refill(self, events: np.ndarray) -> None:
+        """Go on with the next chunk of a streamed recording (the backtest's): the cursor
+        starts again at its first event, the seq goes on."""
+        if len(events) == 0:
+            raise ValueError("a feed chunk holds no event")
+        self.events = events
+        self.cursor[CUR_POS] = 0
+        self.state = new_feed_state(events, self.cursor)
+
     @property
     def exhausted(self) -> bool:
         return self.pos >= len(self.events) and not self.loop

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import heapq
+import itertools
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -45,52 +47,84 @@ def _check_header(path: Path, found: list[str], expected: list[str]) -> None:
         raise ValueError(f"{path}: columns {expected} expected, the header was {found} (missing {missing})")
 
 
-def load_generic(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
-    """Parse a generic CSV; returns (events, rows skipped for unknown symbols)."""
+def generic_rows(path: Path, symbols: dict[str, int], skipped: list[int]):
+    """The rows of a generic CSV as tuples, in file order, one at a time; ``skipped[0]``
+    counts the rows of symbols outside the universe."""
     with _open_text(path) as f:
         reader = csv.reader(f)
         header = next(reader, None) or []
         _check_header(path, header, GENERIC_COLUMNS)
         col = {c: header.index(c) for c in GENERIC_COLUMNS}
-        rows, skipped = [], 0
         for lineno, r in enumerate(reader, start=2):
             inst = symbols.get(r[col["symbol"]])
             if inst is None:
-                skipped += 1
+                skipped[0] += 1
                 continue
             kind = _KINDS.get(r[col["kind"]])
             if kind is None:
                 raise ValueError(f"{path}:{lineno}: kind must be one of {sorted(_KINDS)}, was {r[col['kind']]!r}")
-            rows.append((int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
-                         _f(r[col["ask_px"]]), _f(r[col["ask_sz"]]), _f(r[col["last_px"]]), _f(r[col["last_sz"]])))
-    return _to_md(rows), skipped
+            yield (int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
+                   _f(r[col["ask_px"]]), _f(r[col["ask_sz"]]), _f(r[col["last_px"]]), _f(r[col["last_sz"]]))
 
 
-def load_binance(path: Path, trades_path: Path | None, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
-    rows, skipped = [], 0
+def load_generic(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
+    """Parse a generic CSV; returns (events, rows skipped for unknown symbols)."""
+    skipped = [0]
+    return _to_md(list(generic_rows(path, symbols, skipped))), skipped[0]
+
+
+def _binance_quotes(path: Path, symbols: dict[str, int], skipped: list[int]):
     with _open_text(path) as f:
         reader = csv.DictReader(f)
         _check_header(path, reader.fieldnames or [], ["symbol", "local_ts_ns", "bid_price", "bid_qty", "ask_price", "ask_qty"])
         for r in reader:
             inst = symbols.get(r["symbol"])
             if inst is None:
-                skipped += 1
+                skipped[0] += 1
                 continue
-            rows.append((int(r["local_ts_ns"]), inst, MD_QUOTE, float(r["bid_price"]), float(r["bid_qty"]),
-                         float(r["ask_price"]), float(r["ask_qty"]), np.nan, np.nan))
+            yield (int(r["local_ts_ns"]), inst, MD_QUOTE, float(r["bid_price"]), float(r["bid_qty"]),
+                   float(r["ask_price"]), float(r["ask_qty"]), np.nan, np.nan)
+
+
+def _binance_trades(path: Path, symbols: dict[str, int], skipped: list[int]):
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        _check_header(path, reader.fieldnames or [], ["symbol", "local_ts_ns", "price", "qty", "is_buyer_maker"])
+        for r in reader:
+            inst = symbols.get(r["symbol"])
+            if inst is None:
+                skipped[0] += 1
+                continue
+            yield (int(r["local_ts_ns"]), inst, MD_TRADE, np.nan, np.nan, np.nan, np.nan, float(r["price"]),
+                   float(r["qty"]))
+
+
+def _time_ordered(rows) -> bool:
+    last = None
+    for r in rows:
+        if last is not None and r[0] < last:
+            return False
+        last = r[0]
+    return True
+
+
+def binance_rows(path: Path, trades_path: Path | None, symbols: dict[str, int], skipped: list[int]):
+    """Book-ticker quotes and (optionally) trades merged by receive time, one row at a time
+    (each file in time order; a quote and a trade with equal stamps: the quote first)."""
+    quotes = _binance_quotes(path, symbols, skipped)
+    if trades_path is None:
+        yield from quotes
+        return
+    yield from heapq.merge(quotes, _binance_trades(trades_path, symbols, skipped), key=lambda t: t[0])
+
+
+def load_binance(path: Path, trades_path: Path | None, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
+    skipped = [0]
+    rows = list(_binance_quotes(path, symbols, skipped))
     if trades_path is not None:
-        with _open_text(trades_path) as f:
-            reader = csv.DictReader(f)
-            _check_header(trades_path, reader.fieldnames or [], ["symbol", "local_ts_ns", "price", "qty", "is_buyer_maker"])
-            for r in reader:
-                inst = symbols.get(r["symbol"])
-                if inst is None:
-                    skipped += 1
-                    continue
-                rows.append((int(r["local_ts_ns"]), inst, MD_TRADE, np.nan, np.nan, np.nan, np.nan,
-                             float(r["price"]), float(r["qty"])))
+        rows += list(_binance_trades(trades_path, symbols, skipped))
         rows.sort(key=lambda t: t[0])  # stable: a quote and trade with equal stamps keep file order
-    return _to_md(rows), skipped
+    return _to_md(rows), skipped[0]
 
 
 def load_lean_minute(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
@@ -167,6 +201,44 @@ def parse_speed(speed: str) -> float:
     if v <= 0:
         raise ValueError(f"feed.speed must be 'realtime', 'max' or a positive multiplier such as '10', was {speed!r}")
     return v
+
+
+#: Events per chunk of a streamed feed (~1.4 MB of MD records; the rows parsed for one chunk
+#: take ~5 MB while it is built).
+CHUNK_EVENTS = 16_384
+
+
+def stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
+    """The events a config's ``feed`` section describes, in chunks of at most ``chunk``
+    (MD_DTYPE arrays, in time order), read as they are needed: memory does not grow with
+    the file.  The generic CSV and time-ordered Binance files stream row by row; the lean
+    minute bars, the synthetic feed and Binance files that step back in time are built
+    whole (their order needs every row), then cut."""
+    from alphad.daemon.config import resolve
+
+    chunk = chunk or CHUNK_EVENTS
+    symbols = {ins.symbol: ins.id for ins in universe}
+    path, skipped = resolve(base, feed_cfg.path), [0]
+    trades = resolve(base, feed_cfg.trades_path) if feed_cfg.format == "binance" and feed_cfg.trades_path else None
+    if feed_cfg.source == "synthetic" or feed_cfg.format == "lean_minute" or (
+            feed_cfg.format == "binance" and not all(_time_ordered(rows) for rows in (
+                _binance_quotes(path, symbols, [0]), _binance_trades(trades, symbols, [0]) if trades else ()))):
+        # Built whole, then cut: the order needs every row (the lean bars, a Binance capture
+        # whose files step back in time, e.g. two sessions appended: a first pass checks).
+        events = load_events(feed_cfg, base, universe)
+        for j in range(0, len(events), chunk):
+            yield events[j : j + chunk]
+        return
+    if feed_cfg.format == "generic":
+        rows = generic_rows(path, symbols, skipped)
+    else:
+        rows = binance_rows(path, trades, symbols, skipped)
+    n = 0
+    while batch := list(itertools.islice(rows, chunk)):
+        n += len(batch)
+        yield _to_md(batch)
+    if n == 0:
+        raise ValueError(f"feed file {path} holds no event for the universe's symbols {sorted(symbols)}")
 
 
 def load_events(feed_cfg, base: Path, universe) -> np.ndarray:

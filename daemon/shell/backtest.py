@@ -67,8 +67,9 @@ class CompiledLoop:
         return a["infer"].session.providers == ["compiled"] and a["router"].core.parents is None
 
     def run(self, orders: list, reports: list | None) -> None:
-        ticks, next_housekeeping, core = 0, 0, self.feed.core
-        while not core.exhausted:
+        ticks, next_housekeeping, feed = 0, 0, self.feed
+        while not feed.core.exhausted or feed.next_chunk():
+            self.cores = (feed.core.state, *self.cores[1:])  # a new chunk, a new feed state
             done, n_o, n_r = tick.backtest_events(self.cores, self.ports, self.model, self.sinks,
                                                   self.CHUNK - ticks % self.CHUNK, self.poll)
             if n_o:

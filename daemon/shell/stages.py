@@ -19,7 +19,7 @@ import numpy as np
 from alphad.daemon.config import resolve
 from alphad.daemon.features.core import FeatureCore
 from alphad.daemon.feed.core import FeedCore, new_feed_state
-from alphad.daemon.feed.sources import load_events, parse_speed
+from alphad.daemon.feed.sources import load_events, parse_speed, stream_events
 from alphad.daemon.infer.core import InferCore, infer_gather
 from alphad.daemon.infer.session import ModelSession
 from alphad.daemon.jit import bind
@@ -104,7 +104,10 @@ class FeedStage:
     def __init__(self, shell, *, simulated: bool, bench_rate_hz: float | None):
         cfg = shell.cfg
         self.shell = shell
-        events = load_events(cfg.feed, shell.base, cfg.universe)
+        # The backtest streams the recording in chunks (constant memory); the daemon loads it
+        # whole (it replays in a loop, and a restarted feed resumes at a position).
+        self._chunks = stream_events(cfg.feed, shell.base, cfg.universe) if simulated else None
+        events = next(self._chunks) if simulated else load_events(cfg.feed, shell.base, cfg.universe)
         speed = 0.0 if simulated else parse_speed(cfg.feed.speed)
         loop = cfg.feed.loop and not simulated
         if bench_rate_hz:
@@ -116,6 +119,14 @@ class FeedStage:
             self.core.seq = int(ctl[stage_word(FEED, FEED_SEQ)])
             self.core.loops = int(ctl[stage_word(FEED, FEED_LOOPS)])
         self.port = shell.ports["md"]
+
+    def next_chunk(self) -> bool:
+        """The streamed recording's next chunk into the core; False at its end."""
+        events = next(self._chunks, None) if self._chunks is not None else None
+        if events is None:
+            return False
+        self.core.refill(events)
+        return True
 
     def consumers(self) -> dict:
         return {}

@@ -451,7 +451,7 @@ class Loop:
                     ticks += n
                     if shell.bench_ticks and ticks >= shell.bench_ticks:
                         feed = None
-                elif simulated and feed.core.exhausted:
+                elif simulated and feed.core.exhausted and not feed.next_chunk():
                     break  # backtest: the recording is exhausted
             if drain is not None:
                 busy = drain(False) or busy
