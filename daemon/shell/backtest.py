@@ -114,16 +114,19 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str 
             compiled.run(orders, reports)
         else:
             runner.run()
-        replay_s = time.perf_counter() - t1
+        load_s = runner.adapters["feed"].load_s  # reading the recording's later chunks
+        replay_s = time.perf_counter() - t1 - load_s
         from alphad.daemon.risk.codes import B_POSITION, REASON_NAMES
 
         events = int(control.stage(STAGE_INDEX["feed"], S_EVENTS_OUT))
         summary = {
             "events": events,
-            # the replay alone (loading the feed and model, compiling or loading kernels: setup_s)
+            # the replay alone: before it, loading the model and the feed's first chunk and
+            # compiling or loading kernels (setup_s); during it, reading the later chunks (load_s)
             "replay_s": round(replay_s, 3),
             "events_per_s": round(events / replay_s) if replay_s > 0 else None,
             "setup_s": round(setup_s, 3),
+            "load_s": round(load_s, 3),
             "loop": "compiled" if compiled is not None else "python",
             "orders": int(sum(len(o) for o in orders)),
             "fills": metrics.counter(STAGE_INDEX["risk"], mx.C_FILLS),

@@ -107,6 +107,7 @@ class FeedStage:
         # The backtest streams the recording in chunks (constant memory); the daemon loads it
         # whole (it replays in a loop, and a restarted feed resumes at a position).
         self._chunks = stream_events(cfg.feed, shell.base, cfg.universe) if simulated else None
+        self.load_s = 0.0
         events = next(self._chunks) if simulated else load_events(cfg.feed, shell.base, cfg.universe)
         speed = 0.0 if simulated else parse_speed(cfg.feed.speed)
         loop = cfg.feed.loop and not simulated
@@ -121,8 +122,11 @@ class FeedStage:
         self.port = shell.ports["md"]
 
     def next_chunk(self) -> bool:
-        """The streamed recording's next chunk into the core; False at its end."""
+        """The streamed recording's next chunk into the core; False at its end.  The time
+        spent reading and parsing adds up in :attr:`load_s` (a backtest reports it apart)."""
+        t = time.perf_counter()
         events = next(self._chunks, None) if self._chunks is not None else None
+        self.load_s += time.perf_counter() - t
         if events is None:
             return False
         self.core.refill(events)

@@ -12,7 +12,7 @@ def test_backtest_when_run_twice_then_identical_orders_and_every_order_filled(re
     a, sa = backtest(cfg, base)
     b, sb = backtest(cfg, base)
     assert len(a) > 100
-    timing = ("replay_s", "events_per_s", "setup_s")
+    timing = ("replay_s", "events_per_s", "setup_s", "load_s")
     assert a.tobytes() == b.tobytes() and {k: v for k, v in sa.items() if k not in timing} == \
         {k: v for k, v in sb.items() if k not in timing}
     assert sa["orders"] == len(a) and 0 < sa["fills"] <= sa["orders"]  # market orders take displayed size

@@ -9,7 +9,7 @@ import pytest
 from alphad.daemon.config import load_config
 from alphad.daemon.shell.backtest import backtest
 
-TIMING = ("replay_s", "events_per_s", "setup_s", "loop")
+TIMING = ("replay_s", "events_per_s", "setup_s", "load_s", "loop")
 
 
 @pytest.mark.parametrize("latency_us", [0, 2_000])
