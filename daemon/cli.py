@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stage": ("alphad.daemon.shell.stage_main", "run the stages of one process (started by `run` or systemd)"),
     "ctl": ("alphad.ops.ctl", "send a command to a running daemon's control port"),
     "backtest": ("alphad.daemon.shell.backtest", "replay the feed through every stage core in one process on a simulated clock"),
+    "replay": ("alphad.ops.replay", "the real processes over the whole feed in lockstep on event time (= backtest)"),
     "bench": ("alphad.ops.bench", "tick-to-trade latency benchmark over the real processes"),
     "train-demo": ("alphad.ops.demo_model", "train the demo LightGBM model on the replay slice and export ONNX"),
     "train": ("alphad.ops.train_cli", "walk-forward / purged-CV LightGBM training with gates and ONNX export"),

@@ -25,6 +25,7 @@ Words (int64):
                            reason, when, flatten request, throttle clock, warning bits, epoch
 ``W_DAY_START_EQUITY`` 24  the day-start equity and daily-loss reference risk publishes
 ``W_LOSS_REF`` 25          (float64 bits); ``W_DAY_RESTORED`` 26: 1 when restored from the journal
+``W_REPLAY_DONE`` 27       ``alphad replay``: the feed is done and so is every stage
 64+                        stage ``i``'s slot of 16 words, field ``f`` at
                            :func:`stage_word` ``(i, f)`` = ``64 + 16*i + f``: pid, ready,
                            heartbeat ns, restarts, events in, events out (``S_*``), then
@@ -106,6 +107,8 @@ W_EPOCH = RISK_CONTROL + C_EPOCH
 W_DAY_START_EQUITY, W_LOSS_REF = 24, 25
 #: 1 when the supervisor restored the two words above from the journal for risk's rebuild.
 W_DAY_RESTORED = 26
+#: ``alphad replay``: 1 once the feed has emitted its last event and every stage is done with it.
+W_REPLAY_DONE = 27
 
 #: Stage slots, in pipeline order.  Indices are part of the shared layout.
 STAGES = ("feed", "features", "infer", "risk", "router")
@@ -123,6 +126,9 @@ S_INFER_REHEARSALS = 7
 #: Feed slot: the feed's resume words (its cursor: next event, next seq, loops done),
 #: written as it emits, so a restarted feed never reuses a seq.
 FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
+#: Every slot, in a lockstep replay: moves by one when the process starts a pass over its
+#: inputs and by one when it has handed on what it made (odd: mid-step).
+S_WORK = 12
 PROVIDERS = ("", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 

@@ -147,12 +147,19 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str 
             p.unlink()
 
 
+def write_orders(path, orders: np.ndarray) -> None:
+    """Orders as JSON lines, one per order, every field but padding (NaN: null): the format
+    ``alphad backtest --orders`` and ``alphad replay --orders`` share."""
+    with open(path, "w") as f:
+        for o in orders:
+            f.write(json.dumps({k: (o[k].item() if o[k] == o[k] else None) for k in orders.dtype.names if k != "pad"})
+                    + "\n")
+
+
 def run(args) -> int:
     cfg, base = load_config(args.config)
     orders, summary = backtest(cfg, base, loop=args.loop)
     if args.orders:
-        with open(args.orders, "w") as f:
-            for o in orders:
-                f.write(json.dumps({k: (o[k].item() if o[k] == o[k] else None) for k in orders.dtype.names if k != "pad"}) + "\n")
+        write_orders(args.orders, orders)
     print(json.dumps(summary, indent=2))
     return 0

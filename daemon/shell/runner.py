@@ -52,6 +52,8 @@ class ProcessRunner:
     ----------
     simulated : run on the feed's own timestamps (the ``single`` topology's backtest
         clock) instead of CLOCK_MONOTONIC; the feed is then replayed at max speed.
+    replay : one process of a lockstep replay (``alphad replay``): simulated, but waiting
+        as the daemon's processes do, the feed waiting for every stage after each event.
     bench_rate_hz / bench_ticks : for ``alphad bench``: emit evenly spaced ticks and stop
         after ``bench_ticks`` of them.
     """
@@ -59,10 +61,12 @@ class ProcessRunner:
     batch = BATCH
 
     def __init__(self, cfg: Config, base: Path, plan: Plan, index: int, *, simulated: bool = False,
-                 bench_rate_hz: float | None = None, bench_ticks: int | None = None):
+                 replay: bool = False, bench_rate_hz: float | None = None, bench_ticks: int | None = None):
         self.cfg, self.base, self.plan, self.index = cfg, base, plan, index
         self.stages = plan.processes[index]
-        self.simulated = simulated
+        #: ``replay``: a process of ``alphad replay`` (lockstep, event time, the daemon's waits).
+        simulated = simulated or replay
+        self.simulated, self.replay = simulated, replay
         self.bench_ticks = bench_ticks
         self.stopping = False
         self.names = names = segment_names(cfg.shm.prefix)

@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which process of the topology to run, named by its first stage (feed, features, ...)")
     p.add_argument("--bench-rate", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--bench-ticks", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--replay", action="store_true", help=argparse.SUPPRESS)  # alphad replay's processes
 
 
 #: The environment variable that hands a stage process its supervisor's pid.
@@ -55,7 +56,8 @@ def run(args) -> int:
     cfg = msgspec.structs.replace(cfg, topology=resolve_placement(cfg.topology)[0])
     plan = make_plan(cfg.topology.name, cfg.rings, journal=cfg.journal.enabled)
     index = plan.find_process(args.process)
-    runner = ProcessRunner(cfg, base, plan, index, bench_rate_hz=args.bench_rate, bench_ticks=args.bench_ticks)
+    runner = ProcessRunner(cfg, base, plan, index, replay=args.replay, bench_rate_hz=args.bench_rate,
+                           bench_ticks=args.bench_ticks)
     runner.install_signal_handlers()
     runner.warm()
     # Placed after the warm-up: five stages compiling their kernels at SCHED_FIFO would

@@ -45,8 +45,8 @@ from alphad.daemon.router.core import route_and_poll, router_on_md
 from alphad.ipc import metrics as mx
 from alphad.daemon.jit import bind
 from alphad.daemon.shell.ports import drain_ports, waiter
-from alphad.ipc.control import (FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY,
-                                STAGE_INDEX, stage_word)
+from alphad.ipc.control import (FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY, S_WORK,
+                                STAGE_INDEX, W_REPLAY_DONE, stage_word)
 from alphad.ipc.doorbell import arm, disarm, sleep
 from alphad.ipc.ring import ring_pending, ring_pop, ring_push
 from alphad.ipc.sync import monotonic_ns
@@ -366,6 +366,14 @@ class Loop:
         self._sleep = bind(sleep, bells.words, bells.addr, idx, 0, shell.sleeper.timespec_addr)
         self._inputs = [(kind, ring, ci, shell.in_bufs[kind], shell.handlers[kind]) for kind, ring, ci in inputs]
         self.sim_now = 0
+        # A lockstep replay: each pass over the inputs moves this process's work word, the
+        # records' own time is the clock, and the feed waits for every stage (shell/lockstep.py).
+        self._work = stage_word(STAGE_INDEX[shell.stages[0]], S_WORK) if shell.replay else -1
+        self._lockstep = None
+        if shell.replay and "feed" in shell.adapters:
+            from alphad.daemon.shell.lockstep import Lockstep
+
+            self._lockstep = Lockstep(shell)
         self.drain = None if drainer is None else self._bind_drain(drainer, w)
 
     def _bind_drain(self, a, w):
@@ -421,13 +429,18 @@ class Loop:
         return n
 
     def _drain_inputs(self) -> bool:
-        busy = False
+        busy, ctl, work = False, self.shell.ctl, self._work
+        if work >= 0:
+            ctl[work] += 1  # odd: popping, stepping, handing on
         for kind, ring, ci, buf, handlers in self._inputs:
             n = self._pop(ring.h64, ring.b8, ci, buf.view(np.uint8), self.shell.batch)
             if n:
                 busy = True
+                clock = int(buf["t_origin"][0]) if work >= 0 else -1  # one event at a time: its time
                 for handler in handlers:
-                    handler(buf, n, -1)
+                    handler(buf, n, clock)
+        if work >= 0:
+            ctl[work] += 1
         return busy
     def run(self) -> int:
         shell = self.shell
@@ -438,7 +451,10 @@ class Loop:
         spin, block, simulated = shell.wait == "spin", shell.wait == "block", shell.simulated
         drain = self.drain
         bells, idx, sleeper = shell.bells, shell.index, shell.sleeper
-        go = simulated or feed is None
+        lockstep = self._lockstep
+        go = (simulated and not shell.replay) or feed is None
+        # the backtest never waits; a replay's processes wait as the daemon's do
+        never_wait = simulated and not shell.replay
         next_housekeeping = ticks = warm_at = 0  # warm_at: when this process last worked or rehearsed
         while not shell.stopping:
             busy = False
@@ -449,10 +465,14 @@ class Loop:
                 if n:
                     busy = True
                     ticks += n
+                    if lockstep is not None:  # every stage done with it before the next
+                        lockstep.wait(lambda: shell.stopping, self._drain_inputs)
                     if shell.bench_ticks and ticks >= shell.bench_ticks:
                         feed = None
                 elif simulated and feed.core.exhausted and not feed.next_chunk():
-                    break  # backtest: the recording is exhausted
+                    if lockstep is not None:
+                        shell.ctl[W_REPLAY_DONE] = 1
+                    break  # backtest or replay: the recording is exhausted
             if drain is not None:
                 busy = drain(False) or busy
             elif self._inputs:
@@ -461,7 +481,7 @@ class Loop:
                 now = self.sim_now if simulated else time.monotonic_ns()
                 if router.poll(now, now if simulated else -1):
                     busy = True
-            if busy or spin or simulated:
+            if busy or spin or never_wait:
                 if not simulated or ticks & 0x3FF == 0:
                     now = time.monotonic_ns()
                     if now >= next_housekeeping:

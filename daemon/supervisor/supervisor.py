@@ -82,7 +82,7 @@ class Child:
 
 class Supervisor:
     def __init__(self, cfg: Config, config_path: Path, base: Path, *, metrics_port: int | None = None,
-                 placement: frames.Placement | None = None):
+                 placement: frames.Placement | None = None, replay: bool = False):
         """``placement``: what :func:`resolve_placement` made of ``cfg.topology`` (``cfg`` then
         holds the resolved topology, as the stage processes' config file does); without it the
         supervisor resolves ``cfg.topology`` itself, and each stage process resolves the same."""
@@ -100,6 +100,8 @@ class Supervisor:
         self.children: list[Child] = []
         self.rings: dict[str, Ring] = {}
         self.metrics_port = cfg.metrics.port if metrics_port is None else metrics_port
+        #: ``alphad replay``: ids of session 0 (as the backtest's), every consumer woken.
+        self.replay = replay
         self.port = ControlPort(self)
         self.drift = None
 
@@ -124,13 +126,13 @@ class Supervisor:
         self.bells = Doorbells.create(self.names["doorbells"])
         self.control = ControlBlock.create(self.names["control"])
         self.control.words[W_SUPERVISOR_PID] = os.getpid()
-        self.control.words[W_ID_SESSION] = next_session(resolve(self.base, self.cfg.journal.dir))
+        self.control.words[W_ID_SESSION] = 0 if self.replay else next_session(resolve(self.base, self.cfg.journal.dir))
         self.metrics = MetricsBlock.create(self.names["metrics"])
         Segment.create(self.names["feature_list"], feature_list.SIZE).close()
         for kind, spec in self.plan.rings.items():
             doorbell_of = {}
             for c in spec.consumers:
-                if c in STAGE_INDEX and (kind, c) not in PASSIVE:
+                if c in STAGE_INDEX and ((kind, c) not in PASSIVE or self.replay):
                     k = self.plan.process_index(c)
                     if self.cfg.topology.wait_overrides.get(self.plan.process_name(k), self.cfg.topology.wait) == "block":
                         doorbell_of[c] = k
