@@ -34,13 +34,14 @@ def test_session_when_feature_list_differs_then_refuses_naming_both(card):
         ModelSession(card, names)
 
 
-def test_session_when_onnx_file_changed_then_refuses(card, tmp_path):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "compiled"])
+def test_session_when_onnx_file_changed_then_refuses(card, tmp_path, runtime):
     for f in card.parent.iterdir():
         shutil.copy(f, tmp_path / f.name)
     with open(tmp_path / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelMismatch, match="sha256"):
-        ModelSession(tmp_path / "model_card.json", FEATURE_NAMES)
+        ModelSession(tmp_path / "model_card.json", FEATURE_NAMES, runtime=runtime)
 
 
 def test_session_when_cuda_asked_without_gpu_build_then_clear_error(card):
