@@ -77,6 +77,8 @@ class CompiledLoop:
             if n_r and reports is not None:
                 reports.append(self.sinks[1][:n_r].copy())
             ticks += done
+            if done:  # the event clock, for housekeeping that acts on the venues (a halt's cancels)
+                self.runner.loop.sim_now = int(feed.core.events["ts_exch"][feed.core.pos - 1])
             now = time.monotonic_ns()
             if ticks % self.CHUNK == 0 and now >= next_housekeeping:
                 self.runner.housekeeping(now)
