@@ -352,10 +352,12 @@ class RiskStage:
             if self._alerts is not None:
                 self._alerts.submit_event(event, self._ladder, now)
         if c.control[C_FLATTEN] == 1:  # ctl flatten, or the drawdown KILL step
-            k = self._flatten(self.state, self.shell.bufs["orders"], now)
+            # a backtest's or replay's flatten orders are stamped and routed on the event clock
+            clock = self.shell.loop.sim_now if self.simulated else -1
+            k = self._flatten(self.state, self.shell.bufs["orders"], now if clock < 0 else clock)
             if k:
-                k, pushed = self._publish_flatten(self.port, k, 0, -1)
-                self.shell.emitted("orders", k, pushed, -1)
+                k, pushed = self._publish_flatten(self.port, k, 0, clock)
+                self.shell.emitted("orders", k, pushed, clock)
             c.control[C_FLATTEN] = 0
         rk.publish_gauges(c.account, self.shell.metrics.gauges)
         control.set_day_references(c.account[A_DAY_START_EQUITY], c.account[A_LOSS_REF])  # journaled

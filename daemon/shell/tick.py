@@ -437,6 +437,8 @@ class Loop:
             if n:
                 busy = True
                 clock = int(buf["t_origin"][0]) if work >= 0 else -1  # one event at a time: its time
+                if clock >= 0:
+                    self.sim_now = clock  # the event clock, for this process's housekeeping
                 for handler in handlers:
                     handler(buf, n, clock)
         if work >= 0:

@@ -20,3 +20,23 @@ def test_backtest_when_run_twice_then_identical_orders_and_every_order_filled(re
     assert len(np.unique(a["client_order_id"])) == len(a)  # ids never repeat
     # t_origin and ts are on the simulated (event) clock: ordered like the recording
     assert np.all(np.diff(a["t_origin"]) >= 0)
+
+
+def test_backtest_when_the_drawdown_kill_flattens_then_the_flatten_orders_are_on_the_event_clock(repo_root, tmp_path):
+    import msgspec
+
+    from alphad.ipc.dtypes import ORDER_F_FLATTEN
+
+    raw = msgspec.yaml.decode((repo_root / "config.yaml").read_bytes())
+    raw["feed"]["path"] = str(repo_root / raw["feed"]["path"])
+    raw["model"].update(card=str(repo_root / raw["model"]["card"]), runtime="compiled")
+    raw["risk"]["drawdown"] = {"warning": 0.00001, "critical": 0.0000199, "emergency": 0.00001995, "kill": 0.00002}
+    (tmp_path / "c.yaml").write_bytes(msgspec.yaml.encode(raw))
+    cfg, base = load_config(tmp_path / "c.yaml")
+    for loop in ("auto", "python"):
+        orders, _ = backtest(cfg, base, loop=loop)
+        flat = orders[(orders["flags"] & ORDER_F_FLATTEN) != 0]
+        assert len(flat) > 0, loop  # the ladder's KILL step flattened
+        first, last = orders["t_origin"].min(), orders["t_origin"].max()
+        assert np.all((flat["ts"] >= first) & (flat["ts"] <= last)), (loop, flat["ts"])  # event time, not wall time
+        assert np.all(np.diff(orders["ts"]) >= 0), loop  # in time order with the rest
