@@ -970,11 +970,6 @@ def _state_on_md(s, md, n, now):
     _on_md_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, md, n, now, s.tape)
 
 
-#: Deprecated alias of :func:`alphad.daemon.jit.bind`, kept only while
-#: :mod:`alphad.daemon.router.core` still imports it from here; remove with that import.
-
-
-
 class SmartRouter:
     """Route orders to the paper venue with the lowest expected all-in cost.
 
