@@ -7,8 +7,8 @@ finished with the last one (each ring drained, no process mid-step), and every s
 the time from the records (the event's own), as ``alphad backtest`` does in one process.  So
 the two must emit the same orders: ``--orders`` writes them in the backtest's format.
 
-Supported for now: ``router.execution: immediate`` and venues without latency (a latency
-needs the router to poll on event time between events; refused with a message).
+Between two events the router polls its venues at the first one's time, as the backtest's
+loop does, so venue latency and the execution algorithms replay the same way too.
 """
 from __future__ import annotations
 
@@ -34,11 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def replay_config(cfg, work: Path, topology: str | None):
     """The config of a lockstep replay: its own shm prefix and journal, the feed once at max
     speed, no placement tuning (the feed waits on the stages: nothing may spin at SCHED_FIFO)."""
-    r = cfg.router
-    if r.execution != "immediate" or any(v.entry.median_ns or v.response.median_ns for v in r.venues):
-        raise ValueError("alphad replay supports router.execution: immediate with venues without latency for now "
-                         f"(found execution {r.execution!r}, latencies "
-                         f"{[(v.name, v.entry.median_ns, v.response.median_ns) for v in r.venues]})")
     s = msgspec.structs.replace
     topo = s(cfg.topology, name=topology or cfg.topology.name, wait="block", placement="manual", sched="other",
              idle_poll=False, cpus={}, infer_keep_warm_us=0, wait_overrides={})

@@ -46,7 +46,8 @@ from alphad.ipc import metrics as mx
 from alphad.daemon.jit import bind
 from alphad.daemon.shell.ports import drain_ports, waiter
 from alphad.ipc.control import (FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY, S_WORK,
-                                STAGE_INDEX, W_REPLAY_DONE, stage_word)
+                                STAGE_INDEX, W_REPLAY_DONE, W_REPLAY_POLL_DONE, W_REPLAY_POLL_REQ,
+                                W_REPLAY_POLL_TS, stage_word)
 from alphad.ipc.doorbell import arm, disarm, sleep
 from alphad.ipc.ring import ring_pending, ring_pop, ring_push
 from alphad.ipc.sync import monotonic_ns
@@ -370,6 +371,9 @@ class Loop:
         # records' own time is the clock, and the feed waits for every stage (shell/lockstep.py).
         self._work = stage_word(STAGE_INDEX[shell.stages[0]], S_WORK) if shell.replay else -1
         self._lockstep = None
+        # a replay's router polls its venues when the feed asks, between two events, never on its own
+        self._replay_router = shell.replay and "router" in shell.adapters
+        self._polls_done = int(shell.ctl[W_REPLAY_POLL_DONE])
         if shell.replay and "feed" in shell.adapters:
             from alphad.daemon.shell.lockstep import Lockstep
 
@@ -428,6 +432,21 @@ class Loop:
                 hand_on(shell, "md", k, pushed, clock)
         return n
 
+    def _replay_poll(self, router) -> bool:
+        """The poll the replay's feed asked for (see shell/lockstep.py); False: none asked."""
+        ctl, work = self.shell.ctl, self._work
+        request = int(ctl[W_REPLAY_POLL_REQ])
+        if request == self._polls_done:
+            return False
+        ctl[work] += 1
+        if router.poll_ns:
+            t = int(ctl[W_REPLAY_POLL_TS])
+            router.poll(t, t)
+        ctl[work] += 1
+        self._polls_done = request
+        ctl[W_REPLAY_POLL_DONE] = request
+        return True
+
     def _drain_inputs(self) -> bool:
         busy, ctl, work = False, self.shell.ctl, self._work
         if work >= 0:
@@ -469,6 +488,7 @@ class Loop:
                     ticks += n
                     if lockstep is not None:  # every stage done with it before the next
                         lockstep.wait(lambda: shell.stopping, self._drain_inputs)
+                        lockstep.poll_router(self.sim_now, lambda: shell.stopping, self._drain_inputs)
                     if shell.bench_ticks and ticks >= shell.bench_ticks:
                         feed = None
                 elif simulated and feed.core.exhausted and not feed.next_chunk():
@@ -479,7 +499,9 @@ class Loop:
                 busy = drain(False) or busy
             elif self._inputs:
                 busy = self._drain_inputs() or busy
-            if router is not None and router.poll_ns:  # venue latency: reports come due later
+            if self._replay_router:
+                busy = self._replay_poll(router) or busy
+            elif router is not None and router.poll_ns:  # venue latency: reports come due later
                 now = self.sim_now if simulated else time.monotonic_ns()
                 if router.poll(now, now if simulated else -1):
                     busy = True
@@ -527,7 +549,8 @@ class Loop:
                     warm_at = time.monotonic_ns()
                 continue
             seq = self._arm(bells.words, idx)
-            if self._inputs and self._any_pending(self._h64s, self._cis):
+            if (self._inputs and self._any_pending(self._h64s, self._cis)) or (
+                    self._replay_router and shell.ctl[W_REPLAY_POLL_REQ] != self._polls_done):
                 self._disarm(bells.words, idx)
                 continue
             self._sleep(bells.words, bells.addr, idx, seq, sleeper.timespec_addr)
