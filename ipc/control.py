@@ -26,7 +26,7 @@ Words (int64):
 ``W_DAY_START_EQUITY`` 24  the day-start equity and daily-loss reference risk publishes
 ``W_LOSS_REF`` 25          (float64 bits); ``W_DAY_RESTORED`` 26: 1 when restored from the journal
 ``W_REPLAY_DONE`` 27       ``alphad replay``: the feed is done and so is every stage
-``W_REPLAY_POLL_*`` 28..30 ``alphad replay``: the router's poll between events (time, asked, done)
+``W_REPLAY_POLL_*`` 28..31 ``alphad replay``: the router's poll between events (time, asked, done, wanted)
 64+                        stage ``i``'s slot of 16 words, field ``f`` at
                            :func:`stage_word` ``(i, f)`` = ``64 + 16*i + f``: pid, ready,
                            heartbeat ns, restarts, events in, events out (``S_*``), then
@@ -113,6 +113,9 @@ W_REPLAY_DONE = 27
 #: ``alphad replay``: the feed asks the router to poll its venues at event time ``_TS``
 #: between two events (requests made, requests done), as the backtest's loop does.
 W_REPLAY_POLL_TS, W_REPLAY_POLL_REQ, W_REPLAY_POLL_DONE = 28, 29, 30
+#: ``alphad replay``: 1 while the router wants polls (venue latency, working parents), as
+#: its ``poll_ns`` says after each pass; 0 spares the feed the round trip.
+W_REPLAY_POLL_WANTED = 31
 
 #: Stage slots, in pipeline order.  Indices are part of the shared layout.
 STAGES = ("feed", "features", "infer", "risk", "router")

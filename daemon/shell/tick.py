@@ -47,7 +47,7 @@ from alphad.daemon.jit import bind
 from alphad.daemon.shell.ports import drain_ports, waiter
 from alphad.ipc.control import (FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY, S_WORK,
                                 STAGE_INDEX, W_REPLAY_DONE, W_REPLAY_POLL_DONE, W_REPLAY_POLL_REQ,
-                                W_REPLAY_POLL_TS, stage_word)
+                                W_REPLAY_POLL_TS, W_REPLAY_POLL_WANTED, stage_word)
 from alphad.ipc.doorbell import arm, disarm, sleep
 from alphad.ipc.ring import ring_pending, ring_pop, ring_push
 from alphad.ipc.sync import monotonic_ns
@@ -374,6 +374,8 @@ class Loop:
         # a replay's router polls its venues when the feed asks, between two events, never on its own
         self._replay_router = shell.replay and "router" in shell.adapters
         self._polls_done = int(shell.ctl[W_REPLAY_POLL_DONE])
+        if self._replay_router:
+            shell.ctl[W_REPLAY_POLL_WANTED] = shell.adapters["router"].poll_ns > 0
         if shell.replay and "feed" in shell.adapters:
             from alphad.daemon.shell.lockstep import Lockstep
 
@@ -442,6 +444,7 @@ class Loop:
         if router.poll_ns:
             t = int(ctl[W_REPLAY_POLL_TS])
             router.poll(t, t)
+        ctl[W_REPLAY_POLL_WANTED] = router.poll_ns > 0
         ctl[work] += 1
         self._polls_done = request
         ctl[W_REPLAY_POLL_DONE] = request
@@ -460,6 +463,8 @@ class Loop:
                     self.sim_now = clock  # the event clock, for this process's housekeeping
                 for handler in handlers:
                     handler(buf, n, clock)
+        if self._replay_router:  # before the pass ends: the feed reads it once all is done
+            ctl[W_REPLAY_POLL_WANTED] = self.shell.adapters["router"].poll_ns > 0
         if work >= 0:
             ctl[work] += 1
         return busy
@@ -488,7 +493,8 @@ class Loop:
                     ticks += n
                     if lockstep is not None:  # every stage done with it before the next
                         lockstep.wait(lambda: shell.stopping, self._drain_inputs)
-                        lockstep.poll_router(self.sim_now, lambda: shell.stopping, self._drain_inputs)
+                        if shell.ctl[W_REPLAY_POLL_WANTED]:
+                            lockstep.poll_router(self.sim_now, lambda: shell.stopping, self._drain_inputs)
                     if shell.bench_ticks and ticks >= shell.bench_ticks:
                         feed = None
                 elif simulated and feed.core.exhausted and not feed.next_chunk():
