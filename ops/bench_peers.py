@@ -267,18 +267,14 @@ def setup_data(peers: Path) -> dict:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
-    if hbt_ev.exists():
-        log(f"{hbt_ev}: present (skipped)")
-    else:
-        tmp = data / "hbt_l2_btc.tmp.npz"
-        _run_step("hbt_convert.py", [hbt, str(SCRIPTS / "hbt_convert.py"), str(merged), str(tmp)], peers)
-        tmp.replace(hbt_ev)
-    if csv.exists():
-        log(f"{csv}: present (skipped)")
-    else:
-        tmp = data / "l2_btc.tmp.csv.gz"
-        _run_step("to_generic_csv.py", [hbt, str(SCRIPTS / "to_generic_csv.py"), str(merged), str(tmp)], peers)
-        tmp.replace(csv)
+    for script, out, tmp_name in (("hbt_convert.py", hbt_ev, "hbt_l2_btc.tmp.npz"),
+                                  ("to_generic_csv.py", csv, "l2_btc.tmp.csv.gz")):
+        if out.exists():
+            log(f"{out}: present (skipped)")
+            continue
+        tmp = data / tmp_name  # renamed when complete: a killed step is redone, never half-used
+        _run_step(script, [hbt, str(SCRIPTS / script), str(merged), str(tmp)], peers)
+        tmp.replace(out)
     with np.load(merged) as d:
         kind = d["kind"]
         counts = dict(events=int(len(kind)), quotes=int((kind == 0).sum()), trades=int((kind == 1).sum()))

@@ -67,6 +67,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def shm_prefix() -> str:
+    """This chaos run's daemon's shm prefix."""
+    return f"alphad-chaos-{os.getpid()}"
+
+
 def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
     """The daemon's config for this run (absolute paths, own prefix, ports and journal)."""
     import msgspec
@@ -77,7 +82,7 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
         if cfg.get(section, {}).get(key):
             cfg[section][key] = str((base / cfg[section][key]).resolve())
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    cfg.setdefault("shm", {})["prefix"] = f"alphad-chaos-{os.getpid()}"
+    cfg.setdefault("shm", {})["prefix"] = shm_prefix()
     cfg.setdefault("control", {})["endpoint"] = endpoint
     cfg.setdefault("metrics", {})["port"] = _free_port()
     cfg.setdefault("journal", {}).update(enabled=True, dir=str(work / "journal"))
@@ -178,6 +183,7 @@ def run(args) -> int:
     log = (work / "daemon.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(config)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=work, preexec_fn=_die_with_parent)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed chaos run still cleans up below
     rng = random.Random(args.seed)
     times: dict[str, list[float]] = {s: [] for s in stages}
     lost = []
@@ -213,6 +219,10 @@ def run(args) -> int:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            from alphad.ipc.shm import list_segments
+
+            for seg in list_segments(shm_prefix()):  # a SIGKILLed daemon leaves its segments
+                seg.unlink(missing_ok=True)
         log.close()
     result = {"kills": args.kills, "every_s": args.every, "stages": stages, "seed": args.seed,
               "execution": args.execution or "as configured", "venue_latency_us": args.venue_latency_us,

@@ -179,6 +179,12 @@ class ProcessRunner:
         """The loop (:class:`alphad.daemon.shell.tick.Loop`).  Returns 0 on a requested stop."""
         return self.loop.run()
 
+    @property
+    def event_clock(self) -> int:
+        """What housekeeping stamps and routes on: the event clock of a backtest or replay
+        (the last event's time), or -1 (CLOCK_MONOTONIC) in the daemon."""
+        return self.loop.sim_now if self.simulated else -1
+
     def beat(self, now: int) -> None:
         """The heartbeat of this process's stages (the supervisor kills a stale one)."""
         for s in self.stages:

@@ -352,8 +352,7 @@ class RiskStage:
             if self._alerts is not None:
                 self._alerts.submit_event(event, self._ladder, now)
         if c.control[C_FLATTEN] == 1:  # ctl flatten, or the drawdown KILL step
-            # a backtest's or replay's flatten orders are stamped and routed on the event clock
-            clock = self.shell.loop.sim_now if self.simulated else -1
+            clock = self.shell.event_clock  # a backtest's flatten orders go on its clock
             k = self._flatten(self.state, self.shell.bufs["orders"], now if clock < 0 else clock)
             if k:
                 k, pushed = self._publish_flatten(self.port, k, 0, clock)
@@ -454,17 +453,18 @@ class RouterStage:
         self.core.housekeeping(now)
         ctl, control = self.shell.ctl, self.shell.control
         requests = control.cancel_all_requests
+        asked = requests != self._cancels_seen
         halted_anew = ctl[W_STATE] == HALTED and ctl[W_EPOCH] != self._halt_epoch
-        if requests != self._cancels_seen or halted_anew:
+        if asked or halted_anew:
             if halted_anew:
                 self._halt_epoch = int(ctl[W_EPOCH])
-            clock = self.shell.loop.sim_now if self.shell.simulated else -1  # a backtest's venues run on its clock
+            clock = self.shell.event_clock  # a backtest's venues run on its clock
             cancelled, k = self.core.cancel_all(now if clock < 0 else clock)
             self.publish(k, clock)
-            why = "ctl cancel-all" if requests != self._cancels_seen else "trading state HALTED"
             if cancelled:
+                why = "ctl cancel-all" if asked else "trading state HALTED"
                 print(f"alphad stage router: {why}: cancels sent for {cancelled} working orders and parents",
                       file=sys.stderr, flush=True)
-            if requests != self._cancels_seen:
+            if asked:
                 control.cancel_all_done(requests, cancelled)
                 self._cancels_seen = requests

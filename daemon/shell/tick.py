@@ -372,6 +372,8 @@ class Loop:
         self._work = stage_word(STAGE_INDEX[shell.stages[0]], S_WORK) if shell.replay else -1
         self._lockstep = None
         # a replay's router polls its venues when the feed asks, between two events, never on its own
+        if shell.replay:
+            self._drain_inputs = self._drain_inputs_replay
         self._replay_router = shell.replay and "router" in shell.adapters
         self._polls_done = int(shell.ctl[W_REPLAY_POLL_DONE])
         if self._replay_router:
@@ -451,23 +453,33 @@ class Loop:
         return True
 
     def _drain_inputs(self) -> bool:
-        busy, ctl, work = False, self.shell.ctl, self._work
-        if work >= 0:
-            ctl[work] += 1  # odd: popping, stepping, handing on
+        busy = False
         for kind, ring, ci, buf, handlers in self._inputs:
             n = self._pop(ring.h64, ring.b8, ci, buf.view(np.uint8), self.shell.batch)
             if n:
                 busy = True
-                clock = int(buf["t_origin"][0]) if work >= 0 else -1  # one event at a time: its time
-                if clock >= 0:
-                    self.sim_now = clock  # the event clock, for this process's housekeeping
+                for handler in handlers:
+                    handler(buf, n, -1)
+        return busy
+
+    def _drain_inputs_replay(self) -> bool:
+        """:meth:`_drain_inputs` in a lockstep replay: the pass moves this process's work
+        word (odd while popping, stepping, handing on), and the records' time (one event's)
+        is the clock."""
+        busy, ctl, work = False, self.shell.ctl, self._work
+        ctl[work] += 1
+        for kind, ring, ci, buf, handlers in self._inputs:
+            n = self._pop(ring.h64, ring.b8, ci, buf.view(np.uint8), self.shell.batch)
+            if n:
+                busy = True
+                self.sim_now = clock = int(buf["t_origin"][0])  # also this process's housekeeping clock
                 for handler in handlers:
                     handler(buf, n, clock)
         if self._replay_router:  # before the pass ends: the feed reads it once all is done
             ctl[W_REPLAY_POLL_WANTED] = self.shell.adapters["router"].poll_ns > 0
-        if work >= 0:
-            ctl[work] += 1
+        ctl[work] += 1
         return busy
+
     def run(self) -> int:
         shell = self.shell
         feed = shell.adapters.get("feed")
@@ -477,7 +489,7 @@ class Loop:
         spin, block, simulated = shell.wait == "spin", shell.wait == "block", shell.simulated
         drain = self.drain
         bells, idx, sleeper = shell.bells, shell.index, shell.sleeper
-        lockstep = self._lockstep
+        lockstep, replay_router = self._lockstep, self._replay_router
         go = (simulated and not shell.replay) or feed is None
         # the backtest never waits; a replay's processes wait as the daemon's do
         never_wait = simulated and not shell.replay
@@ -505,7 +517,7 @@ class Loop:
                 busy = drain(False) or busy
             elif self._inputs:
                 busy = self._drain_inputs() or busy
-            if self._replay_router:
+            if replay_router:
                 busy = self._replay_poll(router) or busy
             elif router is not None and router.poll_ns:  # venue latency: reports come due later
                 now = self.sim_now if simulated else time.monotonic_ns()
@@ -556,7 +568,7 @@ class Loop:
                 continue
             seq = self._arm(bells.words, idx)
             if (self._inputs and self._any_pending(self._h64s, self._cis)) or (
-                    self._replay_router and shell.ctl[W_REPLAY_POLL_REQ] != self._polls_done):
+                    replay_router and shell.ctl[W_REPLAY_POLL_REQ] != self._polls_done):
                 self._disarm(bells.words, idx)
                 continue
             self._sleep(bells.words, bells.addr, idx, seq, sleeper.timespec_addr)
