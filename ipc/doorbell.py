@@ -29,7 +29,7 @@ MAX_DOORBELLS = 64
 _WORDS = DOORBELL_BYTES // 4
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ring_doorbell(bells, bells_addr, idx):
     """Wake doorbell ``idx`` if its owner sleeps (caller has fenced after publishing)."""
     if bells[idx * _WORDS + 1] != 0:
@@ -37,7 +37,7 @@ def ring_doorbell(bells, bells_addr, idx):
         futex_wake(bells_addr + idx * DOORBELL_BYTES, INT32_MAX)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def arm(bells, idx):
     """Announce that the owner is about to sleep; returns the seq to wait on."""
     bells[idx * _WORDS + 1] = 1
@@ -45,12 +45,12 @@ def arm(bells, idx):
     return bells[idx * _WORDS]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def disarm(bells, idx):
     bells[idx * _WORDS + 1] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def sleep(bells, bells_addr, idx, seq, timespec_addr):
     """Block until rung (or timeout); the caller then disarms and re-polls."""
     r = futex_wait(bells_addr + idx * DOORBELL_BYTES, seq, timespec_addr)

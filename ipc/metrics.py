@@ -69,7 +69,7 @@ _WORDS = _IMPACT + IMPACT_INSTRUMENTS * len(IMPACT_FIELDS)
 SIZE = _WORDS * 8
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def observe(m, row, value_ns):
     """Add one latency sample to ``row``: histogram bucket, sum, count, raw sample."""
     b = 0
@@ -82,12 +82,12 @@ def observe(m, row, value_ns):
     m[_COUNT + row] = k + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def count(m, stage, counter, n):
     m[_COUNTERS + stage * N_COUNTERS + counter] += n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def count_denial(m, stage, reason):
     m[_COUNTERS + stage * N_COUNTERS + C_DENIALS] += 1
     m[_DENY + reason] += 1

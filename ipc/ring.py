@@ -168,7 +168,7 @@ def ring_pop(h64, b8, consumer, dst, max_n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ring_pending(h64, consumer):
     """Records waiting for ``consumer`` (may exceed capacity on a lapped overwrite ring)."""
     return h64[H_HEAD] - h64[(_CONS_OFF + _CONS_BYTES * consumer) // 8 + CONS_CURSOR]

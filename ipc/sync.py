@@ -52,7 +52,7 @@ def fence(typingctx):
     return types.void(), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def futex_wait(addr, expected, timespec_addr):
     """Sleep while the int32 at ``addr`` equals ``expected``.
 
@@ -63,7 +63,7 @@ def futex_wait(addr, expected, timespec_addr):
     return _syscall(SYS_FUTEX, addr, FUTEX_WAIT, expected, timespec_addr, 0, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def futex_wake(addr, count):
     """Wake up to ``count`` waiters on the int32 at ``addr``; returns how many woke."""
     return _syscall(SYS_FUTEX, addr, FUTEX_WAKE, count, 0, 0, 0)
@@ -98,7 +98,7 @@ def cgutils_get_or_insert_function(module, fnty, name):
     return cgutils.get_or_insert_function(module, fnty, name)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def monotonic_ns():
     """CLOCK_MONOTONIC in ns from inside njit code (the clock ``time.monotonic_ns`` reads)."""
     return _clock_gettime_ns(CLOCK_MONOTONIC)

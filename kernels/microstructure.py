@@ -49,7 +49,7 @@ def depth_imbalance(bid_sz, ask_sz, decay):
     return l1_imbalance(b, a)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def microprice(bid_px, bid_sz, ask_px, ask_sz):
     """Size-weighted mid ``(bid_px * ask_sz + ask_px * bid_sz) / (bid_sz + ask_sz)``."""
     t = bid_sz + ask_sz
@@ -73,7 +73,7 @@ def ofi_new() -> np.ndarray:
     return np.zeros(5)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ofi_update(s, bid_px, bid_sz, ask_px, ask_sz):
     """Add one top-of-book update; return its OFI contribution ``e_n`` (NaN for the first).
 
@@ -111,7 +111,7 @@ def imbalance_stats_new(n: int = 50) -> np.ndarray:
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def imbalance_stats_update(s, x):
     """Add one imbalance value; return ``(mean, momentum, persistence, velocity, acceleration)``.
 
@@ -189,7 +189,7 @@ def vpin_new(bucket_volume: float, n_buckets: int = 50) -> np.ndarray:
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def vpin_update(s, buy_vol, sell_vol):
     """Add classified volume (a trade, or a bar split by BVC); return the current VPIN.
 

@@ -122,7 +122,7 @@ def _defined(x):
     return x if np.isfinite(x) else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_micro_quote(s, bid, bid_sz, ask, ask_sz, alpha_fast):
     """Micro columns on an accepted quote (``s`` one instrument's state row)."""
     mid = 0.5 * (bid + ask)
@@ -144,7 +144,7 @@ def update_micro_quote(s, bid, bid_sz, ask, ask_sz, alpha_fast):
     s[M_OUT + 6] = _defined(acc)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_micro_trade(s, px, sz):
     """VPIN on a trade, signed like ``trade_flow`` (call after :func:`update_trade`)."""
     v0 = M_IMB + 4 + int(s[M_IMB + 1])
@@ -160,7 +160,7 @@ def _ema(prev, x, alpha):
     return prev + alpha * (x - prev)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_quote(state, i, bid, bid_sz, ask, ask_sz, alpha_fast, alpha_slow):
     """Fold one top-of-book quote into instrument ``i``'s state.
 
@@ -190,7 +190,7 @@ def update_quote(state, i, bid, bid_sz, ask, ask_sz, alpha_fast, alpha_slow):
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_trade(state, i, px, sz, alpha_fast):
     """Fold one trade print: tick-rule sign against the mid (or the last trade)."""
     if not (px > 0.0 and sz > 0.0):
@@ -212,7 +212,7 @@ def update_trade(state, i, px, sz, alpha_fast):
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def write_features(state, i, out):
     """Write instrument ``i``'s current feature values into ``out[:N_FEATURES]``."""
     s = state[i]
@@ -229,7 +229,7 @@ def write_features(state, i, out):
             out[N_FEATURES + j] = s[M_OUT + j]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def on_md_batch(md, n, state, alpha_fast, alpha_slow, quotes_only, out_rows, now):
     """The features stage's step: fold ``md[:n]`` and emit feature rows.
 

@@ -21,9 +21,10 @@ job does); this command
      own stage cores (feed, features, the demo model per quote, risk gate, router and
      paper venue) one event per step in the compiled loop (the summary must say
      ``"loop": "compiled"``);
-   * alphad, replay only: the feed core's step (``feed_step`` of
-     ``alphad.daemon.feed.core``, one event per call, no ring, nothing downstream) over
-     the same events in one ``@njit`` loop (``--feed-only``);
+   * alphad, replay only: the backtest's process with the market alone going through it
+     (``--replay-only``): per event, the feed's step and publish, the paper venues' books and
+     trade tape, the portfolio's marks, one event per step in one ``@njit`` loop; no
+     features, model, gate or orders (the peers' replay job: their own dispatch and books);
    * hftbacktest and NautilusTrader, each ``--mode strategy`` (the README's toy strategy
      with its orders) and ``--mode replay`` (no strategy: the engine's own cost);
 
@@ -46,9 +47,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from numba import njit
 
-from alphad.daemon.feed.core import feed_step
+from alphad.daemon.feed.core import CUR_POS, feed_step
+from alphad.daemon.risk.core import risk_marks
+from alphad.daemon.router.core import router_on_md
+from alphad.daemon.shell.tick import publish
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO.parent / "shared" / "bench" / "peers"
@@ -79,8 +84,8 @@ JOBS = [
 NOTES = [
     "alphad full pipeline: `alphad backtest` (compiled loop), one event per step through the daemon's own "
     "feed, features, demo model (60 trees, per quote), risk gate, router and paper venue.",
-    "alphad replay only: the feed core's step alone (`feed_step`, one event per call, into a one-record "
-    "buffer): no ring, no features, no model, no venue.",
+    "alphad replay only: the backtest's process with no strategy, one event per step: the feed's step, "
+    "the paper venues' books and trade tape, the portfolio's marks (no features, model, gate or orders).",
     "hftbacktest / NautilusTrader strategy: the toy strategy of ../shared/bench/peers/README.md with "
     "MARKET (IOC) orders of 0.05 BTC; replay: no strategy, the engine's own event dispatch and books.",
     "events/s = source events / the replay's wall time as each tool reports it (loading, conversion and "
@@ -334,7 +339,7 @@ def run_job(key: str, peers: Path, cfg: Path, source_events: int, run_json: Path
         head = [str(exe)] if exe.exists() else [sys.executable, "-m", "alphad.daemon.cli"]
         cmd = [*head, "backtest", "--config", str(cfg)]
     elif key == "alphad_replay":
-        cmd = [sys.executable, "-m", "alphad.ops.bench_peers", "--feed-only", str(cfg), "--json", str(run_json)]
+        cmd = [sys.executable, "-m", "alphad.ops.bench_peers", "--replay-only", str(cfg), "--json", str(run_json)]
     else:
         cmd = peer_command(key, peers, run_json, source_events)
         env = _peer_env(peers)
@@ -371,48 +376,49 @@ def rounds_order(r: int) -> list[str]:
     return keys[s:] + keys[:s]
 
 
-# ---------------------------------------------------------------- alphad replay only (--feed-only)
+# ---------------------------------------------------------------- alphad replay only (--replay-only)
 
 
 @njit(cache=True)
-def feed_replay(state, out, ts):
-    """Every event through the feed core's step, one at a time, stamped with its own time."""
-    n = 0
-    for i in range(len(ts)):
-        n += feed_step(state, 1, out, ts[i], ts[i])
+def market_replay(fd, md, r, rs):
+    """The events of the feed's current chunk through the engine with no strategy, one at a
+    time on its own clock, as ``backtest_events`` moves them: the feed's step and its
+    publish (stamps, counts), the paper venues' books and trade tape, the portfolio's marks."""
+    events, n = fd.events, 0
+    while fd.cursor[CUR_POS] < events.shape[0]:
+        now = events[fd.cursor[CUR_POS]].ts_exch
+        feed_step(fd, 1, md.recs, now, now)
+        publish(md, 1, 0, now)
+        router_on_md(r, md.recs, 1, now)
+        risk_marks(rs, md.recs, 1)
+        n += 1
     return n
 
 
-def feed_only(cfg_path: str) -> dict:
-    """The alphad replay-only job: load the config's feed whole, warm the loop on a copy of
-    its first events, then time one pass over all of them."""
-    import numpy as np
-
+def replay_only(cfg_path: str) -> dict:
+    """The alphad replay-only job: the backtest's own process (``single_process``: every
+    stage built and warmed, the feed streaming its file in chunks), then the market alone
+    through it (:func:`market_replay`); loading the chunks is excluded, as in the backtest."""
     from alphad.daemon.config import load_config
-    from alphad.daemon.feed.core import new_feed_state
-    from alphad.daemon.feed.sources import load_events
-    from alphad.ipc.dtypes import MD_DTYPE
+    from alphad.daemon.jit import bind
+    from alphad.daemon.shell.backtest import single_process
 
     t = time.perf_counter()
     cfg, base = load_config(cfg_path)
-    events = load_events(cfg.feed, base, cfg.universe)
-    load_s = time.perf_counter() - t
-    ts = np.ascontiguousarray(events["ts_exch"])
-    out = np.zeros(1, MD_DTYPE)
-    loop = feed_replay
-    t = time.perf_counter()
-    warm = events[:2000].copy()
-    loop(new_feed_state(warm, np.array([0, 1, 0], np.int64)), out, ts[: len(warm)].copy())
-    jit_s = time.perf_counter() - t
-    cursor = np.array([0, 1, 0], np.int64)
-    state = new_feed_state(events, cursor)
-    t = time.perf_counter()
-    n = loop(state, out, ts)
-    replay_s = time.perf_counter() - t
-    if n != len(events) or cursor[0] != len(events) or int(out[0]["seq"]) != len(events):
-        raise BenchError(f"the feed loop emitted {n} of {len(events)} events (cursor {cursor.tolist()})")
-    return dict(system="alphad", mode="replay only", measures="feed core step (feed_step), one event per call, "
-                "no ring, nothing downstream", events=int(n), orders=0, load_s=load_s, jit_s=jit_s,
+    with single_process(cfg, base) as (runner, _control, _metrics):
+        a = runner.adapters
+        feed, md, r, rs = a["feed"], runner.ports["md"], a["router"].core.state, a["risk"].state
+        loop = bind(market_replay, feed.core.state, md, r, rs)
+        setup_s = time.perf_counter() - t
+        t, n = time.perf_counter(), 0
+        while not feed.core.exhausted or feed.next_chunk():
+            n += loop(feed.core.state, md, r, rs)
+        replay_s = time.perf_counter() - t - feed.load_s
+        books = a["router"].core.smart.books
+    if n == 0 or not np.isfinite(books[0, :, 0, 0]).any():
+        raise BenchError(f"the market replay moved {n} events and left the venue's books empty")
+    return dict(system="alphad", mode="replay only", measures="feed step, venue books and tape, portfolio marks; "
+                "one event per step, no strategy", events=int(n), orders=0, load_s=feed.load_s, jit_s=setup_s,
                 replay_s=replay_s, events_per_s=n / replay_s)
 
 
@@ -439,15 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write every round's figures, the versions and "
                    "the host here")
     p.add_argument("--setup-only", action="store_true", help="set up the venvs and event files, run no job")
-    p.add_argument("--feed-only", default=None, metavar="CONFIG",
+    p.add_argument("--replay-only", default=None, metavar="CONFIG",
                    help="internal: run the alphad replay-only job once on CONFIG (what each round starts as a "
                         "subprocess) and write its JSON to --json")
     return p
 
 
 def run(args, argv: list[str]) -> int:
-    if args.feed_only:
-        r = feed_only(args.feed_only)
+    if args.replay_only:
+        r = replay_only(args.replay_only)
         print(json.dumps(r))
         if args.json:
             Path(args.json).write_text(json.dumps(r, indent=1))

@@ -21,7 +21,7 @@ from alphad.daemon.infer.drift import histogram_update
 from alphad.daemon.infer.session import ModelSession
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def gather_rows(rows, n, n_features, x):
     """Copy the feature vectors of ``rows[:n]`` into the model input ``x``."""
     for k in range(n):
@@ -29,14 +29,14 @@ def gather_rows(rows, n, n_features, x):
             x[k, j] = rows[k].x[j]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def count_drift(counts, edges, x, n):
     """Count the first ``n`` model input rows into the live drift histograms."""
     for k in range(n):
         histogram_update(counts, edges, x[k])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def size_signals(rows, n, y, scale, weight_per_unit, weight_cap, min_abs_pred, out, now):
     """Prediction -> target weight: ``y/scale * weight_per_unit`` capped at ±``weight_cap``.
 

@@ -90,7 +90,7 @@ def reference_histograms(X: np.ndarray, feature_names: list[str], n_bins: int = 
     return DriftReference(feature_names=list(feature_names), edges=edges_out, fractions=fr_out)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def histogram_update(counts: np.ndarray, edges: np.ndarray, row: np.ndarray) -> int:
     """Count one feature row into the live histograms.
 

@@ -82,7 +82,7 @@ class TreeEnsemble:
         return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, _nrt=False, nogil=True)
 def evaluate(x, n, roots, nodes, leaves, base, out):
     """``out[i]`` = the ensemble's prediction of row ``x[i]``, for ``i < n``.
 

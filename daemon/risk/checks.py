@@ -115,12 +115,12 @@ from alphad.kernels.grid import on_grid
 _LIMIT_TOL = 1e-12
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _over(value, limit):
     return value > limit * (1.0 + _LIMIT_TOL) + 1e-9
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def set_state(control, state, reason, now_ns):
     """Raise the trading state to ``state`` (never lowers it; :func:`resume` lowers).
 
@@ -135,7 +135,7 @@ def set_state(control, state, reason, now_ns):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def resume(control, account, now_ns):
     """Back to ACTIVE: clears the state, the kill-switch latch and any flatten request.
 
@@ -152,7 +152,7 @@ def resume(control, account, now_ns):
     account[A_LOSS_REF] = account[A_EQUITY]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def check_kill_switch(account_limits, account, control, now_ns):
     """Latch HALTED when the loss since ``A_LOSS_REF`` exceeds the daily loss limit.
 
@@ -167,7 +167,7 @@ def check_kill_switch(account_limits, account, control, now_ns):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def check_order(inst, side, qty, limit_px, now_ns, limits, book, sectors, account_limits,
                 account, control):
     """Run the full pre-trade gate for one order.
@@ -326,7 +326,7 @@ def check_order(inst, side, qty, limit_px, now_ns, limits, book, sectors, accoun
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def order_from_target(inst, target_weight, ref_px, limits, book, account, out):
     """Order that takes the worst-case position to a target weight.
 
@@ -367,7 +367,7 @@ def order_from_target(inst, target_weight, ref_px, limits, book, account, out):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def gate_target(inst, target_weight, ref_px, limit_px, now_ns, limits, book, sectors,
                 account_limits, account, control, out):
     """Target weight to order, then the full gate: :func:`order_from_target` + :func:`check_order`.
@@ -404,7 +404,7 @@ def check_batch(insts, sides, qtys, limit_pxs, now_ns, limits, book, sectors, ac
     return passed
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def check_flatten_order(inst, side, qty, limits, book, control):
     """Gate for the orders of a flatten (KILL step, ``ctl flatten``): the one path past HALTED.
 
@@ -437,7 +437,7 @@ def check_flatten_order(inst, side, qty, limits, book, control):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def flatten_orders(limits, book, out_inst, out_side, out_qty):
     """Orders that take every position to zero, net of working orders already closing it.
 

@@ -61,7 +61,7 @@ ID_SESSION_SHIFT = 40
 ID_COUNT, ID_SESSION = 0, 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def order_id(session, n):
     """The ``n``-th client order id of daemon run ``session`` (n from 1)."""
     return (session << ID_SESSION_SHIFT) | n
@@ -207,7 +207,7 @@ def risk_flatten(st, out, now):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def publish_gauges(account, gauges):
     gauges[mx.G_REALIZED_PNL] = account[A_REALISED]
     gauges[mx.G_UNREALIZED_PNL] = account[A_UNREALISED]

@@ -103,7 +103,7 @@ class DrawdownArrays:
         return {n: float(self.state[D_DRAWDOWN + k]) for k, n in enumerate(DD_MEASURE_NAMES)}
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _window_max(w, ts_ns, equity, idx, win_ts, win_eq, span_ns):
     cap = win_ts.shape[1]
     head = idx[2 * w]
@@ -137,7 +137,7 @@ def start_session_drawdown(dd_state, equity):
     dd_state[D_SESSION_PEAK] = equity
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _level_of(dd, thresholds, scale):
     lvl = 0
     worst = 0
@@ -149,7 +149,7 @@ def _level_of(dd, thresholds, scale):
     return lvl, worst
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_drawdown(ts_ns, equity, dd_state, idx, win_ts, win_eq, thresholds, hysteresis,
                     emergency_mult, control, account):
     """Feed one equity sample; move the ladder and apply its effects.

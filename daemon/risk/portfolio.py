@@ -70,7 +70,7 @@ PF_IGNORED = 4
 PF_BAD_FILL = 5
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def mark_price(book, inst):
     """Price an instrument is valued at: last trade, or average entry price before any trade.
 
@@ -85,7 +85,7 @@ def mark_price(book, inst):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def refresh_exposure(inst, limits, book, sectors, account):
     """Recompute one instrument's committed exposure and push the change into the aggregates.
 
@@ -151,7 +151,7 @@ def start_session(account):
     account[A_LOSS_REF] = account[A_EQUITY]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def apply_fill(inst, side, qty, px, fee, limits, book, sectors, account):
     """Book a fill: position, average price, realised PnL, cash, fees, equity and exposure.
 
@@ -216,7 +216,7 @@ def apply_fill(inst, side, qty, px, fee, limits, book, sectors, account):
     return PF_OK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def on_mark(inst, px, limits, book, sectors, account):
     """A new last-trade price: revalue the instrument, equity, peak and exposure in O(1).
 
@@ -238,14 +238,14 @@ def on_mark(inst, px, limits, book, sectors, account):
 
 
 # -- open-order table -----------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _slot_start(key, mask):
     # Fibonacci hashing: consecutive client order ids spread over the table.
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
     return int(h >> np.uint64(40)) & mask
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _find(oo_ids, key):
     mask = oo_ids.shape[0] - 1
     j = _slot_start(key, mask)
@@ -259,7 +259,7 @@ def _find(oo_ids, key):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def on_order_sent(client_order_id, inst, side, qty, oo_ids, oo_vals, limits, book, sectors, account):
     """Register an approved order as working: it now counts in open quantity and exposure.
 
@@ -302,7 +302,7 @@ def on_order_sent(client_order_id, inst, side, qty, oo_ids, oo_vals, limits, boo
     return PF_OK
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _reduce_open(j, amount, oo_ids, oo_vals, book):
     inst = int(oo_vals[j, OO_INSTRUMENT])
     leaves = oo_vals[j, OO_LEAVES]
@@ -314,7 +314,7 @@ def _reduce_open(j, amount, oo_ids, oo_vals, book):
     oo_vals[j, OO_LEAVES] = leaves - amount
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def on_exec(execs, i, oo_ids, oo_vals, limits, book, sectors, account):
     """Apply exec report ``execs[i]`` (an ``EXEC_DTYPE`` array) to the book.
 

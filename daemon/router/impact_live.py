@@ -52,7 +52,7 @@ _FILLED, _CANCELED, _REPLACED, _REJECTED, _EXPIRED = (int(State.FILLED), int(Sta
 HARVEST_MAX = 4096
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def harvest(orders, count, lwm, out):
     """Read the store's orders that ended since the last call; returns the rows written.
 

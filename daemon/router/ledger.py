@@ -45,7 +45,7 @@ def _slot(ledger, cid):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ledger_open(ledger, cid, instrument, side):
     """Enter an order; False when the ledger is full (it is then not covered on a crash)."""
     j = _slot(ledger, np.int64(cid))
@@ -57,7 +57,7 @@ def ledger_open(ledger, cid, instrument, side):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ledger_close(ledger, reports, k):
     """Remove the orders whose end ``reports[:k]`` tells risk (backward-shift deletion)."""
     mask = ledger.shape[0] - 1

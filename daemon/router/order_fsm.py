@@ -224,7 +224,7 @@ class InvalidStateTrigger(ValueError):
         super().__init__(f"{self.state.name} -> {self.trigger.name}")
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def exec_trigger(status: int, reason: int) -> int:
     """Map an exec report's ``(status, reason)`` to a :class:`Trigger` value.
 
@@ -265,7 +265,7 @@ def exec_trigger(status: int, reason: int) -> int:
 QTY_EPS = 1e-9
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fsm_step(table, state, trigger, qty, filled, fill_qty):
     """One transition on plain values (the kernel every store update uses).
 
@@ -355,7 +355,7 @@ def _mix64_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _mix64(z):
     # splitmix64 finaliser: a bijection on uint64 with full avalanche, so ids of
     # neighbouring decisions share no visible structure.
@@ -412,7 +412,7 @@ FLAG_HARVESTED = 1
 FLAG_FLATTEN = 2
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def store_find(keys, vals, cid):
     """Slot of ``cid`` in the index, or -1.  ``keys`` length is a power of two."""
     mask = keys.shape[0] - 1
@@ -439,7 +439,7 @@ def _reindex(keys, vals, cids, n):
         vals[i] = slot
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def store_add(orders, count, keys, vals, cid, instrument, side, kind, qty, limit_px,
               now, expire_at, parent, venue):
     """Add an order in state NEW.
@@ -490,7 +490,7 @@ def store_add(orders, count, keys, vals, cid, instrument, side, kind, qty, limit
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def store_trigger(orders, table, slot, trigger, fill_qty, fill_px, fee, now):
     """Apply ``trigger`` to the order in ``slot``; returns new state or an ERR code."""
     o = orders[slot]
@@ -509,7 +509,7 @@ def store_trigger(orders, table, slot, trigger, fill_qty, fill_px, fee, now):
     return nxt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def store_apply(orders, keys, vals, table, execs, n):
     """Apply ``n`` exec reports (``EXEC_DTYPE``) to the store, in order.
 

@@ -9,6 +9,7 @@ its entry latency and meets the book as it stands then (never a later event's).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from alphad.ipc import feature_list
 from alphad.ipc.shm import Segment, list_segments
 
 from alphad.daemon.config import Config, load_config
+from alphad.daemon.jit import bind
 from alphad.daemon.shell import tick
 from alphad.daemon.shell.runner import ProcessRunner
 from alphad.daemon.shell.topology import plan as make_plan, segment_names
@@ -59,7 +61,9 @@ class CompiledLoop:
         self.model = (t.roots, t.nodes, t.leaves, t.base, inf.session.y[:, 0])
         self.sinks = (np.zeros(self.SINK, dtypes.ORDER_DTYPE), np.zeros(self.SINK, dtypes.EXEC_DTYPE))
         self.poll = router.core.poll_ns > 0
-        tick.backtest_events(self.cores, self.ports, self.model, self.sinks, 0, self.poll)  # compile or load now
+        # Bound once (compiled or loaded now): a dispatcher call would type these nested
+        # tuples on every chunk, ~60 µs, against ~1.5 µs for the bound entry point.
+        self.step = bind(tick.backtest_events, self.cores, self.ports, self.model, self.sinks, 0, self.poll)
 
     @staticmethod
     def able(runner: ProcessRunner) -> bool:
@@ -70,8 +74,8 @@ class CompiledLoop:
         ticks, next_housekeeping, feed = 0, 0, self.feed
         while not feed.core.exhausted or feed.next_chunk():
             self.cores = (feed.core.state, *self.cores[1:])  # a new chunk, a new feed state
-            done, n_o, n_r = tick.backtest_events(self.cores, self.ports, self.model, self.sinks,
-                                                  self.CHUNK - ticks % self.CHUNK, self.poll)
+            done, n_o, n_r = self.step(self.cores, self.ports, self.model, self.sinks,
+                                       self.CHUNK - ticks % self.CHUNK, self.poll)
             if n_o:
                 orders.append(self.sinks[0][:n_o].copy())
             if n_r and reports is not None:
@@ -85,6 +89,26 @@ class CompiledLoop:
                 next_housekeeping = now + tick.HOUSEKEEPING_NS
 
 
+@contextlib.contextmanager
+def single_process(cfg: Config, base: Path):
+    """The ``single`` topology's stages in this process on the simulated clock, warmed and
+    READY, in segments of their own (removed on exit); yields ``(runner, control, metrics)``."""
+    cfg = msgspec.structs.replace(cfg, topology=msgspec.structs.replace(cfg.topology, name="single"),
+                                  shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-backtest-{os.getpid()}"))
+    names = segment_names(cfg.shm.prefix)
+    Doorbells.create(names["doorbells"])
+    control = ControlBlock.create(names["control"])
+    metrics = MetricsBlock.create(names["metrics"])
+    Segment.create(names["feature_list"], feature_list.SIZE).close()
+    try:
+        runner = ProcessRunner(cfg, base, make_plan("single", cfg.rings), 0, simulated=True)
+        runner.warm()
+        yield runner, control, metrics
+    finally:
+        for p in list_segments(cfg.shm.prefix):
+            p.unlink()
+
+
 def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str = "auto") -> tuple[np.ndarray, dict]:
     """Run the recording once through every core, one event at a time on its own clock;
     returns (orders, summary).  ``reports``: a list that receives every batch of exec
@@ -92,22 +116,12 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str 
     where it applies, ``python`` always the process loop (the same steps, Python between)."""
     if loop not in ("auto", "python"):
         raise ValueError(f"loop expected 'auto' or 'python', was {loop!r}")
-    cfg = msgspec.structs.replace(cfg, topology=msgspec.structs.replace(cfg.topology, name="single"),
-                                  shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-backtest-{os.getpid()}"))
     t0 = time.perf_counter()
-    names = segment_names(cfg.shm.prefix)
-    Doorbells.create(names["doorbells"])
-    control = ControlBlock.create(names["control"])
-    metrics = MetricsBlock.create(names["metrics"])
-    Segment.create(names["feature_list"], feature_list.SIZE).close()
-    try:
-        plan = make_plan("single", cfg.rings)
-        runner = ProcessRunner(cfg, base, plan, 0, simulated=True)
+    with single_process(cfg, base) as (runner, control, metrics):
         orders = []
         runner.add_sink("orders", lambda recs, n, now: orders.append(recs[:n].copy()))
         if reports is not None:
             runner.add_sink("exec", lambda recs, n, now: reports.append(recs[:n].copy()))
-        runner.warm()
         compiled = CompiledLoop(runner) if loop == "auto" and CompiledLoop.able(runner) else None
         runner.mark_ready(True)
         setup_s = time.perf_counter() - t0
@@ -144,9 +158,6 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str 
         summary["unrealized_pnl"] = float(g[mx.G_UNREALIZED_PNL])
         all_orders = np.concatenate(orders) if orders else np.zeros(0, dtype=runner.bufs_dtype("orders"))
         return all_orders, summary
-    finally:
-        for p in list_segments(cfg.shm.prefix):
-            p.unlink()
 
 
 def write_orders(path, orders: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """bench_peers' pure parts: the table, its median and range, the generated alphad config, the
-round order and the peers' commands; and its clear error when the peer scripts are missing.
-No network, no peer venv, no job is run."""
+round order and the peers' commands; and its clear error when the peer scripts are missing;
+and alphad's own replay-only job.  No network, no peer venv, no peer job is run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -101,3 +101,15 @@ def test_main_when_peer_scripts_missing_then_one_line_error_naming_the_path(tmp_
 def test_main_when_rounds_below_one_then_error(capsys):
     assert bp.main(["--rounds", "0"]) == 1
     assert "--rounds must be at least 1" in capsys.readouterr().err
+
+
+def test_replay_only_when_run_on_the_demo_feed_then_every_event_moves_through_the_books(tmp_path):
+    """The one job this file runs: the market alone through the backtest's process."""
+    base = yaml.safe_load(bp.CONFIG.read_text())
+    base["feed"]["path"] = str(bp.REPO / base["feed"]["path"])
+    base["feed"]["loop"] = False
+    base["model"]["card"] = str(bp.MODEL_CARD)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(base))
+    got = bp.replay_only(str(tmp_path / "config.yaml"))
+    assert got["events"] == 44_282  # the demo recording's events, each stepped once
+    assert got["orders"] == 0 and got["replay_s"] > 0 and got["events_per_s"] > 0
