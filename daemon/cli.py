@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("ALPHAD_DEBUG"):
             raise
         print(f"alphad {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        # an error may carry its own status (a refused in-sample run: 2, a usage error)
+        return getattr(e, "exit_code", 1)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import yaml
 
 from alphad.daemon.config_base import Base, NonNegInt, PositiveFloat, resolve
 from alphad.daemon.feed.config import Feed
@@ -91,10 +92,22 @@ def load_config(path: str | Path) -> tuple[Config, Path]:
     return decode_config(raw, source=str(path)), path.resolve().parent
 
 
+class _TextDates(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``trade_from: 2017-01-01`` stays the text the
+    config's fields expect (they parse dates and times themselves, with their own errors)."""
+
+
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def decode_config(raw: bytes | str, *, source: str = "<config>") -> Config:
     try:
-        return msgspec.yaml.decode(raw, type=Config)
+        obj = yaml.load(raw, Loader=_TextDates)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    try:
+        return msgspec.convert(obj, Config)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {e}") from None
-    except msgspec.DecodeError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Written into every ring header; a reader built against another version refuses to attach.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 #: Number of float32 slots in a feature row; the active feature list uses the first ``n``.
 MAX_FEATURES = 32
@@ -31,7 +31,12 @@ MAX_FEATURES = 32
 MD_QUOTE = 1
 #: Trade print: ``last_px``/``last_sz`` valid; ``aggressor`` is +1 buy, -1 sell, 0 unknown.
 MD_TRADE = 2
-#: OHLCV bar close: ``last_px`` is the close, ``last_sz`` the volume.
+#: md.flags bit: an event before ``feed.trade_from``: it warms the stages' state (features,
+#: marks, the venue's books) but makes no feature row, so nothing trades on it.
+MD_F_WARMUP = 1
+
+#: OHLCV bar, emitted at its close: ``open_px``/``high_px``/``low_px``, ``last_px`` the
+#: close, ``last_sz`` the volume, ``bar_ns`` its interval (``ts_exch`` is its end).
 MD_BAR = 3
 
 MD_DTYPE = np.dtype(
@@ -50,6 +55,10 @@ MD_DTYPE = np.dtype(
         ("ask_sz", "f8"),
         ("last_px", "f8"),
         ("last_sz", "f8"),
+        ("open_px", "f8"),      # bars only (unset on quotes and trades), as bar_ns
+        ("high_px", "f8"),
+        ("low_px", "f8"),
+        ("bar_ns", "i8"),
     ],
     align=True,
 )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from alphad.ipc.dtypes import MD_BAR, MD_F_WARMUP
 from alphad.kernels import indicators as ind
 
 # Numba's cache (cache=True) is keyed by the content of the file that defines a function,
@@ -246,6 +247,40 @@ def update_row(plan, state, o, h, l, c, v, session, out):
             _, out[j] = ind._vwap(state, so, session, h, l, c, v)
         elif kind == K_VOLRATIO:
             out[j] = ind._volratio(state, so, v)
+
+
+@njit(cache=True)
+def on_bar_batch(md, n, plan, table, n_cols, out_rows, now):
+    """The features stage's step on a bar set: every ``MD_BAR`` of ``md[:n]`` through
+    :func:`update_row` on its instrument's row of ``table``, the row written straight into
+    the feature record (float32, as research casts its float64 rows).  A row is emitted only
+    when every column is finite (research drops warm-up rows, so a model never saw one) and
+    the bar is not flagged ``MD_F_WARMUP`` (before ``feed.trade_from``).  Other kinds are
+    ignored.  VWAP's session key is 0 (one session), as research computes
+    it.  Returns the rows written to ``out_rows``."""
+    k = 0
+    for j in range(n):
+        e = md[j]
+        i = e.instrument
+        if e.kind != MD_BAR or i < 0 or i >= table.shape[0]:
+            continue
+        r = out_rows[k]
+        x = r.x
+        update_row(plan, table[i], e.open_px, e.high_px, e.low_px, e.last_px, e.last_sz, 0.0, x)
+        finite = True
+        for c in range(n_cols):
+            if not np.isfinite(x[c]):
+                finite = False
+        if not finite or e.flags & MD_F_WARMUP:  # warm-up bars fold into the state only
+            continue
+        r.t_origin = e.t_origin
+        r.ts = now
+        r.seq = e.seq
+        r.instrument = i
+        r.n = n_cols
+        r.mid = e.last_px  # the close: what the signal's weight is converted at
+        k += 1
+    return k
 
 
 @njit(cache=True)

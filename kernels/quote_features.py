@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from alphad.ipc.dtypes import MD_QUOTE, MD_TRADE
+from alphad.ipc.dtypes import MD_F_WARMUP, MD_QUOTE, MD_TRADE
 from alphad.kernels import microstructure as ms
 
 FEATURE_NAMES = (
@@ -257,7 +257,7 @@ def on_md_batch(md, n, state, alpha_fast, alpha_slow, quotes_only, out_rows, now
                 used = 0
         else:
             used = 0
-        if used == 0 or state[i, S_SEEN] == 0.0:
+        if used == 0 or state[i, S_SEEN] == 0.0 or e.flags & MD_F_WARMUP:  # warm-up: state only
             continue
         r = out_rows[k]
         r.t_origin = e.t_origin

@@ -24,6 +24,7 @@ import pandas as pd
 from numba import njit
 
 from alphad.kernels.feature_sets import compute, get_feature_set
+from alphad.kernels import bars as daily_bars
 
 __all__ = [
     "Dataset",
@@ -52,9 +53,6 @@ DEFAULT_FEATURE_SET = "daily"
 FEATURE_NAMES: tuple[str, ...] = get_feature_set(DEFAULT_FEATURE_SET).names
 
 _BAR_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume")
-# A high-low range above this (log units, ~22%) on one daily bar of a large cap
-# is a bad consolidated print in this data (see data README), not information.
-_MAX_LOG_RANGE = 0.2
 
 
 @dataclass(frozen=True)
@@ -145,15 +143,16 @@ def load_daily(
         df = df[df["date"] <= pd.Timestamp(end)]
     if df.empty:
         raise ValueError(f"{path}: no rows left after selecting symbols={symbols} start={start} end={end}")
-    factor = df["adjusted_close"] / df["close"]
+    o, h, l, c = daily_bars.adjust(*(df[k].to_numpy(np.float64) for k in ("open", "high", "low", "close",
+                                                                     "adjusted_close")))
     out = pd.DataFrame(
         {
             "symbol": df["symbol"].to_numpy(),
             "date": df["date"].to_numpy().astype("datetime64[ns]"),
-            "open": (df["open"] * factor).to_numpy(),
-            "high": (df["high"] * factor).to_numpy(),
-            "low": (df["low"] * factor).to_numpy(),
-            "close": df["adjusted_close"].to_numpy(),
+            "open": o,
+            "high": h,
+            "low": l,
+            "close": c,
             "volume": df["volume"].to_numpy(dtype=np.float64),
         }
     )
@@ -210,15 +209,8 @@ def feature_matrix(bars: pd.DataFrame, feature_set: str = DEFAULT_FEATURE_SET) -
 
 
 def _clean_range(o, h, l, c):
-    """High and low held within ``_MAX_LOG_RANGE`` of the bar's body.
-
-    A few daily bars carry a bad consolidated high or low print (see the data
-    README); left in, one of them moves a 14-bar stochastic for two weeks.
-    """
-    top = np.maximum(o, c)
-    bottom = np.minimum(o, c)
-    return (np.clip(h, top, top * np.exp(_MAX_LOG_RANGE)),
-            np.clip(l, bottom * np.exp(-_MAX_LOG_RANGE), bottom))
+    """High and low held near the bar's body (:func:`alphad.kernels.bars.clean_range`)."""
+    return daily_bars.clean_range(o, h, l, c)
 
 
 def _symbol_bounds(bars: pd.DataFrame) -> np.ndarray:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import msgspec
 
+from alphad.daemon.shell import sample_window
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config.yaml", help="config file (default: %(default)s)")
@@ -29,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topology", choices=("five", "fused"), default=None,
                    help="override topology.name (default: the config's)")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default: %(default)s)")
+    sample_window.add_argument(p)
 
 
 def replay_config(cfg, work: Path, topology: str | None):
@@ -54,6 +57,7 @@ def run(args) -> int:
     from alphad.ipc.control import S_EVENTS_OUT, STAGE_INDEX, W_REPLAY_DONE
 
     cfg, base = load_config(args.config)
+    in_sample = sample_window.check_training_window(cfg, base, allow_in_sample=args.allow_in_sample)
     with tempfile.TemporaryDirectory(prefix="alphad-replay-") as tmp:
         work = Path(tmp)
         cfg = replay_config(cfg, work, args.topology)
@@ -84,5 +88,5 @@ def run(args) -> int:
         write_orders(args.orders, orders)
     print(json.dumps({"events": int(events), "orders": int(len(orders)), "replay_s": round(replay_s, 3),
                       "events_per_s": round(events / replay_s) if replay_s > 0 else None,
-                      "topology": topology.name}, indent=2))
+                      "topology": topology.name, "in_sample": in_sample}, indent=2))
     return 0

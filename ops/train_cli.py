@@ -17,6 +17,8 @@ When a gate fails (exit 3) the report is written with the gate table and
 """
 from __future__ import annotations
 
+import datetime
+
 import argparse
 import math
 import shlex
@@ -48,9 +50,9 @@ class DataConfig(_Base, kw_only=True):
     path: str
     #: Symbols to use; empty means all in the file.
     symbols: list[str] = []
-    #: Inclusive ISO dates.
-    start: str | None = None
-    end: str | None = None
+    #: Inclusive dates (YAML's 2016-12-31 or "2016-12-31").
+    start: datetime.date | None = None
+    end: datetime.date | None = None
 
 
 class LabelConfig(_Base, kw_only=True):
@@ -130,11 +132,21 @@ def load_config(path: str | Path) -> TrainConfig:
     except FileNotFoundError:
         raise FileNotFoundError(f"training config expected at {path} was not found") from None
     try:
-        cfg = msgspec.yaml.decode(raw, type=TrainConfig)
-    except msgspec.ValidationError as e:
-        raise ValueError(f"{path}: invalid training config: {e}") from None
+        obj = msgspec.yaml.decode(raw)
     except msgspec.DecodeError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
+    data = obj.get("data") if isinstance(obj, dict) else None
+    for key in ("start", "end"):  # YAML reads 2016-12-31 as a date, "2016-12-31" as text: both mean the day
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            try:
+                data[key] = datetime.date.fromisoformat(data[key])
+            except ValueError:
+                raise ValueError(f"{path}: invalid training config: data.{key} expected a date such as 2016-12-31, "
+                                 f"found {data[key]!r} - at `$.data.{key}`") from None
+    try:
+        cfg = msgspec.convert(obj, TrainConfig)
+    except msgspec.ValidationError as e:
+        raise ValueError(f"{path}: invalid training config: {e}") from None
     from alphad.kernels.feature_sets import FEATURE_SETS
 
     if cfg.feature_set not in FEATURE_SETS:
@@ -325,6 +337,8 @@ def train(
             onnx_max_abs_diff=onnx_diff,
             feature_importance=importance,
             drift_reference=reference_histograms(ds.X, ds.feature_names, cfg.drift.n_bins),
+            feature_set=cfg.feature_set,
+            **training_window(ds),
         )
         write_card(out / "model_card.json", card)
     else:
@@ -339,6 +353,13 @@ def train(
               f"(see {out / 'report.md'})", file=sys.stderr)
         return EXIT_GATE_FAILED
     return 0
+
+
+def training_window(ds) -> dict[str, str]:
+    """The card's ``train_start`` (first training row's date) and ``train_end``: the last
+    bar any label read (the latest ``t_end``, the end of a horizon), not the last feature
+    date: a backtest must start after every bar the model was fitted to."""
+    return {"train_start": str(ds.t_start.min())[:10], "train_end": str(ds.t_end.max())[:10]}
 
 
 class TrainedModelCard(ModelCard, kw_only=True, frozen=True):
@@ -450,6 +471,8 @@ def _write_report(out, cfg, ds, res, weights, gates, t_stat, periods, pnl_dates,
         f"- verdict: **{'EXPORTED' if passed else 'REFUSED (gate failed, nothing exported)'}**",
         f"- data: `{cfg.data.path}`, {len(np.unique(ds.symbol))} symbols, {len(ds):,} rows, "
         f"{str(ds.t_start[0])[:10]} .. {str(ds.t_start[-1])[:10]}",
+        "- training window (model card): {train_start} .. {train_end} (train_end: the last label's horizon end; "
+        "a backtest must start after it)".format(**training_window(ds)),
         f"- label: `{ds.label_name}`; features ({len(ds.feature_names)}): {', '.join(ds.feature_names)}",
         f"- CV: {_cv_text(cfg.cv)}; IC: {cfg.ic} Spearman",
         f"- ensemble: {cfg.ensemble.method}, floor {cfg.ensemble.floor}, weights "

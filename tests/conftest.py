@@ -15,7 +15,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ALPHAD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of ../shared/data; fails the test loudly when it is absent."""
@@ -32,6 +31,23 @@ def repo_root() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="session")
+def daily_run(shared_data, repo_root, tmp_path_factory):
+    """The folder ``alphad train --config configs/train_daily.yaml --out DIR`` writes (61 stocks,
+    2000..2016, ~1-2 min): one training per session, shared by the tests of the daily model."""
+    from alphad.daemon.cli import main
+
+    text = (repo_root / "configs/train_daily.yaml").read_text()
+    shipped = "../../shared/data/daily/us_equities_daily_1999-2021.csv.gz"
+    assert shipped in text, f"configs/train_daily.yaml no longer reads {shipped}; update this fixture"
+    root = tmp_path_factory.mktemp("train_daily")
+    cfg = root / "train_daily.yaml"  # the shipped config, reading the data wherever shared_data is
+    cfg.write_text(text.replace(shipped, str(shared_data / "daily/us_equities_daily_1999-2021.csv.gz")))
+    out = root / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
 @pytest.fixture
 def prefix(request):
     """A /dev/shm name prefix of this test's own; every segment under it is removed after."""
@@ -41,7 +57,6 @@ def prefix(request):
 
     for path in list_segments(p):
         path.unlink()
-
 
 @pytest.fixture
 def bells(prefix):

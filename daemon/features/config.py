@@ -9,13 +9,15 @@ from alphad.daemon.config_base import Base, PositiveFloat, PositiveInt
 
 
 class Features(Base):
-    #: The named, ordered feature set the stage computes and publishes (kernels/quote_features.py):
-    #: ``quote``, the 8 quote/trade columns, or ``micro``, those plus 8 microstructure columns
-    #: (microprice, order-flow imbalance, imbalance statistics, VPIN).  The model card must list
-    #: exactly the set's columns.  (The bar sets ``core``/``full``/``daily`` of
-    #: kernels/feature_sets.py need OHLC bars in the md record, not there yet.)
-    set: Literal["quote", "micro"] = "quote"
-    #: Emit a feature row on every md event (``event``) or only on quotes (``quote``).
+    #: The named, ordered feature set the stage computes and publishes, which the model card
+    #: must list exactly.  On quotes and trades (kernels/quote_features.py): ``quote``, the 8
+    #: quote/trade columns, or ``micro``, those plus 8 microstructure columns (microprice,
+    #: order-flow imbalance, imbalance statistics, VPIN).  On bars (kernels/feature_sets.py,
+    #: the research dataset's own kernels): ``daily`` (16 scale-free columns, what ``alphad
+    #: train`` uses), ``core`` (16) or ``full`` (29); a row per bar once every column is warm.
+    set: Literal["quote", "micro", "daily", "core", "full"] = "quote"
+    #: Emit a feature row on every md event (``event``) or only on quotes (``quote``); the
+    #: bar sets emit on bars whatever this says.
     trigger: Literal["event", "quote"] = "quote"
     ema_fast_events: PositiveFloat = 10.0
     ema_slow_events: PositiveFloat = 100.0

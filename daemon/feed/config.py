@@ -1,6 +1,7 @@
 """The ``feed:`` section: where market data comes from (:mod:`alphad.daemon.feed`)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from alphad.daemon.config_base import Base, Fraction, PositiveFloat
@@ -19,15 +20,35 @@ class Feed(Base):
 
     ``source``: ``replay`` (recorded file at ``path``) or ``synthetic``.
     ``format``: ``generic`` (``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``),
-    ``binance`` (the book-ticker CSV; trades from ``trades_path`` merged by time) or
-    ``lean_minute`` (equity minute quote CSV). ``speed``: ``realtime``, ``max``, or a
+    ``binance`` (the book-ticker CSV; trades from ``trades_path`` merged by time),
+    ``lean_minute`` (equity minute quote CSV) or ``daily`` (daily equity bars, adjusted as
+    the research dataset adjusts them; feed/sources.py).  ``trade_from``: an ISO date or
+    time (UTC unless it names a zone): the events before it only warm the stages up (the
+    features stage makes no row for them), so a backtest trades from there on with
+    indicators warmed on the history before; empty: every event trades. ``speed``: ``realtime``, ``max``, or a
     multiplier such as ``"10"`` (ten times real time). ``loop`` restarts the file at its end.
     """
 
     source: Literal["replay", "synthetic"] = "replay"
     path: str = "data/demo_btc_eth_quotes_trades.csv.gz"
-    format: Literal["generic", "binance", "lean_minute"] = "generic"
+    format: Literal["generic", "binance", "lean_minute", "daily"] = "generic"
     trades_path: str = ""
     speed: str = "realtime"
     loop: bool = True
+    trade_from: str = ""
     synthetic: Synthetic = Synthetic()
+
+    def __post_init__(self) -> None:
+        self.trade_from_ns()  # a bad date fails when the config is read
+
+    def trade_from_ns(self) -> int | None:
+        """``trade_from`` in ns since the epoch (None when unset)."""
+        if not self.trade_from:
+            return None
+        try:
+            t = datetime.fromisoformat(self.trade_from)
+        except ValueError:
+            raise ValueError(f"feed.trade_from expected an ISO date or time such as 2017-01-01, was "
+                             f"{self.trade_from!r}") from None
+        t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000

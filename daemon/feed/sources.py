@@ -4,13 +4,20 @@
 Supported files
 ---------------
 ``generic``      CSV ``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``;
-                 ``kind`` is ``quote``, ``trade`` or ``bar`` (``last_sz`` = volume);
-                 empty cells for fields a kind does not use; ``.gz`` allowed.
+                 ``kind`` is ``quote``, ``trade`` or ``bar`` (``last_px`` = close,
+                 ``last_sz`` = volume, ``ts_ns`` = the bar's end); optional columns
+                 ``open_px,high_px,low_px,bar_ns`` complete a bar (without them a bar is
+                 its close alone: open = high = low = close, interval 0); empty cells
+                 for fields a kind does not use; ``.gz`` allowed.
 ``binance``      hftbacktest-style book-ticker CSV (``symbol,local_ts_ns,update_id,
                  bid_price,bid_qty,ask_price,ask_qty``) plus, optionally, the trades
                  CSV (``…,price,qty,is_buyer_maker``) merged by receive time.
 ``lean_minute``  equity minute quote bars (``symbol,datetime,bid_close,bid_size,
                  ask_close,ask_size,…``; New York time) emitted at each bar's end.
+``daily``        daily equity bars (``symbol,date,open,high,low,close,adjusted_close,
+                 volume``), adjusted and cleaned as the research dataset does
+                 (:mod:`alphad.kernels.bars`), one ``MD_BAR`` per symbol and day at the
+                 16:00 New York close, every symbol's bars interleaved in time order.
 """
 from __future__ import annotations
 
@@ -23,9 +30,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE, MD_TRADE
+from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_F_WARMUP, MD_QUOTE, MD_TRADE
+from alphad.kernels import bars as daily_bars
 
 GENERIC_COLUMNS = ["ts_ns", "symbol", "kind", "bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"]
+#: Optional generic columns: a bar's open, high, low and interval (ns).
+GENERIC_BAR_COLUMNS = ["open_px", "high_px", "low_px", "bar_ns"]
 _KINDS = {"quote": MD_QUOTE, "trade": MD_TRADE, "bar": MD_BAR}
 
 
@@ -54,7 +64,8 @@ def generic_rows(path: Path, symbols: dict[str, int], skipped: list[int]):
         reader = csv.reader(f)
         header = next(reader, None) or []
         _check_header(path, header, GENERIC_COLUMNS)
-        col = {c: header.index(c) for c in GENERIC_COLUMNS}
+        col = {c: header.index(c) for c in GENERIC_COLUMNS + GENERIC_BAR_COLUMNS if c in header}
+        ohlc = all(c in col for c in GENERIC_BAR_COLUMNS)
         for lineno, r in enumerate(reader, start=2):
             inst = symbols.get(r[col["symbol"]])
             if inst is None:
@@ -63,8 +74,14 @@ def generic_rows(path: Path, symbols: dict[str, int], skipped: list[int]):
             kind = _KINDS.get(r[col["kind"]])
             if kind is None:
                 raise ValueError(f"{path}:{lineno}: kind must be one of {sorted(_KINDS)}, was {r[col['kind']]!r}")
-            yield (int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
+            row = (int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
                    _f(r[col["ask_px"]]), _f(r[col["ask_sz"]]), _f(r[col["last_px"]]), _f(r[col["last_sz"]]))
+            if kind == MD_BAR:
+                close = row[7]
+                bar = (_f(r[col["open_px"]]), _f(r[col["high_px"]]), _f(r[col["low_px"]]),
+                       int(r[col["bar_ns"]] or 0)) if ohlc else (close, close, close, 0)
+                row += bar
+            yield row
 
 
 def load_generic(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
@@ -146,16 +163,65 @@ def load_lean_minute(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, i
     return _to_md(rows), skipped
 
 
+DAILY_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "adjusted_close", "volume"]
+#: A daily bar is stamped at the regular session's close, New York time.
+DAILY_CLOSE = (16, 0)
+DAY_NS = 86_400_000_000_000
+
+
+def load_daily(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
+    """Daily bars of the universe's symbols as ``MD_BAR`` records in time order (a day's
+    bars by instrument id); returns (events, rows skipped for other symbols)."""
+    ny = ZoneInfo("America/New_York")
+    inst, stamps, cols, skipped, day_ns = [], [], [[] for _ in range(6)], 0, {}
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        _check_header(path, header, DAILY_COLUMNS)
+        at = [header.index(c) for c in DAILY_COLUMNS]
+        for lineno, r in enumerate(reader, start=2):
+            i = symbols.get(r[at[0]])
+            if i is None:
+                skipped += 1
+                continue
+            date = r[at[1]]
+            if date not in day_ns:
+                try:
+                    close = datetime.fromisoformat(date).replace(hour=DAILY_CLOSE[0], minute=DAILY_CLOSE[1], tzinfo=ny)
+                except ValueError:
+                    raise ValueError(f"{path}:{lineno}: date expected as YYYY-MM-DD, was {date!r}") from None
+                day_ns[date] = int(close.timestamp()) * 1_000_000_000
+            inst.append(i)
+            stamps.append(day_ns[date])
+            for j, c in enumerate(at[2:]):
+                try:
+                    cols[j].append(float(r[c]))
+                except ValueError:
+                    raise ValueError(f"{path}:{lineno}: {DAILY_COLUMNS[j + 2]} expected a number, was "
+                                     f"{r[c]!r}") from None
+    o, h, l, c = daily_bars.adjust(*cols[:5])
+    h, l = daily_bars.clean_range(o, h, l, c)
+    md = np.zeros(len(inst), dtype=MD_DTYPE)
+    md["ts_exch"], md["instrument"], md["kind"], md["bar_ns"] = stamps, inst, MD_BAR, DAY_NS
+    md["open_px"], md["high_px"], md["low_px"], md["last_px"], md["last_sz"] = o, h, l, c, cols[5]
+    for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+        md[name] = np.nan
+    return md[np.lexsort((md["instrument"], md["ts_exch"]))], skipped
+
+
 def _to_md(rows: list[tuple]) -> np.ndarray:
     md = np.zeros(len(rows), dtype=MD_DTYPE)
     if not rows:
         return md
-    a = np.array(rows, dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
+    a = np.array([r[:9] for r in rows], dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
     md["ts_exch"] = np.array([r[0] for r in rows], dtype=np.int64)
     md["instrument"] = a[:, 1]
     md["kind"] = a[:, 2]
     for j, name in enumerate(("bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"), start=3):
         md[name] = a[:, j]
+    for j, r in enumerate(rows):
+        if len(r) > 9:  # a bar's open, high, low and interval
+            md[j]["open_px"], md[j]["high_px"], md[j]["low_px"], md[j]["bar_ns"] = r[9:]
     return md
 
 
@@ -208,7 +274,22 @@ def parse_speed(speed: str) -> float:
 CHUNK_EVENTS = 16_384
 
 
+def _mark_warmup(events: np.ndarray, trade_from_ns: int | None) -> np.ndarray:
+    """Flag the events before ``feed.trade_from`` (``MD_F_WARMUP``): they warm, never trade."""
+    if trade_from_ns is not None:
+        early = events["ts_exch"] < trade_from_ns
+        events["flags"][early] |= MD_F_WARMUP
+    return events
+
+
 def stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
+    """:func:`_stream_events` with the events before ``feed.trade_from`` flagged."""
+    start = feed_cfg.trade_from_ns()
+    for events in _stream_events(feed_cfg, base, universe, chunk):
+        yield _mark_warmup(events, start)
+
+
+def _stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
     """The events a config's ``feed`` section describes, in chunks of at most ``chunk``
     (MD_DTYPE arrays, in time order), read as they are needed: memory does not grow with
     the file.  The generic CSV and time-ordered Binance files stream row by row; the lean
@@ -220,10 +301,10 @@ def stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
     symbols = {ins.symbol: ins.id for ins in universe}
     path, skipped = resolve(base, feed_cfg.path), [0]
     trades = resolve(base, feed_cfg.trades_path) if feed_cfg.format == "binance" and feed_cfg.trades_path else None
-    if feed_cfg.source == "synthetic" or feed_cfg.format == "lean_minute" or (
+    if feed_cfg.source == "synthetic" or feed_cfg.format in ("lean_minute", "daily") or (
             feed_cfg.format == "binance" and not all(_time_ordered(rows) for rows in (
                 _binance_quotes(path, symbols, [0]), _binance_trades(trades, symbols, [0]) if trades else ()))):
-        # Built whole, then cut: the order needs every row (the lean bars, a Binance capture
+        # Built whole, then cut: the order needs every row (the lean and daily bars, a Binance capture
         # whose files step back in time, e.g. two sessions appended: a first pass checks).
         events = load_events(feed_cfg, base, universe)
         for j in range(0, len(events), chunk):
@@ -242,7 +323,12 @@ def stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
 
 
 def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
-    """Build the event array a config's ``feed`` section describes."""
+    """Build the event array a config's ``feed`` section describes (the events before
+    ``feed.trade_from`` flagged ``MD_F_WARMUP``)."""
+    return _mark_warmup(_load_events(feed_cfg, base, universe), feed_cfg.trade_from_ns())
+
+
+def _load_events(feed_cfg, base: Path, universe) -> np.ndarray:
     from alphad.daemon.config import resolve
 
     symbols = {ins.symbol: ins.id for ins in universe}
@@ -256,6 +342,8 @@ def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
     elif feed_cfg.format == "binance":
         trades = resolve(base, feed_cfg.trades_path) if feed_cfg.trades_path else None
         events, _ = load_binance(path, trades, symbols)
+    elif feed_cfg.format == "daily":
+        events, _ = load_daily(path, symbols)
     else:
         events, _ = load_lean_minute(path, symbols)
     if len(events) == 0:

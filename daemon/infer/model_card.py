@@ -3,9 +3,19 @@
 ``model_card.json`` sits beside ``model.onnx``.  The inference stage refuses to
 start when the card's ordered feature list differs from the list the features
 stage publishes, or when the ONNX file's sha256 differs from the card's.
+
+A card from ``alphad train`` also records its training window, ``train_start`` and
+``train_end``, as ISO dates (``YYYY-MM-DD``, UTC calendar days): ``train_start`` is
+the first training row's date, ``train_end`` the last bar date any training label
+read (the end of the last label's horizon, not the last feature date).  ``alphad
+backtest`` and ``alphad replay`` refuse a feed that starts on or before
+``train_end`` (:mod:`alphad.daemon.shell.sample_window`).  A day is the unit: daily
+bars carry no finer time, and a feed starting later on ``train_end``'s own day
+still replays the bar a label saw.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -48,6 +58,32 @@ class ModelCard(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     created_by: str = ""           # command that produced the model
     #: Training histograms per feature; with them the inference stage exports live PSI drift.
     drift_reference: DriftReference | None = None
+    #: The kernels' feature set the model was trained on (kernels/feature_sets.py); empty: not recorded.
+    feature_set: str = ""
+    #: Training window, inclusive ISO dates (see the module docstring); None: not recorded
+    #: (older cards, the demo model): no in-sample check is possible.
+    train_start: str | None = None
+    train_end: str | None = None
+
+    def __post_init__(self) -> None:
+        start, end = (_iso_date(name, v) for name, v in (("train_start", self.train_start),
+                                                         ("train_end", self.train_end)))
+        if start is not None and end is not None and start > end:
+            raise ValueError(f"train_start {self.train_start} expected on or before train_end {self.train_end}")
+
+    @property
+    def train_end_date(self) -> dt.date | None:
+        """The last day a training label read; None when the card does not say."""
+        return _iso_date("train_end", self.train_end)
+
+
+def _iso_date(field: str, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{field} expected an ISO date YYYY-MM-DD, found {value!r}") from None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -28,7 +28,7 @@ from alphad.daemon.jit import StructRefType
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import C_THROTTLE_NS, STAGE_INDEX
-from alphad.ipc.dtypes import DENIAL_DTYPE, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
+from alphad.ipc.dtypes import DENIAL_DTYPE, MD_BAR, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
 
 from alphad.daemon.risk.drawdown import update_drawdown
 from alphad.daemon.risk.portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent, start_session
@@ -156,7 +156,7 @@ def risk_fills(st, reports, n):
 
 @njit(cache=True)
 def risk_marks(st, md, n):
-    """Revalue on quotes (mid) and trades (last price)."""
+    """Revalue on quotes (mid), trades (last price) and bars (close)."""
     limits, book, sectors, account = st.limits, st.book, st.sectors, st.account
     for j in range(n):
         e = md[j]
@@ -165,7 +165,7 @@ def risk_marks(st, md, n):
             continue
         if e.kind == MD_QUOTE and e.bid_px > 0.0 and e.ask_px > e.bid_px:
             on_mark(i, 0.5 * (e.bid_px + e.ask_px), limits, book, sectors, account)
-        elif e.kind == MD_TRADE:
+        elif e.kind == MD_TRADE or e.kind == MD_BAR:
             on_mark(i, e.last_px, limits, book, sectors, account)
 
 

@@ -160,8 +160,9 @@ def route_and_poll(orders, n, r, now):
 
 @njit(cache=True)
 def router_on_md(r, md, n, now):
-    """Market data ``md[:n]`` to every simulated venue's book (and the trade tape)."""
-    _state_on_md(r.smart, md, n, now)
+    """Market data ``md[:n]`` to every simulated venue's book (and the trade tape); returns
+    the exec reports the venues now hold (fills the market data caused among them)."""
+    return _state_on_md(r.smart, md, n, now)
 
 
 class RouterCore:
@@ -270,9 +271,10 @@ class RouterCore:
         k = self._collect(now)
         return sent, k
 
-    def on_md(self, md: np.ndarray, n: int, now: int) -> None:
-        """Market data ``md[:n]`` to every venue (and the trade tape)."""
-        self.smart.on_md(md, n, now)
+    def on_md(self, md: np.ndarray, n: int, now: int) -> int:
+        """Market data ``md[:n]`` to every venue (and the trade tape); returns the exec
+        reports the venues hold for :meth:`poll`."""
+        return self.smart.on_md(md, n, now)
 
     def poll(self, now: int) -> int:
         """Due exec reports for risk into :attr:`reports`; returns how many.  With an

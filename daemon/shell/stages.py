@@ -177,9 +177,9 @@ class FeaturesStage:
 
 
 def _feature_names(feature_set: str):
-    from alphad.kernels import quote_features as qf
+    from alphad.daemon.features.core import feature_names
 
-    return qf.FEATURE_SETS[feature_set]
+    return feature_names(feature_set)
 
 
 class InferStage:
@@ -299,10 +299,13 @@ class RiskStage:
     def on_md(self, md, n, clock):
         # Live, marks only: the drawdown ladder runs from housekeeping (every 20 ms), and the
         # daily-loss kill switch is also checked by the gate on every order.  The backtest
-        # runs the ladder per mark, on simulated time.
+        # and the replay run the ladder per mark, on the event clock, and a KILL step flattens
+        # at the mark that struck it (housekeeping's wall-clock cadence would move it).
         self._marks(self.state, md, n)
         if clock >= 0:
             self._watch(self.state, clock)
+            if self.core.control[C_FLATTEN] == 1:
+                self._flatten_now(clock, clock)
 
     def on_signals(self, sigs, n, clock):
         k, pushed = self._publish(self.state, sigs, n, self.port, clock)
@@ -353,16 +356,20 @@ class RiskStage:
                 self._alerts.submit_event(event, self._ladder, now)
         if c.control[C_FLATTEN] == 1:  # ctl flatten, or the drawdown KILL step
             clock = self.shell.event_clock  # a backtest's flatten orders go on its clock
-            k = self._flatten(self.state, self.shell.bufs["orders"], now if clock < 0 else clock)
-            if k:
-                k, pushed = self._publish_flatten(self.port, k, 0, clock)
-                self.shell.emitted("orders", k, pushed, clock)
-            c.control[C_FLATTEN] = 0
+            self._flatten_now(now if clock < 0 else clock, clock)
         rk.publish_gauges(c.account, self.shell.metrics.gauges)
         control.set_day_references(c.account[A_DAY_START_EQUITY], c.account[A_LOSS_REF])  # journaled
         if now >= self._next_purge:  # keep the open-order table's probe chains short
             self._purge(c.oo_ids, c.oo_vals)
             self._next_purge = now + 1_000_000_000
+
+    def _flatten_now(self, stamp: int, clock: int) -> None:
+        """The flatten orders (every position to zero), stamped ``stamp``, on to the router."""
+        k = self._flatten(self.state, self.shell.bufs["orders"], stamp)
+        if k:
+            k, pushed = self._publish_flatten(self.port, k, 0, clock)
+            self.shell.emitted("orders", k, pushed, clock)
+        self.core.control[C_FLATTEN] = 0
 
     def close(self) -> None:
         if self._alerts is not None:
@@ -387,6 +394,8 @@ class RouterStage:
         self._cancels_seen = int(shell.ctl[W_CANCEL_ALL_DONE])
         self._halt_epoch = int(shell.ctl[W_EPOCH]) if shell.ctl[W_STATE] == HALTED else -1
         self.port = shell.out_port("exec", ROUTER, self.core.reports)
+        #: Exec reports the venues held after the last market data (see :attr:`wants_poll`).
+        self.waiting = 0
         self.arrivals = shell.out_port("arrivals", ROUTER, self.core.arrivals)
         self._arrivals_ring = shell.out_rings.get("arrivals")
 
@@ -397,8 +406,30 @@ class RouterStage:
     def consumers(self) -> dict:
         return {"md": self.on_md, "orders": self.on_orders}
 
+    @property
+    def wants_poll(self) -> bool:
+        """Venue latency (reports come due later), or reports the market data caused (a
+        resting order filled, a bar): the loop polls after the event (a replay's feed asks)."""
+        return self.core.poll_ns > 0 or self.waiting > 0
+
     def on_md(self, md, n, clock):
-        self.core.on_md(md, n, time.monotonic_ns() if clock < 0 else clock)
+        if clock >= 0:  # the event clock: a halt cancels before the first market data after it
+            self.cancel_on_halt(clock, clock)
+        self.waiting = self.core.on_md(md, n, time.monotonic_ns() if clock < 0 else clock)
+
+    def cancel_on_halt(self, now: int, clock: int) -> None:
+        """A new HALTED (operator or kill switch) cancels the working orders at the venues,
+        once.  Live, from housekeeping; on the event clock (backtest, replay), before the
+        first market data after the halt, so where it lands never depends on wall time."""
+        ctl = self.shell.ctl
+        if ctl[W_STATE] != HALTED or ctl[W_EPOCH] == self._halt_epoch:
+            return
+        self._halt_epoch = int(ctl[W_EPOCH])
+        cancelled, k = self.core.cancel_all(now)
+        self.publish(k, clock)
+        if cancelled:
+            print(f"alphad stage router: trading state HALTED: cancels sent for {cancelled} working orders and "
+                  "parents", file=sys.stderr, flush=True)
 
     def on_orders(self, orders, n, clock):
         c = self.core
@@ -412,6 +443,7 @@ class RouterStage:
 
     def poll(self, now: int, clock: int) -> int:
         """Collect the venues' due exec reports and send them on to risk."""
+        self.waiting = 0
         return self.publish(self.core.poll(now), clock)
 
     def publish(self, k: int, clock: int) -> int:
@@ -451,20 +483,16 @@ class RouterStage:
 
     def housekeeping(self, now: int) -> None:
         self.core.housekeeping(now)
-        ctl, control = self.shell.ctl, self.shell.control
+        control = self.shell.control
         requests = control.cancel_all_requests
-        asked = requests != self._cancels_seen
-        halted_anew = ctl[W_STATE] == HALTED and ctl[W_EPOCH] != self._halt_epoch
-        if asked or halted_anew:
-            if halted_anew:
-                self._halt_epoch = int(ctl[W_EPOCH])
+        if not self.shell.simulated:  # on the event clock the market data does it (on_md)
+            self.cancel_on_halt(now, -1)
+        if requests != self._cancels_seen:
             clock = self.shell.event_clock  # a backtest's venues run on its clock
             cancelled, k = self.core.cancel_all(now if clock < 0 else clock)
             self.publish(k, clock)
             if cancelled:
-                why = "ctl cancel-all" if asked else "trading state HALTED"
-                print(f"alphad stage router: {why}: cancels sent for {cancelled} working orders and parents",
+                print(f"alphad stage router: ctl cancel-all: cancels sent for {cancelled} working orders and parents",
                       file=sys.stderr, flush=True)
-            if asked:
-                control.cancel_all_done(requests, cancelled)
-                self._cancels_seen = requests
+            control.cancel_all_done(requests, cancelled)
+            self._cancels_seen = requests

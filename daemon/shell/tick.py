@@ -40,12 +40,12 @@ from alphad.daemon.features.core import features_step
 from alphad.daemon.feed.core import CUR_LOOPS, CUR_POS, CUR_SEQ, feed_step
 from alphad.daemon.infer.core import infer_gather, infer_step
 from alphad.daemon.infer.trees import evaluate
-from alphad.daemon.risk.core import risk_fills, risk_marks, risk_step, risk_watch
+from alphad.daemon.risk.core import risk_fills, risk_flatten, risk_marks, risk_step, risk_watch
 from alphad.daemon.router.core import route_and_poll, router_on_md
 from alphad.ipc import metrics as mx
 from alphad.daemon.jit import bind
 from alphad.daemon.shell.ports import drain_ports, waiter
-from alphad.ipc.control import (FEED_LOOPS, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY, S_WORK,
+from alphad.ipc.control import (C_EPOCH, C_FLATTEN, C_STATE, FEED_LOOPS, HALTED, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY, S_WORK,
                                 STAGE_INDEX, W_REPLAY_DONE, W_REPLAY_POLL_DONE, W_REPLAY_POLL_REQ,
                                 W_REPLAY_POLL_TS, W_REPLAY_POLL_WANTED, stage_word)
 from alphad.ipc.doorbell import arm, disarm, sleep
@@ -195,10 +195,11 @@ def router_drain(wait, w, md_in, ord_in, max_n, r, arrivals, p):
     if wait:
         _wait(w, ord_in, ord_in, md_in)
     n_md = _pop(md_in, max_n)
+    waiting = 0
     if n_md:
-        router_on_md(r, md_in.recs, n_md, monotonic_ns())
+        waiting = router_on_md(r, md_in.recs, n_md, monotonic_ns())  # fills the market data caused
     n = _pop(ord_in, max_n)
-    if n == 0:
+    if n == 0 and waiting == 0:
         return n_md, 0, 0
     sent, k = route_and_poll(ord_in.recs, n, r, monotonic_ns())
     if sent and arrivals.ring_h64.shape[0]:  # an overwrite ring: never blocks
@@ -250,6 +251,19 @@ def _reports_to_risk(rs, p, k, now, sink, n_sink):
 
 
 @njit(cache=True)
+def _route_orders(r, rs, orders, ko, reports, now, sinks, n_o, n_r, n_a):
+    """The backtest's ``orders.recs[:ko]`` kept, routed at ``now`` (with the quote each met)
+    and their due reports applied to risk; returns the new counts kept."""
+    order_sink, report_sink, arrival_sink = sinks
+    order_sink[n_o : n_o + ko] = orders.recs[:ko]
+    sent, kr = route_and_poll(orders.recs, ko, r, now)
+    sent = min(sent, r.arrivals.shape[0])  # the router keeps one batch's arrivals
+    arrival_sink[n_a : n_a + sent] = r.arrivals[:sent]
+    reports.ctl[stage_word(ROUTER, S_EVENTS_IN)] += ko
+    return n_o + ko, _reports_to_risk(rs, reports, kr, now, report_sink, n_r), n_a + sent
+
+
+@njit(cache=True)
 def backtest_events(cores, ports, model, sinks, limit, poll):
     """Up to ``limit`` events of the feed through every stage, each on its own clock and
     each to its end (fills included) before the next exists, in one compiled call: the
@@ -258,26 +272,38 @@ def backtest_events(cores, ports, model, sinks, limit, poll):
     (:mod:`alphad.daemon.infer.trees`, ``model.runtime: compiled``).
 
     ``cores``: feed, features, infer, risk and router states; ``ports``: the md, feature,
-    signal, order and exec ports; ``model``: ``(roots, nodes, leaves, base, y)``; ``sinks``: where the orders and exec reports are kept for the caller (it stops
-    with room left for one more event's); ``poll``: the venues have latency (reports come
-    due later).  Returns ``(events, orders kept, reports kept)``."""
+    signal, order and exec ports; ``model``: ``(roots, nodes, leaves, base, y)``; ``sinks``: where the orders, exec reports
+    and arrival quotes (the book each order met when handed to the venues, for the report's
+    cost split) are kept for the caller (it stops with room left for one more event's);
+    ``poll``: the venues have latency (reports come due later).  Returns ``(events, orders
+    kept, reports kept, arrivals kept)``."""
     fd, fs, st, rs, r = cores
     md, rows, sigs, orders, reports = ports
     roots, nodes, leaves, base, y = model
-    order_sink, report_sink = sinks
+    order_sink, report_sink, _ = sinks
     room = min(order_sink.shape[0] - orders.recs.shape[0], report_sink.shape[0] - 2 * reports.recs.shape[0])
     events = fd.events
-    done = n_o = n_r = 0
+    done = n_o = n_r = n_a = 0
+    epoch = rs.control[C_EPOCH]
     while done < limit and fd.cursor[CUR_POS] < events.shape[0] and n_o <= room and n_r <= room:
+        if rs.control[C_STATE] == HALTED and rs.control[C_EPOCH] != epoch:
+            break  # halted by the last event: the caller cancels working orders before the next
         now = events[fd.cursor[CUR_POS]].ts_exch
         feed_step(fd, 1, md.recs, now, now)
         publish(md, 1, 0, now)
         _resume_words(fd, md.ctl)
         done += 1
         # the market data's consumers in the handler chain's order: router, risk, features
-        router_on_md(r, md.recs, 1, now)
+        # fills the market data caused (a resting order, a bar) reach risk when the event is
+        # done, as the process loop and the replay's feed ask the router to poll then
+        waiting = router_on_md(r, md.recs, 1, now)
         risk_marks(rs, md.recs, 1)
         risk_watch(rs, now)
+        if rs.control[C_FLATTEN] == 1:  # the drawdown KILL: flatten at the mark that struck it
+            ko, _ = publish(orders, risk_flatten(rs, orders.recs, now), 0, now)
+            rs.control[C_FLATTEN] = 0
+            if ko:
+                n_o, n_r, n_a = _route_orders(r, rs, orders, ko, reports, now, sinks, n_o, n_r, n_a)
         k, _ = publish(rows, features_step(fs, md.recs, 1, rows.recs, now), 1, now)
         j = 0
         while j < k:  # rows in model batches
@@ -289,16 +315,12 @@ def backtest_events(cores, ports, model, sinks, limit, poll):
             ko, _ = publish(orders, risk_step(rs, sigs.recs, ks, orders.recs, now), ks, now)
             rs.den_n[0] = 0  # no journal in a backtest
             if ko:
-                order_sink[n_o : n_o + ko] = orders.recs[:ko]
-                n_o += ko
-                _, kr = route_and_poll(orders.recs, ko, r, now)
-                reports.ctl[stage_word(ROUTER, S_EVENTS_IN)] += ko
-                n_r = _reports_to_risk(rs, reports, kr, now, report_sink, n_r)
+                n_o, n_r, n_a = _route_orders(r, rs, orders, ko, reports, now, sinks, n_o, n_r, n_a)
             j += m
-        if poll:  # venue latency: the reports due by now
+        if poll or waiting:  # venue latency, or fills the market data caused: the reports due by now
             _, kr = route_and_poll(orders.recs, 0, r, now)
             n_r = _reports_to_risk(rs, reports, kr, now, report_sink, n_r)
-    return done, n_o, n_r
+    return done, n_o, n_r, n_a
 
 
 # -- the process loop ---------------------------------------------------------------------
@@ -367,6 +389,9 @@ class Loop:
         self._sleep = bind(sleep, bells.words, bells.addr, idx, 0, shell.sleeper.timespec_addr)
         self._inputs = [(kind, ring, ci, shell.in_bufs[kind], shell.handlers[kind]) for kind, ring, ci in inputs]
         self.sim_now = 0
+        #: ``on_event(ts)``, called on the simulated clock before each event is emitted (the
+        #: backtest's day-end samples and progress); None: nothing is called.
+        self.on_event = None
         # A lockstep replay: each pass over the inputs moves this process's work word, the
         # records' own time is the clock, and the feed waits for every stage (shell/lockstep.py).
         self._work = stage_word(STAGE_INDEX[shell.stages[0]], S_WORK) if shell.replay else -1
@@ -377,7 +402,7 @@ class Loop:
         self._replay_router = shell.replay and "router" in shell.adapters
         self._polls_done = int(shell.ctl[W_REPLAY_POLL_DONE])
         if self._replay_router:
-            shell.ctl[W_REPLAY_POLL_WANTED] = shell.adapters["router"].poll_ns > 0
+            shell.ctl[W_REPLAY_POLL_WANTED] = shell.adapters["router"].wants_poll
         if shell.replay and "feed" in shell.adapters:
             from alphad.daemon.shell.lockstep import Lockstep
 
@@ -426,6 +451,8 @@ class Loop:
         now = self.sim_now if shell.simulated else time.monotonic_ns()
         if shell.simulated and core.pos < len(core.events):
             self.sim_now = now = int(core.events["ts_exch"][core.pos])
+            if self.on_event is not None:
+                self.on_event(now)
         n = core.take(now, 1 if shell.simulated else shell.batch)
         if n:
             if shell.fused_tick is not None:
@@ -443,10 +470,10 @@ class Loop:
         if request == self._polls_done:
             return False
         ctl[work] += 1
-        if router.poll_ns:
+        if router.wants_poll:
             t = int(ctl[W_REPLAY_POLL_TS])
             router.poll(t, t)
-        ctl[W_REPLAY_POLL_WANTED] = router.poll_ns > 0
+        ctl[W_REPLAY_POLL_WANTED] = router.wants_poll
         ctl[work] += 1
         self._polls_done = request
         ctl[W_REPLAY_POLL_DONE] = request
@@ -476,7 +503,7 @@ class Loop:
                 for handler in handlers:
                     handler(buf, n, clock)
         if self._replay_router:  # before the pass ends: the feed reads it once all is done
-            ctl[W_REPLAY_POLL_WANTED] = self.shell.adapters["router"].poll_ns > 0
+            ctl[W_REPLAY_POLL_WANTED] = self.shell.adapters["router"].wants_poll
         ctl[work] += 1
         return busy
 
@@ -519,7 +546,7 @@ class Loop:
                 busy = self._drain_inputs() or busy
             if replay_router:
                 busy = self._replay_poll(router) or busy
-            elif router is not None and router.poll_ns:  # venue latency: reports come due later
+            elif router is not None and router.wants_poll:  # venue latency, or fills the market data caused
                 now = self.sim_now if simulated else time.monotonic_ns()
                 if router.poll(now, now if simulated else -1):
                     busy = True

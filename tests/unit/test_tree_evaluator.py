@@ -60,22 +60,6 @@ def demo_rows(repo_root):
     return x[np.linspace(0, len(x) - 1, N_ROWS).astype(np.int64)]
 
 
-@pytest.fixture(scope="session")
-def daily_run(shared_data, repo_root, tmp_path_factory):
-    """The folder ``alphad train --config configs/train_daily.yaml --out DIR`` writes (61 stocks, ~30 s)."""
-    from alphad.daemon.cli import main
-
-    text = (repo_root / "configs/train_daily.yaml").read_text()
-    shipped = "../../shared/data/daily/us_equities_daily_1999-2021.csv.gz"
-    assert shipped in text, f"configs/train_daily.yaml no longer reads {shipped}; update this fixture"
-    root = tmp_path_factory.mktemp("train_daily")
-    cfg = root / "train_daily.yaml"  # the shipped config, reading the data wherever shared_data is
-    cfg.write_text(text.replace(shipped, str(shared_data / "daily/us_equities_daily_1999-2021.csv.gz")))
-    out = root / "run"
-    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
-    return out
-
-
 @pytest.fixture(scope="module")
 def daily_rows(shared_data):
     """10,000 rows of the training panel's features, and its warm-up rows (real NaN features)."""

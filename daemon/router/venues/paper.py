@@ -17,6 +17,13 @@ What it models
   fills ahead of us); a price level that vanished inside the displayed range
   leaves nobody ahead.  A book update whose other side crosses our price fills
   us (at our price) up to the crossing size: those sellers would have hit us.
+* **Instruments quoted by bars only** (an ``MD_BAR`` feed, e.g. ``feed.format: daily``):
+  every order waits for the first bar that starts (``ts_exch - bar_ns``) after it
+  arrived and fills whole on that bar's open plus the venue's ``bar_half_spread_bps``
+  (paid on the order's side); a limit fills at that price if it is inside the limit,
+  at the limit if the bar's range (with the half spread) reached it, else it waits.
+  An order decided on a bar's close therefore trades on the next bar's open, never on
+  the close it saw (``_on_bar``).  No volume cap and no impact yet.
 * **Latency**: order entry (router -> venue) and response (venue -> router),
   each constant or sampled from a seeded log-normal; each direction is one
   ordered session, so a message never overtakes the one sent before it.
@@ -86,6 +93,7 @@ from alphad.ipc.dtypes import (
     EXEC_PARTIAL,
     EXEC_REJECT,
     MD_DTYPE,
+    MD_BAR,
     MD_QUOTE,
     MD_TRADE,
     ORDER_DTYPE,
@@ -110,7 +118,7 @@ ST_RESTING = 1
 
 VORDER_DTYPE = np.dtype(
     [("cid", "u8"), ("seq", "i8"), ("px", "f8"), ("qty", "f8"), ("leaves", "f8"), ("ahead", "f8"),
-     ("instrument", "i4"), ("side", "i1"), ("status", "u1"), ("pad", "u2")],
+     ("t_arrive", "i8"), ("instrument", "i4"), ("side", "i1"), ("status", "u1"), ("pad", "u2")],
     align=True,
 )
 
@@ -128,12 +136,14 @@ C_LAT_E, C_LAT_R, C_LAST_ARRIVE, C_LAST_DELIVER = 4, 5, 6, 7
 C_SEQ, C_HWM, C_OUT_DROPPED, C_N_FILLS = 8, 9, 10, 11
 N_CTR = 12
 
-# inst columns (float64, per instrument): tick, lot, and the venue's net position (its fills)
-I_TICK, I_LOT, I_POSITION = 0, 1, 2
+# inst columns (float64, per instrument): tick, lot, the venue's net position (its fills),
+# and the bars seen (an instrument with bars is filled on bars: ``_on_bar``)
+I_TICK, I_LOT, I_POSITION, I_BARS = 0, 1, 2, 3
+N_INST = 4
 
 # params slots (float64)
-P_TAKER_BPS, P_MAKER_BPS, P_BAND, P_LAT_MS = 0, 1, 2, 3
-N_PARAMS = 4
+P_TAKER_BPS, P_MAKER_BPS, P_BAND, P_LAT_MS, P_BAR_HALF_SPREAD = 0, 1, 2, 3, 4
+N_PARAMS = 5
 
 #: Columns of :attr:`SmartRouter.tape`, per instrument: the market's trade prints seen
 #: (cumulative volume and notional, last price).  Paper fills never print there.
@@ -180,6 +190,10 @@ class VenueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Router -> venue and venue -> router latency.
     price_band : float
         Largest accepted |limit / mid - 1| (fraction); beyond it the order is rejected.
+    bar_half_spread_bps : float
+        Instruments quoted by bars only (no book): the half spread an order pays on its bar's
+        open, in bps (``_on_bar``).  2 bps is about the quoted half spread of the daily
+        file's large caps.
     """
 
     name: str
@@ -188,6 +202,7 @@ class VenueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     entry: LatencyModel = LatencyModel()
     response: LatencyModel = LatencyModel()
     price_band: float = 0.05
+    bar_half_spread_bps: float = 2.0
 
 
 # ---------------------------------------------------------------------------------
@@ -308,8 +323,9 @@ def _validate(book, inst, params, instrument, kind, qty, px):
     n_instr = book.shape[0]
     if instrument < 0 or instrument >= n_instr:
         return REJ_UNKNOWN_INSTRUMENT
-    if not np.isfinite(book[instrument, BID_PX, 0]) and not np.isfinite(book[instrument, ASK_PX, 0]):
-        return REJ_UNKNOWN_INSTRUMENT  # no book yet: the venue does not list it
+    if not np.isfinite(book[instrument, BID_PX, 0]) and not np.isfinite(book[instrument, ASK_PX, 0]) \
+            and inst[instrument, I_BARS] == 0:
+        return REJ_UNKNOWN_INSTRUMENT  # no book and no bar yet: the venue does not list it
     lot = inst[instrument, 1]
     if not (qty > 0.0) or not np.isfinite(qty) or not on_grid(qty, lot):
         return REJ_BAD_QTY
@@ -341,6 +357,16 @@ def _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, t_origin
             _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_REJECT,
                   REJ_QUEUE_FULL, 0.0, 0.0, 0.0, 0.0)
             return
+    if inst[instrument, I_BARS] > 0:  # quoted by bars: the order waits for its bar (_on_bar)
+        slot = _free_slot(vorders, ctr) if slot < 0 else slot
+        if slot < 0:
+            _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_REJECT,
+                  REJ_QUEUE_FULL, 0.0, 0.0, 0.0, 0.0)
+            return
+        _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_ACK, 0, 0.0, 0.0,
+              0.0, qty)
+        _rest(vorders, ctr, slot, cid, instrument, side, px if kind == ORDER_LIMIT else np.nan, qty, qty, 0.0, t)
+        return
     _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_ACK, 0, 0.0, 0.0,
           0.0, qty)
     # Walk the opposite side: one fill per level, best first.
@@ -376,6 +402,15 @@ def _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, t_origin
         _emit(outq, deliver, ctr, lat, t, t_origin, cid, instrument, side, EXEC_CANCELED,
               REASON_CXL_NO_LIQUIDITY, 0.0, 0.0, 0.0, 0.0)
         return
+    ahead = _level_size(book, instrument, side, px, inst[instrument, 0])
+    # Beyond the displayed depth the queue cannot be seen: assume it is long
+    # (inf); the first book update that shows the level clips it to the size
+    # displayed, and a trade through our price still fills us.
+    _rest(vorders, ctr, slot, cid, instrument, side, px, qty, leaves, ahead if ahead >= 0.0 else np.inf, t)
+
+
+@njit(cache=True, _nrt=False)
+def _rest(vorders, ctr, slot, cid, instrument, side, px, qty, leaves, ahead, t):
     o = vorders[slot]
     o.cid = cid
     o.seq = ctr[C_SEQ]
@@ -383,11 +418,8 @@ def _new_order(book, inst, params, vorders, outq, deliver, ctr, lat, t, t_origin
     o.px = px
     o.qty = qty
     o.leaves = leaves
-    ahead = _level_size(book, instrument, side, px, inst[instrument, 0])
-    # Beyond the displayed depth the queue cannot be seen: assume it is long
-    # (inf); the first book update that shows the level clips it to the size
-    # displayed, and a trade through our price still fills us.
-    o.ahead = ahead if ahead >= 0.0 else np.inf
+    o.ahead = ahead
+    o.t_arrive = t
     o.instrument = instrument
     o.side = side
     o.status = ST_RESTING
@@ -614,6 +646,39 @@ def _on_quote(book, inst, params, vorders, inq, outq, deliver, ctr, lat, instrum
 
 
 @njit(cache=True, _nrt=False)
+def _on_bar(inst, params, vorders, outq, deliver, ctr, lat, instrument, open_, high, low, start, t, t_origin):
+    """A bar of an instrument quoted by bars: every order on it that arrived by the bar's
+    start (``t - bar_ns``) fills, whole, on this bar; a later one waits for the next bar
+    (an order decided on a bar's close never trades on that bar).  Market orders fill at the
+    open plus the venue's half spread (``bar_half_spread_bps``, paid on the order's side);
+    a buy limit at that price if it is at or under the limit, else at the limit if the
+    bar's low plus the half spread reached it, else it waits (a sell mirrors it).  Taker
+    fees; the report is stamped at the bar's end ``t``, when the bar is known."""
+    hs = params[P_BAR_HALF_SPREAD] * 1e-4
+    taker = params[P_TAKER_BPS] * 1e-4
+    for k in range(ctr[C_HWM]):
+        o = vorders[k]
+        if o.status != ST_RESTING or o.instrument != instrument or o.t_arrive > start:
+            continue
+        px = open_ * (1.0 + o.side * hs)
+        if not np.isnan(o.px):  # a limit
+            if o.side > 0 and px > o.px:
+                px = o.px if low * (1.0 + hs) <= o.px else np.nan
+            elif o.side < 0 and px < o.px:
+                px = o.px if high * (1.0 - hs) >= o.px else np.nan
+        if not (px > 0.0):
+            continue
+        f = o.leaves
+        o.leaves = 0.0
+        o.status = ST_FREE
+        ctr[C_N_FILLS] += 1
+        inst[instrument, I_POSITION] += o.side * f
+        _emit(outq, deliver, ctr, lat, t, t_origin, o.cid, instrument, o.side, EXEC_FILL, LIQ_TAKER, f, px,
+              f * px * taker, 0.0)
+    inst[instrument, I_BARS] += 1
+
+
+@njit(cache=True, _nrt=False)
 def _on_md(book, inst, params, vorders, inq, outq, deliver, ctr, lat, md, n, now):
     # Every record is applied at ``now``: one injected clock drives the venue
     # (exchange stamps come from another clock than the router's).
@@ -627,6 +692,10 @@ def _on_md(book, inst, params, vorders, inq, outq, deliver, ctr, lat, md, n, now
         elif m.kind == MD_QUOTE:
             _on_quote(book, inst, params, vorders, inq, outq, deliver, ctr, lat, m.instrument,
                       m.bid_px, m.bid_sz, m.ask_px, m.ask_sz, now, m.t_origin)
+        elif m.kind == MD_BAR:
+            _process(book, inst, params, vorders, inq, outq, deliver, ctr, lat, now)
+            _on_bar(inst, params, vorders, outq, deliver, ctr, lat, m.instrument, m.open_px, m.high_px,
+                    m.low_px, m.ts_exch - m.bar_ns, now, m.t_origin)
 
 
 @njit(cache=True, _nrt=False)
@@ -684,13 +753,13 @@ def alloc_storage(specs: Sequence[VenueSpec], n_instruments: int, *, tick=0.01, 
     book[:, :, ASK_PX] = np.nan
     book[:, :, BID_SZ] = 0.0
     book[:, :, ASK_SZ] = 0.0
-    inst = np.zeros((n, n_instruments, 3))
+    inst = np.zeros((n, n_instruments, N_INST))
     inst[..., I_TICK] = tick
     inst[..., I_LOT] = lot
     if not (np.all(inst[..., :2] > 0) and np.all(np.isfinite(inst[..., :2]))):
         raise ValueError(f"tick and lot expected finite and > 0, was {tick} and {lot}")
     params = np.array([[sp.taker_bps, sp.maker_bps, sp.price_band,
-                        (sp.entry.median_ns + sp.response.median_ns) / 1e6] for sp in specs])
+                        (sp.entry.median_ns + sp.response.median_ns) / 1e6, sp.bar_half_spread_bps] for sp in specs])
     samples = [(sp.entry.samples(), sp.response.samples()) for sp in specs]
     k = max(max(len(e), len(r)) for e, r in samples)
     lat = np.array([[np.resize(e, k), np.resize(r, k)] for e, r in samples], dtype=np.int64)
@@ -981,25 +1050,43 @@ def _quiet(ctr):
 
 
 @njit(cache=True, _nrt=False)
-def _books_on_md(book, md, n, tape):
-    # _on_md_all on quiet venues: the quotes onto every venue's book, then the tape.
+def _books_on_md(book, inst, md, n, tape):
+    # _on_md_all on quiet venues: the quotes onto every venue's book, the bars counted,
+    # then the tape.
     for v in range(book.shape[0]):
         for j in range(n):
             m = md[j]
-            if m.kind == MD_QUOTE and 0 <= m.instrument < book.shape[1]:
+            if not 0 <= m.instrument < book.shape[1]:
+                continue
+            if m.kind == MD_QUOTE:
                 _put_top(book[v], m.instrument, BID_PX, m.bid_px, m.bid_sz)
                 _put_top(book[v], m.instrument, ASK_PX, m.ask_px, m.ask_sz)
+            elif m.kind == MD_BAR:
+                inst[v, m.instrument, I_BARS] += 1
     _tape_on_md(md, n, tape)
+
+
+@njit(cache=True, _nrt=False)
+def _waiting(ctr):
+    # Exec reports the venues hold for the router (delivered by the next poll).
+    k = 0
+    for v in range(ctr.shape[0]):
+        k += ctr[v, C_OUT_TAIL] - ctr[v, C_OUT_HEAD]
+    return k
 
 
 @njit(cache=True)
 def _state_on_md(s, md, n, now):
     # Each array read from the state costs an atomic reference count (~10 ns here): the
-    # quiet path, the common one, reads three of the ten.
-    if _quiet(s.ctr):
-        _books_on_md(s.book, md, n, s.tape)
+    # quiet path, the common one, reads four of the ten.  Returns the reports waiting: market
+    # data can fill resting orders (a trade, a crossing quote, a bar), and those fills must
+    # reach risk at this event, not with the next order's poll.
+    ctr = s.ctr
+    if _quiet(ctr):
+        _books_on_md(s.book, s.inst, md, n, s.tape)
     else:
-        _on_md_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, s.ctr, s.lat, md, n, now, s.tape)
+        _on_md_all(s.book, s.inst, s.params, s.vorders, s.inq, s.outq, s.deliver, ctr, s.lat, md, n, now, s.tape)
+    return _waiting(ctr)
 
 
 class SmartRouter:
@@ -1129,15 +1216,16 @@ class SmartRouter:
         store; returns how many (``self.reports[:n]``)."""
         return self._poll_ep(self.state, now)
 
-    def on_md(self, md: np.ndarray, n: int, now: int) -> None:
+    def on_md(self, md: np.ndarray, n: int, now: int) -> int:
         """``md[:n]`` (MD_DTYPE) to every venue at ``now`` and onto :attr:`tape`, in one
-        compiled call."""
+        compiled call; returns the exec reports waiting for :meth:`poll` (fills the market
+        data caused, or reports not yet due)."""
         if md is not self._md_checked:
             check_records(md, MD_DTYPE, "md")
             self._md_checked = md
         if not 0 <= n <= md.shape[0]:
             raise IndexError(f"n expected in [0, {md.shape[0]}], was {n}")
-        self._md_ep(self.state, md, n, now)
+        return self._md_ep(self.state, md, n, now)
 
     def on_book(self, instrument: int, bid_px, bid_sz, ask_px, ask_sz, ts: int) -> None:
         """Same displayed book to every venue (a backtest with one consolidated feed)."""
