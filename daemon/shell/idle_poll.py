@@ -21,6 +21,7 @@ import sys
 _LOOP = (
     "import ctypes, os, signal, sys\n"
     "ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)\n"  # PR_SET_PDEATHSIG: die with the caller
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # a Ctrl-C is the daemon's to handle: it stops these
     "os.sched_setaffinity(0, {int(sys.argv[1])})\n"
     "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
     "while True:\n"
