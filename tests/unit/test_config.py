@@ -59,3 +59,31 @@ def test_config_is_frozen():
 def test_load_when_file_missing_then_error_names_it(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml was not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("written", ["2017-01-01", '"2017-01-01"', "2017-01-01T14:30:00-05:00"])
+def test_decode_when_trade_from_is_a_yaml_date_or_text_then_the_same_day(written):
+    """YAML reads an unquoted 2017-01-01 as a date; the config keeps it as the text its field parses."""
+    cfg = decode_config(MIN + f"feed: {{trade_from: {written}}}\n")
+    want = {"2017-01-01": 1_483_228_800, "2017-01-01T14:30:00-05:00": 1_483_299_000}[written.strip('"')]
+    assert cfg.feed.trade_from_ns() == want * 1_000_000_000
+
+
+def test_decode_when_trade_from_is_not_a_date_then_error_names_it():
+    with pytest.raises(ConfigError, match=r"feed.trade_from expected an ISO date.*'soon'.*\$\.feed"):
+        decode_config(MIN + "feed: {trade_from: soon}\n")
+
+
+def test_train_config_when_data_end_is_a_yaml_date_or_text_then_the_same_day(tmp_path, repo_root):
+    import datetime
+
+    from alphad.ops.train_cli import load_config as load_train_config
+
+    text = (repo_root / "configs/train_daily.yaml").read_text()
+    assert "  end: 2016-12-31" in text  # the shipped config writes it unquoted
+    for written in ("2016-12-31", '"2016-12-31"'):
+        (tmp_path / "t.yaml").write_text(text.replace("  end: 2016-12-31", f"  end: {written}"))
+        assert load_train_config(tmp_path / "t.yaml").data.end == datetime.date(2016, 12, 31)
+    (tmp_path / "t.yaml").write_text(text.replace("  end: 2016-12-31", "  end: Jan 2016"))
+    with pytest.raises(ValueError, match=r"data.end expected a date such as 2016-12-31, found 'Jan 2016'"):
+        load_train_config(tmp_path / "t.yaml")
