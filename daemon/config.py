@@ -31,6 +31,8 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from alphad.daemon.config_base import load_yaml
+
 from alphad.daemon.config_base import Base, NonNegInt, PositiveFloat, resolve
 from alphad.daemon.feed.config import Feed
 from alphad.daemon.features.config import Features
@@ -92,19 +94,9 @@ def load_config(path: str | Path) -> tuple[Config, Path]:
     return decode_config(raw, source=str(path)), path.resolve().parent
 
 
-class _TextDates(yaml.SafeLoader):
-    """YAML without implicit timestamps: ``trade_from: 2017-01-01`` stays the text the
-    config's fields expect (they parse dates and times themselves, with their own errors)."""
-
-
-_TextDates.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-
-
 def decode_config(raw: bytes | str, *, source: str = "<config>") -> Config:
     try:
-        obj = yaml.load(raw, Loader=_TextDates)
+        obj = load_yaml(raw)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
+import yaml
 from msgspec import Meta
 
 #: > 0 (an integer).
@@ -34,6 +35,22 @@ PositiveFraction = Annotated[float, Meta(gt=0, le=1)]
 
 class Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Every config section: keyword-only, immutable, unknown keys are errors."""
+
+
+class _TextDates(yaml.SafeLoader):
+    """YAML without implicit timestamps (see :func:`load_yaml`)."""
+
+
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def load_yaml(raw: bytes | str):
+    """A config file's YAML as plain objects, a date or time left as its text: unquoted
+    ``2017-01-01`` and quoted ``"2017-01-01"`` read the same, and the field that holds it
+    parses it with its own error.  Raises ``yaml.YAMLError`` on bad YAML."""
+    return yaml.load(raw, Loader=_TextDates)
 
 
 def resolve(base: Path, p: str) -> Path:

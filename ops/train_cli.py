@@ -17,9 +17,8 @@ When a gate fails (exit 3) the report is written with the gate table and
 """
 from __future__ import annotations
 
-import datetime
-
 import argparse
+import datetime
 import math
 import shlex
 import sys
@@ -29,7 +28,9 @@ from typing import Annotated, Literal
 
 import msgspec
 import numpy as np
+import yaml
 
+from alphad.daemon.config_base import load_yaml
 from alphad.ops.gates import GateConfig
 from alphad.daemon.infer.model_card import ModelCard
 
@@ -132,11 +133,11 @@ def load_config(path: str | Path) -> TrainConfig:
     except FileNotFoundError:
         raise FileNotFoundError(f"training config expected at {path} was not found") from None
     try:
-        obj = msgspec.yaml.decode(raw)
-    except msgspec.DecodeError as e:
+        obj = load_yaml(raw)
+    except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
     data = obj.get("data") if isinstance(obj, dict) else None
-    for key in ("start", "end"):  # YAML reads 2016-12-31 as a date, "2016-12-31" as text: both mean the day
+    for key in ("start", "end"):  # dates arrive as their text (load_yaml), quoted or not
         if isinstance(data, dict) and isinstance(data.get(key), str):
             try:
                 data[key] = datetime.date.fromisoformat(data[key])

@@ -36,6 +36,8 @@ from alphad.kernels import bars as daily_bars
 GENERIC_COLUMNS = ["ts_ns", "symbol", "kind", "bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"]
 #: Optional generic columns: a bar's open, high, low and interval (ns).
 GENERIC_BAR_COLUMNS = ["open_px", "high_px", "low_px", "bar_ns"]
+#: Those fields of a row that is not a bar (unset, as ``np.zeros`` leaves them).
+_NO_BAR = (0.0, 0.0, 0.0, 0)
 _KINDS = {"quote": MD_QUOTE, "trade": MD_TRADE, "bar": MD_BAR}
 
 
@@ -76,12 +78,13 @@ def generic_rows(path: Path, symbols: dict[str, int], skipped: list[int]):
                 raise ValueError(f"{path}:{lineno}: kind must be one of {sorted(_KINDS)}, was {r[col['kind']]!r}")
             row = (int(r[col["ts_ns"]]), inst, kind, _f(r[col["bid_px"]]), _f(r[col["bid_sz"]]),
                    _f(r[col["ask_px"]]), _f(r[col["ask_sz"]]), _f(r[col["last_px"]]), _f(r[col["last_sz"]]))
-            if kind == MD_BAR:
-                close = row[7]
-                bar = (_f(r[col["open_px"]]), _f(r[col["high_px"]]), _f(r[col["low_px"]]),
-                       int(r[col["bar_ns"]] or 0)) if ohlc else (close, close, close, 0)
-                row += bar
-            yield row
+            if kind != MD_BAR:
+                yield row + _NO_BAR
+            elif ohlc:
+                yield row + (_f(r[col["open_px"]]), _f(r[col["high_px"]]), _f(r[col["low_px"]]),
+                             int(r[col["bar_ns"]] or 0))
+            else:
+                yield row + (row[7], row[7], row[7], 0)  # its close alone
 
 
 def load_generic(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
@@ -213,15 +216,15 @@ def _to_md(rows: list[tuple]) -> np.ndarray:
     md = np.zeros(len(rows), dtype=MD_DTYPE)
     if not rows:
         return md
-    a = np.array([r[:9] for r in rows], dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
+    a = np.array(rows, dtype=np.float64)  # ns stamps do not fit a float64 exactly: taken apart below
     md["ts_exch"] = np.array([r[0] for r in rows], dtype=np.int64)
     md["instrument"] = a[:, 1]
     md["kind"] = a[:, 2]
-    for j, name in enumerate(("bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz"), start=3):
+    # rows of 9 (quotes and trades) or 13 (the generic CSV's: a bar's open, high, low and
+    # interval, which stays exact in a float64: under 2**53 ns)
+    names = ("bid_px", "bid_sz", "ask_px", "ask_sz", "last_px", "last_sz") + tuple(GENERIC_BAR_COLUMNS)
+    for j, name in enumerate(names[: a.shape[1] - 3], start=3):
         md[name] = a[:, j]
-    for j, r in enumerate(rows):
-        if len(r) > 9:  # a bar's open, high, low and interval
-            md[j]["open_px"], md[j]["high_px"], md[j]["low_px"], md[j]["bar_ns"] = r[9:]
     return md
 
 

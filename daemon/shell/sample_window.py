@@ -61,7 +61,10 @@ def check_training_window(cfg, base: Path, *, allow_in_sample: bool) -> bool | N
               "the in-sample check is skipped", file=sys.stderr)
         return None
     # the first event that can trade: the events before feed.trade_from only warm up
-    first = _utc(max(first_event_ns(cfg, base), cfg.feed.trade_from_ns() or 0))
+    trade_from = cfg.feed.trade_from_ns() or 0
+    if _utc(trade_from).date() > train_end:
+        return False  # out of sample whatever the feed's first event: no need to read the file
+    first = _utc(max(first_event_ns(cfg, base), trade_from))
     if first.date() > train_end:
         return False
     where = (f"model card {card_path} has train_end {train_end.isoformat()} and the feed trades from "

@@ -425,11 +425,16 @@ class RouterStage:
         if ctl[W_STATE] != HALTED or ctl[W_EPOCH] == self._halt_epoch:
             return
         self._halt_epoch = int(ctl[W_EPOCH])
+        self._cancel_all(now, clock, "trading state HALTED")
+
+    def _cancel_all(self, now: int, clock: int, why: str) -> int:
+        """Cancels for every working order and parent, sent at ``now``; returns how many."""
         cancelled, k = self.core.cancel_all(now)
         self.publish(k, clock)
         if cancelled:
-            print(f"alphad stage router: trading state HALTED: cancels sent for {cancelled} working orders and "
-                  "parents", file=sys.stderr, flush=True)
+            print(f"alphad stage router: {why}: cancels sent for {cancelled} working orders and parents",
+                  file=sys.stderr, flush=True)
+        return cancelled
 
     def on_orders(self, orders, n, clock):
         c = self.core
@@ -489,10 +494,6 @@ class RouterStage:
             self.cancel_on_halt(now, -1)
         if requests != self._cancels_seen:
             clock = self.shell.event_clock  # a backtest's venues run on its clock
-            cancelled, k = self.core.cancel_all(now if clock < 0 else clock)
-            self.publish(k, clock)
-            if cancelled:
-                print(f"alphad stage router: ctl cancel-all: cancels sent for {cancelled} working orders and parents",
-                      file=sys.stderr, flush=True)
+            cancelled = self._cancel_all(now if clock < 0 else clock, clock, "ctl cancel-all")
             control.cancel_all_done(requests, cancelled)
             self._cancels_seen = requests

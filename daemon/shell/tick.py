@@ -45,8 +45,8 @@ from alphad.daemon.router.core import route_and_poll, router_on_md
 from alphad.ipc import metrics as mx
 from alphad.daemon.jit import bind
 from alphad.daemon.shell.ports import drain_ports, waiter
-from alphad.ipc.control import (C_EPOCH, C_FLATTEN, C_STATE, FEED_LOOPS, HALTED, FEED_POS, FEED_SEQ, S_EVENTS_IN, S_EVENTS_OUT, S_READY, S_WORK,
-                                STAGE_INDEX, W_REPLAY_DONE, W_REPLAY_POLL_DONE, W_REPLAY_POLL_REQ,
+from alphad.ipc.control import (C_EPOCH, C_FLATTEN, C_STATE, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED, S_EVENTS_IN,
+                                S_EVENTS_OUT, S_READY, S_WORK, STAGE_INDEX, W_REPLAY_DONE, W_REPLAY_POLL_DONE, W_REPLAY_POLL_REQ,
                                 W_REPLAY_POLL_TS, W_REPLAY_POLL_WANTED, stage_word)
 from alphad.ipc.doorbell import arm, disarm, sleep
 from alphad.ipc.ring import ring_pending, ring_pop, ring_push
@@ -272,11 +272,11 @@ def backtest_events(cores, ports, model, sinks, limit, poll):
     (:mod:`alphad.daemon.infer.trees`, ``model.runtime: compiled``).
 
     ``cores``: feed, features, infer, risk and router states; ``ports``: the md, feature,
-    signal, order and exec ports; ``model``: ``(roots, nodes, leaves, base, y)``; ``sinks``: where the orders, exec reports
-    and arrival quotes (the book each order met when handed to the venues, for the report's
-    cost split) are kept for the caller (it stops with room left for one more event's);
-    ``poll``: the venues have latency (reports come due later).  Returns ``(events, orders
-    kept, reports kept, arrivals kept)``."""
+    signal, order and exec ports; ``model``: ``(roots, nodes, leaves, base, y)``; ``sinks``:
+    where the orders, exec reports and arrival quotes (the book each order met when handed to
+    the venues, for the report's cost split) are kept for the caller (it stops with room left
+    for one more event's); ``poll``: the venues have latency (reports come due later).
+    Returns ``(events, orders kept, reports kept, arrivals kept)``."""
     fd, fs, st, rs, r = cores
     md, rows, sigs, orders, reports = ports
     roots, nodes, leaves, base, y = model
