@@ -167,9 +167,11 @@ def load_lean_minute(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, i
 
 
 DAILY_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "adjusted_close", "volume"]
-#: A daily bar is stamped at the regular session's close, New York time.
+#: A daily bar is stamped at the regular session's close, New York time, and spans the
+#: session (09:30-16:00): its start is its open, so an order that reached the venue after a
+#: close, latency included, still fills on the next open.
 DAILY_CLOSE = (16, 0)
-DAY_NS = 86_400_000_000_000
+DAILY_SESSION_NS = 23_400_000_000_000
 
 
 def load_daily(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
@@ -205,7 +207,7 @@ def load_daily(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
     o, h, l, c = daily_bars.adjust(*cols[:5])
     h, l = daily_bars.clean_range(o, h, l, c)
     md = np.zeros(len(inst), dtype=MD_DTYPE)
-    md["ts_exch"], md["instrument"], md["kind"], md["bar_ns"] = stamps, inst, MD_BAR, DAY_NS
+    md["ts_exch"], md["instrument"], md["kind"], md["bar_ns"] = stamps, inst, MD_BAR, DAILY_SESSION_NS
     md["open_px"], md["high_px"], md["low_px"], md["last_px"], md["last_sz"] = o, h, l, c, cols[5]
     for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
         md[name] = np.nan

@@ -17,7 +17,7 @@ import pytest
 
 from alphad.daemon.features.config import Features
 from alphad.daemon.features.core import FeatureCore, feature_names, features_step
-from alphad.daemon.feed.sources import DAY_NS, load_daily
+from alphad.daemon.feed.sources import DAILY_SESSION_NS, load_daily
 from alphad.ipc.dtypes import FEATURE_DTYPE, MD_BAR
 from alphad.ops import dataset as dsm
 
@@ -45,7 +45,8 @@ def test_daily_feed_when_every_symbol_streams_then_the_stage_rows_equal_research
     assert len(symbols) == 61
     ids = {s: i for i, s in enumerate(symbols)}
     md, skipped = load_daily(daily_path, ids)
-    assert skipped == 0 and (md["kind"] == MD_BAR).all() and (md["bar_ns"] == DAY_NS).all()
+    assert skipped == 0 and (md["kind"] == MD_BAR).all() and (md["bar_ns"] == DAILY_SESSION_NS).all()
+    assert DAILY_SESSION_NS == 6.5 * 3_600_000_000_000  # a bar spans the 09:30-16:00 session
     assert (np.diff(md["ts_exch"]) >= 0).all()  # interleaved in time order
     md["seq"] = np.arange(1, len(md) + 1)  # what the feed's step stamps
     rows = stage_rows(md, len(symbols), "daily")

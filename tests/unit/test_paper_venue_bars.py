@@ -114,3 +114,19 @@ def test_generic_csv_when_bars_carry_ohlc_columns_then_md_bar_records_hold_them(
         "ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz\n1,AAA,bar,,,,,10.5,1200\n")
     md, _ = load_generic(tmp_path / "close_only.csv", {"AAA": 0})
     assert (md[0]["open_px"], md[0]["high_px"], md[0]["low_px"], md[0]["bar_ns"]) == (10.5, 10.5, 10.5, 0)
+
+
+def test_daily_feed_when_an_order_arrives_after_the_close_with_latency_then_it_fills_on_the_next_open(shared_data):
+    """The daily feed's bars span the 09:30-16:00 session: an order decided on a close that
+    reaches the venue some milliseconds later still fills on the next day's open."""
+    from alphad.daemon.feed.sources import load_daily
+
+    md, _ = load_daily(shared_data / "daily/us_equities_daily_1999-2021.csv.gz", {"KO": 0})
+    v = _venue()
+    v.on_md(md[:1], int(md[0]["ts_exch"]))
+    v.submit_fields(11, 0, 1, ORDER_MARKET, 10.0, np.nan, int(md[0]["ts_exch"]) + 5_000_000)  # 5 ms after
+    _poll(v, int(md[0]["ts_exch"]) + 5_000_000)
+    v.on_md(md[1:2], int(md[1]["ts_exch"]))
+    rep = _poll(v, int(md[1]["ts_exch"]))
+    assert rep["status"].tolist() == [EXEC_FILL]
+    assert rep[0]["fill_px"] == pytest.approx(md[1]["open_px"] * 1.0002, rel=1e-15)
