@@ -75,6 +75,12 @@ class Config(Base):
         symbols = [i.symbol for i in self.universe]
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"universe symbols must be unique, were {symbols}")
+        if self.risk.sizing is not None:
+            linear = {k: getattr(self.model, k) for k in ("weight_per_unit", "weight_cap", "min_abs_prediction")
+                      if getattr(self.model, k) != getattr(Model(), k)}
+            if linear:
+                raise ValueError(f"model.{', model.'.join(linear)} size linearly, which risk.sizing replaces: "
+                                 f"remove one or the other")
 
 
 class ConfigError(ValueError):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Written into every ring header; a reader built against another version refuses to attach.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 #: Number of float32 slots in a feature row; the active feature list uses the first ``n``.
 MAX_FEATURES = 32
@@ -71,6 +71,14 @@ FEATURE_DTYPE = np.dtype(
         ("instrument", "i4"),
         ("n", "i4"),            # number of valid entries in ``x``
         ("mid", "f8"),          # mid price when the row was computed (reference for sizing)
+        # sizing's inputs, kept by the features stage (daemon/features/regime.py); NaN: none
+        ("vix", "f8"),          # VIX level last seen
+        ("p_bull", "f8"),       # HMM filter on the index: P(bull), P(bear), P(sideways)
+        ("p_bear", "f8"),
+        ("p_sideways", "f8"),
+        ("variance", "f8"),     # GARCH one-period-ahead variance of this instrument's returns (decimal)
+        ("half_spread", "f8"),  # half the quoted spread, fraction of the mid (quotes only)
+        ("adv", "f8"),          # average traded value per bar, quote currency (impact)
         ("x", "f4", (MAX_FEATURES,)),
     ],
     align=True,
@@ -82,13 +90,28 @@ SIGNAL_DTYPE = np.dtype(
         ("ts", "i8"),
         ("seq", "u8"),
         ("instrument", "i4"),
-        ("pad", "i4"),
+        ("code", "i2"),         # SIZE_* code of the sizing (daemon/risk/codes.py)
+        ("flags", "u2"),        # SIG_F_* bits
         ("prediction", "f8"),   # raw model output (forward return forecast)
-        ("target_weight", "f8"),  # signed fraction of equity
+        ("target_weight", "f8"),  # signed fraction of equity (SIG_F_SIZED: before risk's multiplier and cap)
         ("ref_px", "f8"),       # mid price the decision was made at
+        # why the weight (SIG_F_SIZED): the multipliers infer applied, and the cost inputs
+        # risk's benefit/cost filter needs (daemon/infer/sizing.py)
+        ("m_conviction", "f8"),
+        ("m_kelly", "f8"),
+        ("m_regime", "f8"),
+        ("m_vix", "f8"),
+        ("m_vol", "f8"),
+        ("half_spread", "f8"),
+        ("daily_vol", "f8"),
+        ("adv", "f8"),
     ],
     align=True,
 )
+
+#: signal.flags: the weight comes from the full sizing (``risk.sizing``): risk still applies
+#: the drawdown ladder's multiplier, the per-position cap and the benefit/cost filter.
+SIG_F_SIZED = 1
 
 # -- order.side / exec.side ----------------------------------------------------
 SIDE_BUY = 1
@@ -102,6 +125,8 @@ ORDER_LIMIT = 2
 #: sends it at once, never through the configured execution algorithm: closing out must
 #: not wait for a TWAP schedule.
 ORDER_F_FLATTEN = 1
+#: order.flags: a sector rebalancer's trim (reduce-only, through the gate like any order).
+ORDER_F_TRIM = 2
 
 ORDER_DTYPE = np.dtype(
     [
@@ -114,6 +139,17 @@ ORDER_DTYPE = np.dtype(
         ("flags", "u2"),        # ORDER_F_* bits
         ("qty", "f8"),
         ("limit_px", "f8"),     # NaN for market orders
+        # why this size (journaled with the order): the prediction, the final target weight
+        # and each multiplier of the sizing; NaN where it did not apply (flatten, trims,
+        # the linear sizing of a config without risk.sizing)
+        ("prediction", "f8"),
+        ("target_weight", "f8"),
+        ("m_conviction", "f8"),
+        ("m_kelly", "f8"),
+        ("m_regime", "f8"),
+        ("m_vix", "f8"),
+        ("m_vol", "f8"),
+        ("m_risk", "f8"),
     ],
     align=True,
 )

@@ -49,7 +49,20 @@ G_REALIZED_PNL = 0
 G_UNREALIZED_PNL = 1
 G_EQUITY = 2
 G_GROSS_EXPOSURE = 3
-N_GAUGES = 8
+#: The drawdown ladder's risk multiplier, and the sizing of the last signal risk finished
+#: (``risk.sizing``; NaN without it): the VIX, HMM regime, GARCH volatility-target and
+#: fractional-Kelly multipliers.
+G_RISK_MULT = 4
+G_VIX_MULT = 5
+G_REGIME_MULT = 6
+G_VOL_MULT = 7
+G_KELLY = 8
+#: Portfolio risk: one-period historical VaR and CVaR at 95% of the current positions,
+#: fraction of equity, and the mean pairwise correlation of the held instruments' returns.
+G_VAR_95 = 9
+G_CVAR_95 = 10
+G_MEAN_CORR = 11
+N_GAUGES = 16
 
 #: Market-impact coefficients the router fits from its own fills (daemon/impact_live.py),
 #: float64 per instrument id below IMPACT_INSTRUMENTS; observations 0 = not fitted yet.

@@ -123,6 +123,21 @@ class AlphadCollector:
         eq = GaugeMetricFamily("alphad_equity", "Account equity in quote currency")
         eq.add_metric([], float(m.gauges[mx.G_EQUITY]))
         yield eq
+        mult = GaugeMetricFamily("alphad_sizing_multiplier", "Sizing multipliers: the drawdown ladder's risk "
+                                 "multiplier, and the VIX, HMM regime, GARCH volatility-target and fractional-Kelly "
+                                 "multipliers of the last signal risk sized (risk.sizing)", labels=["kind"])
+        for name, g in (("risk", mx.G_RISK_MULT), ("vix", mx.G_VIX_MULT), ("regime", mx.G_REGIME_MULT),
+                        ("vol_target", mx.G_VOL_MULT), ("kelly", mx.G_KELLY)):
+            if m.gauges[g] == m.gauges[g]:  # NaN: no sizing yet (or none configured)
+                mult.add_metric([name], float(m.gauges[g]))
+        yield mult
+        risk = GaugeMetricFamily("alphad_portfolio_risk", "One-day historical VaR and CVaR at 95% of the positions "
+                                 "held (fraction of equity) and the mean pairwise correlation of their day returns",
+                                 labels=["measure"])
+        for name, g in (("var_95", mx.G_VAR_95), ("cvar_95", mx.G_CVAR_95), ("mean_correlation", mx.G_MEAN_CORR)):
+            if m.gauges[g] == m.gauges[g]:  # NaN: under 20 days of returns, or nothing held
+                risk.add_metric([name], float(m.gauges[g]))
+        yield risk
         fitted = [i for i in range(mx.IMPACT_INSTRUMENTS) if m.impact[i, 3] > 0]
         if fitted:
             g = GaugeMetricFamily("alphad_impact_coefficient", "Almgren-Chriss impact coefficients the router "

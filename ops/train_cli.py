@@ -10,6 +10,7 @@ report (``report.md`` + PNG plots).
 Outputs in DIR when every gate passes (exit 0)::
 
     model.onnx  model_0.txt ... model_<m-1>.txt  model_card.json
+    regimes.json (when the config has a ``regimes:`` section)
     report.md  ic_per_fold.png  feature_importance.png  cumulative_oos_return.png
 
 When a gate fails (exit 3) the report is written with the gate table and
@@ -39,7 +40,9 @@ __all__ = ["TrainConfig", "load_config", "add_arguments", "run", "train"]
 #: Exit code when a validation gate refuses the model.
 EXIT_GATE_FAILED = 3
 
-_MODEL_FILES = ("model.onnx", "model_card.json")
+#: Regime parameters (GARCH per symbol, HMM on the index) beside the card, fitted up to its train_end.
+REGIMES_FILE = "regimes.json"
+_MODEL_FILES = ("model.onnx", "model_card.json", REGIMES_FILE)
 
 
 class _Base(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -108,6 +111,16 @@ class DriftConfig(_Base, kw_only=True):
     n_bins: Annotated[int, msgspec.Meta(ge=2)] = 10
 
 
+class RegimesConfig(_Base, kw_only=True):
+    """Fit the regime models (:func:`alphad.ops.fit_regimes.fit_daily_regimes`) up to the
+    card's ``train_end``: GARCH(1,1) per training symbol (``data.path``) and for the index,
+    the HMM on the index."""
+
+    #: Long-format ETF file with ``adj_close``; a relative path is taken from the config file's folder.
+    index_path: str
+    index_symbol: str = "SPY"
+
+
 class TrainConfig(_Base, kw_only=True):
     data: DataConfig
     #: The kernels' feature set (kernels/feature_sets.py, docs/features.md) the dataset is
@@ -123,6 +136,8 @@ class TrainConfig(_Base, kw_only=True):
     ic: Literal["cross_sectional", "pooled"] = "cross_sectional"
     #: Rows used to compare ONNX with LightGBM after export.
     verify_rows: Annotated[int, msgspec.Meta(ge=1)] = 10000
+    #: Regime parameters written to ``regimes.json``; None: none.
+    regimes: RegimesConfig | None = None
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -244,6 +259,13 @@ def train(
     data_path = Path(cfg.data.path)
     if not data_path.is_absolute():
         data_path = (base_dir / data_path).resolve()
+    index_path = None
+    if cfg.regimes is not None:  # checked now, not after the cross-validation
+        index_path = Path(cfg.regimes.index_path)
+        if not index_path.is_absolute():
+            index_path = (base_dir / index_path).resolve()
+        if not index_path.exists():
+            raise FileNotFoundError(f"regimes.index_path: index file expected at {index_path} was not found")
     say(f"loading {data_path}")
     bars = dsm.load_daily(data_path, symbols=cfg.data.symbols or None, start=cfg.data.start, end=cfg.data.end)
     lab = cfg.label
@@ -305,6 +327,9 @@ def train(
         right = np.sign(oos_p) == np.sign(oos_y)
         win = float(right.mean())
         payoff = float(np.abs(oos_y[right]).mean() / max(np.abs(oos_y[~right]).mean(), 1e-12))
+        regimes_file = None
+        if cfg.regimes is not None:
+            regimes_file = _fit_regimes(cfg.regimes, index_path, data_path, ds, out, say)
         card = TrainedModelCard(
             feature_names=list(ds.feature_names),
             label=ds.label_name,
@@ -339,6 +364,7 @@ def train(
             feature_importance=importance,
             drift_reference=reference_histograms(ds.X, ds.feature_names, cfg.drift.n_bins),
             feature_set=cfg.feature_set,
+            regimes_file=regimes_file,
             **training_window(ds),
         )
         write_card(out / "model_card.json", card)
@@ -354,6 +380,20 @@ def train(
               f"(see {out / 'report.md'})", file=sys.stderr)
         return EXIT_GATE_FAILED
     return 0
+
+
+def _fit_regimes(rc: RegimesConfig, index_path: Path, data_path: Path, ds, out: Path, say) -> str:
+    """Write ``regimes.json``: fitted on rows dated up to the card's ``train_end`` only."""
+    from alphad.ops.fit_regimes import fit_daily_regimes, write_params
+
+    end = training_window(ds)["train_end"]
+    symbols = sorted(np.unique(ds.symbol).tolist())
+    say(f"fitting GARCH on {len(symbols)} symbols and the HMM on {rc.index_symbol} up to {end}")
+    params = fit_daily_regimes(data_path, index_path, index_symbol=rc.index_symbol, end=end, symbols=symbols)
+    for sk in params["skipped"]:
+        say(f"  regimes: no GARCH for {sk['symbol']}: {sk['reason']}")
+    write_params(out / REGIMES_FILE, params)
+    return REGIMES_FILE
 
 
 def training_window(ds) -> dict[str, str]:
@@ -383,6 +423,8 @@ class TrainedModelCard(ModelCard, kw_only=True, frozen=True):
     ensemble_method: str = ""
     onnx_max_abs_diff: float = 0.0
     feature_importance: dict[str, float] = {}
+    #: ``regimes.json`` beside the card (fitted up to ``train_end``); None: not fitted.
+    regimes_file: str | None = None
 
 
 def _cv_text(c: CVConfig) -> str:

@@ -42,7 +42,10 @@ def daily_run(shared_data, repo_root, tmp_path_factory):
     assert shipped in text, f"configs/train_daily.yaml no longer reads {shipped}; update this fixture"
     root = tmp_path_factory.mktemp("train_daily")
     cfg = root / "train_daily.yaml"  # the shipped config, reading the data wherever shared_data is
-    cfg.write_text(text.replace(shipped, str(shared_data / "daily/us_equities_daily_1999-2021.csv.gz")))
+    lean = "../../shared/data/daily/lean_etf_daily_2007-2021.csv.gz"  # the HMM's index (regimes.json)
+    assert lean in text, f"configs/train_daily.yaml no longer reads {lean}; update this fixture"
+    cfg.write_text(text.replace(shipped, str(shared_data / "daily/us_equities_daily_1999-2021.csv.gz"))
+                   .replace(lean, str(shared_data / "daily/lean_etf_daily_2007-2021.csv.gz")))
     out = root / "run"
     assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
     return out

@@ -15,6 +15,17 @@ class Synthetic(Base):
     trade_ratio: Fraction = 0.2        # share of events that are trades
 
 
+class Extra(Base):
+    """One more recorded file merged into the feed by time (``feed.also``): ``daily`` (the
+    daily layout; ``adj_close`` is read as ``adjusted_close``, as in the ETF file) or
+    ``vix`` (CBOE's ``DATE,OPEN,HIGH,LOW,CLOSE``, the bars of universe symbol ``symbol``,
+    stamped at the VIX's 16:15 close)."""
+
+    path: str
+    format: Literal["daily", "vix"] = "daily"
+    symbol: str = "VIX"
+
+
 class Feed(Base):
     """Where market data comes from.
 
@@ -27,6 +38,8 @@ class Feed(Base):
     features stage makes no row for them), so a backtest trades from there on with
     indicators warmed on the history before; empty: every event trades. ``speed``: ``realtime``, ``max``, or a
     multiplier such as ``"10"`` (ten times real time). ``loop`` restarts the file at its end.
+    ``also``: more recorded files merged in by time (e.g. an index and the VIX beside the
+    daily stocks: the inputs of ``features.regime``), read up to the main file's last event.
     """
 
     source: Literal["replay", "synthetic"] = "replay"
@@ -36,10 +49,14 @@ class Feed(Base):
     speed: str = "realtime"
     loop: bool = True
     trade_from: str = ""
+    also: list[Extra] = []
     synthetic: Synthetic = Synthetic()
 
     def __post_init__(self) -> None:
         self.trade_from_ns()  # a bad date fails when the config is read
+        if self.also and (self.source != "replay" or self.format != "daily"):
+            raise ValueError(f"feed.also merges recorded files into a daily replay (source replay, format daily), "
+                             f"was source {self.source}, format {self.format}")
 
     def trade_from_ns(self) -> int | None:
         """``trade_from`` in ns since the epoch (None when unset)."""

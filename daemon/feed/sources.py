@@ -182,6 +182,8 @@ def load_daily(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
     with _open_text(path) as f:
         reader = csv.reader(f)
         header = next(reader, None) or []
+        if "adjusted_close" not in header and "adj_close" in header:  # the ETF file's name for it
+            header = ["adjusted_close" if h == "adj_close" else h for h in header]
         _check_header(path, header, DAILY_COLUMNS)
         at = [header.index(c) for c in DAILY_COLUMNS]
         for lineno, r in enumerate(reader, start=2):
@@ -212,6 +214,55 @@ def load_daily(path: Path, symbols: dict[str, int]) -> tuple[np.ndarray, int]:
     for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
         md[name] = np.nan
     return md[np.lexsort((md["instrument"], md["ts_exch"]))], skipped
+
+
+VIX_COLUMNS = ["DATE", "OPEN", "HIGH", "LOW", "CLOSE"]
+#: The VIX's daily close is at 16:15 New York, after the stocks'.
+VIX_CLOSE = (16, 15)
+
+
+def load_vix(path: Path, instrument: int) -> np.ndarray:
+    """CBOE's daily VIX history (``DATE,OPEN,HIGH,LOW,CLOSE``, dates ``YYYY-MM-DD`` or
+    ``MM/DD/YYYY``) as ``MD_BAR`` records of ``instrument``, stamped at its 16:15 close."""
+    ny = ZoneInfo("America/New_York")
+    stamps, cols = [], [[] for _ in range(4)]
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = [h.strip().upper() for h in (next(reader, None) or [])]
+        _check_header(path, header, VIX_COLUMNS)
+        at = [header.index(c) for c in VIX_COLUMNS]
+        for lineno, r in enumerate(reader, start=2):
+            text = r[at[0]]
+            try:
+                day = (datetime.strptime(text, "%m/%d/%Y") if "/" in text else datetime.fromisoformat(text))
+                values = [float(r[c]) for c in at[1:]]
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: expected a date and four prices, was {r!r}") from None
+            close = day.replace(hour=VIX_CLOSE[0], minute=VIX_CLOSE[1], tzinfo=ny)
+            stamps.append(int(close.timestamp()) * 1_000_000_000)
+            for j, v in enumerate(values):
+                cols[j].append(v)
+    md = np.zeros(len(stamps), dtype=MD_DTYPE)
+    md["ts_exch"], md["instrument"], md["kind"], md["bar_ns"] = stamps, instrument, MD_BAR, DAILY_SESSION_NS
+    md["open_px"], md["high_px"], md["low_px"], md["last_px"] = cols
+    for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+        md[name] = np.nan
+    return md
+
+
+def load_extra(extra, base: Path, symbols: dict[str, int]) -> np.ndarray:
+    """One ``feed.also`` source as md records (its symbols must be in the universe)."""
+    from alphad.daemon.config import resolve
+
+    path = resolve(base, extra.path)
+    if extra.format == "vix":
+        if extra.symbol not in symbols:
+            raise ValueError(f"feed.also: {path} is the VIX of symbol {extra.symbol!r}, which is not in the universe")
+        return load_vix(path, symbols[extra.symbol])
+    events, _ = load_daily(path, symbols)
+    if len(events) == 0:
+        raise ValueError(f"feed.also: {path} holds no bar of the universe's symbols")
+    return events
 
 
 def _to_md(rows: list[tuple]) -> np.ndarray:
@@ -306,7 +357,7 @@ def _stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
     symbols = {ins.symbol: ins.id for ins in universe}
     path, skipped = resolve(base, feed_cfg.path), [0]
     trades = resolve(base, feed_cfg.trades_path) if feed_cfg.format == "binance" and feed_cfg.trades_path else None
-    if feed_cfg.source == "synthetic" or feed_cfg.format in ("lean_minute", "daily") or (
+    if feed_cfg.source == "synthetic" or feed_cfg.format in ("lean_minute", "daily") or feed_cfg.also or (
             feed_cfg.format == "binance" and not all(_time_ordered(rows) for rows in (
                 _binance_quotes(path, symbols, [0]), _binance_trades(trades, symbols, [0]) if trades else ()))):
         # Built whole, then cut: the order needs every row (the lean and daily bars, a Binance capture
@@ -353,4 +404,9 @@ def _load_events(feed_cfg, base: Path, universe) -> np.ndarray:
         events, _ = load_lean_minute(path, symbols)
     if len(events) == 0:
         raise ValueError(f"feed file {path} holds no event for the universe's symbols {sorted(symbols)}")
+    if feed_cfg.also:  # merged in time, an instant's events by instrument id, over the main file's span
+        last = events["ts_exch"].max()
+        extra = [x[x["ts_exch"] <= last] for x in (load_extra(e, base, symbols) for e in feed_cfg.also)]
+        events = np.concatenate([events] + extra)
+        events = events[np.lexsort((events["instrument"], events["ts_exch"]))]
     return events

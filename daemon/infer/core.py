@@ -8,6 +8,12 @@ around it, each of the shape every core's step has:
   model input ``state.x`` and count them into the live drift histograms;
 * the session predicts ``y[:n]`` (:class:`alphad.daemon.infer.session.ModelSession`);
 * :func:`infer_step` ``(state, rows, n, y, out, now) -> k``: prediction → target weight.
+
+Two sizings: linear (``model.weight_per_unit``, ``weight_cap``), or with ``risk.sizing``
+infer's half of the full sizing (:func:`alphad.kernels.sizing.infer_weight`: conviction x
+fractional Kelly from the card's out-of-sample statistics x HMM regime x VIX x GARCH
+volatility target, from the inputs the row carries); the signal then carries each
+multiplier and the cost inputs, and risk finishes the weight.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from alphad.daemon.jit import StructRefType
 
 from alphad.daemon.infer.drift import histogram_update
 from alphad.daemon.infer.session import ModelSession
+from alphad.ipc.dtypes import SIG_F_SIZED
+from alphad.kernels import sizing as sz
 
 
 @njit(cache=True, _nrt=False)
@@ -60,6 +68,43 @@ def size_signals(rows, n, y, scale, weight_per_unit, weight_cap, min_abs_pred, o
         s.prediction = p
         s.target_weight = w
         s.ref_px = rows[k].mid
+        s.code = 0
+        s.flags = 0
+        s.m_conviction = s.m_kelly = s.m_regime = s.m_vix = s.m_vol = np.nan
+        s.half_spread = s.daily_vol = s.adv = np.nan
+    return n
+
+
+@njit(cache=True)
+def size_signals_full(rows, n, y, params, vix_table, probs, mults, out, now):
+    """Infer's half of the full sizing (:func:`alphad.kernels.sizing.infer_weight`) for each
+    row; the signal carries the multipliers and the cost inputs risk's half needs (daily
+    volatility and traded value scaled from the row's per-bar figures)."""
+    per_day = params[sz.P_PERIODS_PER_YEAR] / 252.0
+    for k in range(n):
+        r = rows[k]
+        probs[0] = r.p_bull
+        probs[1] = r.p_bear
+        probs[2] = r.p_sideways
+        code, w = sz.infer_weight(y[k], probs, r.vix, r.variance, params, vix_table, mults)
+        s = out[k]
+        s.t_origin = r.t_origin
+        s.ts = now
+        s.seq = r.seq
+        s.instrument = r.instrument
+        s.prediction = y[k]
+        s.target_weight = w
+        s.ref_px = r.mid
+        s.code = code
+        s.flags = SIG_F_SIZED
+        s.m_conviction = mults[sz.M_CONVICTION]
+        s.m_kelly = mults[sz.M_KELLY]
+        s.m_regime = mults[sz.M_REGIME]
+        s.m_vix = mults[sz.M_VIX]
+        s.m_vol = mults[sz.M_VOL]
+        s.half_spread = r.half_spread
+        s.daily_vol = np.sqrt(r.variance * per_day) if r.variance > 0.0 else np.nan
+        s.adv = r.adv * per_day
     return n
 
 
@@ -69,20 +114,23 @@ class _InferStateType(StructRefType):
 
 
 class InferState(structref.StructRefProxy):
-    """The model input ``x`` (the session's bound buffer), its batch and width, the sizing
-    parameters, and the live drift histograms (``drift_counts`` with no rows: none)."""
+    """The model input ``x`` (the session's bound buffer), its batch and width, the linear
+    sizing's parameters, the full sizing's (``sized``: on; ``sparams``, ``vix_table`` from
+    :func:`alphad.kernels.sizing.sizing_params`; ``probs``, ``mults`` scratch), and the live
+    drift histograms (``drift_counts`` with no rows: none)."""
 
 
 _INFER_FIELDS = ["x", "max_batch", "n_features", "scale", "weight_per_unit", "weight_cap", "min_abs_prediction",
-                 "drift_counts", "drift_edges"]
+                 "drift_counts", "drift_edges", "sized", "sparams", "vix_table", "probs", "mults"]
 structref.define_proxy(InferState, _InferStateType, _INFER_FIELDS)
 
 
 @njit(cache=True)
-def new_infer_state(x, max_batch, n_features, scale, weight_per_unit, weight_cap, min_abs_prediction, drift_counts,
-                     drift_edges):
+def new_infer_state(x, max_batch, n_features, linear, drift_counts, drift_edges, full):
+    scale, weight_per_unit, weight_cap, min_abs_prediction = linear
+    sized, sparams, vix_table = full
     return InferState(x, max_batch, n_features, scale, weight_per_unit, weight_cap, min_abs_prediction, drift_counts,
-                      drift_edges)
+                      drift_edges, sized, sparams, vix_table, np.zeros(3), np.zeros(sz.N_MULTS))
 
 
 @njit(cache=True)
@@ -98,6 +146,8 @@ def infer_gather(s, rows, n):
 @njit(cache=True)
 def infer_step(s, rows, n, y, out, now):
     """The second half: the model's predictions ``y[:n]`` of ``rows[:n]`` sized into signals."""
+    if s.sized:
+        return size_signals_full(rows, n, y, s.sparams, s.vix_table, s.probs, s.mults, out, now)
     return size_signals(rows, n, y, s.scale, s.weight_per_unit, s.weight_cap, s.min_abs_prediction, out, now)
 
 
@@ -110,7 +160,8 @@ class InferCore:
     """
 
     def __init__(self, session: ModelSession, *, weight_per_unit: float, weight_cap: float,
-                 min_abs_prediction: float = 0.0, drift_counts: np.ndarray | None = None):
+                 min_abs_prediction: float = 0.0, drift_counts: np.ndarray | None = None, sizing=None,
+                 inputs: tuple[bool, bool, bool] = (False, False, False)):
         self.session = session
         ref = session.card.drift_reference
         self.drift_counts = drift_counts if ref is not None else None
@@ -119,6 +170,14 @@ class InferCore:
         self.weight_per_unit = weight_per_unit
         self.weight_cap = weight_cap
         self.min_abs_prediction = min_abs_prediction
+        self.full = (False, np.zeros(sz.N_PARAMS), np.zeros((2, 1)))
+        if sizing is not None:  # risk.sizing: the card's out-of-sample statistics, the inputs configured
+            c = session.card
+            use_vix, use_regime, use_vol = inputs
+            params, table = sz.sizing_params(sizing, oos_win_rate=c.oos_win_rate, oos_payoff_ratio=c.oos_payoff_ratio,
+                                             prediction_scale=c.prediction_scale, use_vix=use_vix,
+                                             use_regime=use_regime, use_vol=use_vol)
+            self.full = (True, params, table)
         self.state = self._state(self.drift_counts)
         #: The same state counting no drift: warm-up and keep-warm rows are not live data.
         self.quiet = self._state(None)
@@ -127,8 +186,8 @@ class InferCore:
         s = self.session
         counts = counts if counts is not None else np.zeros((0, 0), np.int64)
         edges = self.drift_edges if counts.shape[0] else np.zeros((0, 0))
-        return new_infer_state(s.x, s.max_batch, s.n_features, self.scale, self.weight_per_unit, self.weight_cap,
-                                self.min_abs_prediction, counts, edges)
+        linear = (self.scale, self.weight_per_unit, self.weight_cap, self.min_abs_prediction)
+        return new_infer_state(s.x, s.max_batch, s.n_features, linear, counts, edges, self.full)
 
     def rehearse(self, rows: np.ndarray, out: np.ndarray) -> None:
         """Run the step on ``rows[:1]`` into the scratch ``out``, counting no drift.

@@ -73,6 +73,11 @@ NO_ORDER = 22
 #: The signal is older than ``risk.max_signal_age_ms`` (a stage was frozen or far behind): a
 #: decision on a stale quote is never acted on.
 DENY_STALE_SIGNAL = 23
+#: Not sent: the benefit/cost filter (``risk.sizing.cost_multiple``): the expected edge is below
+#: the cost multiple of the trade's estimated cost (half spread, fees, impact).
+DENY_COST_FILTERED = 24
+#: Not sent: the sizing had no valid input (prediction or scale not finite): the position stays.
+DENY_SIZING_INPUT = 25
 
 #: Name of every gate code, for journals and ``/metrics`` labels (indexed by code).
 REASON_NAMES = (
@@ -100,6 +105,8 @@ REASON_NAMES = (
     "throttle",
     "no_order",
     "stale_signal",
+    "cost_filtered",
+    "sizing_input",
 )
 #: Number of gate codes (size of a per-reason counter array).
 N_REASONS = len(REASON_NAMES)
@@ -108,17 +115,8 @@ N_REASONS = len(REASON_NAMES)
 #: Post-trade sector exposure above the warning level (20% by default) but within the limit.
 WARN_SECTOR = 1
 
-# -- sizing codes (returned by sizing.size_position) ---------------------------------------------
-#: A target weight was produced.
-SIZE_OK = 0
-#: VIX at or above the kill threshold: target is flat.
-SIZE_VIX_KILL = 1
-#: Expected edge below ``cost_multiple`` x estimated cost: target stays at the current weight.
-SIZE_COST_FILTERED = 2
-#: Prediction, scale or inputs not finite: target stays at the current weight.
-SIZE_BAD_INPUT = 3
-
-SIZE_NAMES = ("ok", "vix_kill", "cost_filtered", "bad_input")
+# -- sizing codes: kernels/sizing.py (signal.code), one name, one home -----------------------------
+from alphad.kernels.sizing import SIZE_BAD_INPUT, SIZE_COST_FILTERED, SIZE_NAMES, SIZE_OK, SIZE_VIX_KILL  # noqa: E402,F401
 
 # -- drawdown ladder levels ----------------------------------------------------------------------
 DD_NORMAL = 0

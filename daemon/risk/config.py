@@ -88,10 +88,10 @@ class InstrumentLimits(Base):
         room for price drift between decisions).
     shortable : bool
         Short sales permitted (borrow located) (default True).
-    session_open, session_close : str
-        Regular session, ``HH:MM`` local time in ``timezone`` (default 09:30-16:00).
-    timezone : str
-        IANA zone of the session times (default America/New_York).
+    calendar : str
+        The instrument's exchange calendar (``exchange_calendars`` name: XNYS, XLON, CMES ...,
+        or "24/7"); its sessions (holidays and early closes included) are the trading hours;
+        "" (default): ``risk.sessions.calendar``.
     """
 
     tradable: bool = True
@@ -101,19 +101,7 @@ class InstrumentLimits(Base):
     max_position_shares: PositiveFloat = 50_000.0
     max_position_weight: PositiveFraction = 0.03
     shortable: bool = True
-    session_open: ClockTime = "09:30"
-    session_close: ClockTime = "16:00"
-    timezone: str = "America/New_York"
-
-    def __post_init__(self) -> None:
-        if self.session_close <= self.session_open:
-            raise ValueError(
-                f"session_close expected after session_open ({self.session_open}), "
-                f"was {self.session_close}")
-        try:
-            ZoneInfo(self.timezone)
-        except Exception:
-            raise ValueError(f"timezone expected an IANA zone name, was {self.timezone!r}") from None
+    calendar: str = ""
 
 
 class AccountLimits(Base):
@@ -161,7 +149,7 @@ class AccountLimits(Base):
 
 
 class SizingConfig(Base):
-    """Prediction-to-weight sizing (see :mod:`alphad.daemon.infer.sizing`).
+    """Prediction-to-weight sizing (see :mod:`alphad.kernels.sizing`).
 
     Attributes
     ----------
@@ -190,6 +178,9 @@ class SizingConfig(Base):
     impact_coefficient : float
         Square-root impact coefficient: impact = coef x daily vol x sqrt(notional / ADV)
         (default 0.1).
+    bar_half_spread_bps : float
+        Half spread the cost filter assumes where the row has no quote (bars), bps (default 2,
+        the paper venue's ``bar_half_spread_bps``).
     """
 
     regime_multipliers: tuple[NonNegFloat, ...] = (1.0, 0.3, 0.6)
@@ -204,6 +195,7 @@ class SizingConfig(Base):
     cost_multiple: NonNegFloat = 2.0
     fee_rate: NonNegFloat = 0.0001
     impact_coefficient: NonNegFloat = 0.1
+    bar_half_spread_bps: NonNegFloat = 2.0
 
     def __post_init__(self) -> None:
         if len(self.regime_multipliers) != 3:
@@ -295,6 +287,26 @@ class RebalancerConfig(Base):
     cooldown_s: NonNegFloat = 900.0
 
 
+class SessionsConfig(Base):
+    """Trading days and hours (see :mod:`alphad.daemon.risk.sessions`).
+
+    Attributes
+    ----------
+    calendar : str
+        The account's exchange calendar (``exchange_calendars``; default "24/7": UTC days):
+        at each of its session opens the day rolls: the daily loss limit and the intraday
+        drawdown restart from the equity then, and the rebalancer's daily turnover from 0.
+        It is also the calendar of every instrument that names none.
+    outside_hours : "deny" | "queue"
+        ``deny`` (default): an order outside its instrument's session is denied
+        (``trading_hours``).  ``queue``: it is sent and works at the venue from the next open
+        (a daily strategy decides at the close and trades the next open).
+    """
+
+    calendar: str = "24/7"
+    outside_hours: Literal["deny", "queue"] = "deny"
+
+
 class RiskConfig(Base):
     """The ``risk:`` section of the daemon config.
 
@@ -304,16 +316,25 @@ class RiskConfig(Base):
         Limits for every instrument.
     instruments : dict[str, InstrumentLimits]
         Full per-symbol replacements of ``instrument_defaults``.
-    account, sizing, drawdown, rebalancer
+    account, drawdown, sessions
         See the Struct of each.
+    sizing : SizingConfig | None
+        Present: every signal is sized in full (conviction x fractional Kelly x regime x VIX x
+        volatility target in infer, x the drawdown ladder's risk multiplier, the cap and the
+        benefit/cost filter in risk).  Absent: the model section's linear weight
+        (``model.weight_per_unit``, ``weight_cap``).
+    rebalancer : RebalancerConfig | None
+        Present: the risk stage trims a sector above its limit through the gate.  Absent: no
+        trims (the gate still denies orders that would breach a limit).
     """
 
     instrument_defaults: InstrumentLimits = InstrumentLimits()
     instruments: dict[str, InstrumentLimits] = {}
     account: AccountLimits = AccountLimits()
-    sizing: SizingConfig = SizingConfig()
+    sizing: SizingConfig | None = None
     drawdown: DrawdownConfig = DrawdownConfig()
-    rebalancer: RebalancerConfig = RebalancerConfig()
+    rebalancer: RebalancerConfig | None = None
+    sessions: SessionsConfig = SessionsConfig()
 
 
 class Risk(RiskConfig):
@@ -388,20 +409,30 @@ def _parse_universe(universe) -> list[tuple[str, str, float, float]]:
     return rows
 
 
-def session_bounds(lim: InstrumentLimits, date: _dt.date) -> tuple[float, float]:
-    """Session open and close of ``date`` as seconds since the Unix epoch (DST-aware)."""
-    tz = ZoneInfo(lim.timezone)
-    o = _dt.datetime.combine(date, _dt.time.fromisoformat(lim.session_open), tz)
-    c = _dt.datetime.combine(date, _dt.time.fromisoformat(lim.session_close), tz)
-    return o.timestamp(), c.timestamp()
+def calendar_of(cfg: RiskConfig, symbol: str) -> str:
+    """The exchange calendar of ``symbol``: its own, else ``risk.sessions.calendar``."""
+    lim = cfg.instruments.get(symbol, cfg.instrument_defaults)
+    return lim.calendar or cfg.sessions.calendar
+
+
+def session_bounds(cfg: RiskConfig, symbol: str, date: _dt.date) -> tuple[float, float]:
+    """The session of ``symbol``'s calendar on ``date`` as epoch seconds (open, close);
+    ``(inf, inf)`` on a day without one (a holiday, a weekend)."""
+    from alphad.daemon.risk.sessions import build_session_table
+
+    day = int(_dt.datetime.combine(date, _dt.time(12), _dt.timezone.utc).timestamp()) * 10**9
+    t = build_session_table([calendar_of(cfg, symbol)], day - 86_400 * 10**9, day + 86_400 * 10**9)
+    for s in range(int(t.counts[0])):
+        o, c = int(t.opens[0, s]), int(t.closes[0, s])
+        if _dt.datetime.fromtimestamp(o / 1e9, ZoneInfo("UTC")).date() == date or o <= day < c:
+            return o / 1e9, c / 1e9
+    return math.inf, math.inf
 
 
 def set_sessions(arrays: RiskArrays, cfg: RiskConfig, date: _dt.date) -> None:
-    """Write every instrument's session window for ``date`` into ``limits`` (call at the roll)."""
+    """Write every instrument's session of ``date`` (its calendar's) into ``limits``."""
     for i, sym in enumerate(arrays.symbols):
-        lim = cfg.instruments.get(sym, cfg.instrument_defaults)
-        arrays.limits[i, L_SESSION_OPEN_S], arrays.limits[i, L_SESSION_CLOSE_S] = \
-            session_bounds(lim, date)
+        arrays.limits[i, L_SESSION_OPEN_S], arrays.limits[i, L_SESSION_CLOSE_S] = session_bounds(cfg, sym, date)
 
 
 def build_risk_arrays(cfg: RiskConfig, universe, *, equity: float,
@@ -460,8 +491,7 @@ def build_risk_arrays(cfg: RiskConfig, universe, *, equity: float,
             limits[i, L_SESSION_OPEN_S] = -np.inf
             limits[i, L_SESSION_CLOSE_S] = np.inf
         else:
-            limits[i, L_SESSION_OPEN_S], limits[i, L_SESSION_CLOSE_S] = \
-                session_bounds(lim, session_date)
+            limits[i, L_SESSION_OPEN_S], limits[i, L_SESSION_CLOSE_S] = session_bounds(cfg, sym, session_date)
     sectors = np.zeros((max(1, len(sector_names)), N_SECTOR_COLS), np.float64)
     for s, name in enumerate(sector_names):
         sectors[s, SEC_LIMIT] = cfg.account.sector_limits.get(name, cfg.account.sector_limit)

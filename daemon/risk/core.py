@@ -12,7 +12,9 @@ functions and the place its arrays live:
   windows) is a view on the ``risk_state`` segment, adopted as it is by a
   restarted stage, so positions and PnL survive too.
 
-Per signal: target weight → order quantity (target − position − working
+Per signal: target weight (with ``risk.sizing``, finished here first: the drawdown
+ladder's risk multiplier, the per-position cap and the benefit/cost filter, see
+:func:`finish_target`) → order quantity (target − position − working
 orders, on the lot grid) → :func:`alphad.daemon.risk.checks.check_order`, whose
 fixed order of checks and reason codes are documented there.  A denial is
 counted per reason in the metrics block (``alphad_risk_denials_total{reason}``);
@@ -28,13 +30,21 @@ from alphad.daemon.jit import StructRefType
 
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import C_THROTTLE_NS, STAGE_INDEX
-from alphad.ipc.dtypes import DENIAL_DTYPE, MD_BAR, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_MARKET
+from alphad.ipc.dtypes import (DENIAL_DTYPE, MD_BAR, MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_F_TRIM, ORDER_MARKET,
+                               SIG_F_SIZED)
+from alphad.kernels import sizing as sz
 
-from alphad.daemon.risk.drawdown import update_drawdown
-from alphad.daemon.risk.portfolio import PF_OK, on_exec as pf_on_exec, on_mark, on_order_sent, start_session
-from alphad.daemon.risk.checks import check_flatten_order, check_kill_switch, flatten_orders, gate_target, resume
-from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_UNREALISED, DENY_STALE_SIGNAL, NO_ORDER, OK,
-                                     REASON_NAMES)
+from alphad.daemon.risk.drawdown import start_session_drawdown, update_drawdown
+from alphad.daemon.risk.rebalancer import rebalancer_params, trim_sector
+from alphad.daemon.risk.sessions import ALWAYS_OPEN, in_session, session_index
+from alphad.daemon.risk.portfolio import (PF_OK, mark_price, on_exec as pf_on_exec, on_mark, on_order_sent,
+                                         start_session)
+from alphad.daemon.risk.checks import (check_flatten_order, check_kill_switch, check_order, flatten_orders, gate_target,
+                                      resume)
+from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_RISK_MULT, A_UNREALISED, B_OPEN_BUY,
+                                     B_LAST_PX, B_OPEN_SELL, B_POSITION, DENY_COST_FILTERED, DENY_SIZING_INPUT,
+                                     DENY_STALE_SIGNAL, L_SESSION_CLOSE_S, L_SESSION_OPEN_S, NO_ORDER, OK,
+                                     REASON_NAMES, SIZE_BAD_INPUT, SIZE_OK)
 from alphad.daemon.risk.config import build_risk_arrays
 
 RISK = STAGE_INDEX["risk"]
@@ -73,6 +83,181 @@ def next_order_id(ids):
     return order_id(ids[ID_SESSION], ids[ID_COUNT])
 
 
+# last_size words: the sizing of the last signal finished (the /metrics gauges)
+LS_RISK_MULT, LS_VIX_MULT, LS_REGIME_MULT, LS_VOL_MULT, LS_KELLY = 0, 1, 2, 3, 4
+N_LAST_SIZE = 8
+
+
+@njit(cache=True)
+def finish_target(st, s, tmp):
+    """Risk's half of the full sizing of signal ``s`` (:func:`alphad.kernels.sizing.finish_weight`
+    then :func:`~alphad.kernels.sizing.cost_filtered`, against the worst-case working
+    position at the signal's price); returns ``OK`` with the target in ``tmp[2]`` and the
+    risk multiplier in ``tmp[3]``, or the denial code."""
+    i = s.instrument
+    equity = st.account[A_EQUITY]
+    risk_mult = st.account[A_RISK_MULT]
+    tmp[3] = risk_mult
+    if not (0 <= i < st.book.shape[0] and s.ref_px > 0.0 and equity > 0.0):
+        return DENY_SIZING_INPUT
+    b = st.book
+    current = (b[i, B_POSITION] + b[i, B_OPEN_BUY] - b[i, B_OPEN_SELL]) * s.ref_px / equity
+    code, w = sz.finish_weight(s.code, s.target_weight, current, risk_mult, equity, st.sparams)
+    ls = st.last_size
+    ls[LS_RISK_MULT] = risk_mult
+    ls[LS_VIX_MULT] = s.m_vix
+    ls[LS_REGIME_MULT] = s.m_regime
+    ls[LS_VOL_MULT] = s.m_vol
+    ls[LS_KELLY] = s.m_kelly
+    if code == SIZE_BAD_INPUT:
+        return DENY_SIZING_INPUT
+    if code == SIZE_OK and sz.cost_filtered(s.prediction, w, current, s.half_spread, s.daily_vol, s.adv, equity,
+                                            st.sparams):
+        tmp[2] = w
+        return DENY_COST_FILTERED
+    tmp[2] = w
+    return OK
+
+
+# sess words (int64, kept in the risk_state segment): the account calendar's row, the index of
+# the session last seen (SESS_UNSEEN: none yet), 1 when orders queue outside hours, and the
+# offset from the step's clock to UTC (a live stage's clock is CLOCK_MONOTONIC; a backtest's
+# and a replay's is the records' own UTC time: 0)
+SESS_ROW, SESS_LAST, SESS_QUEUE, SESS_UTC_OFFSET = 0, 1, 2, 3
+SESS_UNSEEN = -(2**62)
+DAY_NS = 86_400_000_000_000
+
+
+@njit(cache=True, inline="always")
+def _session_at(st, c, t):
+    """Index of calendar row ``c``'s latest session opened by UTC time ``t`` (a 24/7 row:
+    the UTC day, whatever ``t``), and whether ``t`` is inside it."""
+    if st.s_always[c]:
+        return t // DAY_NS, True
+    return (session_index(st.s_opens, st.s_closes, st.s_counts, c, t),
+            in_session(st.s_opens, st.s_closes, st.s_counts, c, t))
+
+
+#: Days of mark-to-mark returns kept for the VaR/CVaR and correlation gauges.
+RISK_WINDOW_DAYS = 250
+
+
+@njit(cache=True)
+def sample_day(st):
+    """At a day roll: each instrument's return since the last roll (its mark), one row of
+    the ``day_rets`` window (NaN where either mark is missing); the window the portfolio
+    risk gauges read (:func:`alphad.daemon.risk.analytics.portfolio_risk`)."""
+    row = st.day_n[0] % st.day_rets.shape[0]
+    for i in range(st.book.shape[0]):
+        px = st.book[i, B_LAST_PX]
+        prev = st.day_px[i]
+        st.day_rets[row, i] = px / prev - 1.0 if px > 0.0 and prev > 0.0 else np.nan
+        st.day_px[i] = px
+    st.day_n[0] += 1
+
+
+@njit(cache=True)
+def roll_sessions(st, now):
+    """The day roll and the trading hours on the injected clock.
+
+    At each session open of the account's calendar the daily loss limit and the intraday
+    drawdown restart from the equity then and the rebalancer's daily turnover from 0 (the
+    first call only notes the session: a start is not a roll).  Unless orders queue
+    outside hours, each instrument's session bounds in ``limits`` (what the gate's hours
+    check reads, on the same clock as ``now``) move on when its session has closed: to the
+    session holding ``now`` or the next one (a holiday or a weekend has none).  A 24/7
+    calendar is always open and rolls at 00:00 UTC."""
+    sess = st.sess
+    off = sess[SESS_UTC_OFFSET]
+    t = now + off
+    idx, _ = _session_at(st, sess[SESS_ROW], t)
+    if idx != sess[SESS_LAST]:
+        if sess[SESS_LAST] != SESS_UNSEEN:
+            start_session(st.account)
+            start_session_drawdown(st.dd_state, st.account[A_EQUITY])
+            st.turnover[0] = 0.0
+            sample_day(st)
+        sess[SESS_LAST] = idx
+    if sess[SESS_QUEUE]:
+        return
+    limits = st.limits
+    now_s = now * 1e-9
+    for i in range(limits.shape[0]):
+        c = st.inst_cal[i]
+        if st.s_always[c] or now_s < limits[i, L_SESSION_CLOSE_S]:
+            continue
+        j, inside = _session_at(st, c, t)
+        if not inside:
+            j += 1
+        if 0 <= j < st.s_counts[c]:  # bounds on the step's clock
+            limits[i, L_SESSION_OPEN_S] = (st.s_opens[c, j] - off) * 1e-9
+            limits[i, L_SESSION_CLOSE_S] = (st.s_closes[c, j] - off) * 1e-9
+        else:
+            limits[i, L_SESSION_OPEN_S] = limits[i, L_SESSION_CLOSE_S] = np.inf
+
+
+@njit(cache=True)
+def _deny(st, code, i, side, qty, now, t_origin, seq, weight, ref_px):
+    """Count a denial by reason and keep it for the journal while there is room."""
+    mx.count_denial(st.m, RISK, code)
+    d = st.den_n[0]
+    if d < st.denials.shape[0]:
+        r = st.denials[d]
+        r.t_origin = t_origin
+        r.ts = now
+        r.seq = seq
+        r.instrument = i
+        r.reason = code
+        r.side = side
+        r.qty = qty
+        r.target_weight = weight
+        r.ref_px = ref_px
+        st.den_n[0] = d + 1
+
+
+@njit(cache=True)
+def risk_rebalance(st, out, now):
+    """The sector rebalancer (``risk.rebalancer``; none: no trims): each sector above its
+    limit trimmed by :func:`alphad.daemon.risk.rebalancer.trim_sector`, every trim through
+    the full gate (:func:`~alphad.daemon.risk.checks.check_order`) like any order, sent
+    flagged ``ORDER_F_TRIM``.  Returns the orders written."""
+    if st.rparams.shape[0] == 0:
+        return 0
+    limits, book, sectors, account = st.limits, st.book, st.sectors, st.account
+    k = 0
+    for sct in range(sectors.shape[0]):
+        _, n = trim_sector(sct, now, account[A_EQUITY], limits, book, sectors, st.last_trim, st.turnover,
+                           st.rparams, st.t_inst, st.t_qty)
+        for j in range(n):
+            i = st.t_inst[j]
+            side = 1 if st.t_qty[j] > 0.0 else -1
+            qty = abs(st.t_qty[j])
+            code = check_order(i, side, qty, np.nan, now, limits, book, sectors, st.account_limits, account,
+                               st.control)
+            if code != OK:
+                _deny(st, code, i, side, qty, now, now, 0, np.nan, mark_price(book, i))
+                continue
+            cid = next_order_id(st.ids)
+            if on_order_sent(cid, i, side, qty, st.oo_ids, st.oo_vals, limits, book, sectors, account) != PF_OK:
+                mx.count(st.m, RISK, mx.C_ERRORS, 1)
+                continue
+            o = out[k]
+            o.t_origin = now
+            o.ts = now
+            o.client_order_id = cid
+            o.instrument = i
+            o.side = side
+            o.kind = ORDER_MARKET
+            o.flags = ORDER_F_TRIM
+            o.qty = qty
+            o.limit_px = np.nan
+            no_sizing(o)
+            k += 1
+    if k:
+        mx.count(st.m, RISK, mx.C_ORDERS, k)
+    return k
+
+
 @njit(cache=True)
 def risk_step(st, sigs, n, out, now):
     """The gate: target weights ``sigs[:n]`` in, orders out; returns the orders written.
@@ -83,7 +268,8 @@ def risk_step(st, sigs, n, out, now):
     """
     limits, book, sectors, account, control = st.limits, st.book, st.sectors, st.account, st.control
     account_limits, oo_ids, oo_vals, params, tmp, m = st.account_limits, st.oo_ids, st.oo_vals, st.params, st.tmp, st.m
-    den, den_n, seen = st.denials, st.den_n, st.seen_seq
+    seen = st.seen_seq
+    roll_sessions(st, now)
     k = 0
     for j in range(n):
         s = sigs[j]
@@ -92,34 +278,28 @@ def risk_step(st, sigs, n, out, now):
             if s.seq <= seen[i]:
                 continue  # a decision already made (a replayed record): never acted on twice
             seen[i] = s.seq
+        sized = s.flags & SIG_F_SIZED
+        tmp[2] = s.target_weight
+        tmp[3] = np.nan
         if now - s.t_origin > params[P_MAX_AGE_NS]:
             code = DENY_STALE_SIGNAL
             tmp[0] = tmp[1] = 0.0
         else:
-            code = gate_target(i, s.target_weight, s.ref_px, np.nan, now, limits, book, sectors, account_limits,
-                               account, control, tmp)
+            code = finish_target(st, s, tmp) if sized else OK
+            if code == OK:
+                code = gate_target(i, tmp[2], s.ref_px, np.nan, now, limits, book, sectors, account_limits,
+                                   account, control, tmp)
+            else:
+                tmp[0] = tmp[1] = 0.0
         if code == NO_ORDER:
             continue
         if code != OK:
-            mx.count_denial(m, RISK, code)
-            d = den_n[0]
-            if d < den.shape[0]:
-                r = den[d]
-                r.t_origin = s.t_origin
-                r.ts = now
-                r.seq = s.seq
-                r.instrument = i
-                r.reason = code
-                r.side = int(tmp[0])
-                r.qty = tmp[1]
-                r.target_weight = s.target_weight
-                r.ref_px = s.ref_px
-                den_n[0] = d + 1
+            _deny(st, code, i, int(tmp[0]), tmp[1], now, s.t_origin, s.seq, tmp[2], s.ref_px)
             continue
         side = int(tmp[0])
         qty = tmp[1]
-        if qty * s.ref_px < params[P_MIN_NOTIONAL]:
-            continue  # not worth an order: a threshold, not a denial
+        if qty * s.ref_px < params[P_MIN_NOTIONAL] and tmp[2] != 0.0:
+            continue  # not worth an order: a threshold, not a denial (a flat target is always worth it)
         cid = next_order_id(st.ids)
         sent = on_order_sent(cid, i, side, qty, oo_ids, oo_vals, limits, book, sectors, account)
         if sent != PF_OK:  # the open-order table is full (an id is never reused): visible, never silent
@@ -135,6 +315,14 @@ def risk_step(st, sigs, n, out, now):
         o.flags = 0
         o.qty = qty
         o.limit_px = np.nan
+        o.prediction = s.prediction
+        o.target_weight = tmp[2]
+        o.m_conviction = s.m_conviction
+        o.m_kelly = s.m_kelly
+        o.m_regime = s.m_regime
+        o.m_vix = s.m_vix
+        o.m_vol = s.m_vol
+        o.m_risk = tmp[3]
         k += 1
     if k:
         mx.count(m, RISK, mx.C_ORDERS, k)
@@ -171,7 +359,9 @@ def risk_marks(st, md, n):
 
 @njit(cache=True)
 def risk_watch(st, now):
-    """Drawdown ladder and daily-loss kill switch on the current equity; returns the ladder event."""
+    """The day roll and trading hours (:func:`roll_sessions`), the drawdown ladder and the
+    daily-loss kill switch on the current equity; returns the ladder event."""
+    roll_sessions(st, now)
     ev = update_drawdown(now, st.account[A_EQUITY], st.dd_state, st.dd_idx, st.win_ts, st.win_eq, st.thresholds,
                          st.params[P_HYSTERESIS], st.params[P_EMERGENCY_MULT], st.control, st.account)
     check_kill_switch(st.account_limits, st.account, st.control, now)
@@ -203,16 +393,29 @@ def risk_flatten(st, out, now):
         o.flags = ORDER_F_FLATTEN
         o.qty = f_qty[j]
         o.limit_px = np.nan
+        no_sizing(o)
         k += 1
     return k
 
 
+@njit(cache=True, inline="always")
+def no_sizing(o):
+    """An order no signal sized (flatten, trim): its sizing fields NaN."""
+    o.prediction = o.target_weight = o.m_conviction = o.m_kelly = o.m_regime = o.m_vix = o.m_vol = np.nan
+    o.m_risk = np.nan
+
+
 @njit(cache=True, _nrt=False)
-def publish_gauges(account, gauges):
+def publish_gauges(account, last_size, gauges):
     gauges[mx.G_REALIZED_PNL] = account[A_REALISED]
     gauges[mx.G_UNREALIZED_PNL] = account[A_UNREALISED]
     gauges[mx.G_EQUITY] = account[A_EQUITY]
     gauges[mx.G_GROSS_EXPOSURE] = account[A_GROSS]
+    gauges[mx.G_RISK_MULT] = account[A_RISK_MULT]
+    gauges[mx.G_VIX_MULT] = last_size[LS_VIX_MULT]
+    gauges[mx.G_REGIME_MULT] = last_size[LS_REGIME_MULT]
+    gauges[mx.G_VOL_MULT] = last_size[LS_VOL_MULT]
+    gauges[mx.G_KELLY] = last_size[LS_KELLY]
 
 
 def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_capacity: int):
@@ -232,6 +435,9 @@ def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_cap
         ((2, window_capacity), np.float64),              # drawdown window equity
         ((2,), np.int64),                                # order ids: counter, session
         ((n_instruments,), np.int64),                    # last signal seq acted on, per instrument
+        ((4,), np.int64),                                # sessions: account row, last seen, queue
+        ((n_sectors,), np.int64),                        # rebalancer: each sector's last trim
+        ((1,), np.float64),                              # rebalancer: value trimmed today
     ]
 
 
@@ -250,12 +456,14 @@ class RiskCore:
         block when absent.
     session : the daemon run's number, the high bits of every client order id (see
         :data:`ID_SESSION_SHIFT`); 0 in a backtest, so its ids are the same every run.
+    utc_offset_ns : UTC minus the steps' clock (a live stage steps on CLOCK_MONOTONIC; a
+        backtest and a replay on the records' UTC time: 0), for the exchange sessions.
     """
 
     OO_CAPACITY = 4096
 
     def __init__(self, universe, risk_cfg, control: np.ndarray, shared=None, metrics: np.ndarray | None = None,
-                 session: int = 0):
+                 session: int = 0, utc_offset_ns: int = 0):
         from alphad.daemon.risk.drawdown import DrawdownArrays
 
         rows = [(ins.symbol, ins.sector, ins.tick_size, ins.lot_size) for ins in universe]
@@ -270,23 +478,45 @@ class RiskCore:
         self.control = control
         ids = np.array([0, session], np.int64)
         seen_seq = np.full(len(universe), -1, np.int64)
+        table, inst_cal, acct_row = _session_table(universe, risk_cfg)
+        sess = np.array([acct_row, SESS_UNSEEN, risk_cfg.sessions.outside_hours == "queue", utc_offset_ns], np.int64)
+        last_trim = np.full(arrays.sectors.shape[0], -(2**62), np.int64)
         state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
-                 dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq]
+                 dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq, sess, last_trim, np.zeros(1)]
         if shared is not None:
             views, fresh = shared
             if fresh:
                 for view, a in zip(views, state):
                     view[...] = a
             state = views
-        (self.book, self.sectors, self.account, self.oo_ids, self.oo_vals,
-         self.dd_state, self.dd_idx, self.win_ts, self.win_eq, self.ids, self.seen_seq) = state
+        (self.book, self.sectors, self.account, self.oo_ids, self.oo_vals, self.dd_state, self.dd_idx, self.win_ts,
+         self.win_eq, self.ids, self.seen_seq, self.sess, self.last_trim, self.turnover) = state
+        self.sessions = table
+        self.s_opens, self.s_closes, self.s_counts, self.inst_cal = table.opens, table.closes, table.counts, inst_cal
+        self.s_always = np.array([name == ALWAYS_OPEN for name in table.names], np.int64)
+        self.sess[SESS_UTC_OFFSET] = utc_offset_ns  # a restarted stage's clock may have moved
+        if not self.sess[SESS_QUEUE]:  # the hours move on at the first roll_sessions (24/7: always open)
+            timed = self.s_always[inst_cal] == 0
+            self.limits[timed, L_SESSION_OPEN_S] = self.limits[timed, L_SESSION_CLOSE_S] = -np.inf
+        reb = risk_cfg.rebalancer
+        self.rparams = rebalancer_params(reb) if reb is not None else np.zeros(0)
+        self.t_inst = np.zeros(len(universe), np.int64)
+        self.t_qty = np.zeros(len(universe))
+        self.day_rets = np.full((RISK_WINDOW_DAYS, len(universe)), np.nan)
+        self.day_px = np.full(len(universe), np.nan)
+        self.day_n = np.zeros(1, np.int64)
         self.thresholds = risk_cfg.drawdown.threshold_table()
         self.params = np.zeros(N_PARAMS)
         self.params[P_MIN_NOTIONAL] = risk_cfg.min_order_notional
         self.params[P_MAX_AGE_NS] = getattr(risk_cfg, "max_signal_age_ms", float("inf")) * 1e6
         self.params[P_HYSTERESIS] = risk_cfg.drawdown.recovery_hysteresis
         self.params[P_EMERGENCY_MULT] = risk_cfg.drawdown.emergency_risk_multiplier
-        self.tmp = np.zeros(2)
+        self.tmp = np.zeros(4)
+        self.sparams = np.zeros(sz.N_PARAMS)
+        if risk_cfg.sizing is not None:  # risk's half reads the cap, costs and cost multiple only
+            self.sparams[:] = sz.sizing_params(risk_cfg.sizing, oos_win_rate=0.5, oos_payoff_ratio=1.0,
+                                               prediction_scale=1.0)[0]
+        self.last_size = np.full(N_LAST_SIZE, np.nan)
         self.denials = np.zeros(256, DENIAL_DTYPE)
         self.den_n = np.zeros(1, np.int64)
         n = len(universe)
@@ -303,6 +533,31 @@ class RiskCore:
         return _new_risk_state(tuple(np.copy(getattr(self, f)) for f in _RISK_FIELDS))
 
 
+#: The span of the session tables: every date the shipped data holds, to two years ahead.
+SESSIONS_FROM = "1990-01-01"
+SESSIONS_AHEAD_DAYS = 730
+
+
+def _session_table(universe, risk_cfg):
+    """The exchange sessions of the account's and every instrument's calendar
+    (:mod:`alphad.daemon.risk.sessions`), each instrument's row, and the account's row."""
+    import datetime as dt
+
+    from alphad.daemon.risk.config import calendar_of
+    from alphad.daemon.risk.sessions import build_session_table
+
+    names = [risk_cfg.sessions.calendar]
+    names += sorted({calendar_of(risk_cfg, ins.symbol) for ins in universe} - set(names))
+    start = int(dt.datetime.fromisoformat(SESSIONS_FROM).replace(tzinfo=dt.timezone.utc).timestamp()) * 10**9
+    end = (int(dt.datetime.now(dt.timezone.utc).timestamp()) + SESSIONS_AHEAD_DAYS * 86_400) * 10**9
+    try:
+        table = build_session_table(names, start, end)
+    except ValueError as e:
+        raise ValueError(f"risk.sessions: {e}") from None
+    inst_cal = np.array([names.index(calendar_of(risk_cfg, ins.symbol)) for ins in universe], np.int64)
+    return table, inst_cal, 0
+
+
 # -- the stage's state as one object, and its steps over it -----------------------------
 @structref.register
 class _RiskStateType(StructRefType):
@@ -316,7 +571,9 @@ class RiskState(structref.StructRefProxy):
 
 _RISK_FIELDS = ["limits", "book", "sectors", "account_limits", "account", "control", "oo_ids", "oo_vals", "params",
                 "tmp", "m", "denials", "den_n", "dd_state", "dd_idx", "win_ts", "win_eq", "thresholds", "f_inst",
-                "f_side", "f_qty", "ids", "seen_seq"]
+                "f_side", "f_qty", "ids", "seen_seq", "sparams", "last_size", "sess", "s_opens", "s_closes", "s_counts",
+                "s_always", "inst_cal", "rparams", "last_trim", "turnover", "t_inst", "t_qty", "day_rets", "day_px",
+                "day_n"]
 structref.define_proxy(RiskState, _RiskStateType, _RISK_FIELDS)
 
 
@@ -325,7 +582,8 @@ def _new_risk_state(a):
     """The state over the arrays ``a``, in :data:`_RISK_FIELDS` order (one tuple: a
     constructor with 21 parameters would be unreadable at every call)."""
     return RiskState(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                     a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22])
+                     a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27],
+                     a[28], a[29], a[30], a[31], a[32], a[33], a[34], a[35], a[36], a[37], a[38])
 
 
 @njit(cache=True)

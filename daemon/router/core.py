@@ -251,7 +251,7 @@ class RouterCore:
         pb, m, book = self.parents, self.m, self.smart.books[0]
         pb.begin(now)
         sent = 0
-        for t_origin, _ts, cid, i, side, _kind, flags, qty, _px in orders[:n].tolist():
+        for t_origin, _ts, cid, i, side, _kind, flags, qty, _px, *_sizing in orders[:n].tolist():
             if 0 <= i < self.last_cid.shape[0]:
                 if cid <= self.last_cid[i]:
                     mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat: never worked twice

@@ -266,7 +266,8 @@ class ParentBook:
         a, s, smart = p.algo, p.algo.spec, self.smart
         self.progress[p.row, PG_CHILDREN] = a.child_base + a.n_child  # before it leaves
         if act.action == NEW:
-            self._child[0] = (now, now, act.cid, s.instrument, s.side, act.kind, 0, act.qty_lots * s.lot, act.px)
+            self._child[0] = (now, now, act.cid, s.instrument, s.side, act.kind, 0, act.qty_lots * s.lot, act.px,
+                              *([np.nan] * 8))  # a child of an algorithm carries no sizing of its own
             self.owner[act.cid] = p
             if smart.send(self._child, 0, now) < 0:  # not sent (venue queue full): the algorithm sends again
                 self.child_rejects += 1

@@ -199,7 +199,8 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str 
         from alphad.daemon.risk.core import publish_gauges
 
         g = np.zeros(mx.N_GAUGES)
-        publish_gauges(runner.adapters["risk"].core.account, g)
+        risk_core = runner.adapters["risk"].core
+        publish_gauges(risk_core.account, risk_core.last_size, g)
         summary["realized_pnl"] = float(g[mx.G_REALIZED_PNL])
         summary["unrealized_pnl"] = float(g[mx.G_UNREALIZED_PNL])
         all_orders = np.concatenate(orders) if orders else np.zeros(0, dtype=runner.bufs_dtype("orders"))

@@ -25,6 +25,7 @@ from alphad.daemon.infer.session import ModelSession
 from alphad.daemon.jit import bind
 from alphad.daemon.risk import core as rk
 from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
+from alphad.daemon.risk.analytics import portfolio_risk
 from alphad.daemon.risk.codes import A_DAY_START_EQUITY, A_EQUITY, A_LOSS_REF, B_POSITION
 from alphad.daemon.risk.portfolio import purge_tombstones
 from alphad.daemon.supervisor.journal import records
@@ -152,7 +153,9 @@ class FeaturesStage:
         cfg, self.shell = shell.cfg, shell
         self._list_seg = Segment.attach(shell.names["feature_list"])
         feature_list.publish(self._list_seg, cfg.features.set, _feature_names(cfg.features.set))
-        self.core = FeatureCore(cfg.features, len(cfg.universe))
+        symbols = [i.symbol for i in cfg.universe]
+        tradable = [cfg.risk.instruments.get(sym, cfg.risk.instrument_defaults).tradable for sym in symbols]
+        self.core = FeatureCore(cfg.features, len(cfg.universe), symbols=symbols, tradable=tradable, base=shell.base)
         self.state = self.core.state
         self.port = shell.ports["features"]
 
@@ -204,8 +207,11 @@ class InferStage:
             shape = (len(ref.feature_names), len(ref.fractions[0]))
             self._drift_seg, _, (drift,) = shared_arrays(shell.names["drift"], [(shape, np.int64)])
         m = cfg.model
+        reg = cfg.features.regime
+        inputs = (bool(reg and reg.vix_symbol), bool(reg and reg.index_symbol), bool(reg and reg.params))
         self.core = InferCore(session, weight_per_unit=m.weight_per_unit, weight_cap=m.weight_cap,
-                              min_abs_prediction=m.min_abs_prediction, drift_counts=drift)
+                              min_abs_prediction=m.min_abs_prediction, drift_counts=drift, sizing=cfg.risk.sizing,
+                              inputs=inputs)
         self.session, self.state = session, self.core.state
         self.port = shell.ports["signals"]
         self.keep_warm_ns = keep_warm_ns
@@ -259,8 +265,10 @@ class RiskStage:
         n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
         specs = rk.state_specs(n_inst, n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
         self._seg, fresh, views = shared_arrays(shell.names["risk_state"], specs)
+        # live steps run on CLOCK_MONOTONIC, a backtest's and a replay's on the records' UTC time
+        utc_offset = 0 if simulated or shell.replay else time.time_ns() - time.monotonic_ns()
         self.core = rk.RiskCore(cfg.universe, cfg.risk, shell.control.risk_control, shared=(views, fresh),
-                                metrics=shell.m, session=int(shell.ctl[W_ID_SESSION]))
+                                metrics=shell.m, session=int(shell.ctl[W_ID_SESSION]), utc_offset_ns=utc_offset)
         self.state = self.core.state
         if fresh and not simulated and cfg.journal.enabled:
             self.rebuild(resolve(shell.base, cfg.journal.dir) / "journal.jsonl")
@@ -268,7 +276,7 @@ class RiskStage:
         self.port = shell.ports["orders"]
         self.denials = shell.out_port("denials", RISK, self.core.denials)
         self._resumes_seen = shell.control.resume_requests
-        self._next_purge = 0
+        self._next_purge = self._next_risk = 0
         self._dd_level = int(self.core.dd_state[D_LEVEL])
         self._alerts = None
         if cfg.risk.drawdown.webhook_url:  # ladder alerts, posted off the hot path by a thread
@@ -306,6 +314,7 @@ class RiskStage:
             self._watch(self.state, clock)
             if self.core.control[C_FLATTEN] == 1:
                 self._flatten_now(clock, clock)
+            self._trim_now(clock, clock)
 
     def on_signals(self, sigs, n, clock):
         k, pushed = self._publish(self.state, sigs, n, self.port, clock)
@@ -327,11 +336,12 @@ class RiskStage:
         self._marks = w.bound(rk.risk_marks, s, w.md, 1)
         self._watch = w.bound(rk.risk_watch, s, 0)
         self._flatten = w.bound(rk.risk_flatten, s, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
+        self._rebalance = w.bound(rk.risk_rebalance, s, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
         self._resume = w.bound(rk.risk_resume, s, 0)
         self._publish_flatten = w.bound(tick.publish_records, w.out("orders", RISK), 0, 0, -1)
         self._push_denials = w.bound(tick.push_denials, s, w.out("denials", RISK, np.zeros(2, self.core.denials.dtype)))
         self._purge = w.bound(purge_tombstones, np.copy(self.core.oo_ids), np.copy(self.core.oo_vals))
-        rk.publish_gauges(self.core.account, np.zeros(mx.N_GAUGES))
+        rk.publish_gauges(self.core.account, self.core.last_size, np.zeros(mx.N_GAUGES))
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None
@@ -357,11 +367,26 @@ class RiskStage:
         if c.control[C_FLATTEN] == 1:  # ctl flatten, or the drawdown KILL step
             clock = self.shell.event_clock  # a backtest's flatten orders go on its clock
             self._flatten_now(now if clock < 0 else clock, clock)
-        rk.publish_gauges(c.account, self.shell.metrics.gauges)
+        if not self.simulated:  # a backtest and a replay trim per mark, on the event clock
+            self._trim_now(now, -1)
+        rk.publish_gauges(c.account, c.last_size, self.shell.metrics.gauges)
+        if now >= self._next_risk:  # VaR/CVaR and correlation of the holdings, once a second
+            g = self.shell.metrics.gauges
+            g[mx.G_VAR_95], g[mx.G_CVAR_95], g[mx.G_MEAN_CORR] = portfolio_risk(c.day_rets, c.day_n[0], c.book,
+                                                                                 c.account[A_EQUITY])
+            self._next_risk = now + 1_000_000_000
         control.set_day_references(c.account[A_DAY_START_EQUITY], c.account[A_LOSS_REF])  # journaled
         if now >= self._next_purge:  # keep the open-order table's probe chains short
             self._purge(c.oo_ids, c.oo_vals)
             self._next_purge = now + 1_000_000_000
+
+    def _trim_now(self, stamp: int, clock: int) -> None:
+        """The rebalancer's trims (``risk.rebalancer``), stamped ``stamp``, on to the router."""
+        k = self._rebalance(self.state, self.shell.bufs["orders"], stamp)
+        if k:
+            k, pushed = self._publish_flatten(self.port, k, 0, clock)
+            self.shell.emitted("orders", k, pushed, clock)
+        self.journal_denials()
 
     def _flatten_now(self, stamp: int, clock: int) -> None:
         """The flatten orders (every position to zero), stamped ``stamp``, on to the router."""

@@ -40,7 +40,7 @@ from alphad.daemon.features.core import features_step
 from alphad.daemon.feed.core import CUR_LOOPS, CUR_POS, CUR_SEQ, feed_step
 from alphad.daemon.infer.core import infer_gather, infer_step
 from alphad.daemon.infer.trees import evaluate
-from alphad.daemon.risk.core import risk_fills, risk_flatten, risk_marks, risk_step, risk_watch
+from alphad.daemon.risk.core import risk_fills, risk_flatten, risk_rebalance, risk_marks, risk_step, risk_watch
 from alphad.daemon.router.core import route_and_poll, router_on_md
 from alphad.ipc import metrics as mx
 from alphad.daemon.jit import bind
@@ -304,6 +304,10 @@ def backtest_events(cores, ports, model, sinks, limit, poll):
             rs.control[C_FLATTEN] = 0
             if ko:
                 n_o, n_r, n_a = _route_orders(r, rs, orders, ko, reports, now, sinks, n_o, n_r, n_a)
+        ko, _ = publish(orders, risk_rebalance(rs, orders.recs, now), 0, now)  # sector trims, through the gate
+        rs.den_n[0] = 0
+        if ko:
+            n_o, n_r, n_a = _route_orders(r, rs, orders, ko, reports, now, sinks, n_o, n_r, n_a)
         k, _ = publish(rows, features_step(fs, md.recs, 1, rows.recs, now), 1, now)
         j = 0
         while j < k:  # rows in model batches

@@ -70,6 +70,7 @@ def test_metrics_when_scraped_then_tick_to_trade_histogram_and_counters_served(d
                         "trade_flow", "vol_ema"}
     assert all(v >= 0 for v in psi.values())
     assert f'alphad_inference_provider{{provider="{choose_providers("auto")[0]}"}} 1.0' in body
+    assert 'alphad_sizing_multiplier{kind="risk"} 1.0' in body  # the drawdown ladder's, at NORMAL
 
 
 def test_control_when_frame_malformed_then_error_reply_and_daemon_keeps_running(daemon):

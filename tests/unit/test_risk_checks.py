@@ -244,7 +244,7 @@ def test_gate_when_working_orders_exist_then_counts_them_in_position_limit():
     (6 * 3600 * 10**9 + 1800 * 10**9, rc.DENY_TRADING_HOURS),  # close, exclusive
 ])
 def test_trading_hours_when_clock_at_session_edges_then_open_inclusive_close_exclusive(offset_ns, expect):
-    g = Gate()
+    g = Gate({**base_config(), "sessions": {"calendar": "XNYS"}})
     set_sessions(g.a, g.cfg, dt.date(2024, 7, 1))
     # 09:30 New York on 2024-07-01 (EDT, UTC-4) is 13:30 UTC.
     open_ns = int(dt.datetime(2024, 7, 1, 13, 30, tzinfo=dt.timezone.utc).timestamp()) * 10**9
@@ -461,7 +461,7 @@ def test_risk_config_when_decoded_then_unknown_keys_and_bad_values_rejected_with
 
 
 def test_sessions_when_dst_changes_then_utc_bounds_follow_new_york():
-    g = Gate()
+    g = Gate({**base_config(), "sessions": {"calendar": "XNYS"}})
     set_sessions(g.a, g.cfg, dt.date(2024, 1, 2))    # EST, UTC-5
     assert g.a.limits[AAA, rc.L_SESSION_OPEN_S] == dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.timezone.utc).timestamp()
     set_sessions(g.a, g.cfg, dt.date(2024, 7, 1))    # EDT, UTC-4

@@ -9,7 +9,7 @@ import pytest
 
 from alphad.daemon.risk import codes as rc
 from alphad.daemon.risk.config import SizingConfig
-from alphad.daemon.infer.sizing import (
+from alphad.kernels.sizing import (
     estimated_cost,
     kelly_fraction,
     regime_multiplier,

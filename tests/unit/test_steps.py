@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 
 from alphad.daemon.risk import core as rk
 from alphad.daemon.router import core as rt
 from alphad.daemon.features.core import NO_BAR_SET, new_feature_state
+from alphad.daemon.features.regime import RegimeInputs
+from alphad.kernels import sizing as sz
 from alphad.daemon.feed.core import new_feed_state
 from alphad.daemon.infer.core import new_infer_state
 from alphad.daemon.shell import tick as steps
@@ -71,8 +75,15 @@ def port_out(kind, r, bells, m, ctl, stage, recs=None):
 
 def infer_state(x, scale=2.0, weight_per_unit=1.0, cap=0.5):
     """An infer state over the model input ``x`` (its rows are the model batch), no drift."""
-    return new_infer_state(x, x.shape[0], x.shape[1], scale, weight_per_unit, cap, 0.0, np.zeros((0, 0), np.int64),
-                           np.zeros((0, 0)))
+    return new_infer_state(x, x.shape[0], x.shape[1], (scale, weight_per_unit, cap, 0.0), np.zeros((0, 0), np.int64),
+                           np.zeros((0, 0)), (False, np.zeros(sz.N_PARAMS), np.zeros((2, 1))))
+
+
+def quote_feature_state(table):
+    """A features state for the quote set over ``table`` (no regime inputs, every instrument emits)."""
+    n = table.shape[0]
+    return new_feature_state(table, 0.5, 0.1, True, *NO_BAR_SET, False, np.ones(n, np.uint8),
+                             RegimeInputs(None, [str(i) for i in range(n)], Path(".")).arrays())
 
 
 # -- router -------------------------------------------------------------------------
@@ -288,11 +299,11 @@ def test_features_drain_when_quotes_then_same_rows_as_features_step_pushed_to_in
     fs = STAGE_INDEX["features"]
     _, addr = timespec(0)
     n, k, pushed = steps.features_drain(False, waiter(bells, ME, addr), port_in(md), 8,
-                                        new_feature_state(state, 0.5, 0.1, True, *NO_BAR_SET),
+                                        quote_feature_state(state),
                                         port_out("features", rows, bells, m, ctl, fs))
     assert (n, k, pushed) == (2, 2, 2)
     twin = np.zeros(8, dtypes.FEATURE_DTYPE)
-    tk, _ = steps.features_publish(new_feature_state(twin_state, 0.5, 0.1, True, *NO_BAR_SET), quotes, 2,
+    tk, _ = steps.features_publish(quote_feature_state(twin_state), quotes, 2,
                                    port_out("features", None, bells, np.zeros_like(m), np.zeros_like(ctl), fs, twin), -1)
     got = rows.pop(0, 8)
     assert tk == 2 and len(got) == 2
@@ -357,7 +368,7 @@ def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_
     rows = port_out("features", None, bells, m, ctl, FEATURES, rows_recs)
     out = np.zeros(8, dtypes.ORDER_DTYPE)
     k = steps.fused_front(new_feed_state(events, np.array([0, 10, 3], np.int64)), 2, 0, md, core.state,
-                          new_feature_state(state, 0.5, 0.1, True, *NO_BAR_SET), rows, st)
+                          quote_feature_state(state), rows, st)
     assert k == 2
     ko, pushed = steps.fused_back(st, rows, k, y, port_out("signals", None, bells, m, ctl, INFER), core.state,
                                   port_out("orders", orders, bells, m, ctl, RISK, out),
@@ -370,7 +381,7 @@ def test_fused_front_and_back_when_quotes_then_same_market_data_rows_orders_and_
     steps.feed_publish(new_feed_state(events, np.array([0, 10, 3], np.int64)), 2, 0,
                        port_out("md", None, bells, tm, tctl, FEED, tmd), -1)
     rk.risk_marks(twin.state, tmd, 2)
-    tk, _ = steps.features_publish(new_feature_state(twin_state, 0.5, 0.1, True, *NO_BAR_SET), tmd, 2,
+    tk, _ = steps.features_publish(quote_feature_state(twin_state), tmd, 2,
                                    port_out("features", None, bells, tm, tctl, FEATURES, trows), -1)
     tx = np.zeros_like(x)
     gather_rows(trows, tk, 4, tx)

@@ -12,8 +12,19 @@ that grows ``|weight|`` is dropped (target stays at the current weight) when the
 square-root impact).  Trades that reduce ``|weight|`` are never filtered: cutting risk is not a
 bet on the edge.
 
-The regime probabilities, VIX level and variance forecast are plain inputs: the regime and
-volatility kernels that produce them live elsewhere.
+The regime probabilities, VIX level and variance forecast are plain inputs: the features
+stage keeps them (:mod:`alphad.daemon.features.regime`) and writes them into each row.
+
+In the daemon the weight is made in two halves, each where its inputs live:
+
+* infer, :func:`infer_weight`: conviction x Kelly x regime x VIX x volatility target, the
+  multipliers written into the signal (the journal keeps them with the order);
+* risk, :func:`finish_weight`: x the drawdown ladder's risk multiplier, the cap, then the
+  benefit/cost filter: they need the account (its multiplier, equity, the current
+  position), which risk owns, and risk takes signals in order, so a replay and a backtest
+  finish every weight on the same book.
+
+:func:`size_position` is the two halves in one call (the library form, tested alone).
 
 Parameter vector (float64, ``P_*`` columns) built by :func:`sizing_params`; the VIX table is a
 float64 ``(2, k)`` array (row 0 upper band edges ending in +inf, row 1 multipliers).
@@ -23,7 +34,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from alphad.daemon.risk.codes import SIZE_BAD_INPUT, SIZE_COST_FILTERED, SIZE_OK, SIZE_VIX_KILL
+# -- sizing codes (signal.code; alphad.daemon.risk.codes re-exports them) -------------------------
+#: A target weight was produced.
+SIZE_OK = 0
+#: VIX at or above the kill threshold: target is flat.
+SIZE_VIX_KILL = 1
+#: Expected edge below ``cost_multiple`` x estimated cost: target stays at the current weight.
+SIZE_COST_FILTERED = 2
+#: Prediction, scale or inputs not finite: target stays at the current weight.
+SIZE_BAD_INPUT = 3
+SIZE_NAMES = ("ok", "vix_kill", "cost_filtered", "bad_input")
 
 #: HMM regime order of the probability vector.
 REGIME_BULL = 0
@@ -46,7 +66,19 @@ P_MAX_WEIGHT = 11
 P_COST_MULTIPLE = 12
 P_FEE_RATE = 13
 P_IMPACT_COEF = 14
-N_PARAMS = 15
+P_USE_VIX = 15          # 1: the VIX multiplier applies (an input is configured), 0: it is 1
+P_USE_REGIME = 16       # the same for the HMM regime multiplier
+P_USE_VOL = 17          # the same for the volatility target
+P_BAR_HALF_SPREAD = 18  # half spread assumed where the row has no quote (bars), fraction
+N_PARAMS = 19
+
+# -- the multipliers infer_weight reports (``mults``) ----------------------------------------------
+M_CONVICTION = 0
+M_KELLY = 1
+M_REGIME = 2
+M_VIX = 3
+M_VOL = 4
+N_MULTS = 5
 
 
 @njit(cache=True)
@@ -129,9 +161,67 @@ def estimated_cost(trade_notional, half_spread, fee_rate, impact_coef, daily_vol
 
 
 @njit(cache=True)
+def infer_weight(prediction, regime_probs, vix, variance_forecast, params, vix_table, mults):
+    """Infer's half: ``conviction x Kelly x regime x VIX x vol target``; returns ``(code, weight)``.
+
+    ``mults[M_*]`` receive each multiplier (a multiplier whose input is not configured,
+    ``P_USE_*`` = 0, is 1).  ``SIZE_VIX_KILL``: weight 0 (flat: every order it makes reduces);
+    ``SIZE_BAD_INPUT``: weight NaN (no decision: the position stays).
+    """
+    for j in range(N_MULTS):
+        mults[j] = np.nan
+    scale = params[P_PREDICTION_SCALE]
+    if not (np.isfinite(prediction) and scale > 0.0):
+        return SIZE_BAD_INPUT, np.nan
+    use_vix = params[P_USE_VIX] != 0.0
+    if use_vix and vix >= params[P_VIX_KILL]:
+        mults[M_VIX] = 0.0
+        return SIZE_VIX_KILL, 0.0
+    mults[M_CONVICTION] = min(1.0, max(-1.0, prediction / scale))
+    mults[M_KELLY] = kelly_fraction(params[P_WIN_RATE], params[P_PAYOFF], params[P_KELLY_FRACTION])
+    mults[M_REGIME] = regime_multiplier(regime_probs, params) if params[P_USE_REGIME] != 0.0 else 1.0
+    mults[M_VIX] = vix_multiplier(vix, vix_table, params[P_VIX_KILL]) if use_vix else 1.0
+    mults[M_VOL] = (vol_target_multiplier(variance_forecast, params[P_TARGET_VOL], params[P_PERIODS_PER_YEAR],
+                                          params[P_MAX_VOL_MULT]) if params[P_USE_VOL] != 0.0 else 1.0)
+    w = 1.0
+    for j in range(N_MULTS):
+        w *= mults[j]
+    return SIZE_OK, w
+
+
+@njit(cache=True)
+def finish_weight(code, weight, current_weight, risk_mult, equity, params):
+    """Risk's half: ``weight x risk_mult``, capped at ``max_position_weight``; returns
+    ``(code, target)`` (``code, weight`` from :func:`infer_weight`; the benefit/cost filter,
+    :func:`cost_filtered`, comes next)."""
+    if code == SIZE_BAD_INPUT or not (np.isfinite(current_weight) and equity > 0.0 and np.isfinite(risk_mult)):
+        return SIZE_BAD_INPUT, current_weight
+    if code == SIZE_VIX_KILL:
+        return SIZE_VIX_KILL, 0.0
+    cap = params[P_MAX_WEIGHT]
+    w = min(cap, max(-cap, weight * max(0.0, risk_mult)))
+    return SIZE_OK, w
+
+
+@njit(cache=True)
+def cost_filtered(prediction, target, current_weight, half_spread, daily_vol, adv_notional, equity, params):
+    """True when the trade from ``current_weight`` to ``target`` adds risk and the expected
+    edge ``|prediction|`` is below ``cost_multiple`` x its estimated cost (a missing half
+    spread, NaN, is ``params[P_BAR_HALF_SPREAD]``)."""
+    adds_risk = abs(target) > abs(current_weight) or (target * current_weight < 0.0 and target != 0.0)
+    if not adds_risk:
+        return False
+    hs = half_spread if np.isfinite(half_spread) else params[P_BAR_HALF_SPREAD]
+    trade = abs(target - current_weight) * equity
+    cost = estimated_cost(trade, hs, params[P_FEE_RATE], params[P_IMPACT_COEF], daily_vol, adv_notional)
+    return abs(prediction) < params[P_COST_MULTIPLE] * cost
+
+
+@njit(cache=True)
 def size_position(prediction, current_weight, regime_probs, vix, variance_forecast, risk_mult,
                   half_spread, daily_vol, adv_notional, equity, params, vix_table, out):
-    """Target weight for one instrument.
+    """Target weight for one instrument: :func:`infer_weight` then :func:`finish_weight` and
+    :func:`cost_filtered`, as the daemon runs them across infer and risk.
 
     Parameters
     ----------
@@ -166,45 +256,29 @@ def size_position(prediction, current_weight, regime_probs, vix, variance_foreca
         ``SIZE_OK``, ``SIZE_VIX_KILL`` (target 0), ``SIZE_COST_FILTERED`` or ``SIZE_BAD_INPUT``
         (target = current weight).
     """
-    out[0] = current_weight
-    scale = params[P_PREDICTION_SCALE]
-    if not (np.isfinite(prediction) and scale > 0.0 and np.isfinite(current_weight)
-            and equity > 0.0 and np.isfinite(risk_mult)):
-        return SIZE_BAD_INPUT
-    vm = vix_multiplier(vix, vix_table, params[P_VIX_KILL])
-    if vix >= params[P_VIX_KILL]:
-        out[0] = 0.0
-        return SIZE_VIX_KILL
-    conviction = min(1.0, max(-1.0, prediction / scale))
-    w = (conviction
-         * kelly_fraction(params[P_WIN_RATE], params[P_PAYOFF], params[P_KELLY_FRACTION])
-         * regime_multiplier(regime_probs, params)
-         * vm
-         * vol_target_multiplier(variance_forecast, params[P_TARGET_VOL],
-                                 params[P_PERIODS_PER_YEAR], params[P_MAX_VOL_MULT])
-         * max(0.0, risk_mult))
-    cap = params[P_MAX_WEIGHT]
-    w = min(cap, max(-cap, w))
-    # Benefit/cost filter, only on trades that add risk.
-    adds_risk = abs(w) > abs(current_weight) or (w * current_weight < 0.0 and w != 0.0)
-    if adds_risk:
-        trade = abs(w - current_weight) * equity
-        cost = estimated_cost(trade, half_spread, params[P_FEE_RATE], params[P_IMPACT_COEF],
-                              daily_vol, adv_notional)
-        if abs(prediction) < params[P_COST_MULTIPLE] * cost:
-            return SIZE_COST_FILTERED
+    mults = np.empty(N_MULTS)
+    code, w = infer_weight(prediction, regime_probs, vix, variance_forecast, params, vix_table, mults)
+    code, w = finish_weight(code, w, current_weight, risk_mult, equity, params)
     out[0] = w
+    if code != SIZE_OK:
+        return code
+    if cost_filtered(prediction, w, current_weight, half_spread, daily_vol, adv_notional, equity, params):
+        out[0] = current_weight
+        return SIZE_COST_FILTERED
     return SIZE_OK
 
 
-def sizing_params(cfg, *, oos_win_rate: float, oos_payoff_ratio: float,
-                  prediction_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def sizing_params(cfg, *, oos_win_rate: float, oos_payoff_ratio: float, prediction_scale: float,
+                  use_vix: bool = True, use_regime: bool = True, use_vol: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Parameter vector and VIX table for :func:`size_position`.
 
     Parameters
     ----------
     cfg : alphad.daemon.risk.config.SizingConfig
         Sizing section of the risk config.
+    use_vix, use_regime, use_vol : bool
+        Whether each input is configured (``features.regime``); a multiplier without its
+        input is 1.
     oos_win_rate, oos_payoff_ratio, prediction_scale : float
         From the model card (``ModelCard.oos_win_rate`` ...).
 
@@ -233,6 +307,8 @@ def sizing_params(cfg, *, oos_win_rate: float, oos_payoff_ratio: float,
     p[P_COST_MULTIPLE] = cfg.cost_multiple
     p[P_FEE_RATE] = cfg.fee_rate
     p[P_IMPACT_COEF] = cfg.impact_coefficient
+    p[P_USE_VIX], p[P_USE_REGIME], p[P_USE_VOL] = float(use_vix), float(use_regime), float(use_vol)
+    p[P_BAR_HALF_SPREAD] = cfg.bar_half_spread_bps * 1e-4
     table = np.empty((2, len(cfg.vix_multipliers)), np.float64)
     table[0, :-1] = cfg.vix_breaks
     table[0, -1] = np.inf
