@@ -122,3 +122,65 @@ def sector_pnl(path: Path, ts: np.ndarray, sectors: list[str], pnl: np.ndarray) 
     ax[0, 1].legend(fontsize=8, loc="best")
     _date_axis(ax[0, 1])
     fig.savefig(path)
+
+
+def sizing_multipliers(path: Path, days: np.ndarray, means: dict[str, np.ndarray], titles: dict[str, str],
+                       references: dict[str, list[tuple[str, float]]]) -> None:
+    """One panel per multiplier (stacked, one time axis): its mean over each decision day's
+    orders as a step held until the next decision day, the values it can take (the regime
+    states, the VIX bands, the caps) as dotted lines named on the right.  A constant (the
+    Kelly fraction) gets a low panel that says its value."""
+    constant = {f: _constant(means[f]) for f in titles}
+    ratios = [0.5 if constant[f] is not None and not references.get(f) else 1.0 for f in titles]
+    fig, ax = _figure(len(titles), 1, size=(9.0, 0.6 + 1.9 * sum(ratios)), sharex=True, height_ratios=ratios)
+    t = _dates(days)
+    for a, (field, title) in zip(ax[:, 0], titles.items()):
+        a.step(t, means[field], where="post", lw=1.0, color="tab:blue", marker="o" if len(t) < 60 else None, ms=3)
+        for name, level in references.get(field, []):
+            a.axhline(level, color="grey", lw=0.7, ls=":")
+            a.text(1.005, level, name, transform=a.get_yaxis_transform(), fontsize=7, va="center", color="dimgrey")
+        c = constant[field]
+        if c is not None:
+            title = f"{title}: {c:.4g} throughout"
+            if not references.get(field):
+                a.set_ylim(min(0.0, 1.5 * c), max(0.0, 1.5 * c) or 1.0)
+        a.set_title(title, fontsize=9, loc="left")
+        a.grid(alpha=0.3)
+    fig.suptitle("Sizing multipliers: mean over each decision day's orders (gaps: no order carried it)", fontsize=10)
+    _date_axis(ax[-1, 0])
+    fig.savefig(path)
+
+
+def _constant(v: np.ndarray) -> float | None:
+    """The value of a series that never changes (NaN aside), else None."""
+    finite = v[np.isfinite(v)]
+    return float(finite[0]) if len(finite) and np.ptp(finite) == 0.0 else None
+
+
+def pnl_by_label(path: Path, panels: list[tuple[str, dict]]) -> None:
+    """One bar chart per labelling (side by side): the PnL summed over the days under each
+    label, the number of those days beside the label."""
+    rows = max(len(table) for _, table in panels)
+    fig, ax = _figure(1, len(panels), size=(5.5 * len(panels), 1.6 + 0.5 * rows))
+    for a, (title, table) in zip(ax[0], panels):
+        names = list(table)
+        pnl = np.array([table[n]["pnl"] for n in names], np.float64)
+        y = np.arange(len(names))
+        a.barh(y, pnl, color=["tab:green" if v >= 0 else "tab:red" for v in pnl])
+        a.set_yticks(y, [f"{n}\n{_days(table[n]['days'])}" for n in names], fontsize=8)
+        a.invert_yaxis()  # the first label on top
+        a.axvline(0.0, color="black", lw=0.6)
+        for k, v in enumerate(pnl):
+            a.annotate(f"{v:,.2f}", (v, k), xytext=(3 if v >= 0 else -3, 0), textcoords="offset points",
+                       ha="left" if v >= 0 else "right", va="center", fontsize=8)
+        a.margins(x=0.2)
+        a.set_title(title, fontsize=10)
+        a.grid(alpha=0.3, axis="x")
+    first = panels[0][1].values()
+    fig.suptitle(f"Day-end PnL (equity change) by the label of the day's decisions: "
+                 f"{_days(sum(r['days'] for r in first))}, total {sum(r['pnl'] for r in first):,.2f}", fontsize=10)
+    fig.savefig(path)
+
+
+def _days(n: int) -> str:
+    return f"{n:,} day{'' if n == 1 else 's'}"

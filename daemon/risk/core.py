@@ -44,7 +44,7 @@ from alphad.daemon.risk.checks import (check_flatten_order, check_kill_switch, c
 from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_RISK_MULT, A_UNREALISED, B_OPEN_BUY,
                                      B_LAST_PX, B_OPEN_SELL, B_POSITION, DENY_COST_FILTERED, DENY_SIZING_INPUT,
                                      DENY_STALE_SIGNAL, L_SESSION_CLOSE_S, L_SESSION_OPEN_S, NO_ORDER, OK,
-                                     REASON_NAMES, SIZE_BAD_INPUT, SIZE_OK)
+                                     REASON_NAMES, SEC_EXPOSURE, SEC_LIMIT, SIZE_BAD_INPUT, SIZE_OK)
 from alphad.daemon.risk.config import build_risk_arrays
 
 RISK = STAGE_INDEX["risk"]
@@ -120,11 +120,14 @@ def finish_target(st, s, tmp):
 
 
 # sess words (int64, kept in the risk_state segment): the account calendar's row, the index of
-# the session last seen (SESS_UNSEEN: none yet), 1 when orders queue outside hours, and the
+# the session last seen (SESS_UNSEEN: none yet), 1 when orders queue outside hours, the
 # offset from the step's clock to UTC (a live stage's clock is CLOCK_MONOTONIC; a backtest's
-# and a replay's is the records' own UTC time: 0)
-SESS_ROW, SESS_LAST, SESS_QUEUE, SESS_UTC_OFFSET = 0, 1, 2, 3
+# and a replay's is the records' own UTC time: 0), and the next UTC time anything can change
+# (a session open of the account, a close of an instrument): before it a call does nothing
+SESS_ROW, SESS_LAST, SESS_QUEUE, SESS_UTC_OFFSET, SESS_NEXT = 0, 1, 2, 3, 4
+N_SESS = 5
 SESS_UNSEEN = -(2**62)
+_NEVER = 2**63 - 1
 DAY_NS = 86_400_000_000_000
 
 
@@ -170,7 +173,10 @@ def roll_sessions(st, now):
     sess = st.sess
     off = sess[SESS_UTC_OFFSET]
     t = now + off
-    idx, _ = _session_at(st, sess[SESS_ROW], t)
+    if t < sess[SESS_NEXT]:
+        return  # nothing opens or closes before then: one comparison per event
+    row = sess[SESS_ROW]
+    idx, _ = _session_at(st, row, t)
     if idx != sess[SESS_LAST]:
         if sess[SESS_LAST] != SESS_UNSEEN:
             start_session(st.account)
@@ -178,22 +184,30 @@ def roll_sessions(st, now):
             st.turnover[0] = 0.0
             sample_day(st)
         sess[SESS_LAST] = idx
-    if sess[SESS_QUEUE]:
-        return
-    limits = st.limits
-    now_s = now * 1e-9
-    for i in range(limits.shape[0]):
-        c = st.inst_cal[i]
-        if st.s_always[c] or now_s < limits[i, L_SESSION_CLOSE_S]:
-            continue
-        j, inside = _session_at(st, c, t)
-        if not inside:
-            j += 1
-        if 0 <= j < st.s_counts[c]:  # bounds on the step's clock
-            limits[i, L_SESSION_OPEN_S] = (st.s_opens[c, j] - off) * 1e-9
-            limits[i, L_SESSION_CLOSE_S] = (st.s_closes[c, j] - off) * 1e-9
-        else:
-            limits[i, L_SESSION_OPEN_S] = limits[i, L_SESSION_CLOSE_S] = np.inf
+    if st.s_always[row]:
+        nxt = (idx + 1) * DAY_NS
+    else:
+        nxt = st.s_opens[row, idx + 1] if 0 <= idx + 1 < st.s_counts[row] else _NEVER
+    if not sess[SESS_QUEUE]:
+        limits = st.limits
+        now_s = now * 1e-9
+        for i in range(limits.shape[0]):
+            c = st.inst_cal[i]
+            if st.s_always[c]:
+                continue
+            if now_s >= limits[i, L_SESSION_CLOSE_S]:
+                j, inside = _session_at(st, c, t)
+                if not inside:
+                    j += 1
+                if 0 <= j < st.s_counts[c]:  # bounds on the step's clock
+                    limits[i, L_SESSION_OPEN_S] = (st.s_opens[c, j] - off) * 1e-9
+                    limits[i, L_SESSION_CLOSE_S] = (st.s_closes[c, j] - off) * 1e-9
+                else:
+                    limits[i, L_SESSION_OPEN_S] = limits[i, L_SESSION_CLOSE_S] = np.inf
+            close = limits[i, L_SESSION_CLOSE_S]
+            if close < np.inf:
+                nxt = min(nxt, int(close * 1e9) + off + 1)
+    sess[SESS_NEXT] = nxt
 
 
 @njit(cache=True)
@@ -226,6 +240,8 @@ def risk_rebalance(st, out, now):
     limits, book, sectors, account = st.limits, st.book, st.sectors, st.account
     k = 0
     for sct in range(sectors.shape[0]):
+        if not (sectors[sct, SEC_EXPOSURE] > sectors[sct, SEC_LIMIT] * account[A_EQUITY]):
+            continue  # within its limit: the common case, checked here without a call (per event)
         _, n = trim_sector(sct, now, account[A_EQUITY], limits, book, sectors, st.last_trim, st.turnover,
                            st.rparams, st.t_inst, st.t_qty)
         for j in range(n):
@@ -279,8 +295,8 @@ def risk_step(st, sigs, n, out, now):
                 continue  # a decision already made (a replayed record): never acted on twice
             seen[i] = s.seq
         sized = s.flags & SIG_F_SIZED
-        tmp[2] = s.target_weight
-        tmp[3] = np.nan
+        tmp[3] = account[A_RISK_MULT]  # the drawdown ladder's: 0.5 from EMERGENCY, linear sizing too
+        tmp[2] = s.target_weight * max(0.0, tmp[3])
         if now - s.t_origin > params[P_MAX_AGE_NS]:
             code = DENY_STALE_SIGNAL
             tmp[0] = tmp[1] = 0.0
@@ -435,7 +451,7 @@ def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_cap
         ((2, window_capacity), np.float64),              # drawdown window equity
         ((2,), np.int64),                                # order ids: counter, session
         ((n_instruments,), np.int64),                    # last signal seq acted on, per instrument
-        ((4,), np.int64),                                # sessions: account row, last seen, queue
+        ((N_SESS,), np.int64),                           # sessions: account row, last seen, queue, ...
         ((n_sectors,), np.int64),                        # rebalancer: each sector's last trim
         ((1,), np.float64),                              # rebalancer: value trimmed today
     ]
@@ -479,7 +495,8 @@ class RiskCore:
         ids = np.array([0, session], np.int64)
         seen_seq = np.full(len(universe), -1, np.int64)
         table, inst_cal, acct_row = _session_table(universe, risk_cfg)
-        sess = np.array([acct_row, SESS_UNSEEN, risk_cfg.sessions.outside_hours == "queue", utc_offset_ns], np.int64)
+        sess = np.array([acct_row, SESS_UNSEEN, risk_cfg.sessions.outside_hours == "queue", utc_offset_ns,
+                         SESS_UNSEEN], np.int64)
         last_trim = np.full(arrays.sectors.shape[0], -(2**62), np.int64)
         state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
                  dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq, sess, last_trim, np.zeros(1)]
@@ -495,6 +512,7 @@ class RiskCore:
         self.s_opens, self.s_closes, self.s_counts, self.inst_cal = table.opens, table.closes, table.counts, inst_cal
         self.s_always = np.array([name == ALWAYS_OPEN for name in table.names], np.int64)
         self.sess[SESS_UTC_OFFSET] = utc_offset_ns  # a restarted stage's clock may have moved
+        self.sess[SESS_NEXT] = SESS_UNSEEN  # and its hours are rebuilt: look at the first call
         if not self.sess[SESS_QUEUE]:  # the hours move on at the first roll_sessions (24/7: always open)
             timed = self.s_always[inst_cal] == 0
             self.limits[timed, L_SESSION_OPEN_S] = self.limits[timed, L_SESSION_CLOSE_S] = -np.inf

@@ -4,12 +4,15 @@ empyrical's on its own ``equity.csv``.
 
 Feeds: the demo replay (one UTC day), the Lean equity minute quotes in ../shared/data (four
 stocks in two sectors and SPY, thirteen UTC days over two periods) and the Binance capture
-(166k events across a UTC midnight, in the middle of a feed chunk)."""
+(166k events across a UTC midnight, in the middle of a feed chunk).  The sizing's part (the
+multipliers over time, the PnL by regime) on a synthetic run: orders with chosen multipliers on
+chosen days and a chosen equity."""
 from __future__ import annotations
 
 import io
 import json
 import math
+from types import SimpleNamespace
 
 import empyrical
 import msgspec
@@ -19,15 +22,18 @@ import pytest
 
 from alphad.daemon import cli
 from alphad.daemon.config import load_config
+from alphad.daemon.features.config import Regime
 from alphad.daemon.feed.sources import load_events
+from alphad.daemon.risk.config import DrawdownConfig, SizingConfig
 from alphad.daemon.shell.backtest import backtest
 from alphad.daemon.shell.day_samples import DAY_NS, DaySamples
 from alphad.daemon.shell.progress import Progress
-from alphad.ipc.dtypes import MD_QUOTE
+from alphad.ipc.dtypes import MD_QUOTE, ORDER_DTYPE, ORDER_F_FLATTEN
 
 REQUIRED = ("cagr", "sharpe", "sortino", "calmar", "max_drawdown", "max_drawdown_days", "volatility", "turnover",
             "hit_rate", "fees", "spread_cost", "impact_cost", "orders", "fills")
 PLOTS = ("equity_drawdown.png", "monthly_returns.png", "sector_exposure.png", "sector_pnl.png")
+SIZING_PLOTS = ("sizing_multipliers.png", "pnl_by_regime.png")
 TIMING = ("replay_s", "events_per_s", "setup_s", "load_s")
 LEAN = [("AAPL", "Information Technology"), ("IBM", "Information Technology"), ("BAC", "Financials"),
         ("AIG", "Financials"), ("SPY", "")]
@@ -254,6 +260,9 @@ def test_report_when_demo_config_then_every_file_is_written_and_linked(repo_root
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, name
         assert f"]({name})" in md
     assert "Sizing multipliers" in md and "| Sharpe | n/a |" in md
+    # config.yaml sizes linearly: no multiplier, no regime
+    assert "sized linearly" in md and m["pnl_by_regime"] is None and m["pnl_by_vix_band"] is None
+    assert not any((out / name).exists() for name in SIZING_PLOTS)
 
 
 def test_cli_when_report_folder_cannot_be_made_then_one_line_error_and_no_run(repo_root, tmp_path, capsys):
@@ -273,3 +282,122 @@ def test_cli_help_when_backtest_then_the_report_flags_are_explained(capsys):
     for flag in ("--report DIR", "--periods-per-year N", "--quiet"):
         assert flag in text
     assert "252" in text and "365" in text
+
+
+# -- the sizing's part, on a synthetic run -----------------------------------------------------------
+
+DAY0 = 19_000 * DAY_NS  # 2022-01-08 UTC
+HOUR = 3_600_000_000_000
+#: Day-end equity of six UTC days from 1000: daily PnL 10, -5, 20, -6, 40, -12 (total 47).
+EQUITY = [1010.0, 1005.0, 1025.0, 1019.0, 1059.0, 1047.0]
+#: The orders, per day: (m_regime, m_vix, flags); days 0, 2 and 5 decide nothing.
+ORDERS = [
+    (1, 0.3, 0.6, 0), (1, 0.35, 0.6, 0),    # bear (mean 0.325), VIX 25-30
+    (3, math.nan, 0.0, 0),                  # a VIX-kill order: VIX multiplier 0 alone
+    (4, 0.62, 1.0, 0), (4, 0.58, 1.0, 0),   # sideways (mean 0.6), VIX under 20
+    (4, math.nan, math.nan, ORDER_F_FLATTEN),  # a flatten order carries no multiplier
+]
+
+
+def synthetic_orders(sized: bool = True) -> np.ndarray:
+    orders = np.zeros(len(ORDERS), ORDER_DTYPE)
+    for o, (day, regime, vix, flags) in zip(orders, ORDERS):
+        o["t_origin"] = o["ts"] = DAY0 + day * DAY_NS + 20 * HOUR  # decided at 20:00 UTC that day
+        o["flags"] = flags
+        o["qty"] = 1.0
+        o["limit_px"] = math.nan
+        for name in ("prediction", "target_weight", "m_conviction", "m_regime", "m_vix", "m_vol", "m_risk",
+                     "m_kelly"):
+            o[name] = math.nan
+        if sized and not flags:
+            o["m_regime"], o["m_vix"] = regime, vix
+            o["m_risk"] = 1.0
+            if math.isfinite(regime):  # a VIX-kill order has no other multiplier
+                o["m_kelly"], o["m_vol"], o["m_conviction"] = 0.01, 0.5 + 0.1 * day, 0.4
+    return orders
+
+
+def synthetic_cfg(sizing: bool = True, regime: Regime | None = Regime(vix_symbol="VIX", index_symbol="SPY")):
+    """The few config fields the report reads: one instrument, risk.sizing's defaults."""
+    return SimpleNamespace(
+        universe=[SimpleNamespace(sector="Tech")],
+        feed=SimpleNamespace(path="synthetic.csv", format="bars"),
+        features=SimpleNamespace(regime=regime),
+        risk=SimpleNamespace(sizing=SizingConfig() if sizing else None, drawdown=DrawdownConfig()))
+
+
+def synthetic_samples():
+    """Six day ends (21:00 UTC) of an account that holds nothing but whose equity moves."""
+    n = len(EQUITY)
+    zeros = np.zeros((n, 1))
+    arrays = {"ts": DAY0 + np.arange(n, dtype=np.int64) * DAY_NS + 21 * HOUR, "equity": np.array(EQUITY),
+              "realised": np.zeros(n), "unrealised": np.zeros(n), "fees": np.zeros(n), "cash": np.array(EQUITY),
+              "book_position": zeros, "book_avg_px": zeros, "book_last_px": zeros, "book_realised": zeros,
+              "book_fees": zeros, "mark": np.ones((n, 1))}
+    return SimpleNamespace(arrays=lambda: arrays, start_ts=DAY0 + 9 * HOUR, start_equity=1000.0)
+
+
+def write_synthetic(folder, cfg, orders) -> tuple[dict, dict, str]:
+    from alphad.ops import backtest_report
+
+    m = backtest_report.write(folder, cfg, orders, {"events": 6, "loop": "python"}, reports=[], arrivals=[],
+                              samples=synthetic_samples())
+    return m, json.loads((folder / "metrics.json").read_text()), (folder / "report.md").read_text()
+
+
+def test_report_when_orders_carry_multipliers_then_each_day_pnl_goes_to_its_regime_and_vix_band(tmp_path):
+    m, written, md = write_synthetic(tmp_path, synthetic_cfg(), synthetic_orders())
+    # day 0: before any order (unknown); days 1-3 bear (day 2 carried, day 3's kill order has no
+    # regime multiplier: carried); days 4-5 sideways (day 5 carried); bull never held
+    assert written["pnl_by_regime"] == m["pnl_by_regime"] == {
+        "bull": {"pnl": 0.0, "days": 0}, "bear": {"pnl": -5.0 + 20.0 - 6.0, "days": 3},
+        "sideways": {"pnl": 40.0 - 12.0, "days": 2}, "unknown": {"pnl": 10.0, "days": 1}}
+    assert written["pnl_by_vix_band"] == {
+        "<20": {"pnl": 28.0, "days": 2}, "20-25": {"pnl": 0.0, "days": 0}, "25-30": {"pnl": 15.0, "days": 2},
+        "30-35": {"pnl": 0.0, "days": 0}, "35-45": {"pnl": 0.0, "days": 0}, ">=45 (kill)": {"pnl": -6.0, "days": 1},
+        "unknown": {"pnl": 10.0, "days": 1}}
+    for key in ("pnl_by_regime", "pnl_by_vix_band"):  # every day once, the PnL in full
+        assert sum(r["days"] for r in written[key].values()) == written["days"] == 6
+        assert sum(r["pnl"] for r in written[key].values()) == written["final_equity"] - written["initial_equity"]
+    for name in SIZING_PLOTS:
+        png = (tmp_path / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, name
+        assert f"]({name})" in md
+    assert "| bear | 3 | 9.00 |" in md and "| >=45 (kill) | 1 | -6.00 |" in md
+    # the definition: from the multipliers the orders carry, carried forward, without look-ahead
+    assert "nearest the mean `m_regime`" in md and "keeps the last label" in md and "no look-ahead" in md
+    assert "sized linearly" not in md
+
+
+def test_report_when_orders_carry_no_multiplier_then_no_sizing_plot_and_says_why(tmp_path):
+    for name in SIZING_PLOTS:  # an earlier report's, in the same folder
+        (tmp_path / name).write_bytes(b"old")
+    for cfg, why in ((synthetic_cfg(), "no order of this run carries a multiplier"),
+                     (synthetic_cfg(sizing=False), "sized linearly")):
+        m, written, md = write_synthetic(tmp_path, cfg, synthetic_orders(sized=False))
+        assert m["pnl_by_regime"] is None and written["pnl_by_vix_band"] is None
+        assert not any((tmp_path / name).exists() for name in SIZING_PLOTS)
+        assert why in md and "Sizing multipliers and PnL by regime" in md and "## PnL by regime" not in md
+        assert all((tmp_path / name).exists() for name in PLOTS)
+
+
+def test_report_when_no_regime_input_then_its_days_are_labelled_no_input(tmp_path):
+    """Without features.regime the regime and VIX multipliers are 1: they name no state."""
+    orders = synthetic_orders()
+    orders["m_regime"] = np.where(np.isfinite(orders["m_regime"]), 1.0, np.nan)
+    orders["m_vix"] = np.where(np.isfinite(orders["m_vix"]), 1.0, np.nan)
+    m, _, _ = write_synthetic(tmp_path, synthetic_cfg(regime=None), orders)
+    assert m["pnl_by_regime"] == {"unknown": {"pnl": 10.0, "days": 1}, "no input": {"pnl": 37.0, "days": 5}}
+    assert m["pnl_by_vix_band"] == m["pnl_by_regime"]
+
+
+def test_vix_bands_when_breaks_and_kill_then_one_label_per_band_and_shared_multipliers_merged():
+    from alphad.ops import backtest_report
+
+    cfg = synthetic_cfg()
+    assert backtest_report.vix_bands(cfg) == [("<20", 1.0), ("20-25", 0.8), ("25-30", 0.6), ("30-35", 0.4),
+                                              ("35-45", 0.25), (">=45 (kill)", 0.0)]
+    cfg.risk.sizing = SizingConfig(vix_breaks=(20.0, 30.0), vix_multipliers=(1.0, 1.0, 0.5), vix_kill=40.0,
+                                   regime_multipliers=(1.0, 0.5, 0.5))
+    assert backtest_report.vix_bands(cfg) == [("<20/20-30", 1.0), ("30-40", 0.5), (">=40 (kill)", 0.0)]
+    assert backtest_report.regime_bands(cfg) == [("bull", 1.0), ("bear/sideways", 0.5)]

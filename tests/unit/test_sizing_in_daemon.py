@@ -346,3 +346,17 @@ def test_portfolio_risk_when_days_roll_then_var_cvar_and_correlation_of_the_hold
     finally:
         block.close()
         control.close()
+
+
+def test_emergency_step_when_sizing_is_linear_then_the_target_weight_is_halved_too():
+    cfg = config(sizing=None)
+    core = new_core(cfg)
+    apply_fill(3, 1, 1000.0, 100.0, 0.0, core.limits, core.book, core.sectors, core.account)
+    on_mark(3, 15.0, core.limits, core.book, core.sectors, core.account)
+    rk.risk_watch(core.state, 1)
+    rk.risk_resume(core.state, 2)
+    sig = np.zeros(1, SIGNAL_DTYPE)
+    sig[0]["target_weight"], sig[0]["ref_px"], sig[0]["seq"], sig[0]["t_origin"] = 0.02, 100.0, 1, 3
+    (o,) = gate(core, sig, now=3)
+    assert o["m_risk"] == 0.5 and o["target_weight"] == 0.01
+    assert o["qty"] == np.trunc(0.01 * core.account[A_EQUITY] / 100.0)
