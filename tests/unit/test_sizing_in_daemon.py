@@ -360,3 +360,15 @@ def test_emergency_step_when_sizing_is_linear_then_the_target_weight_is_halved_t
     (o,) = gate(core, sig, now=3)
     assert o["m_risk"] == 0.5 and o["target_weight"] == 0.01
     assert o["qty"] == np.trunc(0.01 * core.account[A_EQUITY] / 100.0)
+
+
+def test_instrument_calendar_when_set_then_its_hours_apply_and_the_others_keep_the_account_calendar():
+    saturday = utc(2020, 7, 4, 15)
+    cfg = config(sessions={"calendar": "24/7"}, instruments={"AAA": {**BASE["risk"]["instrument_defaults"],
+                                                                       "calendar": "XNYS"}})
+    core = new_core(cfg)
+    for inst, expect in ((0, 0), (1, 1)):  # AAA trades NYSE hours, BBB the account's 24/7
+        sig = signal(cfg, inst=inst, seq=1 + inst)
+        sig["t_origin"] = saturday
+        assert len(gate(core, sig, now=saturday)) == expect
+    assert REASON_NAMES[core.denials[0]["reason"]] == "trading_hours" and core.denials[0]["instrument"] == 0
