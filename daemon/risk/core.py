@@ -562,16 +562,22 @@ def _session_table(universe, risk_cfg):
     import datetime as dt
 
     from alphad.daemon.risk.config import calendar_of
-    from alphad.daemon.risk.sessions import build_session_table
+    from alphad.daemon.risk.sessions import SessionTable, build_session_table
 
     names = [risk_cfg.sessions.calendar]
     names += sorted({calendar_of(risk_cfg, ins.symbol) for ins in universe} - set(names))
     start = int(dt.datetime.fromisoformat(SESSIONS_FROM).replace(tzinfo=dt.timezone.utc).timestamp()) * 10**9
     end = (int(dt.datetime.now(dt.timezone.utc).timestamp()) + SESSIONS_AHEAD_DAYS * 86_400) * 10**9
-    try:
-        table = build_session_table(names, start, end)
-    except ValueError as e:
-        raise ValueError(f"risk.sessions: {e}") from None
+    if all(name == ALWAYS_OPEN for name in names):
+        # 24/7 rows are worked out from the clock (t // day): no table, and no import of the
+        # calendar library and pandas, which would lengthen every start and restart by seconds
+        empty = np.zeros((len(names), 1), np.int64)
+        table = SessionTable(tuple(names), empty, empty.copy(), np.zeros(len(names), np.int64))
+    else:
+        try:
+            table = build_session_table(names, start, end)
+        except ValueError as e:
+            raise ValueError(f"risk.sessions: {e}") from None
     inst_cal = np.array([names.index(calendar_of(risk_cfg, ins.symbol)) for ins in universe], np.int64)
     return table, inst_cal, 0
 
