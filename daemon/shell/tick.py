@@ -343,6 +343,11 @@ def any_pending(h64s, cis):
     return False
 
 
+#: How long a stage waits before pushing again into a full lossless ring (its consumer is
+#: behind or restarting).
+FULL_RING_BACKOFF_S = 100e-6
+
+
 def hand_on(shell, kind: str, k: int, pushed: int, clock: int) -> None:
     """After a step: finish a push a full lossless ring refused, hand on to local consumers."""
     recs = shell.bufs[kind]
@@ -355,7 +360,10 @@ def hand_on(shell, kind: str, k: int, pushed: int, clock: int) -> None:
                 if shell.stopping or shell.control.shutdown_requested:
                     return
                 shell.beat(time.monotonic_ns())  # waiting on a consumer is not being frozen
-                os.sched_yield()
+                # sleep, not sched_yield: at SCHED_FIFO a yield gives the CPU only to tasks of the
+                # same priority, so a stage spinning here starved the lower ones on its CPU (the
+                # feed, a restarting consumer warming up) until the watchdog killed them
+                time.sleep(FULL_RING_BACKOFF_S)
     if k:
         for handler in shell.handlers[kind]:
             handler(recs, k, clock)
