@@ -36,7 +36,7 @@ from alphad.kernels import sizing as sz
 
 from alphad.daemon.risk.drawdown import start_session_drawdown, update_drawdown
 from alphad.daemon.risk.rebalancer import rebalancer_params, trim_sector
-from alphad.daemon.risk.sessions import ALWAYS_OPEN, in_session, session_index
+from alphad.daemon.risk.sessions import ALWAYS_OPEN, DAY_NS, next_open, session_index
 from alphad.daemon.risk.portfolio import (PF_OK, mark_price, on_exec as pf_on_exec, on_mark, on_order_sent,
                                          start_session)
 from alphad.daemon.risk.checks import (check_flatten_order, check_kill_switch, check_order, flatten_orders, gate_target,
@@ -83,6 +83,28 @@ def next_order_id(ids):
     return order_id(ids[ID_SESSION], ids[ID_COUNT])
 
 
+@njit(cache=True, inline="always")
+def market_order(o, t_origin, now, cid, i, side, flags, qty):
+    """Write a market order into the record ``o`` (its sizing fields are the caller's); returns ``o``."""
+    o.t_origin = t_origin
+    o.ts = now
+    o.client_order_id = cid
+    o.instrument = i
+    o.side = side
+    o.kind = ORDER_MARKET
+    o.flags = flags
+    o.qty = qty
+    o.limit_px = np.nan
+    return o
+
+
+@njit(cache=True, inline="always")
+def no_sizing(o):
+    """An order no signal sized (flatten, trim): its sizing fields NaN."""
+    o.prediction = o.target_weight = o.m_conviction = o.m_kelly = o.m_regime = o.m_vix = o.m_vol = np.nan
+    o.m_risk = np.nan
+
+
 # last_size words: the sizing of the last signal finished (the /metrics gauges)
 LS_RISK_MULT, LS_VIX_MULT, LS_REGIME_MULT, LS_VOL_MULT, LS_KELLY = 0, 1, 2, 3, 4
 N_LAST_SIZE = 8
@@ -111,11 +133,10 @@ def finish_target(st, s, tmp):
     ls[LS_KELLY] = s.m_kelly
     if code == SIZE_BAD_INPUT:
         return DENY_SIZING_INPUT
+    tmp[2] = w
     if code == SIZE_OK and sz.cost_filtered(s.prediction, w, current, s.half_spread, s.daily_vol, s.adv, equity,
                                             st.sparams):
-        tmp[2] = w
         return DENY_COST_FILTERED
-    tmp[2] = w
     return OK
 
 
@@ -127,8 +148,6 @@ def finish_target(st, s, tmp):
 SESS_ROW, SESS_LAST, SESS_QUEUE, SESS_UTC_OFFSET, SESS_NEXT = 0, 1, 2, 3, 4
 N_SESS = 5
 SESS_UNSEEN = -(2**62)
-_NEVER = 2**63 - 1
-DAY_NS = 86_400_000_000_000
 
 
 @njit(cache=True, inline="always")
@@ -137,8 +156,8 @@ def _session_at(st, c, t):
     the UTC day, whatever ``t``), and whether ``t`` is inside it."""
     if st.s_always[c]:
         return t // DAY_NS, True
-    return (session_index(st.s_opens, st.s_closes, st.s_counts, c, t),
-            in_session(st.s_opens, st.s_closes, st.s_counts, c, t))
+    j = session_index(st.s_opens, st.s_closes, st.s_counts, c, t)
+    return j, j >= 0 and t < st.s_closes[c, j]
 
 
 #: Days of mark-to-mark returns kept for the VaR/CVaR and correlation gauges.
@@ -184,10 +203,7 @@ def roll_sessions(st, now):
             st.turnover[0] = 0.0
             sample_day(st)
         sess[SESS_LAST] = idx
-    if st.s_always[row]:
-        nxt = (idx + 1) * DAY_NS
-    else:
-        nxt = st.s_opens[row, idx + 1] if 0 <= idx + 1 < st.s_counts[row] else _NEVER
+    nxt = (idx + 1) * DAY_NS if st.s_always[row] else next_open(st.s_opens, st.s_closes, st.s_counts, row, t)
     if not sess[SESS_QUEUE]:
         limits = st.limits
         now_s = now * 1e-9
@@ -257,17 +273,7 @@ def risk_rebalance(st, out, now):
             if on_order_sent(cid, i, side, qty, st.oo_ids, st.oo_vals, limits, book, sectors, account) != PF_OK:
                 mx.count(st.m, RISK, mx.C_ERRORS, 1)
                 continue
-            o = out[k]
-            o.t_origin = now
-            o.ts = now
-            o.client_order_id = cid
-            o.instrument = i
-            o.side = side
-            o.kind = ORDER_MARKET
-            o.flags = ORDER_F_TRIM
-            o.qty = qty
-            o.limit_px = np.nan
-            no_sizing(o)
+            no_sizing(market_order(out[k], now, now, cid, i, side, ORDER_F_TRIM, qty))
             k += 1
     if k:
         mx.count(st.m, RISK, mx.C_ORDERS, k)
@@ -321,16 +327,7 @@ def risk_step(st, sigs, n, out, now):
         if sent != PF_OK:  # the open-order table is full (an id is never reused): visible, never silent
             mx.count(m, RISK, mx.C_ERRORS, 1)
             continue
-        o = out[k]
-        o.t_origin = s.t_origin
-        o.ts = now
-        o.client_order_id = cid
-        o.instrument = i
-        o.side = side
-        o.kind = ORDER_MARKET
-        o.flags = 0
-        o.qty = qty
-        o.limit_px = np.nan
+        o = market_order(out[k], s.t_origin, now, cid, i, side, 0, qty)
         o.prediction = s.prediction
         o.target_weight = tmp[2]
         o.m_conviction = s.m_conviction
@@ -399,26 +396,9 @@ def risk_flatten(st, out, now):
         cid = next_order_id(st.ids)
         if on_order_sent(cid, i, f_side[j], f_qty[j], oo_ids, oo_vals, limits, book, sectors, account) != PF_OK:
             continue
-        o = out[k]
-        o.t_origin = now
-        o.ts = now
-        o.client_order_id = cid
-        o.instrument = i
-        o.side = f_side[j]
-        o.kind = ORDER_MARKET
-        o.flags = ORDER_F_FLATTEN
-        o.qty = f_qty[j]
-        o.limit_px = np.nan
-        no_sizing(o)
+        no_sizing(market_order(out[k], now, now, cid, i, f_side[j], ORDER_F_FLATTEN, f_qty[j]))
         k += 1
     return k
-
-
-@njit(cache=True, inline="always")
-def no_sizing(o):
-    """An order no signal sized (flatten, trim): its sizing fields NaN."""
-    o.prediction = o.target_weight = o.m_conviction = o.m_kelly = o.m_regime = o.m_vix = o.m_vol = np.nan
-    o.m_risk = np.nan
 
 
 @njit(cache=True, _nrt=False)
@@ -494,8 +474,8 @@ class RiskCore:
         self.control = control
         ids = np.array([0, session], np.int64)
         seen_seq = np.full(len(universe), -1, np.int64)
-        table, inst_cal, acct_row = _session_table(universe, risk_cfg)
-        sess = np.array([acct_row, SESS_UNSEEN, risk_cfg.sessions.outside_hours == "queue", utc_offset_ns,
+        table, inst_cal = _session_table(universe, risk_cfg)
+        sess = np.array([0, SESS_UNSEEN, risk_cfg.sessions.outside_hours == "queue", utc_offset_ns,
                          SESS_UNSEEN], np.int64)
         last_trim = np.full(arrays.sectors.shape[0], -(2**62), np.int64)
         state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
@@ -557,8 +537,8 @@ SESSIONS_AHEAD_DAYS = 730
 
 
 def _session_table(universe, risk_cfg):
-    """The exchange sessions of the account's and every instrument's calendar
-    (:mod:`alphad.daemon.risk.sessions`), each instrument's row, and the account's row."""
+    """The exchange sessions of the account's calendar (row 0) and every instrument's
+    (:mod:`alphad.daemon.risk.sessions`), and each instrument's row."""
     import datetime as dt
 
     from alphad.daemon.risk.config import calendar_of
@@ -579,7 +559,7 @@ def _session_table(universe, risk_cfg):
         except ValueError as e:
             raise ValueError(f"risk.sessions: {e}") from None
     inst_cal = np.array([names.index(calendar_of(risk_cfg, ins.symbol)) for ins in universe], np.int64)
-    return table, inst_cal, 0
+    return table, inst_cal
 
 
 # -- the stage's state as one object, and its steps over it -----------------------------

@@ -33,7 +33,7 @@ ALWAYS_OPEN = "24/7"
 #: Padding of the session arrays, and :func:`next_open`'s answer when there is no later session.
 INT64_MAX = np.iinfo(np.int64).max
 
-_DAY_NS = 86_400_000_000_000
+DAY_NS = 86_400_000_000_000
 # Days read around the requested range to find the session before its start and the one after its
 # end; the longer pad is used only when the shorter finds none (a long closure).
 _PADS_DAYS = (31, 400)
@@ -128,7 +128,7 @@ def _unknown_name_message(name: str, valid: list[str]) -> str:
 
 def _sessions(xc, name: str, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """(opens, closes) of ``name``: the overlapping sessions plus one on each side when they exist."""
-    start_day, end_day = start_ns // _DAY_NS, end_ns // _DAY_NS
+    start_day, end_day = start_ns // DAY_NS, end_ns // DAY_NS
     for pad in _PADS_DAYS:
         opens, closes, lo_clamped, hi_clamped = _schedule(xc, name, start_day - pad, end_day + pad,
                                                           start_day, end_day)
@@ -160,7 +160,7 @@ def _schedule(xc, name, lo_day, hi_day, start_day, end_day):
     lo, hi = max(lo_day, bmin), min(hi_day, bmax)
     try:
         with _quiet():
-            cal = xc.get_calendar(name, start=pd.Timestamp(lo * _DAY_NS), end=pd.Timestamp(hi * _DAY_NS))
+            cal = xc.get_calendar(name, start=pd.Timestamp(lo * DAY_NS), end=pd.Timestamp(hi * DAY_NS))
             sched = cal.schedule
             opens = sched["open"].dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
             closes = sched["close"].dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
@@ -180,9 +180,9 @@ def _bounds(xc, name: str) -> tuple[int, int]:
         if cls is not None:
             bmin, bmax = cls.bound_min(), cls.bound_max()
             if bmin is not None:
-                lo = max(lo, bmin.value // _DAY_NS)
+                lo = max(lo, bmin.value // DAY_NS)
             if bmax is not None:
-                hi = min(hi, bmax.value // _DAY_NS)
+                hi = min(hi, bmax.value // DAY_NS)
         _BOUNDS[canonical] = (lo, hi)
     return _BOUNDS[canonical]
 
