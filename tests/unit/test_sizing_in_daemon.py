@@ -333,8 +333,8 @@ def test_portfolio_risk_when_days_roll_then_var_cvar_and_correlation_of_the_hold
     assert corr == pytest.approx(correlation_summary(correlation_matrix(rets))[0])
     assert np.isnan(portfolio_risk(core.day_rets, 10, core.book, 1e6)[0])  # under 20 days: no estimate
 
-    block = mx.MetricsBlock.create(f"{prefix}-metrics")
-    control = ControlBlock.create(f"{prefix}-control")
+    block = mx.MetricsBlock.create(f"{prefix}.metrics")  # under the prefix: the fixture removes it
+    control = ControlBlock.create(f"{prefix}.control")
     try:
         rk.publish_gauges(core.account, core.last_size, block.gauges)
         block.gauges[mx.G_VAR_95], block.gauges[mx.G_CVAR_95], block.gauges[mx.G_MEAN_CORR] = var, cvar, corr
