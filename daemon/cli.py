@@ -15,10 +15,12 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("alphad.daemon.supervisor.supervisor", "start every stage process of the topology and supervise them"),
     "stage": ("alphad.daemon.shell.stage_main", "run the stages of one process (started by `run` or systemd)"),
+    "gateway": ("alphad.daemon.shell.gateway", "run a live venue's gateway process (started by `run`)"),
     "ctl": ("alphad.ops.ctl", "send a command to a running daemon's control port"),
     "backtest": ("alphad.daemon.shell.backtest", "replay the feed through every stage core in one process on a simulated clock"),
     "replay": ("alphad.ops.replay", "the real processes over the whole feed in lockstep on event time (= backtest)"),
     "bench": ("alphad.ops.bench", "tick-to-trade latency benchmark over the real processes"),
+    "bench-gateway": ("alphad.ops.gateway_bench", "the gateway hop: router -> gateway -> (fake) Alpaca -> exec report back"),
     "train-demo": ("alphad.ops.demo_model", "train the demo LightGBM model on the replay slice and export ONNX"),
     "train": ("alphad.ops.train_cli", "walk-forward / purged-CV LightGBM training with gates and ONNX export"),
     "features": ("alphad.ops.features_cli", "compute a feature set over a bar or quote file"),

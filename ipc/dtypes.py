@@ -213,6 +213,42 @@ ARRIVAL_DTYPE = np.dtype(
     align=True,
 )
 
+# -- router <-> gateway (one gateway process per live venue) ---------------------
+#: venue_req.action: send a new order / cancel one / ask the venue what became of one.
+REQ_NEW = 1
+REQ_CANCEL = 2
+REQ_QUERY = 3
+
+#: venue_req.tif (time in force) and venue_req.kind (ORDER_DTYPE's kind: 0 market, 1 limit).
+TIF_DAY = 0
+TIF_GTC = 1
+TIF_IOC = 2
+
+#: A request from the router to a venue's gateway process (ring ``venue_orders``).
+VENUE_REQ_DTYPE = np.dtype(
+    [
+        ("t_origin", "i8"),
+        ("ts", "i8"),
+        ("client_order_id", "u8"),
+        ("instrument", "i4"),
+        ("side", "i1"),
+        ("action", "u1"),
+        ("kind", "u1"),
+        ("tif", "u1"),
+        ("qty", "f8"),
+        ("limit_px", "f8"),
+        ("known_filled", "f8"),  # REQ_QUERY: filled qty the router has heard of (-1: unknown)
+    ],
+    align=True,
+)
+
+#: exec.status from a gateway only (never passed on to risk): an order the venue still
+#: works, as the gateway has reported it so far: ``fill_qty`` = the order's qty,
+#: ``leaves_qty`` = qty less the fills already reported, ``fill_px`` = its limit (NaN:
+#: market).  Sent for every open order when a gateway starts and in answer to a
+#: ``REQ_QUERY``; a router adopts the orders it does not know (it was restarted).
+EXEC_STATUS = 6
+
 #: Every ring record type by the name used in config and ring headers.
 RECORDS = {
     "md": MD_DTYPE,

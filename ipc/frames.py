@@ -70,6 +70,29 @@ class Placement(msgspec.Struct, kw_only=True, frozen=True):
     reason: str                  # the host facts behind an auto choice, and the choice
 
 
+class VenueStatus(msgspec.Struct, kw_only=True, frozen=True):
+    """A live venue's gateway process (router.venue other than paper): its connection,
+    what it has done, and the positions and account the broker holds (never the keys)."""
+    venue: str
+    ready: bool
+    pid: int
+    starts: int                  # 1 = never restarted
+    stream_up: bool              # the broker's order-event stream is connected
+    reconnects: int
+    http_errors: int             # 5xx, timeouts, refused connections
+    rate_limited: int            # HTTP 429 answers
+    sent: int
+    rejects: int
+    unknown: int                 # orders whose fate is unknown now (settled by a query)
+    recovered_fills: int         # fills learnt from a query, not the stream (missed events made good)
+    positions: dict[str, float]  # as the broker holds them
+    positions_age_s: float       # since they were read (-1: never)
+    cash: float
+    equity: float
+    #: symbol -> [alphad's position, the broker's] where they differ
+    mismatches: dict[str, list[float]] = {}
+
+
 class StatusReply(_Frame):
     trading_state: str
     state_reason: str            # why the state was last raised: operator, daily_loss, drawdown_kill, ...
@@ -85,6 +108,8 @@ class StatusReply(_Frame):
     inference_provider: str = ""  # ONNX Runtime provider the infer stage's session runs on
     infer_rehearsals: int = 0  # keep-warm runs of the inference step (topology.infer_keep_warm_us)
     placement: Placement | None = None  # where the stage processes run, and why
+    positions: dict[str, float] = {}  # the risk stage's book (non-zero positions)
+    venue: VenueStatus | None = None  # a live venue's gateway, when router.venue is a broker
 
 
 class Ok(_Frame):

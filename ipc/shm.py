@@ -16,6 +16,11 @@ import numpy as np
 SHM_DIR = Path(os.environ.get("ALPHAD_SHM_DIR", "/dev/shm"))
 
 
+#: Bytes before a stage state segment's arrays (``risk_state``, ``router_state``; byte 0:
+#: 1 once a stage has initialised them; daemon/shell/stages.py ``shared_arrays``).
+STATE_HEADER = 64
+
+
 class Segment:
     """One mapped segment.  ``buf`` is a writable uint8 view of the whole mapping."""
 

@@ -12,6 +12,14 @@ orders in flight to end (``--drain-s``), shuts the daemon down and reads its jou
   the net fills the venues reported (the journal's exec reports);
 * ``kill_to_ready_ms``: p50 / max per stage.
 
+With ``--fake-alpaca`` (a config whose ``router.venue`` is ``alpaca``, such as
+configs/alpaca_paper.yaml) the daemon trades against a wire-level fake Alpaca started here
+(:mod:`alphad.ops.fake_alpaca`, fed the demo recording's quotes), ``gateway`` may be
+picked among the processes killed, and two more checks are made:
+
+* ``positions_equal_venue``: risk's positions equal the positions the fake broker holds;
+* ``sent_twice``: client order ids the broker received more than once, 429 refusals apart.
+
 Prints one JSON document (also to ``--json``); exits 1 when an audit check fails.
 """
 from __future__ import annotations
@@ -40,7 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kills", type=int, default=20, help="SIGKILLs to send (default: %(default)s)")
     p.add_argument("--every", type=float, default=2.0, help="seconds between kills (default: %(default)s)")
     p.add_argument("--stages", default=",".join(STAGES),
-                   help="comma-separated stages to pick from (default: all five)")
+                   help="comma-separated stages to pick from (default: all five; with --fake-alpaca also gateway)")
+    p.add_argument("--fake-alpaca", action="store_true",
+                   help="trade against a wire-level fake Alpaca started here (the config's router.venue: alpaca)")
     p.add_argument("--venue-latency-us", type=float, default=None,
                    help="entry and response latency of every simulated venue, µs (default: as configured)")
     p.add_argument("--execution", choices=["immediate", "twap", "vwap", "pov"], default=None,
@@ -82,6 +92,13 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
         if cfg.get(section, {}).get(key):
             cfg[section][key] = str((base / cfg[section][key]).resolve())
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    if getattr(args, "fake", None) is not None:  # every Alpaca endpoint to the fake
+        fake = args.fake
+        cfg.setdefault("feed", {}).setdefault("alpaca", {}).update(crypto_url_override=fake.crypto_data_url,
+                                                                    stock_url_override=fake.stock_data_url)
+        cfg.setdefault("router", {}).setdefault("alpaca", {}).update(
+            url_override=fake.trading_url, stream_url_override=fake.trading_stream_url, reconcile_interval_s=1.0,
+            backoff_s=0.05)
     cfg.setdefault("shm", {})["prefix"] = shm_prefix()
     cfg.setdefault("control", {})["endpoint"] = endpoint
     cfg.setdefault("metrics", {})["port"] = _free_port()
@@ -91,7 +108,7 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
         router["execution"] = args.execution
     if args.horizon_s is not None:
         router.setdefault("algo", {})["horizon_s"] = args.horizon_s
-    if args.venue_latency_us is not None:
+    if args.venue_latency_us is not None and getattr(args, "fake", None) is None:
         ns = int(args.venue_latency_us * 1000)
         venues = router.get("venues") or [{"name": "paper", "taker_bps": 1.0}]
         router["venues"] = [{**v, "entry": {"median_ns": ns}, "response": {"median_ns": ns}} for v in venues]
@@ -166,15 +183,52 @@ def audit(journal: Path) -> dict:
             "duplicate_ids": dup, "unresolved": len(unresolved), "unresolved_ids": unresolved[:20]}
 
 
+def _pid(st, name: str) -> int:
+    return st.venue.pid if name == "gateway" else st.stages[name].pid
+
+
+def _ready(st, name: str) -> bool:
+    return st.venue.ready if name == "gateway" else st.stages[name].ready
+
+
+def venue_check(fake, config: Path, held: np.ndarray) -> dict:
+    """Risk's positions against the fake broker's, and the ids it received more than once
+    (but for retries of requests it refused with 429: nothing was created)."""
+    from alphad.daemon.config import load_config
+
+    cfg, _ = load_config(str(config))
+    # the orders the halt cancelled end at the broker, then their reports reach risk
+    _wait(lambda: not [o for o in fake.orders() if o["status"] in ("new", "accepted", "partially_filled")], 30, 0.2)
+    theirs = fake.positions()
+    venue = np.array([theirs.get(i.symbol, 0.0) for i in cfg.universe])
+    refused = sum(1 for m, p, st in fake.request_log if m == "POST" and p == "/v2/orders" and st == 429)
+    repeats = sum(fake.post_counts.values()) - len(fake.post_counts)
+    return {"positions_equal_venue": bool(np.allclose(held, venue, rtol=1e-9, atol=1e-9)),
+            "venue_positions": {i.symbol: float(q) for i, q in zip(cfg.universe, venue)},
+            "orders_at_venue": len(fake.post_counts), "sent_twice": repeats - refused}
+
+
 def run(args) -> int:
     from alphad.daemon.supervisor.journal import last_run
     from alphad.ipc import frames
     from alphad.ops.ctl import request
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
+    allowed = STAGES + (("gateway",) if args.fake_alpaca else ())
+    unknown = sorted(set(stages) - set(allowed))
     if unknown or not stages:
-        raise ValueError(f"--stages expected names among {list(STAGES)}, was {args.stages!r}")
+        raise ValueError(f"--stages expected names among {list(allowed)}, was {args.stages!r}")
+    fake = market = None
+    env = dict(os.environ)
+    if args.fake_alpaca:
+        from alphad.ops.fake_alpaca import FakeAlpaca
+        from alphad.ops.gateway_bench import KEY, SECRET, DemoMarket
+
+        # --venue-latency-us: the broker's delay before it fills (orders in flight while processes die)
+        fake = FakeAlpaca(key=KEY, secret=SECRET, fill_delay_s=(args.venue_latency_us or 0) / 1e6).start()
+        market = DemoMarket(fake, speed=5.0).start()
+        env.update(APCA_API_KEY_ID=KEY, APCA_API_SECRET_KEY=SECRET)
+    args.fake = fake
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="alphad-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     if (work / "journal" / "journal.jsonl").exists():
@@ -182,22 +236,23 @@ def run(args) -> int:
     config, endpoint = chaos_config(Path(args.config), work, args)
     log = (work / "daemon.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=work, preexec_fn=_die_with_parent)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=work, preexec_fn=_die_with_parent, env=env)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed chaos run still cleans up below
     rng = random.Random(args.seed)
     times: dict[str, list[float]] = {s: [] for s in stages}
     lost = []
     try:
-        if not _wait(lambda: (st := _status(endpoint)) and all(x.ready for x in st.stages.values()), 300, 0.2):
+        if not _wait(lambda: (st := _status(endpoint)) and all(x.ready for x in st.stages.values())
+                     and (st.venue is None or st.venue.ready), 300, 0.2):
             raise RuntimeError(f"the daemon was not ready within 300 s; see {work / 'daemon.log'}")
         for k in range(args.kills):
             time.sleep(args.every)
             stage = rng.choice(stages)
-            old = _status(endpoint).stages[stage].pid
+            old = _pid(_status(endpoint), stage)
             os.kill(old, signal.SIGKILL)
             t0 = time.monotonic()
-            back = _wait(lambda: (st := _status(endpoint)) and st.stages[stage].ready and st.stages[stage].pid
-                         not in (0, old), 120)
+            back = _wait(lambda: (st := _status(endpoint)) and _ready(st, stage) and _pid(st, stage) not in (0, old),
+                         120)
             if back:
                 times[stage].append((time.monotonic() - t0) * 1e3)
             else:
@@ -213,9 +268,13 @@ def run(args) -> int:
         time.sleep(0.1)  # the journal thread's last drain (every 5 ms)
         held = risk_positions(config)
         filled = journal_positions(journal, len(held))
+        venue = venue_check(fake, config, held) if fake is not None else {}
         request(endpoint, frames.Shutdown(), timeout_s=5)
         proc.wait(timeout=60)
     finally:
+        if market is not None:
+            market.stop()
+            fake.stop()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -233,11 +292,12 @@ def run(args) -> int:
               "positions_match_fills": bool(np.allclose(held, filled, rtol=1e-9, atol=1e-9)),
               "position_mismatch": {int(i): [float(held[i]), float(filled[i])]
                                     for i in np.flatnonzero(~np.isclose(held, filled, rtol=1e-9, atol=1e-9))},
-              **audit(work / "journal" / "journal.jsonl")}
+              **venue, **audit(work / "journal" / "journal.jsonl")}
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
     print(text)
     ok = (result["journal_ok"] and not result["duplicate_ids"] and not result["unresolved"] and not lost
-          and result["positions_match_fills"])
+          and result["positions_match_fills"] and result.get("positions_equal_venue", True)
+          and not result.get("sent_twice"))
     return 0 if ok else 1

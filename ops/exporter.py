@@ -61,7 +61,12 @@ class DriftView:
 
 class AlphadCollector:
     def __init__(self, metrics: MetricsBlock, control: ControlBlock, rings: dict | None = None,
-                 reason_names: dict[int, str] | None = None, drift: DriftView | None = None):
+                 reason_names: dict[int, str] | None = None, drift: DriftView | None = None,
+                 gateway=None, symbols: list[str] | None = None):
+        """``gateway``: a live venue's gateway block (ipc/gateway_block.py), with the
+        universe's ``symbols``; None without one."""
+        self.gateway = gateway
+        self.symbols = symbols or []
         self.metrics = metrics
         self.control = control
         self.rings = rings or {}
@@ -153,6 +158,36 @@ class AlphadCollector:
             for name, v in zip(self.drift.names, values):
                 g.add_metric([name], float(v))
             yield g
+        if self.gateway is not None:
+            yield from self._gateway()
+
+    def _gateway(self):
+        from alphad.ipc import gateway_block as gb
+
+        w = self.gateway.words
+        up = GaugeMetricFamily("alphad_gateway_up", "The live venue's gateway process is ready (1) or not (0), and "
+                               "its order-event stream is connected", labels=["what"])
+        up.add_metric(["ready"], float(w[gb.G_READY]))
+        up.add_metric(["stream"], float(w[gb.G_STREAM_UP]))
+        yield up
+        events = CounterMetricFamily("alphad_gateway_events", "What the gateway met: stream reconnects, HTTP errors "
+                                     "(5xx, timeouts, refused), 429s, orders sent, venue rejects, fills recovered "
+                                     "by a query, process starts", labels=["kind"])
+        for name, word in (("reconnects", gb.G_RECONNECTS), ("http_errors", gb.G_HTTP_ERRORS),
+                           ("rate_limited", gb.G_RATE_LIMITED), ("sent", gb.G_SENT), ("rejects", gb.G_REJECTS),
+                           ("recovered_fills", gb.G_RECOVERED_FILLS), ("starts", gb.G_STARTS)):
+            events.add_metric([name], int(w[word]))
+        yield events
+        unknown = GaugeMetricFamily("alphad_gateway_unknown_orders", "Orders whose fate at the venue is unknown now "
+                                    "(a 5xx, timeout or disconnect; a query settles each)")
+        unknown.add_metric([], float(w[gb.G_UNKNOWN]))
+        yield unknown
+        pos = GaugeMetricFamily("alphad_venue_position", "Net position the broker holds, as last read",
+                                labels=["symbol"])
+        for sym, q in zip(self.symbols, self.gateway.positions):
+            if q == q:
+                pos.add_metric([sym], float(q))
+        yield pos
 
 
 def serve(collector: AlphadCollector, host: str, port: int):

@@ -26,10 +26,50 @@ class Extra(Base):
     symbol: str = "VIX"
 
 
+class AlpacaFeed(Base):
+    """``feed.alpaca``: Alpaca's live market-data streams (``feed.source: alpaca``;
+    :mod:`alphad.daemon.feed.alpaca`).
+
+    The universe's symbols are subscribed: one with a ``/`` (``BTC/USD``) on the crypto
+    stream, every other on the stock stream (``stocks_feed``: ``iex``, or ``sip`` with a
+    subscription that includes it).  ``quotes``, ``trades`` and ``bars`` (one-minute bars,
+    emitted at their close) choose the channels.  ``stock_url_override`` and
+    ``crypto_url_override`` point the streams elsewhere (a proxy, a test server; alpaca-py's
+    ``url_override``); empty: Alpaca's own endpoints.  The API key and secret are read when
+    the feed starts from the environment variables ``key_env`` and ``secret_env``: never
+    from this file.
+    """
+
+    stocks_feed: Literal["iex", "sip"] = "iex"
+    stock_url_override: str = ""
+    crypto_url_override: str = ""
+    quotes: bool = True
+    trades: bool = True
+    bars: bool = False
+    key_env: str = "APCA_API_KEY_ID"
+    secret_env: str = "APCA_API_SECRET_KEY"
+
+    def __post_init__(self) -> None:
+        if not (self.quotes or self.trades or self.bars):
+            raise ValueError("feed.alpaca: quotes, trades and bars are all false: subscribe to one at least")
+        for name in ("stock_url_override", "crypto_url_override"):
+            url = getattr(self, name)
+            if url and not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"feed.alpaca.{name} expected a ws:// or wss:// URL (or empty: Alpaca's own), "
+                                 f"was {url!r}")
+        for name in ("key_env", "secret_env"):
+            if not getattr(self, name):
+                raise ValueError(f"feed.alpaca.{name} must name an environment variable")
+
+
 class Feed(Base):
     """Where market data comes from.
 
-    ``source``: ``replay`` (recorded file at ``path``) or ``synthetic``.
+    ``source``: ``replay`` (recorded file at ``path``), ``synthetic``, or ``alpaca`` (Alpaca's
+    live stock and crypto streams, configured by ``alpaca``; the keys that describe a
+    recording, ``path``, ``format``, ``trades_path``, ``speed``, ``loop``, ``trade_from``,
+    are then unused, and ``also`` is refused).  A live source runs in the daemon alone: the
+    backtest and ``alphad replay`` need a recording.
     ``format``: ``generic`` (``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``),
     ``binance`` (the book-ticker CSV; trades from ``trades_path`` merged by time),
     ``lean_minute`` (equity minute quote CSV) or ``daily`` (daily equity bars, adjusted as
@@ -42,7 +82,7 @@ class Feed(Base):
     daily stocks: the inputs of ``features.regime``), read up to the main file's last event.
     """
 
-    source: Literal["replay", "synthetic"] = "replay"
+    source: Literal["replay", "synthetic", "alpaca"] = "replay"
     path: str = "data/demo_btc_eth_quotes_trades.csv.gz"
     format: Literal["generic", "binance", "lean_minute", "daily"] = "generic"
     trades_path: str = ""
@@ -51,9 +91,13 @@ class Feed(Base):
     trade_from: str = ""
     also: list[Extra] = []
     synthetic: Synthetic = Synthetic()
+    alpaca: AlpacaFeed = AlpacaFeed()
 
     def __post_init__(self) -> None:
         self.trade_from_ns()  # a bad date fails when the config is read
+        if self.also and self.source == "alpaca":
+            raise ValueError("feed.also merges recorded files into a replay; feed.source alpaca is a live stream: "
+                             "remove feed.also (or replay the recordings)")
         if self.also and (self.source != "replay" or self.format != "daily"):
             raise ValueError(f"feed.also merges recorded files into a daily replay (source replay, format daily), "
                              f"was source {self.source}, format {self.format}")

@@ -8,6 +8,9 @@ emits them:
   ``start + (ts_exch[k] - ts_exch[0]) / N`` on the injected clock;
 * ``max``: every event is due at once;
 * a fixed ``rate_hz`` (the bench harness): events are spaced evenly.
+
+:class:`LiveFeedCore` is the same contract over a live source (``feed.source: alpaca``):
+whatever the source received since the last pass is due now (stamped as it is emitted).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from numba import njit
 from numba.experimental import structref
 
 from alphad.daemon.jit import StructRefType
+from alphad.ipc.dtypes import MD_DTYPE
 
 
 @structref.register
@@ -42,7 +46,9 @@ def new_feed_state(events, cursor):
 @njit(cache=True)
 def feed_step(s, n, out, now, now_real):
     """Emit the next ``n`` events into ``out`` stamped with ``t_origin = now`` (after
-    parse) and ``ts_recv = now_real``, each with the next seq; advances the cursor."""
+    parse) and ``ts_recv = now_real``, each with the next seq; advances the cursor.  A
+    live source's records are stamped here too, as they enter the pipeline (the socket
+    read before it is the network's time, not the daemon's)."""
     pos, seq = s.cursor[CUR_POS], s.cursor[CUR_SEQ]
     for j in range(n):
         out[j] = s.events[pos + j]
@@ -139,3 +145,59 @@ class FeedCore:
     pos = property(lambda self: int(self.cursor[CUR_POS]), lambda self, v: self.cursor.__setitem__(CUR_POS, v))
     seq = property(lambda self: int(self.cursor[CUR_SEQ]), lambda self, v: self.cursor.__setitem__(CUR_SEQ, v))
     loops = property(lambda self: int(self.cursor[CUR_LOOPS]), lambda self, v: self.cursor.__setitem__(CUR_LOOPS, v))
+
+
+class LiveFeedCore:
+    """A live source's records, emitted as they arrive: the shell's loop drives it as it
+    drives :class:`FeedCore` (``next_due``, ``take``, then ``feed_publish`` over
+    :attr:`state`).
+
+    ``source`` has ``drain(out) -> n`` (moves up to ``len(out)`` received records into
+    ``out``, with the venue's ``ts_exch``) and ``pending`` (records waiting).  Each
+    :meth:`take` drains into :attr:`events` (a fixed staging array, so :attr:`state` never
+    changes) from position 0; :func:`feed_step` then stamps them (``t_origin``,
+    ``ts_recv``) and gives them the next seqs, as it does a recording's.  A live feed
+    never ends.
+    """
+
+    #: How long a blocking loop may sleep while nothing is waiting (the source also wakes
+    #: it through ``notify``; this bounds a missed wake-up).
+    IDLE_NS = 1_000_000
+    loop = False
+    exhausted = False
+
+    def __init__(self, source, *, max_batch: int = 64):
+        self.source = source
+        self.max_batch = max_batch
+        self.events = np.zeros(max_batch, MD_DTYPE)
+        self.cursor = np.array([0, 1, 0], np.int64)
+        self.state = new_feed_state(self.events, self.cursor)
+        self.start_ns: int | None = None
+
+    def next_due(self, now: int) -> int:
+        """0 when records are waiting, else :attr:`IDLE_NS` (never -1: it never ends)."""
+        if self.start_ns is None:
+            self.start_ns = now
+        return 0 if self.source.pending else self.IDLE_NS
+
+    def ready(self) -> bool:
+        """Records are waiting (the loop looks again after arming its doorbell)."""
+        return self.source.pending > 0
+
+    def take(self, now: int, limit: int) -> int:
+        """Drain what the source received (up to ``limit``) into :attr:`events` from 0."""
+        if self.start_ns is None:
+            self.start_ns = now
+        self.cursor[CUR_POS] = 0
+        return self.source.drain(self.events[: min(limit, self.max_batch)])
+
+    def emit(self, n: int, out: np.ndarray, now: int, now_real: int) -> int:
+        """The ``n`` records :meth:`take` drained into ``out``: :func:`feed_step`."""
+        return feed_step(self.state, n, out, now, now_real)
+
+    def refill(self, events: np.ndarray) -> None:
+        raise TypeError("a live feed is not read in chunks")
+
+    pos = FeedCore.pos
+    seq = FeedCore.seq
+    loops = FeedCore.loops

@@ -338,8 +338,16 @@ def _mark_warmup(events: np.ndarray, trade_from_ns: int | None) -> np.ndarray:
     return events
 
 
+def _recorded(feed_cfg) -> None:
+    """A live source has nothing to read ahead: the paths that need a recording refuse it."""
+    if feed_cfg.source not in ("replay", "synthetic"):
+        raise ValueError(f"feed.source {feed_cfg.source} is a live market-data stream: a backtest or a replay "
+                         f"needs a recording (feed.source replay, feed.path)")
+
+
 def stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
     """:func:`_stream_events` with the events before ``feed.trade_from`` flagged."""
+    _recorded(feed_cfg)
     start = feed_cfg.trade_from_ns()
     for events in _stream_events(feed_cfg, base, universe, chunk):
         yield _mark_warmup(events, start)
@@ -381,6 +389,7 @@ def _stream_events(feed_cfg, base: Path, universe, chunk: int | None = None):
 def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
     """Build the event array a config's ``feed`` section describes (the events before
     ``feed.trade_from`` flagged ``MD_F_WARMUP``)."""
+    _recorded(feed_cfg)
     return _mark_warmup(_load_events(feed_cfg, base, universe), feed_cfg.trade_from_ns())
 
 

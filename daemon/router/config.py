@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from alphad.daemon.config_base import Base, Fraction, NonNegFloat, PositiveFloat, PositiveInt
+from alphad.daemon.router.venues.alpaca_config import AlpacaVenue
 from alphad.daemon.router.venues.paper import VenueSpec
 
 
@@ -77,7 +78,10 @@ class Router(Base):
     execution: Literal["immediate", "twap", "vwap", "pov"] = "immediate"
     algo: Algo = Algo()
     impact: ImpactLive = ImpactLive()
-    venue: Literal["paper"] = "paper"
+    #: ``paper``: the simulated venues of ``venues``, inside the router process.
+    #: ``alpaca``: Alpaca through a gateway process (``alpaca``; extra ``alpaca``).
+    venue: Literal["paper", "alpaca"] = "paper"
+    alpaca: AlpacaVenue = AlpacaVenue()
     venues: tuple[VenueSpec, ...] = (VenueSpec(name="paper", taker_bps=1.0),)
     #: Cost charged per ms of a venue's expected round trip when choosing one, bps.
     latency_bps_per_ms: NonNegFloat = 0.0
@@ -90,6 +94,12 @@ class Router(Base):
     max_order_age_ms: PositiveFloat = 2000.0
 
     def __post_init__(self):
+        if self.venue == "paper" and self.alpaca != AlpacaVenue():
+            raise ValueError("router.alpaca is set but router.venue is paper: the Alpaca gateway's keys only "
+                             "apply with router.venue alpaca")
+        if self.venue != "paper" and self.execution != "immediate":
+            raise ValueError(f"router.execution {self.execution} with router.venue {self.venue} is not built yet: "
+                             "algorithms work children on the simulated venues only; use execution immediate")
         if self.execution == "vwap" and not (self.algo.profile and sum(self.algo.profile) > 0):
             raise ValueError("router.algo.profile expected volume shares with a positive sum for "
                              f"execution vwap, was {list(self.algo.profile)}")

@@ -94,7 +94,8 @@ class ProcessRunner:
         self.drainer = None  # the one adapter whose drain this process runs
         if self.wait == "block" and not simulated and len(self.stages) == 1:
             a = self.adapters[self.stages[0]]
-            if getattr(a, "DRAIN_INPUTS", None) == kinds and (a.name != "router" or a.core.parents is None):
+            if getattr(a, "DRAIN_INPUTS", None) == kinds and (a.name != "router" or (
+                    a.core.parents is None and not getattr(a.core, "live", False))):
                 self.drainer = a
 
     def _attach_rings(self) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from alphad.daemon.config import resolve
 from alphad.daemon.features.core import FeatureCore
-from alphad.daemon.feed.core import FeedCore, new_feed_state
+from alphad.daemon.feed.core import FeedCore, LiveFeedCore, new_feed_state
 from alphad.daemon.feed.sources import load_events, parse_speed, stream_events
 from alphad.daemon.infer.core import InferCore, infer_gather
 from alphad.daemon.infer.session import ModelSession
@@ -41,8 +41,10 @@ from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTE
                                 S_INFER_REHEARSALS, W_CANCEL_ALL_DONE, W_DAY_RESTORED, W_EPOCH, W_STATE,
                                 STAGE_INDEX, W_ID_SESSION,
                                 provider_code, stage_word)
-from alphad.ipc.ring import ring_push
-from alphad.ipc.shm import Segment
+from alphad.ipc.doorbell import ring_doorbell
+from alphad.ipc.dtypes import EXEC_DTYPE, VENUE_REQ_DTYPE
+from alphad.ipc.ring import Ring, ring_pop, ring_push
+from alphad.ipc.shm import STATE_HEADER, Segment
 
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 
@@ -60,8 +62,6 @@ def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
     return seg, fresh, views
 
 
-#: Bytes before a state segment's arrays (byte 0: 1 once a stage has initialised them).
-STATE_HEADER = 64
 
 
 def _nbytes(specs) -> list[int]:
@@ -99,12 +99,21 @@ class Warmup:
         return ep
 
 
+#: Live sources by ``feed.source`` (module, class): a network client in the feed process.
+LIVE_SOURCES = {"alpaca": ("alphad.daemon.feed.alpaca", "AlpacaMarketData")}
+
+
 class FeedStage:
     name = "feed"
+    #: A live source (``feed.source: alpaca``): :class:`LiveFeedCore` over it.
+    live = False
 
     def __init__(self, shell, *, simulated: bool, bench_rate_hz: float | None):
         cfg = shell.cfg
         self.shell = shell
+        if cfg.feed.source in LIVE_SOURCES:
+            self._init_live(shell, simulated, bench_rate_hz)
+            return
         # The backtest streams the recording in chunks (constant memory); the daemon loads it
         # whole (it replays in a loop, and a restarted feed resumes at a position).
         self._chunks = stream_events(cfg.feed, shell.base, cfg.universe) if simulated else None
@@ -121,6 +130,27 @@ class FeedStage:
             self.core.seq = int(ctl[stage_word(FEED, FEED_SEQ)])
             self.core.loops = int(ctl[stage_word(FEED, FEED_LOOPS)])
         self.port = shell.ports["md"]
+
+    def _init_live(self, shell, simulated: bool, bench_rate_hz: float | None) -> None:
+        """A live source's stage: its client (keys read from the environment now), the core
+        over it; the client connects at the end of :meth:`warm`."""
+        import importlib
+
+        source = shell.cfg.feed.source
+        if simulated:
+            raise ValueError(f"feed.source {source} is a live market-data stream: a backtest or a replay needs a "
+                             f"recording (feed.source replay, feed.path)")
+        if bench_rate_hz:
+            raise ValueError(f"alphad bench paces a recorded feed; feed.source {source} is a live stream")
+        module, cls = LIVE_SOURCES[source]
+        self.live, self._chunks, self.load_s = True, None, 0.0
+        self.source = getattr(importlib.import_module(module), cls).from_config(shell.cfg)
+        self.core = LiveFeedCore(self.source)
+        if shell.ctl[stage_word(FEED, FEED_SEQ)] > 0:  # restarted: never reuse a seq
+            self.core.seq = int(shell.ctl[stage_word(FEED, FEED_SEQ)])
+        self.port = shell.ports["md"]
+        if shell.wait != "block":  # a loop that never sleeps lets the network thread run this often
+            sys.setswitchinterval(min(sys.getswitchinterval(), 1e-4))
 
     def next_chunk(self) -> bool:
         """The streamed recording's next chunk into the core; False at its end.  The time
@@ -139,9 +169,19 @@ class FeedStage:
     def warm(self, w: Warmup) -> None:
         scratch = new_feed_state(self.core.events, np.array([0, 1, 0], np.int64))
         self.publish = w.bound(tick.feed_publish, scratch, 0, 0, w.out("md", FEED), -1)
+        if self.live:  # the network thread rings this process's doorbell as records arrive, then connects
+            bells, idx = self.shell.bells, self.shell.index
+            ring = w.bound(ring_doorbell, np.zeros_like(bells.words), bells.addr, idx)
+            self.source.notify = lambda: ring(bells.words, bells.addr, idx)
+            self.source.start()
 
     def housekeeping(self, now: int) -> None:
         pass
+
+    def close(self) -> None:
+        """Stop a live source's client (bounded)."""
+        if self.live:
+            self.source.stop()
 
 
 class FeaturesStage:
@@ -401,6 +441,24 @@ class RiskStage:
             self._alerts.close(timeout_s=2.0)
 
 
+def gateway_link(shell) -> dict:
+    """The router's ends of a live venue's rings: ``push`` requests onto ``venue_orders``,
+    ``pop`` exec reports from ``venue_exec`` (the gateway process holds the other ends)."""
+    requests = Ring.attach(shell.names["ring.venue_orders"], VENUE_REQ_DTYPE, shell.bells)
+    requests.claim_producer()
+    replies = Ring.attach(shell.names["ring.venue_exec"], EXEC_DTYPE, shell.bells)
+    ci = replies.consumer_index("router")
+    replies.claim(ci)
+    bells = shell.bells
+
+    def push(buf, n):
+        return ring_push(requests.h64, requests.b8, bells.words, bells.addr, buf, n)
+
+    def pop(buf, max_n):
+        return ring_pop(replies.h64, replies.b8, ci, buf, max_n)
+    return {"push": push, "pop": pop}
+
+
 class RouterStage:
     name = "router"
     DRAIN = tick.router_drain
@@ -411,8 +469,14 @@ class RouterStage:
         self._seg, fresh, (last_cid, ledger, progress) = shared_arrays(
             shell.names["router_state"], [((len(cfg.universe),), np.uint64), ((LEDGER_CAPACITY, 3), np.int64),
                                           ((cfg.router.algo.max_parents, N_PG), np.int64)])
-        self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, progress=progress,
-                                  metrics=shell.m, impact_out=shell.metrics.impact)
+        if cfg.router.venue == "paper":
+            self.core = rt.RouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, progress=progress,
+                                      metrics=shell.m, impact_out=shell.metrics.impact)
+        else:  # a broker, through its gateway process (router/live.py)
+            from alphad.daemon.router.live import LiveRouterCore
+
+            self.core = LiveRouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, metrics=shell.m,
+                                       **gateway_link(shell))
         self._restarted = not fresh
         # ctl cancel-all requests acted on, and the trading-state epoch of the last HALTED
         # seen: a halt (operator or kill switch) cancels working orders at the venues once.
@@ -495,6 +559,9 @@ class RouterStage:
         now = time.monotonic_ns()
         summary = self.core.reconcile(now)
         self.publish(summary["reports"], -1)  # resumed parents' first children's reports
+        if getattr(self.core, "live", False):
+            self._await_answers(summary["asked"])
+            return
         total = 0
         while k := self.core.report_lost(now):
             self.publish(k, -1)
@@ -504,6 +571,21 @@ class RouterStage:
                   f"working, {summary['resumed']} algorithm parents resumed, {total} reported CANCELED (their venue "
                   f"ended with the previous router process, or they ended unheard), {summary['stray_cancels']} "
                   "unknown ones cancelled", file=sys.stderr, flush=True)
+
+    def _await_answers(self, asked: int, timeout_s: float = 60.0) -> None:
+        """A live venue: the gateway's answer about every order the ledger held, each
+        passed on to risk (ends) or adopted (still working), before this router is ready."""
+        deadline = time.monotonic() + timeout_s
+        while self.core.pending_queries:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"router: the gateway answered {asked - self.core.pending_queries} of {asked} "
+                                   f"queries about the orders the previous router held within {timeout_s:g} s")
+            if not self.publish(self.core.poll(time.monotonic_ns()), -1):
+                time.sleep(0.001)
+        if asked:
+            print(f"alphad stage router: reconciled through the gateway: {asked} orders the previous router held "
+                  f"asked about, {len(self.core.store.open_slots())} adopted as still working",
+                  file=sys.stderr, flush=True)
 
     def drain_args(self, ports: dict, w: Warmup | None) -> tuple:
         live = w is None

@@ -30,6 +30,7 @@ then waits and pushes the rest).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 
@@ -48,9 +49,9 @@ from alphad.daemon.shell.ports import drain_ports, waiter
 from alphad.ipc.control import (C_EPOCH, C_FLATTEN, C_STATE, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED, S_EVENTS_IN,
                                 S_EVENTS_OUT, S_READY, S_WORK, STAGE_INDEX, W_REPLAY_DONE, W_REPLAY_POLL_DONE, W_REPLAY_POLL_REQ,
                                 W_REPLAY_POLL_TS, W_REPLAY_POLL_WANTED, stage_word)
-from alphad.ipc.doorbell import arm, disarm, sleep
+from alphad.ipc.doorbell import DOORBELL_BYTES, arm, disarm, sleep
 from alphad.ipc.ring import ring_pending, ring_pop, ring_push
-from alphad.ipc.sync import monotonic_ns
+from alphad.ipc.sync import FUTEX_WAIT, SYS_FUTEX, monotonic_ns
 
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 
@@ -369,6 +370,23 @@ def hand_on(shell, kind: str, k: int, pushed: int, clock: int) -> None:
             handler(recs, k, clock)
 
 
+_libc_syscall = None
+
+
+def sleep_releasing_gil(bells, bells_addr, idx, seq, timespec_addr):
+    """:func:`~alphad.ipc.doorbell.sleep` through ctypes, which lets go of the GIL while it
+    waits: the process of a live feed has a network thread (a compiled wait holds the GIL,
+    and that thread would only run between two sleeps)."""
+    global _libc_syscall
+    if _libc_syscall is None:
+        f = ctypes.CDLL(None, use_errno=True).syscall
+        f.restype, f.argtypes = ctypes.c_long, [ctypes.c_long] * 5
+        _libc_syscall = f
+    r = _libc_syscall(SYS_FUTEX, bells_addr + idx * DOORBELL_BYTES, FUTEX_WAIT, int(seq), timespec_addr)
+    bells[idx * (DOORBELL_BYTES // 4) + 1] = 0
+    return r
+
+
 class Loop:
     """The loop of one :class:`~alphad.daemon.shell.runner.ProcessRunner`, its compiled
     ring and doorbell calls bound while warming (on scratch copies: nothing armed).
@@ -420,6 +438,11 @@ class Loop:
 
             self._lockstep = Lockstep(shell)
         self.drain = None if drainer is None else self._bind_drain(drainer, w)
+        # a live feed's network thread wakes this process (its doorbell) and needs the GIL meanwhile
+        feed = shell.adapters.get("feed")
+        self._live = feed if feed is not None and feed.live else None
+        if self._live is not None:
+            self._sleep = sleep_releasing_gil
 
     def _bind_drain(self, a, w):
         """``drain(wait) -> busy``: one wake of the drainer's stage in one compiled call."""
@@ -520,6 +543,13 @@ class Loop:
         return busy
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            if self._live is not None:
+                self._live.close()
+
+    def _run(self) -> int:
         shell = self.shell
         feed = shell.adapters.get("feed")
         router = shell.adapters.get("router")
@@ -607,7 +637,8 @@ class Loop:
                 continue
             seq = self._arm(bells.words, idx)
             if (self._inputs and self._any_pending(self._h64s, self._cis)) or (
-                    replay_router and shell.ctl[W_REPLAY_POLL_REQ] != self._polls_done):
+                    replay_router and shell.ctl[W_REPLAY_POLL_REQ] != self._polls_done) or (
+                    self._live is not None and self._live.core.ready()):
                 self._disarm(bells.words, idx)
                 continue
             self._sleep(bells.words, bells.addr, idx, seq, sleeper.timespec_addr)

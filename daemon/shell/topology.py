@@ -111,5 +111,8 @@ def segment_names(prefix: str) -> dict[str, str]:
         "router_state": f"{prefix}.router_state",
         "feature_list": f"{prefix}.feature_list",
         "drift": f"{prefix}.drift",
+        "gateway": f"{prefix}.gateway",  # a live venue's gateway process (router.venue alpaca)
+        "ring.venue_orders": f"{prefix}.ring.venue_orders",
+        "ring.venue_exec": f"{prefix}.ring.venue_exec",
         **{f"ring.{kind}": f"{prefix}.ring.{kind}" for kind in (*EDGES, *JOURNAL_ONLY)},
     }

@@ -13,6 +13,8 @@ import numpy as np
 
 from alphad.daemon.risk.core import REASONS
 from alphad.ipc import frames
+from alphad.ipc import gateway_block as gb
+from alphad.ipc.shm import STATE_HEADER, Segment
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (ACTIVE, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN, S_EVENTS_OUT,
                                 S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
@@ -43,6 +45,48 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def risk_positions(sup) -> dict[str, float]:
+    """The risk stage's non-zero positions, read from its ``risk_state`` segment (empty
+    before the risk stage has made it)."""
+    from alphad.daemon.risk.codes import B_POSITION, N_BOOK_COLS
+
+    seg = getattr(sup, "_risk_seg", None)
+    if seg is None:
+        try:
+            seg = sup._risk_seg = Segment.attach(sup.names["risk_state"])
+        except FileNotFoundError:
+            return {}
+    n = len(sup.cfg.universe)
+    if seg.buf[0] == 0 or seg.size < STATE_HEADER + n * N_BOOK_COLS * 8:
+        return {}
+    book = seg.buf[STATE_HEADER:STATE_HEADER + n * N_BOOK_COLS * 8].view(np.float64).reshape(n, N_BOOK_COLS)
+    return {ins.symbol: float(book[i, B_POSITION]) for i, ins in enumerate(sup.cfg.universe) if book[i, B_POSITION]}
+
+
+def venue_status(sup, positions: dict[str, float]) -> frames.VenueStatus | None:
+    """The gateway block as ``ctl status`` shows it; positions compared with risk's."""
+    block = getattr(sup, "gateway", None)
+    if block is None:
+        return None
+    w = block.words
+    held = {ins.symbol: float(q) for ins, q in zip(sup.cfg.universe, block.positions) if q == q}
+    tol = 1e-9
+    mismatches = {}
+    if w[gb.G_POSITIONS_TS]:
+        for ins in sup.cfg.universe:
+            ours, theirs = positions.get(ins.symbol, 0.0), held.get(ins.symbol, 0.0)
+            if abs(ours - theirs) > tol * max(1.0, abs(theirs)):
+                mismatches[ins.symbol] = [ours, theirs]
+    ts = int(w[gb.G_POSITIONS_TS])
+    return frames.VenueStatus(
+        venue=sup.cfg.router.venue, ready=bool(w[gb.G_READY]), pid=int(w[gb.G_PID]), starts=int(w[gb.G_STARTS]),
+        stream_up=bool(w[gb.G_STREAM_UP]), reconnects=int(w[gb.G_RECONNECTS]), http_errors=int(w[gb.G_HTTP_ERRORS]),
+        rate_limited=int(w[gb.G_RATE_LIMITED]), sent=int(w[gb.G_SENT]), rejects=int(w[gb.G_REJECTS]),
+        unknown=int(w[gb.G_UNKNOWN]), recovered_fills=int(w[gb.G_RECOVERED_FILLS]),
+        positions={s: q for s, q in held.items() if q}, positions_age_s=round((time.monotonic_ns() - ts) / 1e9, 3) if ts else -1.0,
+        cash=float(block.account[gb.A_CASH]), equity=float(block.account[gb.A_EQUITY]), mismatches=mismatches)
+
+
 class ControlPort:
     """Answers the requests of :mod:`alphad.ops.ctl` for supervisor ``sup``."""
 
@@ -65,6 +109,7 @@ class ControlPort:
                 stale=stale(self.sup.control, i, now_ns, self.sup.cfg.supervisor.stale_after_s))
         m = self.sup.metrics
         samples = m.samples(mx.ROW_T2T)[-10_000:]
+        positions = risk_positions(self.sup)
         return frames.StatusReply(
             trading_state=STATE_NAMES[self.sup.control.trading_state], state_reason=self._state_reason(),
             topology=self.sup.plan.name,
@@ -76,7 +121,7 @@ class ControlPort:
             tick_to_trade_us=percentiles_us(samples),
             inference_provider=PROVIDERS[self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)],
             infer_rehearsals=self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS),
-            placement=self.sup.placement)
+            placement=self.sup.placement, positions=positions, venue=venue_status(self.sup, positions))
 
     def _state_reason(self) -> str:
         return self.reason_name(int(self.sup.control.words[W_REASON]))

@@ -31,6 +31,9 @@ def restore_from_journal(sup, writer: JournalWriter) -> None:
     path = writer.path
     found, orphans = last_run(path) if path.exists() else (None, [])
     now = time.monotonic_ns()
+    if getattr(sup, "gateway", None) is not None:  # a broker outlives the daemon: ask it, never assume
+        hand_to_gateway(sup, path, orphans, now)
+        orphans = []
     for o in orphans:
         writer.append("exec", {"t_origin": now, "ts": now, "client_order_id": o["client_order_id"],
                                "instrument": o["instrument"], "side": o["side"], "status": EXEC_CANCELED,
@@ -51,6 +54,34 @@ def restore_from_journal(sup, writer: JournalWriter) -> None:
         sup.control.words[W_STATE], sup.control.words[W_REASON] = found
         print(f"alphad: trading state {STATE_NAMES[found[0]]} restored from {path} (reason "
               f"{sup.port.reason_name(found[1])}); `alphad ctl resume` to trade", file=sys.stderr, flush=True)
+
+
+def hand_to_gateway(sup, path, orphans: list[dict], now: int) -> None:
+    """The orders the last run left without an end, into the gateway's order table with
+    unknown fate and the fills the journal holds for each: the gateway asks the broker
+    about every one before it is ready and reports what happened while the daemon was
+    down (fills, cancels) or that the order still works (the router then adopts it)."""
+    if not orphans:
+        return
+    cids = {int(o["client_order_id"]) for o in orphans}
+    filled = {c: [0.0, 0.0] for c in cids}
+    for e in entries(path):
+        if e.get("type") == "exec" and e.get("client_order_id") in cids and (e.get("fill_qty") or 0) > 0:
+            f = filled[int(e["client_order_id"])]
+            f[0] += float(e["fill_qty"])
+            f[1] += float(e["fill_qty"]) * float(e["fill_px"])
+    from alphad.daemon.router.venues.alpaca import TIF_CODES
+    from alphad.ipc.gateway_block import GS_UNKNOWN
+
+    tif = TIF_CODES[sup.cfg.router.alpaca.time_in_force]
+    for o in orphans:
+        cid = int(o["client_order_id"])
+        px = o.get("limit_px")
+        sup.gateway.enter(cid, int(o["instrument"]), int(o["side"]), int(o.get("kind") or 0), tif, float(o["qty"]),
+                          float("nan") if px is None else float(px), now, now, state=GS_UNKNOWN,
+                          reported=filled[cid][0], reported_value=filled[cid][1])
+    print(f"alphad: {len(orphans)} orders the last run left open handed to the {sup.cfg.router.venue} gateway: it "
+          "asks the broker what became of each before the daemon is ready", file=sys.stderr, flush=True)
 
 
 def utc_date() -> str:

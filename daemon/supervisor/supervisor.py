@@ -41,6 +41,7 @@ from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive, stale
 from alphad.daemon.supervisor.drift_watch import DriftWatch
+from alphad.daemon.supervisor.gateway_child import GatewaySupervision
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
 from alphad.daemon.supervisor.recovery import journal_day_change, journal_state_change, restore_from_journal
 from alphad.daemon.risk.core import REASONS
@@ -104,6 +105,8 @@ class Supervisor:
         self.replay = replay
         self.port = ControlPort(self)
         self.drift = None
+        #: A live venue's gateway process (router.venue a broker), or None.
+        self.gw = GatewaySupervision(self) if cfg.router.venue != "paper" else None
 
     # -- segments -----------------------------------------------------------------
     def create_segments(self) -> None:
@@ -139,6 +142,8 @@ class Supervisor:
             self.rings[kind] = Ring.create(self.names[f"ring.{kind}"], dtypes.RECORDS[kind], spec.capacity,
                                            list(spec.consumers), policy=spec.policy, bells=self.bells,
                                            doorbell_of=doorbell_of)
+        # a live venue's gateway block (its order table, pid, heartbeat)
+        self.gateway = self.gw.create_segments() if self.gw is not None else None
 
     def remove_segments(self) -> None:
         for p in list_segments(self.cfg.shm.prefix):
@@ -158,11 +163,14 @@ class Supervisor:
             child = Child(name, group, argv, env)
             child.start()
             self.children.append(child)
+        if self.gw is not None:  # its own process: network I/O never beside a hot-path stage
+            self.children.append(Child(self.gw.name, (), self.gw.argv(), env))
+            self.children[-1].start()
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(self.control.stage(STAGE_INDEX[s], S_READY) for s in STAGES):
+            if all(self.control.stage(STAGE_INDEX[s], S_READY) for s in STAGES) and (self.gw is None or self.gw.ready()):
                 return
             for c in self.children:
                 if not c.alive:
@@ -171,6 +179,7 @@ class Supervisor:
                 raise RuntimeError("stopped before every stage was ready")
             time.sleep(0.05)
         missing = [s for s in STAGES if not self.control.stage(STAGE_INDEX[s], S_READY)]
+        missing += [f"{self.gw.name} (reconciliation with the venue unfinished)"] if self.gw and not self.gw.ready() else []
         raise RuntimeError(f"stages {missing} were not ready within {timeout_s} s (supervisor.start_timeout_s)")
 
     def reap_and_restart(self) -> None:
@@ -186,6 +195,8 @@ class Supervisor:
                     c.start()
                 continue
             code = c.proc.returncode
+            if not c.stages and self.gw is not None:
+                self.gw.died()
             for s in c.stages:
                 self.control.set_stage(STAGE_INDEX[s], S_READY, 0)
                 self.control.set_stage(STAGE_INDEX[s], S_PID, 0)
@@ -212,6 +223,9 @@ class Supervisor:
         limit_s = self.cfg.supervisor.stale_after_s
         for c in self.children:
             if not c.alive:
+                continue
+            if not c.stages and self.gw is not None:  # the gateway: its heartbeat is in its block
+                self.gw.kill_if_stale(c, now_ns, limit_s)
                 continue
             for s in c.stages:
                 i = STAGE_INDEX[s]
@@ -255,6 +269,8 @@ class Supervisor:
         """Create segments, bind the control port, start exporter, journal and stages; wait READY."""
         self.journal = None
         self.server = None
+        if self.gw is not None:  # before anything starts: a gateway without its keys would only die
+            self.gw.check_keys()
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
@@ -266,7 +282,8 @@ class Supervisor:
         if self.cfg.metrics.enabled:
             from alphad.ops.exporter import AlphadCollector, serve
 
-            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS, self.drift),
+            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS, self.drift,
+                                                gateway=self.gateway, symbols=[i.symbol for i in self.cfg.universe]),
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         self._day_journaled = (0.0, 0.0)  # the day references last journaled
@@ -312,6 +329,8 @@ class Supervisor:
             self.ctx.term()
         for r in self.rings.values():
             r.close()
+        if getattr(self, "gateway", None) is not None:
+            self.gateway.close()
         if getattr(self, "owns_segments", False):  # a refused start never touches a live instance's
             self.remove_segments()
             print("alphad: stopped; shared memory removed", file=sys.stderr, flush=True)
@@ -360,7 +379,8 @@ class Supervisor:
 
     def _heartbeats_fresh(self, max_age_s: float = 2.0) -> bool:
         now = time.monotonic_ns()
-        return all(now - self.control.stage(STAGE_INDEX[s], S_HEARTBEAT) < max_age_s * 1e9 for s in STAGES)
+        fresh = all(now - self.control.stage(STAGE_INDEX[s], S_HEARTBEAT) < max_age_s * 1e9 for s in STAGES)
+        return fresh and (self.gw is None or self.gw.fresh(now, max_age_s))
 
 
 def run(args) -> int:

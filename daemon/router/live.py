@@ -1,0 +1,263 @@
+"""The router's side of a live venue: orders to its gateway process, exec reports back.
+
+With ``router.venue`` a broker (``alpaca``), the router stage keeps the order state
+machine and hands every approved order to the venue's gateway process
+(:mod:`alphad.daemon.shell.gateway`) over the lossless ring ``venue_orders``; the
+gateway's exec reports come back on ``venue_exec`` and go on to risk.  The gateway
+reports each fill once (it keeps what it has reported in its shared order table); the
+router still drops a fill that would take an order past its quantity, the one double a
+gateway crash between a push and its table update could make.
+
+A restarted router adopts the orders its predecessor held (the ledger in the
+``router_state`` segment): it asks the gateway about each (``REQ_QUERY``); the answers
+come back on the same ring, behind every report the gateway had pushed before, so the
+filled quantity an ``EXEC_STATUS`` answer carries is exactly what risk has heard of.
+Orders that ended meanwhile are answered with their end.  The router is ready once every
+query is answered.
+
+This path is Python, not compiled: a broker's round trip is milliseconds, and the
+gateway hop, not this code, is what it costs (BENCHMARKS.md, "gateway hop").
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from alphad.daemon.router.ledger import L_CID, ledger_close, ledger_open, new_ledger
+from alphad.daemon.router.order_fsm import FLAG_FLATTEN, QTY_EPS, REJ_STALE, REJ_STORE_FULL, OrderStore, Trigger
+from alphad.daemon.router.venues.alpaca import TIF_CODES
+from alphad.ipc import metrics as mx
+from alphad.ipc.control import STAGE_INDEX
+from alphad.ipc.dtypes import (ARRIVAL_DTYPE, EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS,
+                               MD_QUOTE, ORDER_DTYPE, ORDER_F_FLATTEN, REQ_CANCEL, REQ_NEW, REQ_QUERY, VENUE_REQ_DTYPE,
+                               check_records)
+
+ROUTER = STAGE_INDEX["router"]
+#: Ended orders the store keeps (late reports still find them), ns.
+KEEP_ENDED_NS = 60_000_000_000
+#: An order the gateway took but has not answered for this long is asked about.
+ANSWER_TIMEOUT_NS = 10_000_000_000
+
+
+class LiveRouterCore:
+    """The router stage's core for a live venue; the same surface as
+    :class:`alphad.daemon.router.core.RouterCore` (what :class:`RouterStage` calls).
+
+    Parameters
+    ----------
+    universe, router_cfg : the config's instruments and ``router`` section.
+    last_cid, ledger : views in the ``router_state`` segment (a repeat is never sent; the
+        orders held for risk survive a router crash).
+    push, pop : the shell's ends of the rings (the core never touches transport):
+        ``push(buf_u8, n) -> pushed`` onto ``venue_orders`` (VENUE_REQ_DTYPE bytes) and
+        ``pop(buf_u8, max_n) -> n`` from ``venue_exec`` (EXEC_DTYPE bytes).
+    metrics : int64 words of the metrics block.
+    """
+
+    live = True
+    parents = None
+
+    def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, ledger: np.ndarray | None, push, pop,
+                 metrics: np.ndarray | None = None):
+        self.n = len(universe)
+        self.last_cid = last_cid
+        self.ledger = ledger if ledger is not None else new_ledger()
+        self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
+        self._push, self._pop = push, pop
+        self.tif = TIF_CODES[router_cfg.alpaca.time_in_force]
+        self.max_age_ns = int(router_cfg.max_order_age_ms * 1e6)
+        self.store = OrderStore(1 << 14)
+        self.reports = np.zeros(256, EXEC_DTYPE)
+        self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
+        self._req = np.zeros(256, VENUE_REQ_DTYPE)
+        self._in = np.zeros(256, EXEC_DTYPE)
+        self._one = np.zeros(1, EXEC_DTYPE)
+        self._k = 0  # reports waiting in self.reports
+        self.bid = np.full(self.n, np.nan)
+        self.ask = np.full(self.n, np.nan)
+        #: Polled every pass of the loop; the gateway's pushes also ring this process's doorbell.
+        self.poll_ns = 1_000_000
+        self.venues = ()
+        self.state = None
+        self._asked: set[int] = set()  # queries of a reconciliation not yet answered
+        self._checked = None
+        self.dropped_fills = 0
+
+    # -- what RouterStage calls -------------------------------------------------------------
+    def warm(self, md: np.ndarray) -> None:
+        """Bind the ring kernels on empty work (nothing is sent or read)."""
+        self._push(self._req.view(np.uint8), 0)
+        self._pop(self._in.view(np.uint8), 0)
+
+    def _send(self, n: int) -> None:
+        """Push ``self._req[:n]`` (a lossless ring: wait for room, sleeping, never drop)."""
+        done = 0
+        while done < n:
+            done += int(self._push(self._req[done:n].view(np.uint8), n - done))
+            if done < n:
+                time.sleep(0.0001)
+
+    def _reject(self, o, reason: int, now: int) -> None:
+        if self._k < len(self.reports):
+            self.reports[self._k] = (o["t_origin"], now, o["client_order_id"], o["instrument"], o["side"],
+                                     EXEC_REJECT, reason, 0.0, np.nan, 0.0, 0.0)
+            self._k += 1
+        mx.count(self.m, ROUTER, mx.C_REJECTS, 1)
+
+    def on_orders(self, orders: np.ndarray, n: int, now: int) -> tuple[int, int]:
+        """Each approved order into the store and the ledger, then to the gateway."""
+        if orders is not self._checked:
+            check_records(orders, ORDER_DTYPE, "orders")
+            self._checked = orders
+        self._k, sent = 0, 0
+        for j in range(n):
+            o = orders[j]
+            cid, i = int(o["client_order_id"]), int(o["instrument"])
+            if not 0 <= i < self.n or cid <= self.last_cid[i]:
+                mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # a repeat (or garbage): never sent twice
+                continue
+            self.last_cid[i] = cid
+            if now - int(o["t_origin"]) > self.max_age_ns:
+                self._reject(o, REJ_STALE, now)
+                continue
+            try:
+                self.store.add(cid, i, int(o["side"]), int(o["kind"]), float(o["qty"]), float(o["limit_px"]), now,
+                               venue=0)
+            except ValueError:
+                self._reject(o, REJ_STORE_FULL, now)
+                continue
+            self.store.trigger(cid, Trigger.SUBMIT, now)
+            if int(o["flags"]) & ORDER_F_FLATTEN:
+                self.store.orders[self.store.find(cid)]["flags"] |= FLAG_FLATTEN  # cancel-all leaves it working
+            if not ledger_open(self.ledger, cid, i, int(o["side"])):
+                mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
+            self._req[sent] = (o["t_origin"], now, cid, i, o["side"], REQ_NEW, o["kind"], self.tif, o["qty"],
+                               o["limit_px"], 0.0)
+            if sent < len(self.arrivals):
+                self.arrivals[sent] = (o["t_origin"], now, cid, i, o["side"], 0, 0, o["qty"], self.bid[i], self.ask[i])
+            mx.observe(self.m, mx.ROW_T2T, now - int(o["t_origin"]))
+            sent += 1
+            if sent == len(self._req):
+                self._send(sent)
+                sent = 0
+        if sent:
+            self._send(sent)
+            mx.count(self.m, ROUTER, mx.C_ORDERS, sent)
+        k, self._k = self._k, 0
+        return sent, k
+
+    def on_md(self, md: np.ndarray, n: int, now: int) -> int:
+        """The latest quote per instrument (the arrival price TCA reads); the venue is elsewhere."""
+        q = md[:n]
+        q = q[q["kind"] == MD_QUOTE]
+        if len(q):
+            self.bid[q["instrument"]] = q["bid_px"]
+            self.ask[q["instrument"]] = q["ask_px"]
+        return 0
+
+    def poll(self, now: int) -> int:
+        """The gateway's reports into :attr:`reports` for risk; returns how many."""
+        n = int(self._pop(self._in.view(np.uint8), len(self._in)))
+        k = 0
+        store = self.store
+        for x in self._in[:n]:
+            cid, status = int(x["client_order_id"]), int(x["status"])
+            slot = store.find(cid)
+            if status == EXEC_STATUS:
+                self._asked.discard(cid)
+                if slot < 0:
+                    self._adopt(x, now)
+                continue
+            if status in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT):
+                self._asked.discard(cid)  # a query answered with the order's end
+            if slot >= 0:
+                o = store.orders[slot]
+                if status in (EXEC_FILL, EXEC_PARTIAL) and o["filled"] + x["fill_qty"] > o["qty"] * (1 + QTY_EPS):
+                    self.dropped_fills += 1  # reported twice (a gateway crash between push and table)
+                    mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
+                    continue
+                self._one[0] = x
+                bad = store.apply(self._one, 1)
+                if bad:
+                    mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
+            self.reports[k] = x
+            k += 1
+        if k:
+            ledger_close(self.ledger, self.reports, k)
+        return k
+
+    def _adopt(self, x, now: int) -> None:
+        """An order the gateway says still works and this router does not know (it was
+        restarted, or the daemon was): into the store (filled as reported) and the ledger."""
+        cid, qty = int(x["client_order_id"]), float(x["fill_qty"])
+        px = float(x["fill_px"])
+        self.store.add(cid, int(x["instrument"]), int(x["side"]), 0 if px != px else 1, qty, px, now, venue=0)
+        self.store.trigger(cid, Trigger.SUBMIT, now)
+        self.store.trigger(cid, Trigger.ACK, now)
+        filled = qty - float(x["leaves_qty"])
+        if filled > QTY_EPS * qty:
+            self.store.trigger(cid, Trigger.PARTIAL_FILL, now, fill_qty=filled)
+        ledger_open(self.ledger, cid, int(x["instrument"]), int(x["side"]))
+        i = int(x["instrument"])
+        if 0 <= i < self.n and cid > self.last_cid[i]:
+            self.last_cid[i] = cid
+
+    def reconcile(self, now: int) -> dict:
+        """A restarted router: ask the gateway about every order the ledger holds.  Its
+        answers (:meth:`poll`) adopt the working ones and report the ended ones;
+        :attr:`pending_queries` says how many are still unanswered."""
+        held = self.ledger[self.ledger[:, L_CID] != 0]
+        k = 0
+        for cid, i, side in held:
+            self._req[k] = (now, now, cid, i, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0)
+            self._asked.add(int(cid))
+            k += 1
+            if k == len(self._req):
+                self._send(k)
+                k = 0
+        if k:
+            self._send(k)
+        return {"adopted": 0, "resumed": 0, "stray_cancels": 0, "asked": len(held), "reports": 0,
+                "positions": np.zeros(self.n)}
+
+    @property
+    def pending_queries(self) -> int:
+        return len(self._asked)
+
+    def report_lost(self, now: int) -> int:
+        """Nothing is lost with a live venue: every held order is answered by the gateway."""
+        return 0
+
+    def cancel_all(self, now: int) -> tuple[int, int]:
+        """A cancel to the gateway for every working order (flatten orders excepted);
+        returns ``(cancels sent, reports now waiting)``."""
+        k = total = 0
+        for cid in self.store.cancel_all(now, top_level=True):
+            o = self.store.orders[self.store.find(cid)]
+            self._req[k] = (now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0)
+            k += 1
+            total += 1
+            if k == len(self._req):
+                self._send(k)
+                k = 0
+        if k:
+            self._send(k)
+        return total, self.poll(now)
+
+    def housekeeping(self, now: int) -> None:
+        """Orders the gateway has not answered for a long time are asked about (a request
+        lost with a crashed gateway); the store forgets orders that ended long ago."""
+        _, stale = self.store.timeouts(now, ANSWER_TIMEOUT_NS)
+        k = 0
+        for cid in stale[: len(self._req)]:
+            o = self.store.orders[self.store.find(cid)]
+            self._req[k] = (now, now, cid, o["instrument"], o["side"], REQ_QUERY, o["kind"], self.tif, o["qty"],
+                            o["limit_px"], o["filled"])
+            self.store.orders[self.store.find(cid)]["ts_last"] = now  # asked: not again for a while
+            k += 1
+        if k:
+            self._send(k)
+        if len(self.store) > 0.75 * self.store.orders.shape[0]:
+            self.store.compact(now, KEEP_ENDED_NS)
+

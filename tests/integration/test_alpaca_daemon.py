@@ -1,0 +1,192 @@
+"""The daemon on configs/alpaca_paper.yaml against a wire-level fake Alpaca (ops/fake_alpaca.py):
+quotes from Alpaca's crypto stream, orders through the gateway process, fills back; then
+scripted failures, and a full restart with a fill during the outage.  The real `alphad
+run`, real processes; alpaca-py talks to the fake over loopback through its URL overrides."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from daemon_rig import eventually, free_port
+from alphad.daemon.supervisor.journal import entries, last_run, verify
+from alphad.ipc import frames
+from alphad.ipc.dtypes import EXEC_FILL, EXEC_PARTIAL
+from alphad.ipc.shm import list_segments
+from alphad.ops.ctl import request
+from alphad.ops.fake_alpaca import FakeAlpaca
+from alphad.ops.gateway_bench import KEY, SECRET, DemoMarket, alpaca_config
+
+pytestmark = pytest.mark.slow
+
+SYMBOLS = ("BTC/USD", "ETH/USD")
+
+
+class AlpacaDaemon:
+    """``alphad run`` on configs/alpaca_paper.yaml pointed at ``fake``."""
+
+    def __init__(self, fake, tmp: Path, **router_alpaca):
+        self.tmp = tmp
+        self.prefix = f"alphad-ita-{os.getpid()}"
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.config = alpaca_config(fake, tmp, self.prefix, reconcile_interval_s=1.0, backoff_s=0.05, **router_alpaca)
+        cfg = msgspec.yaml.decode(self.config.read_bytes())
+        cfg["control"]["endpoint"] = self.endpoint
+        cfg["metrics"]["port"] = free_port()
+        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
+        self.config.write_bytes(msgspec.yaml.encode(cfg))
+        self.journal = tmp / "journal" / "journal.jsonl"
+        self.proc = None
+        self.runs = 0
+
+    def start(self) -> "AlpacaDaemon":
+        self.runs += 1
+        self.log = (self.tmp / f"daemon{self.runs}.log").open("w+")
+        env = dict(os.environ, APCA_API_KEY_ID=KEY, APCA_API_SECRET_KEY=SECRET)
+        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp, env=env)
+        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
+                   what="daemon ready")
+        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
+        return self
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def status(self) -> frames.StatusReply:
+        reply = request(self.endpoint, frames.Status(), timeout_s=5)
+        assert isinstance(reply, frames.StatusReply), reply
+        return reply
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        for p in list_segments(self.prefix):
+            p.unlink()
+
+
+@pytest.fixture
+def fake():
+    f = FakeAlpaca(key=KEY, secret=SECRET, cash=100_000.0).start()
+    market = DemoMarket(f, speed=5.0).start()
+    yield f
+    market.stop()
+    f.stop()
+
+
+@pytest.fixture
+def daemon(fake, tmp_path):
+    d = AlpacaDaemon(fake, tmp_path)
+    yield d
+    d.stop()
+
+
+def venue_positions(fake) -> dict[str, float]:
+    return {s: q for s, q in fake.positions().items() if q}
+
+
+def settle(d: AlpacaDaemon, fake) -> frames.StatusReply:
+    """Halt (working orders cancelled), then wait until nothing is open at the fake and the
+    gateway has read the positions back; returns the status then."""
+    assert isinstance(request(d.endpoint, frames.Halt(reason="test"), timeout_s=5), frames.Ok)
+    eventually(lambda: not [o for o in fake.orders() if o["status"] in ("new", "accepted", "partially_filled")],
+               timeout=30, what="no order open at the venue")
+    eventually(lambda: not last_run(d.journal)[1], timeout=30, what="every journaled order ended")
+    return eventually(lambda: (st := d.status()) and same(st.venue.positions, venue_positions(fake))
+                      and not st.venue.mismatches and same(st.positions, venue_positions(fake)) and st,
+                      timeout=30, what="positions reconciled")
+
+
+def same(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(b[k])) for k in a)
+
+
+def journal_fills(journal: Path) -> dict[int, float]:
+    out: Counter = Counter()
+    for e in entries(journal):
+        if e["type"] == "exec" and e["status"] in (EXEC_FILL, EXEC_PARTIAL):
+            out[e["client_order_id"]] += e["fill_qty"]
+    return dict(out)
+
+
+def no_order_sent_twice(fake, journal: Path) -> None:
+    """Every client order id POSTed once, but for the retries of a request the venue refused
+    with 429 (nothing was created: resending the same id is safe)."""
+    refused = sum(1 for method, path, status in fake.request_log if method == "POST" and path == "/v2/orders"
+                  and status == 429)
+    assert fake.post_counts and sum(fake.post_counts.values()) - len(fake.post_counts) == refused, fake.post_counts
+    ids = [e["client_order_id"] for e in entries(journal) if e["type"] == "order"]
+    assert len(ids) == len(set(ids))
+    assert verify(journal)[1] is None
+
+
+def test_the_daemon_streams_quotes_sends_orders_receives_fills_and_holds_the_brokers_positions(fake, daemon):
+    daemon.start()
+    st = eventually(lambda: (s := daemon.status()).fills >= 3 and s, timeout=120, what="three fills")
+    assert st.stages["feed"].events_out > 0 and st.venue.ready and st.venue.stream_up
+    st = settle(daemon, fake)
+    assert st.positions, "it traded"
+    no_order_sent_twice(fake, daemon.journal)
+    # every fill the venue made is in the journal, order by order
+    venue = {int(o["client_order_id"].removeprefix("alphad-")): float(o["filled_qty"]) for o in fake.orders()
+             if float(o["filled_qty"])}
+    assert journal_fills(daemon.journal) == pytest.approx(venue)
+    assert KEY not in daemon.output() and SECRET not in daemon.output()
+    assert SECRET not in daemon.journal.read_text()
+
+
+def test_stream_drops_and_failing_http_mid_session_lose_nothing_and_send_nothing_twice(fake, daemon):
+    daemon.start()
+    eventually(lambda: daemon.status().fills >= 2, timeout=120, what="two fills")
+    fake.fail_next("POST", "/v2/orders", 500, after_processing=True)  # taken, but the answer is an error
+    fake.fail_next("POST", "/v2/orders", 503)                         # not taken
+    fake.fail_next("POST", "/v2/orders", 429, count=2)
+    fake.fail_next("GET", "/v2/orders", 500, count=2)
+    fake.drop_streams()
+    before = daemon.status().orders
+    eventually(lambda: daemon.status().orders >= before + 5, timeout=120, what="five more orders")
+    fake.drop_streams()
+    eventually(lambda: (s := daemon.status()).venue.reconnects >= 2 and s.venue.stream_up, timeout=60,
+               what="the stream back twice")
+    st = settle(daemon, fake)
+    assert st.venue.http_errors >= 2 and st.venue.rate_limited >= 2 and st.venue.unknown == 0
+    no_order_sent_twice(fake, daemon.journal)
+    venue = {int(o["client_order_id"].removeprefix("alphad-")): float(o["filled_qty"]) for o in fake.orders()
+             if float(o["filled_qty"])}
+    assert journal_fills(daemon.journal) == pytest.approx(venue)
+
+
+def test_a_full_restart_adopts_what_the_broker_did_while_the_daemon_was_down(fake, daemon):
+    daemon.start()
+    eventually(lambda: daemon.status().fills >= 2, timeout=120, what="two fills")
+    fake.fill_delay_s = 3600.0  # from now on orders rest at the venue
+    eventually(lambda: [o for o in fake.orders() if o["status"] == "new"], timeout=120, what="an order resting")
+    daemon.stop()  # SIGTERM: the daemon ends; the broker goes on
+    resting = [o["client_order_id"] for o in fake.orders() if o["status"] in ("new", "accepted")]
+    assert resting and last_run(daemon.journal)[1], "orders left working when the daemon stopped"
+    for coid in resting:
+        fake.fill_order(coid)  # filled while no alphad runs
+    fake.fill_delay_s = 0.0
+    daemon.start()
+    out = daemon.output()
+    assert "handed to the alpaca gateway" in out
+    filled = journal_fills(daemon.journal)
+    for coid in resting:  # each outage fill journaled (reconciled, not missed), exactly once
+        cid = int(coid.removeprefix("alphad-"))
+        assert filled.get(cid) == pytest.approx(float(fake.order(coid)["qty"]))
+    st = settle(daemon, fake)
+    no_order_sent_twice(fake, daemon.journal)
+    assert st.venue.starts == 1 and st.venue.recovered_fills >= len(resting)
