@@ -85,6 +85,7 @@ class VenueStatus(msgspec.Struct, kw_only=True, frozen=True):
     rejects: int
     unknown: int                 # orders whose fate is unknown now (settled by a query)
     recovered_fills: int         # fills learnt from a query, not the stream (missed events made good)
+    adjustments: int = 0         # position differences booked the broker's way (the venue wins)
     positions: dict[str, float]  # as the broker holds them
     positions_age_s: float       # since they were read (-1: never)
     cash: float

@@ -45,6 +45,8 @@ G_POSITIONS_TS, G_POSITIONS_US = 14, 15
 G_REQUESTS = 16
 #: Last start-up reconciliation: orders asked about, of which were still open.
 G_RECON_ASKED, G_RECON_OPEN = 17, 18
+#: Position differences with the broker booked its way (the venue wins; an alert each).
+G_ADJUSTMENTS = 19
 N_WORDS = 32
 
 # -- account -------------------------------------------------------------------------

@@ -172,10 +172,11 @@ class AlphadCollector:
         yield up
         events = CounterMetricFamily("alphad_gateway_events", "What the gateway met: stream reconnects, HTTP errors "
                                      "(5xx, timeouts, refused), 429s, orders sent, venue rejects, fills recovered "
-                                     "by a query, process starts", labels=["kind"])
+                                     "by a query, position differences booked the broker's way, process starts", labels=["kind"])
         for name, word in (("reconnects", gb.G_RECONNECTS), ("http_errors", gb.G_HTTP_ERRORS),
                            ("rate_limited", gb.G_RATE_LIMITED), ("sent", gb.G_SENT), ("rejects", gb.G_REJECTS),
-                           ("recovered_fills", gb.G_RECOVERED_FILLS), ("starts", gb.G_STARTS)):
+                           ("recovered_fills", gb.G_RECOVERED_FILLS), ("adjustments", gb.G_ADJUSTMENTS),
+                           ("starts", gb.G_STARTS)):
             events.add_metric([name], int(w[word]))
         yield events
         unknown = GaugeMetricFamily("alphad_gateway_unknown_orders", "Orders whose fate at the venue is unknown now "

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from alphad.daemon.config import load_config
+from alphad.daemon.shell.risk_view import RiskView
 from alphad.daemon.shell.stage_main import die_with_supervisor
 from alphad.daemon.shell.topology import segment_names
 from alphad.ipc import gateway_block as gb
@@ -114,7 +115,9 @@ async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bell
             await asyncio.sleep(HEARTBEAT_S)
 
     beat = loop.create_task(heartbeat())
-    gw = AlpacaGateway(spec, [ins.symbol for ins in cfg.universe], block, pusher(replies), key=key, secret=secret)
+    risk = RiskView(segment_names(cfg.shm.prefix)["risk_state"], len(cfg.universe))
+    gw = AlpacaGateway(spec, [ins.symbol for ins in cfg.universe], block, pusher(replies), key=key, secret=secret,
+                       risk_positions=risk.positions)
     reader = None
     try:
         await gw.sync.start_up()

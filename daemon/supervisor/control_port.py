@@ -14,7 +14,7 @@ import numpy as np
 from alphad.daemon.risk.core import REASONS
 from alphad.ipc import frames
 from alphad.ipc import gateway_block as gb
-from alphad.ipc.shm import STATE_HEADER, Segment
+from alphad.daemon.shell.risk_view import RiskView
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (ACTIVE, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN, S_EVENTS_OUT,
                                 S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
@@ -46,21 +46,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def risk_positions(sup) -> dict[str, float]:
-    """The risk stage's non-zero positions, read from its ``risk_state`` segment (empty
-    before the risk stage has made it)."""
-    from alphad.daemon.risk.codes import B_POSITION, N_BOOK_COLS
-
-    seg = getattr(sup, "_risk_seg", None)
-    if seg is None:
-        try:
-            seg = sup._risk_seg = Segment.attach(sup.names["risk_state"])
-        except FileNotFoundError:
-            return {}
-    n = len(sup.cfg.universe)
-    if seg.buf[0] == 0 or seg.size < STATE_HEADER + n * N_BOOK_COLS * 8:
+    """The risk stage's non-zero positions (empty before the risk stage has made its book)."""
+    if getattr(sup, "_risk_view", None) is None:
+        sup._risk_view = RiskView(sup.names["risk_state"], len(sup.cfg.universe))
+    held = sup._risk_view.positions()
+    if held is None:
         return {}
-    book = seg.buf[STATE_HEADER:STATE_HEADER + n * N_BOOK_COLS * 8].view(np.float64).reshape(n, N_BOOK_COLS)
-    return {ins.symbol: float(book[i, B_POSITION]) for i, ins in enumerate(sup.cfg.universe) if book[i, B_POSITION]}
+    return {ins.symbol: float(q) for ins, q in zip(sup.cfg.universe, held) if q}
 
 
 def venue_status(sup, positions: dict[str, float]) -> frames.VenueStatus | None:
@@ -82,9 +74,17 @@ def venue_status(sup, positions: dict[str, float]) -> frames.VenueStatus | None:
         venue=sup.cfg.router.venue, ready=bool(w[gb.G_READY]), pid=int(w[gb.G_PID]), starts=int(w[gb.G_STARTS]),
         stream_up=bool(w[gb.G_STREAM_UP]), reconnects=int(w[gb.G_RECONNECTS]), http_errors=int(w[gb.G_HTTP_ERRORS]),
         rate_limited=int(w[gb.G_RATE_LIMITED]), sent=int(w[gb.G_SENT]), rejects=int(w[gb.G_REJECTS]),
-        unknown=int(w[gb.G_UNKNOWN]), recovered_fills=int(w[gb.G_RECOVERED_FILLS]),
+        unknown=int(w[gb.G_UNKNOWN]), recovered_fills=int(w[gb.G_RECOVERED_FILLS]), adjustments=int(w[gb.G_ADJUSTMENTS]),
         positions={s: q for s, q in held.items() if q}, positions_age_s=round((time.monotonic_ns() - ts) / 1e9, 3) if ts else -1.0,
         cash=float(block.account[gb.A_CASH]), equity=float(block.account[gb.A_EQUITY]), mismatches=mismatches)
+
+
+def venue_line(v: frames.VenueStatus | None) -> str:
+    """The live venue's part of the status line ('' without one)."""
+    if v is None:
+        return ""
+    line = f" | {v.venue} {'stream up' if v.stream_up else 'STREAM DOWN'} sent {v.sent} unknown {v.unknown}"
+    return line + (f" MISMATCH {sorted(v.mismatches)}" if v.mismatches else "")
 
 
 class ControlPort:
@@ -153,7 +153,7 @@ class ControlPort:
         alive = sum(1 for s in st.stages.values() if s.alive)
         return (f"alphad [{st.trading_state}] stages {alive}/{len(STAGES)} | events {st.stages['feed'].events_out} "
                 f"| orders {st.orders} fills {st.fills} denials {st.denials} | pnl {st.realized_pnl + st.unrealized_pnl:+.2f} "
-                f"| {t2t}")
+                f"| {t2t}{venue_line(st.venue)}")
 
     def handle(self, raw: bytes) -> frames._Frame:
         try:

@@ -190,3 +190,25 @@ def test_a_full_restart_adopts_what_the_broker_did_while_the_daemon_was_down(fak
     st = settle(daemon, fake)
     no_order_sent_twice(fake, daemon.journal)
     assert st.venue.starts == 1 and st.venue.recovered_fills >= len(resting)
+
+
+def test_a_position_the_broker_holds_that_alphad_does_not_is_alerted_and_the_broker_wins(fake, daemon):
+    """A trade on the account outside alphad (by hand): the gateway sees the broker's
+    position differ from risk's at two checks in a row while nothing works, alerts, and
+    books the difference (client order id 0) through the router to risk and the journal."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    daemon.start()
+    eventually(lambda: daemon.status().fills >= 1, timeout=120, what="a fill")
+    settle(daemon, fake)
+    by_hand = TradingClient(KEY, SECRET, paper=True, url_override=fake.trading_url)
+    by_hand.submit_order(MarketOrderRequest(symbol="ETH/USD", qty=0.25, side=OrderSide.BUY,
+                                            time_in_force=TimeInForce.GTC, client_order_id="by-hand-1"))
+    st = eventually(lambda: (s := daemon.status()) and s.venue.adjustments >= 1 and not s.venue.mismatches
+                    and same(s.positions, venue_positions(fake)) and s, timeout=30, what="the broker's position adopted")
+    assert "position mismatch on ETH/USD" in daemon.output()
+    booked = [e for e in entries(daemon.journal) if e["type"] == "exec" and e["client_order_id"] == 0]
+    assert len(booked) == 1 and booked[0]["instrument"] == 1 and booked[0]["fill_qty"] == pytest.approx(0.25)
+    assert st.venue.adjustments == 1

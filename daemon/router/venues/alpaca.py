@@ -95,10 +95,11 @@ class AlpacaGateway:
     block : the gateway block (order table, positions, counters).
     emit : ``emit(recs)``: push exec reports (a list of EXEC_DTYPE tuples) to the router.
     key, secret : the API keys (from the environment; never logged).
+    risk_positions : ``() -> array | None``, alphad's positions (see ``VenueSync.venue_wins``).
     """
 
     def __init__(self, spec: AlpacaVenue, symbols: list[str], block: gb.GatewayBlock, emit, *, key: str,
-                 secret: str, log=None):
+                 secret: str, log=None, risk_positions=None):
         from alpaca.trading.client import TradingClient
         import requests
 
@@ -124,7 +125,9 @@ class AlpacaGateway:
         self.stream = None
         self.broker_ids: dict[int, str] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.sync = VenueSync(self)  # the stream and reconciliation (alpaca_sync.py)
+        self.sync = VenueSync(self, risk_positions)  # the stream and reconciliation (alpaca_sync.py)
+        #: The broker's price per instrument from its positions (an adjustment is booked at it).
+        self.marks: dict[int, float] = {}
 
     # -- HTTP --------------------------------------------------------------------------------
     async def http(self, fn, *args):

@@ -21,15 +21,20 @@ import time
 import numpy as np
 
 from alphad.ipc import gateway_block as gb
+from alphad.ipc.dtypes import EXEC_FILL
 
 
 class VenueSync:
     """The stream and the reconciliation of gateway ``gw``."""
 
-    def __init__(self, gw):
+    def __init__(self, gw, risk_positions=None):
+        """``risk_positions() -> array | None``: alphad's positions (risk's book), which
+        the broker's must equal; None: no check."""
         self.gw = gw
         self._stream_starts = 0
         self._wake_reconcile: asyncio.Event | None = None
+        self.risk_positions = risk_positions
+        self._gap = None  # a difference seen at the last check, confirmed by the next
 
     def start_stream(self) -> None:
         from alpaca.trading.stream import TradingStream
@@ -87,6 +92,7 @@ class VenueSync:
             if i is not None:
                 q = float(p.get("qty") or 0.0)
                 net[i] = -abs(q) if str(p.get("side")) == "short" else q
+                gw.marks[i] = float(p.get("current_price") or p.get("avg_entry_price") or "nan")
         gw.block.positions[:] = net
         gw.block.account[gb.A_CASH] = float(account.get("cash") or 0.0)
         gw.block.account[gb.A_EQUITY] = float(account.get("equity") or 0.0)
@@ -168,5 +174,34 @@ class VenueSync:
             except asyncio.TimeoutError:
                 pass
             self._wake_reconcile.clear()
-            await self.reconcile_open()
-            await self.read_account()
+            settled = await self.reconcile_open()
+            if await self.read_account() and settled:
+                self.venue_wins()
+
+    def venue_wins(self) -> None:
+        """alphad's positions against the broker's while nothing is working: a difference
+        seen at two checks in a row (not a fill on its way) is an alert, and the broker
+        wins: an exec report with client order id 0 books the difference at the broker's
+        price, through the router to risk and the journal, as any fill."""
+        gw = self.gw
+        ours = self.risk_positions() if self.risk_positions is not None else None
+        if ours is None or len(gw.block.open_rows()):
+            self._gap = None
+            return
+        theirs = gw.block.positions
+        gap = np.where(np.isfinite(theirs), theirs - ours, 0.0)
+        gap[np.abs(gap) <= 1e-9 * np.maximum(1.0, np.abs(theirs))] = 0.0
+        if not gap.any():
+            self._gap = None
+            return
+        if self._gap is None or not np.allclose(gap, self._gap, rtol=1e-9, atol=1e-12):
+            self._gap = gap  # confirm at the next check
+            return
+        self._gap = None
+        now = time.monotonic_ns()
+        for i in np.flatnonzero(gap):
+            px = gw.marks.get(int(i), float("nan"))
+            gw.log(f"alert: position mismatch on {gw.symbols[i]}: alphad holds {ours[i]:g}, the broker {theirs[i]:g}; "
+                   f"the broker wins: {gap[i]:+g} booked at {px:g}")
+            gw.emit([(now, now, 0, int(i), 1 if gap[i] > 0 else -1, EXEC_FILL, 0, float(abs(gap[i])), px, 0.0, 0.0)])
+            gw.w[gb.G_ADJUSTMENTS] += 1
