@@ -18,7 +18,9 @@ configs/alpaca_paper.yaml) the daemon trades against a wire-level fake Alpaca st
 picked among the processes killed, and two more checks are made:
 
 * ``positions_equal_venue``: risk's positions equal the positions the fake broker holds;
-* ``sent_twice``: client order ids the broker received more than once, 429 refusals apart.
+* ``sent_twice``: client order ids the broker received more than once, 429 refusals apart;
+* ``venue_adjustments``: position differences the gateway booked the broker's way (nobody
+  else trades the fake's account, so any would hide a fill lost or counted twice).
 
 Prints one JSON document (also to ``--json``); exits 1 when an audit check fails.
 """
@@ -195,6 +197,7 @@ def venue_check(fake, config: Path, held: np.ndarray) -> dict:
     """Risk's positions against the fake broker's, and the ids it received more than once
     (but for retries of requests it refused with 429: nothing was created)."""
     from alphad.daemon.config import load_config
+    from alphad.daemon.supervisor.journal import entries
 
     cfg, _ = load_config(str(config))
     # the orders the halt cancelled end at the broker, then their reports reach risk
@@ -204,6 +207,10 @@ def venue_check(fake, config: Path, held: np.ndarray) -> dict:
     refused = sum(1 for m, p, st in fake.request_log if m == "POST" and p == "/v2/orders" and st == 429)
     repeats = sum(fake.post_counts.values()) - len(fake.post_counts)
     return {"positions_equal_venue": bool(np.allclose(held, venue, rtol=1e-9, atol=1e-9)),
+            # nobody trades the account but alphad here: any difference booked the broker's way
+            # (client order id 0) would be a fill lost or counted twice, papered over
+            "venue_adjustments": sum(1 for e in entries(config.parent / "journal" / "journal.jsonl")
+                                     if e["type"] == "exec" and e["client_order_id"] == 0),
             "venue_positions": {i.symbol: float(q) for i, q in zip(cfg.universe, venue)},
             "orders_at_venue": len(fake.post_counts), "sent_twice": repeats - refused}
 
@@ -299,5 +306,5 @@ def run(args) -> int:
     print(text)
     ok = (result["journal_ok"] and not result["duplicate_ids"] and not result["unresolved"] and not lost
           and result["positions_match_fills"] and result.get("positions_equal_venue", True)
-          and not result.get("sent_twice"))
+          and not result.get("sent_twice") and not result.get("venue_adjustments"))
     return 0 if ok else 1

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--orders", type=int, default=500, help="orders to time, one at a time (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=20, help="orders sent first and not timed (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--floor", action="store_true",
+                   help="also time the floor from this process: a bare HTTP POST of an order (requests) and "
+                        "alpaca-py's submit_order, each to the same fake")
 
 
 def alpaca_config(fake, work: Path, prefix: str, **router_alpaca) -> Path:
@@ -68,6 +71,10 @@ class GatewayRig:
         self.cfg, _ = load_config(str(self.config))
         names = segment_names(self.prefix)
         self.names = names
+        from alphad.ipc.shm import list_segments
+
+        for p in list_segments(self.prefix):  # a killed earlier run's (this rig owns its prefix)
+            p.unlink(missing_ok=True)
         self.bells = Doorbells.create(names["doorbells"])
         self.block = gb.GatewayBlock.create(names["gateway"], len(self.cfg.universe))
         self.requests = Ring.create(names["ring.venue_orders"], VENUE_REQ_DTYPE, 1024, ["gateway"], policy="lossless",
@@ -148,6 +155,39 @@ def _percentiles(ns: list[int]) -> dict:
             "p99.9_us": round(float(np.percentile(a, 99.9)), 1), "max_us": round(float(a.max()), 1)}
 
 
+def _floor(args) -> dict:
+    """What the hop cannot go below from Python: the order's HTTP round trip alone (requests,
+    one kept-alive session), and alpaca-py's ``submit_order`` (its request model, JSON, the
+    same session machinery), each against a fake of its own."""
+    import requests
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    fake = FakeProcess("BTC/USD=60000,60001")
+    try:
+        s = requests.Session()
+        s.headers.update({"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET})
+        client = TradingClient(KEY, SECRET, paper=True, raw_data=True, url_override=fake.trading_url)
+        raw, sdk = [], []
+        for k in range(args.warmup + args.orders):
+            body = {"symbol": "BTC/USD", "qty": "0.001", "side": "buy" if k % 2 == 0 else "sell", "type": "market",
+                    "time_in_force": "gtc", "client_order_id": f"floor-raw-{k}"}
+            t0 = time.monotonic_ns()
+            s.post(f"{fake.trading_url}/v2/orders", json=body).raise_for_status()
+            t1 = time.monotonic_ns()
+            client.submit_order(MarketOrderRequest(symbol="BTC/USD", qty=0.001, side=OrderSide.BUY if k % 2 == 0
+                                                   else OrderSide.SELL, time_in_force=TimeInForce.GTC,
+                                                   client_order_id=f"floor-sdk-{k}"))
+            t2 = time.monotonic_ns()
+            if k >= args.warmup:
+                raw.append(t1 - t0)
+                sdk.append(t2 - t1)
+    finally:
+        fake.stop()
+    return {"floor_http_post": _percentiles(raw), "floor_alpaca_py_submit_order": _percentiles(sdk)}
+
+
 class FakeProcess:
     """The fake Alpaca in a process of its own (``python -m alphad.ops.fake_alpaca``), so the
     benchmark's own polling never competes with it for a GIL; its URLs as attributes."""
@@ -204,12 +244,13 @@ def run(args) -> int:
     finally:
         rig.close()
         fake.stop()
+    floor = _floor(args) if args.floor else {}
     result = {"command": "alphad bench-gateway " + " ".join(sys.argv[2:]), "host": platform.node(),
               "cpus": os.cpu_count(), "python": platform.python_version(),
               "what": "router pushes an order on venue_orders -> gateway process (uvloop, alpaca-py) -> fake Alpaca "
                       "(own process) over loopback HTTP -> ACK (the POST's answer) / FILL (trade_updates websocket) "
                       "-> venue_exec",
-              "ack": _percentiles(ack), "fill": _percentiles(fill)}
+              "ack": _percentiles(ack), "fill": _percentiles(fill), **floor}
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")

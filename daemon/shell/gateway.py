@@ -31,6 +31,7 @@ from alphad.daemon.shell.topology import segment_names
 from alphad.ipc import gateway_block as gb
 from alphad.ipc.doorbell import DOORBELL_BYTES, arm, disarm
 from alphad.ipc.dtypes import EXEC_DTYPE, VENUE_REQ_DTYPE
+from alphad.ipc.control import S_READY, STAGE_INDEX, ControlBlock
 from alphad.ipc.doorbell import Doorbells
 from alphad.ipc.ring import Ring, ring_pending, ring_pop, ring_push
 
@@ -100,6 +101,31 @@ def pusher(ring: Ring):
     return emit
 
 
+def pipeline_quiet(names: dict, bells: Doorbells, replies: Ring):
+    """``quiet() -> bool``: router and risk are ready and every exec report the gateway
+    pushed has reached risk (``venue_exec`` drained by the router, ``exec`` by risk): only
+    then do risk's positions say what the broker's should be.  None without a supervisor's
+    control block (a gateway run alone, as ``alphad bench-gateway`` runs it): no check."""
+    try:
+        control = ControlBlock.attach(names["control"])
+    except FileNotFoundError:
+        return None
+    try:
+        exec_ring = Ring.attach(names["ring.exec"], EXEC_DTYPE, bells)
+        to_risk = exec_ring.consumer_index("risk")
+    except FileNotFoundError:  # router and risk in one process: no ring between them
+        exec_ring = None
+    from_gateway = replies.consumer_index(ROUTER)
+
+    def quiet() -> bool:
+        if not all(control.stage(STAGE_INDEX[s], S_READY) for s in ("risk", "router")):
+            return False
+        if ring_pending(replies.h64, from_gateway):
+            return False
+        return exec_ring is None or not ring_pending(exec_ring.h64, to_risk)
+    return quiet
+
+
 async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bells: Doorbells, idx: int,
                 stop: asyncio.Event) -> None:
     from alphad.daemon.router.venues.alpaca import AlpacaGateway
@@ -115,9 +141,10 @@ async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bell
             await asyncio.sleep(HEARTBEAT_S)
 
     beat = loop.create_task(heartbeat())
-    risk = RiskView(segment_names(cfg.shm.prefix)["risk_state"], len(cfg.universe))
+    names = segment_names(cfg.shm.prefix)
+    risk = RiskView(names["risk_state"], len(cfg.universe))
     gw = AlpacaGateway(spec, [ins.symbol for ins in cfg.universe], block, pusher(replies), key=key, secret=secret,
-                       risk_positions=risk.positions)
+                       risk_positions=risk.positions, quiet=pipeline_quiet(names, bells, replies))
     reader = None
     try:
         await gw.sync.start_up()

@@ -64,7 +64,10 @@ def venue_status(sup, positions: dict[str, float]) -> frames.VenueStatus | None:
     held = {ins.symbol: float(q) for ins, q in zip(sup.cfg.universe, block.positions) if q == q}
     tol = 1e-9
     mismatches = {}
-    if w[gb.G_POSITIONS_TS]:
+    # compared only when the broker's positions were read after the last change to any
+    # order and nothing works: otherwise a fill on its way is no mismatch
+    settled = not len(block.open_rows()) and int(w[gb.G_POSITIONS_TS]) > int(block.orders["updated"].max(initial=0))
+    if w[gb.G_POSITIONS_TS] and settled:
         for ins in sup.cfg.universe:
             ours, theirs = positions.get(ins.symbol, 0.0), held.get(ins.symbol, 0.0)
             if abs(ours - theirs) > tol * max(1.0, abs(theirs)):

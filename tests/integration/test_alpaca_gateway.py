@@ -36,9 +36,11 @@ def fake():
 def rig(fake, tmp_path, request):
     kw = getattr(request, "param", {})
     r = GatewayRig(fake, tmp_path / "gw", prefix=f"alphad-gwt-{tmp_path.name[-20:]}", reconcile_interval_s=0.5,
-                   backoff_s=0.05, **kw).start()
-    yield r
-    r.close()
+                   backoff_s=0.05, **kw)
+    try:
+        yield r.start()
+    finally:
+        r.close()
 
 
 def of(reports, cid):

@@ -95,11 +95,12 @@ class AlpacaGateway:
     block : the gateway block (order table, positions, counters).
     emit : ``emit(recs)``: push exec reports (a list of EXEC_DTYPE tuples) to the router.
     key, secret : the API keys (from the environment; never logged).
-    risk_positions : ``() -> array | None``, alphad's positions (see ``VenueSync.venue_wins``).
+    risk_positions, quiet : alphad's positions and whether nothing is on its way to them
+        (see ``VenueSync.venue_wins``).
     """
 
     def __init__(self, spec: AlpacaVenue, symbols: list[str], block: gb.GatewayBlock, emit, *, key: str,
-                 secret: str, log=None, risk_positions=None):
+                 secret: str, log=None, risk_positions=None, quiet=None):
         from alpaca.trading.client import TradingClient
         import requests
 
@@ -125,7 +126,8 @@ class AlpacaGateway:
         self.stream = None
         self.broker_ids: dict[int, str] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.sync = VenueSync(self, risk_positions)  # the stream and reconciliation (alpaca_sync.py)
+        self.sync = VenueSync(self, risk_positions, quiet)  # the stream and reconciliation (alpaca_sync.py)
+        self.reports_pushed = 0
         #: The broker's price per instrument from its positions (an adjustment is booked at it).
         self.marks: dict[int, float] = {}
 
@@ -161,6 +163,7 @@ class AlpacaGateway:
                 leaves: float = 0.0) -> None:
         o = self.block.orders[j]
         now = time.monotonic_ns()
+        self.reports_pushed += 1
         self.emit([(int(o["t_origin"]), now, int(o["client_order_id"]), int(o["instrument"]), int(o["side"]),
                     status, reason, fill_qty, fill_px, 0.0, leaves)])
 

@@ -27,14 +27,16 @@ from alphad.ipc.dtypes import EXEC_FILL
 class VenueSync:
     """The stream and the reconciliation of gateway ``gw``."""
 
-    def __init__(self, gw, risk_positions=None):
+    def __init__(self, gw, risk_positions=None, quiet=None):
         """``risk_positions() -> array | None``: alphad's positions (risk's book), which
-        the broker's must equal; None: no check."""
+        the broker's must equal; ``quiet() -> bool``: router and risk are up and no exec
+        report is on its way to risk (the comparison means nothing otherwise).  Either
+        None: no check."""
         self.gw = gw
         self._stream_starts = 0
         self._wake_reconcile: asyncio.Event | None = None
-        self.risk_positions = risk_positions
-        self._gap = None  # a difference seen at the last check, confirmed by the next
+        self.risk_positions, self.quiet = risk_positions, quiet
+        self._gap = None  # (difference, reports pushed) at the last check, confirmed by the next
 
     def start_stream(self) -> None:
         from alpaca.trading.stream import TradingStream
@@ -184,9 +186,11 @@ class VenueSync:
         wins: an exec report with client order id 0 books the difference at the broker's
         price, through the router to risk and the journal, as any fill."""
         gw = self.gw
-        ours = self.risk_positions() if self.risk_positions is not None else None
-        if ours is None or len(gw.block.open_rows()):
+        if self.quiet is None or not self.quiet() or len(gw.block.open_rows()):
             self._gap = None
+            return
+        ours = self.risk_positions()
+        if ours is None:
             return
         theirs = gw.block.positions
         gap = np.where(np.isfinite(theirs), theirs - ours, 0.0)
@@ -194,8 +198,9 @@ class VenueSync:
         if not gap.any():
             self._gap = None
             return
-        if self._gap is None or not np.allclose(gap, self._gap, rtol=1e-9, atol=1e-12):
-            self._gap = gap  # confirm at the next check
+        if (self._gap is None or self._gap[1] != gw.reports_pushed
+                or not np.allclose(gap, self._gap[0], rtol=1e-9, atol=1e-12)):
+            self._gap = (gap, gw.reports_pushed)  # confirmed only by the next check, nothing reported between
             return
         self._gap = None
         now = time.monotonic_ns()
