@@ -168,3 +168,36 @@ def test_keys_are_never_written_to_the_log(fake, rig):
     time.sleep(1.5)
     assert SECRET not in rig.output() and KEY not in rig.output()
     assert np.isfinite(rig.block.account[gb.A_EQUITY])
+
+
+def test_limit_orders_rest_gtc_and_ioc_takes_what_is_there(fake, rig):
+    from alphad.ipc.dtypes import TIF_GTC, TIF_IOC
+
+    rig.send(101, BTC, 1, 0.01, kind=1, limit_px=59000.0, tif=TIF_GTC)  # below the ask: rests
+    rig.wait_reports(lambda got: EXEC_ACK in statuses(got, 101))
+    assert fake.order(f"{PREFIX}101")["time_in_force"] == "gtc" and fake.order(f"{PREFIX}101")["status"] == "new"
+    fake.set_quote("BTC/USD", 58990.0, 58995.0, 100.0, 100.0)  # the market comes to it
+    got = rig.wait_reports(ended(101))
+    assert statuses(got, 101) == [EXEC_FILL] and of(got, 101)[0][8] == pytest.approx(59000.0)
+    fake.set_quote("BTC/USD", 60000.0, 60010.0, 0.004, 0.004)
+    rig.send(102, BTC, 1, 0.01, kind=1, limit_px=60020.0, tif=TIF_IOC)  # 0.004 shown: the rest is cancelled
+    got = rig.wait_reports(ended(102))
+    assert statuses(got, 102) == [EXEC_ACK, EXEC_PARTIAL, EXEC_CANCELED] and filled(got, 102) == pytest.approx(0.004)
+
+
+def test_a_broker_restart_mid_session_leaves_orders_in_flight_until_it_answers_again(fake, rig):
+    fake.fill_delay_s = 3600
+    rig.send(111, BTC, 1, 0.01)
+    rig.wait_reports(lambda got: EXEC_ACK in statuses(got, 111))
+    fake.stop()  # the venue goes away (connections refused), forgetting nothing
+    rig.send(112, BTC, 1, 0.01)  # its fate is unknown: the POST never got through
+    deadline = time.monotonic() + 10
+    while rig.block.words[gb.G_UNKNOWN] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert rig.block.words[gb.G_UNKNOWN] >= 1 and not rig.reports().size  # nothing settled while it is away
+    fake.start()
+    fake.fill_order(f"{PREFIX}111")
+    got = rig.wait_reports(lambda got: ended(111)(got) and ended(112)(got), timeout_s=30)
+    assert statuses(got, 111) == [EXEC_FILL]  # through the reconnected stream or a read-back: once
+    assert statuses(got, 112) == [EXEC_REJECT] and of(got, 112)[0][6] == REJ_NOT_AT_VENUE
+    assert f"{PREFIX}112" not in fake.post_counts and fake.post_counts[f"{PREFIX}111"] == 1
