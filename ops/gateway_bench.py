@@ -39,6 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "alpaca-py's submit_order, each to the same fake")
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM ``proc`` and wait; SIGKILL it after ``timeout_s``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def alpaca_config(fake, work: Path, prefix: str, **router_alpaca) -> Path:
     """``configs/alpaca_paper.yaml`` pointed at ``fake``, with its own prefix, ports and journal."""
     cfg = msgspec.yaml.decode((REPO / "configs" / "alpaca_paper.yaml").read_bytes())
@@ -134,13 +145,8 @@ class GatewayRig:
     def close(self) -> None:
         from alphad.ipc.shm import list_segments
 
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         self.log.close()
         for r in (self.requests, self.replies):
             r.close()
@@ -203,12 +209,7 @@ class FakeProcess:
         self.urls = types.SimpleNamespace(**urls)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
 
 def run(args) -> int:

@@ -71,6 +71,7 @@ class LiveRouterCore:
         self.reports = np.zeros(256, EXEC_DTYPE)
         self.arrivals = np.zeros(256, ARRIVAL_DTYPE)
         self._req = np.zeros(256, VENUE_REQ_DTYPE)
+        self._nreq = 0  # requests batched in self._req
         self._in = np.zeros(256, EXEC_DTYPE)
         self._one = np.zeros(1, EXEC_DTYPE)
         self._k = 0  # reports waiting in self.reports
@@ -90,13 +91,21 @@ class LiveRouterCore:
         self._push(self._req.view(np.uint8), 0)
         self._pop(self._in.view(np.uint8), 0)
 
-    def _send(self, n: int) -> None:
-        """Push ``self._req[:n]`` (a lossless ring: wait for room, sleeping, never drop)."""
-        done = 0
+    def _queue(self, *rec) -> None:
+        """One request (a VENUE_REQ_DTYPE tuple) into the batch; a full batch goes at once."""
+        self._req[self._nreq] = rec
+        self._nreq += 1
+        if self._nreq == len(self._req):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Push the batch (a lossless ring: wait for room, sleeping, never drop)."""
+        n, done = self._nreq, 0
         while done < n:
             done += int(self._push(self._req[done:n].view(np.uint8), n - done))
             if done < n:
                 time.sleep(0.0001)
+        self._nreq = 0
 
     def _reject(self, o, reason: int, now: int) -> None:
         if self._k < len(self.reports):
@@ -132,17 +141,14 @@ class LiveRouterCore:
                 self.store.orders[self.store.find(cid)]["flags"] |= FLAG_FLATTEN  # cancel-all leaves it working
             if not ledger_open(self.ledger, cid, i, int(o["side"])):
                 mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
-            self._req[sent] = (o["t_origin"], now, cid, i, o["side"], REQ_NEW, o["kind"], self.tif, o["qty"],
-                               o["limit_px"], 0.0)
+            self._queue(o["t_origin"], now, cid, i, o["side"], REQ_NEW, o["kind"], self.tif, o["qty"], o["limit_px"],
+                        0.0)
             if sent < len(self.arrivals):
                 self.arrivals[sent] = (o["t_origin"], now, cid, i, o["side"], 0, 0, o["qty"], self.bid[i], self.ask[i])
             mx.observe(self.m, mx.ROW_T2T, now - int(o["t_origin"]))
             sent += 1
-            if sent == len(self._req):
-                self._send(sent)
-                sent = 0
+        self._flush()
         if sent:
-            self._send(sent)
             mx.count(self.m, ROUTER, mx.C_ORDERS, sent)
         k, self._k = self._k, 0
         return sent, k
@@ -208,16 +214,10 @@ class LiveRouterCore:
         answers (:meth:`poll`) adopt the working ones and report the ended ones;
         :attr:`pending_queries` says how many are still unanswered."""
         held = self.ledger[self.ledger[:, L_CID] != 0]
-        k = 0
         for cid, i, side in held:
-            self._req[k] = (now, now, cid, i, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0)
+            self._queue(now, now, cid, i, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0)
             self._asked.add(int(cid))
-            k += 1
-            if k == len(self._req):
-                self._send(k)
-                k = 0
-        if k:
-            self._send(k)
+        self._flush()
         return {"adopted": 0, "resumed": 0, "stray_cancels": 0, "asked": len(held), "reports": 0,
                 "positions": np.zeros(self.n)}
 
@@ -232,32 +232,23 @@ class LiveRouterCore:
     def cancel_all(self, now: int) -> tuple[int, int]:
         """A cancel to the gateway for every working order (flatten orders excepted);
         returns ``(cancels sent, reports now waiting)``."""
-        k = total = 0
-        for cid in self.store.cancel_all(now, top_level=True):
+        cids = self.store.cancel_all(now, top_level=True)
+        for cid in cids:
             o = self.store.orders[self.store.find(cid)]
-            self._req[k] = (now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0)
-            k += 1
-            total += 1
-            if k == len(self._req):
-                self._send(k)
-                k = 0
-        if k:
-            self._send(k)
-        return total, self.poll(now)
+            self._queue(now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0)
+        self._flush()
+        return len(cids), self.poll(now)
 
     def housekeeping(self, now: int) -> None:
         """Orders the gateway has not answered for a long time are asked about (a request
         lost with a crashed gateway); the store forgets orders that ended long ago."""
         _, stale = self.store.timeouts(now, ANSWER_TIMEOUT_NS)
-        k = 0
-        for cid in stale[: len(self._req)]:
+        for cid in stale:
             o = self.store.orders[self.store.find(cid)]
-            self._req[k] = (now, now, cid, o["instrument"], o["side"], REQ_QUERY, o["kind"], self.tif, o["qty"],
-                            o["limit_px"], o["filled"])
-            self.store.orders[self.store.find(cid)]["ts_last"] = now  # asked: not again for a while
-            k += 1
-        if k:
-            self._send(k)
+            self._queue(now, now, cid, o["instrument"], o["side"], REQ_QUERY, o["kind"], self.tif, o["qty"],
+                        o["limit_px"], o["filled"])
+            o["ts_last"] = now  # asked: not again for a while
+        self._flush()
         if len(self.store) > 0.75 * self.store.orders.shape[0]:
             self.store.compact(now, KEEP_ENDED_NS)
 

@@ -88,15 +88,20 @@ class Daemon:
         assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        for p in list_segments(self.prefix):
-            p.unlink()
+        stop_daemon(self.proc, self.log, self.prefix)
+
+
+def stop_daemon(proc: subprocess.Popen, log, prefix: str) -> None:
+    """SIGTERM ``alphad run`` (SIGKILL after 30 s), close its log, remove what it left in /dev/shm."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+    for p in list_segments(prefix):
+        p.unlink()
 
 

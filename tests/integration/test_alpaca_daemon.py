@@ -5,7 +5,6 @@ run`, real processes; alpaca-py talks to the fake over loopback through its URL 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -14,11 +13,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from daemon_rig import eventually, free_port
+from daemon_rig import eventually, free_port, stop_daemon
 from alphad.daemon.supervisor.journal import entries, last_run, verify
 from alphad.ipc import frames
 from alphad.ipc.dtypes import EXEC_FILL, EXEC_PARTIAL
-from alphad.ipc.shm import list_segments
 from alphad.ops.ctl import request
 from alphad.ops.fake_alpaca import FakeAlpaca
 from alphad.ops.gateway_bench import KEY, SECRET, DemoMarket, alpaca_config
@@ -66,16 +64,8 @@ class AlpacaDaemon:
         return reply
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        for p in list_segments(self.prefix):
-            p.unlink()
+        if self.proc is not None:
+            stop_daemon(self.proc, self.log, self.prefix)
 
 
 @pytest.fixture
