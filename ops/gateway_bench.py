@@ -64,10 +64,25 @@ def alpaca_config(fake, work: Path, prefix: str, **router_alpaca) -> Path:
     return path
 
 
-class GatewayRig:
-    """A gateway process on segments of its own, with this process as its router."""
+def ib_config(fake, work: Path, prefix: str, **router_ib) -> Path:
+    """``configs/alpaca_paper.yaml``'s universe and limits with ``router.venue: ib`` pointed at a
+    fake TWS (``ops/fake_tws.py``), its own prefix and journal."""
+    cfg = msgspec.yaml.decode((REPO / "configs" / "alpaca_paper.yaml").read_bytes())
+    cfg["model"]["card"] = str(REPO / "data" / "demo_model" / "model_card.json")
+    cfg["shm"]["prefix"] = prefix
+    cfg["journal"]["dir"] = str(work / "journal")
+    cfg["router"] = {"venue": "ib", "execution": "immediate",
+                     "ib": {"host": "127.0.0.1", "port": fake.port, "client_id": 7, **router_ib}}
+    path = work / "config.yaml"
+    path.write_bytes(msgspec.yaml.encode(cfg))
+    return path
 
-    def __init__(self, fake, work: Path, *, prefix: str | None = None, **router_alpaca):
+
+class GatewayRig:
+    """A gateway process on segments of its own, with this process as its router.
+    ``venue``: ``alpaca`` (``fake``: ops/fake_alpaca.py) or ``ib`` (ops/fake_tws.py)."""
+
+    def __init__(self, fake, work: Path, *, prefix: str | None = None, venue: str = "alpaca", **router_venue):
         from alphad.daemon.config import load_config
         from alphad.daemon.shell.topology import segment_names
         from alphad.ipc import gateway_block as gb
@@ -78,7 +93,8 @@ class GatewayRig:
         work.mkdir(parents=True, exist_ok=True)
         self.work, self.fake = work, fake
         self.prefix = prefix or f"alphad-gw-{os.getpid()}"
-        self.config = alpaca_config(fake, work, self.prefix, **router_alpaca)
+        make = alpaca_config if venue == "alpaca" else ib_config
+        self.config = make(fake, work, self.prefix, **router_venue)
         self.cfg, _ = load_config(str(self.config))
         names = segment_names(self.prefix)
         self.names = names

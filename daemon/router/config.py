@@ -9,6 +9,7 @@ from msgspec import Meta
 
 from alphad.daemon.config_base import Base, Fraction, NonNegFloat, PositiveFloat, PositiveInt
 from alphad.daemon.router.venues.alpaca_config import AlpacaVenue
+from alphad.daemon.router.venues.ib_config import IbVenue
 from alphad.daemon.router.venues.paper import VenueSpec
 
 
@@ -80,8 +81,11 @@ class Router(Base):
     impact: ImpactLive = ImpactLive()
     #: ``paper``: the simulated venues of ``venues``, inside the router process.
     #: ``alpaca``: Alpaca through a gateway process (``alpaca``; extra ``alpaca``).
-    venue: Literal["paper", "alpaca"] = "paper"
+    #: ``ib``: Interactive Brokers (TWS or IB Gateway) through a gateway process (``ib``;
+    #: extra ``ib``).
+    venue: Literal["paper", "alpaca", "ib"] = "paper"
     alpaca: AlpacaVenue = AlpacaVenue()
+    ib: IbVenue = IbVenue()
     venues: tuple[VenueSpec, ...] = (VenueSpec(name="paper", taker_bps=1.0),)
     #: Cost charged per ms of a venue's expected round trip when choosing one, bps.
     latency_bps_per_ms: NonNegFloat = 0.0
@@ -94,9 +98,12 @@ class Router(Base):
     max_order_age_ms: PositiveFloat = 2000.0
 
     def __post_init__(self):
-        if self.venue == "paper" and self.alpaca != AlpacaVenue():
-            raise ValueError("router.alpaca is set but router.venue is paper: the Alpaca gateway's keys only "
+        if self.venue != "alpaca" and self.alpaca != AlpacaVenue():
+            raise ValueError(f"router.alpaca is set but router.venue is {self.venue}: the Alpaca gateway's keys only "
                              "apply with router.venue alpaca")
+        if self.venue != "ib" and self.ib != IbVenue():
+            raise ValueError(f"router.ib is set but router.venue is {self.venue}: the IB gateway's keys only apply "
+                             "with router.venue ib")
         if self.venue != "paper" and self.execution != "immediate":
             raise ValueError(f"router.execution {self.execution} with router.venue {self.venue} is not built yet: "
                              "algorithms work children on the simulated venues only; use execution immediate")

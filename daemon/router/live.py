@@ -26,7 +26,7 @@ import numpy as np
 
 from alphad.daemon.router.ledger import L_CID, ledger_close, ledger_open, new_ledger
 from alphad.daemon.router.order_fsm import FLAG_FLATTEN, QTY_EPS, REJ_STALE, REJ_STORE_FULL, OrderStore, Trigger
-from alphad.daemon.router.venues.alpaca import TIF_CODES
+from alphad.daemon.router.venues.gateway_core import TIF_CODES
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import (ARRIVAL_DTYPE, EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS,
@@ -65,7 +65,7 @@ class LiveRouterCore:
         self.ledger = ledger if ledger is not None else new_ledger()
         self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self._push, self._pop = push, pop
-        self.tif = TIF_CODES[router_cfg.alpaca.time_in_force]
+        self.tif = TIF_CODES[getattr(router_cfg, router_cfg.venue).time_in_force]  # router.alpaca / router.ib
         self.max_age_ns = int(router_cfg.max_order_age_ms * 1e6)
         self.store = OrderStore(1 << 14)
         self.reports = np.zeros(256, EXEC_DTYPE)

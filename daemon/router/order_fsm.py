@@ -209,6 +209,7 @@ REJ_STALE = 18               # older than router.max_order_age_ms when the route
 REJ_VENUE = 19               # a live venue refused it (a definite 4xx answer: buying power, symbol, ...)
 REJ_RATE_LIMITED = 20        # a live venue answered 429 to every try (router.alpaca.max_retries)
 REJ_NOT_AT_VENUE = 21        # its fate was unknown (5xx, timeout, crash) and the venue has no such order
+REJ_VENUE_DOWN = 22          # the live venue was not connected: never sent
 #: 100..199: a cancel was refused; 200..299: a replace was refused.
 REJ_CANCEL_UNKNOWN = 100     # order unknown or already done ("too late to cancel")
 REJ_REPLACE_UNKNOWN = 200    # order unknown or already done ("too late to replace")

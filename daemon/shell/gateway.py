@@ -2,7 +2,8 @@
 
 Network I/O never shares a process with a hot-path stage: a Numba wait holds the GIL, so
 an asyncio client beside it would starve.  This process has no compiled loop at all: a
-uvloop event loop runs the venue's SDK (:mod:`alphad.daemon.router.venues.alpaca`), and
+uvloop event loop runs the venue's SDK (:mod:`alphad.daemon.router.venues.alpaca`,
+:mod:`~alphad.daemon.router.venues.ib`), and
 one thread waits on the process's doorbell for the router's requests (ring
 ``venue_orders``) and hands each batch to the loop.  Exec reports go back on ring
 ``venue_exec``.  The wait is a futex syscall made through ctypes, which releases the GIL,
@@ -126,12 +127,26 @@ def pipeline_quiet(names: dict, bells: Doorbells, replies: Ring):
     return quiet
 
 
+def make_gateway(cfg, block: gb.GatewayBlock, emit, **check):
+    """The venue's gateway for ``router.venue`` (its SDK imported only here); returns it and
+    a line saying where it trades."""
+    symbols = [ins.symbol for ins in cfg.universe]
+    if cfg.router.venue == "alpaca":
+        from alphad.daemon.router.venues.alpaca import AlpacaGateway
+
+        spec = cfg.router.alpaca
+        key, secret = read_keys(spec)
+        return (AlpacaGateway(spec, symbols, block, emit, key=key, secret=secret, **check),
+                f"{spec.endpoint} endpoint {spec.url_override or 'Alpaca'}")
+    from alphad.daemon.router.venues.ib import IbGateway
+
+    spec = cfg.router.ib
+    return (IbGateway(spec, symbols, block, emit, **check),
+            f"TWS/IB Gateway {spec.host}:{spec.port} client id {spec.client_id}")
+
+
 async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bells: Doorbells, idx: int,
                 stop: asyncio.Event) -> None:
-    from alphad.daemon.router.venues.alpaca import AlpacaGateway
-
-    spec = cfg.router.alpaca
-    key, secret = read_keys(spec)
     w = block.words
     loop = asyncio.get_running_loop()
 
@@ -143,8 +158,8 @@ async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bell
     beat = loop.create_task(heartbeat())
     names = segment_names(cfg.shm.prefix)
     risk = RiskView(names["risk_state"], len(cfg.universe))
-    gw = AlpacaGateway(spec, [ins.symbol for ins in cfg.universe], block, pusher(replies), key=key, secret=secret,
-                       risk_positions=risk.positions, quiet=pipeline_quiet(names, bells, replies))
+    gw, where = make_gateway(cfg, block, pusher(replies), risk_positions=risk.positions,
+                             quiet=pipeline_quiet(names, bells, replies))
     reader = None
     try:
         await gw.sync.start_up()
@@ -153,8 +168,8 @@ async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bell
         reader.start()
         gw.spawn(gw.sync.keep_reconciled())
         w[gb.G_READY] = 1
-        print(f"alphad gateway alpaca: ready ({spec.endpoint} endpoint {spec.url_override or 'Alpaca'}); "
-              f"positions {gw.sync.positions_text()}", file=sys.stderr, flush=True)
+        print(f"alphad gateway {cfg.router.venue}: ready ({where}); positions {gw.sync.positions_text()}",
+              file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         w[gb.G_READY] = 0
@@ -168,8 +183,8 @@ async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bell
 def run(args) -> int:
     die_with_supervisor()
     cfg, _base = load_config(args.config)
-    if cfg.router.venue != "alpaca":
-        raise ValueError(f"alphad gateway: router.venue is {cfg.router.venue!r}; a gateway runs for a live venue (alpaca)")
+    if cfg.router.venue == "paper":
+        raise ValueError("alphad gateway: router.venue is 'paper'; a gateway runs for a live venue (alpaca, ib)")
     names = segment_names(cfg.shm.prefix)
     bells = Doorbells.attach(names["doorbells"])
     block = gb.GatewayBlock.attach(names["gateway"], len(cfg.universe))

@@ -28,7 +28,8 @@ class GatewaySupervision:
         """Before anything starts: a gateway without its keys would only die and restart."""
         from alphad.daemon.shell.gateway import read_keys
 
-        read_keys(self.sup.cfg.router.alpaca)
+        if self.venue == "alpaca":  # IB logs in through TWS / IB Gateway: no keys here
+            read_keys(self.sup.cfg.router.alpaca)
 
     def create_segments(self) -> gb.GatewayBlock:
         """The order table and the two lossless rings: requests from the router

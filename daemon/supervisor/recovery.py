@@ -70,10 +70,10 @@ def hand_to_gateway(sup, path, orphans: list[dict], now: int) -> None:
             f = filled[int(e["client_order_id"])]
             f[0] += float(e["fill_qty"])
             f[1] += float(e["fill_qty"]) * float(e["fill_px"])
-    from alphad.daemon.router.venues.alpaca import TIF_CODES
+    from alphad.daemon.router.venues.gateway_core import TIF_CODES
     from alphad.ipc.gateway_block import GS_UNKNOWN
 
-    tif = TIF_CODES[sup.cfg.router.alpaca.time_in_force]
+    tif = TIF_CODES[getattr(sup.cfg.router, sup.cfg.router.venue).time_in_force]
     for o in orphans:
         cid = int(o["client_order_id"])
         px = o.get("limit_px")

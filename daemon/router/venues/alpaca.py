@@ -24,13 +24,11 @@ from alphad.daemon.router.venues import gateway_core as gc
 from alphad.daemon.router.venues.alpaca_config import AlpacaVenue
 from alphad.daemon.router.venues.alpaca_sync import VenueSync
 from alphad.ipc import gateway_block as gb
-from alphad.ipc.dtypes import TIF_DAY, TIF_GTC, TIF_IOC
 
 #: Alpaca's order statuses as the gateway core takes them (any other: still working).
 _STATES = {"filled": gc.FILLED, "canceled": gc.CANCELED, "expired": gc.EXPIRED, "done_for_day": gc.EXPIRED,
            "replaced": gc.CANCELED, "rejected": gc.REJECTED}
-_TIF = {TIF_DAY: "day", TIF_GTC: "gtc", TIF_IOC: "ioc"}
-TIF_CODES = {v: k for k, v in _TIF.items()}
+_TIF = {v: k for k, v in gc.TIF_CODES.items()}
 
 
 class VenueDown(Exception):

@@ -11,7 +11,8 @@ on its event loop:
   open), then positions and account; only then is the gateway ready;
 * every ``reconcile_interval_s``: the venue's open orders (one request) against the
   table, each order that left that list asked about by client order id, positions and
-  account read back (a failed read keeps the last values: never taken as flat).
+  account read back (a failed read keeps the last values: never taken as flat), then the
+  venue-wins check (``venue_check.py``).
 """
 from __future__ import annotations
 
@@ -20,23 +21,18 @@ import time
 
 import numpy as np
 
+from alphad.daemon.router.venues.venue_check import VenueCheck
 from alphad.ipc import gateway_block as gb
-from alphad.ipc.dtypes import EXEC_FILL
 
 
-class VenueSync:
-    """The stream and the reconciliation of gateway ``gw``."""
+class VenueSync(VenueCheck):
+    """The stream and the reconciliation of gateway ``gw`` (``risk_positions``, ``quiet``:
+    the venue-wins check, :class:`~alphad.daemon.router.venues.venue_check.VenueCheck`)."""
 
     def __init__(self, gw, risk_positions=None, quiet=None):
-        """``risk_positions() -> array | None``: alphad's positions (risk's book), which
-        the broker's must equal; ``quiet() -> bool``: router and risk are up and no exec
-        report is on its way to risk (the comparison means nothing otherwise).  Either
-        None: no check."""
-        self.gw = gw
+        super().__init__(gw, risk_positions, quiet)
         self._stream_starts = 0
         self._wake_reconcile: asyncio.Event | None = None
-        self.risk_positions, self.quiet = risk_positions, quiet
-        self._gap = None  # (difference, reports pushed) at the last check, confirmed by the next
 
     def start_stream(self) -> None:
         from alpaca.trading.stream import TradingStream
@@ -160,11 +156,6 @@ class VenueSync:
             gw.log(f"start-up reconciliation: {len(rows)} orders asked about, {len(still)} still working; "
                      f"positions {self.positions_text()}")
 
-    def positions_text(self) -> str:
-        gw = self.gw
-        held = {s: float(q) for s, q in zip(gw.symbols, gw.block.positions) if q == q and q}
-        return str(held or "flat")
-
     async def keep_reconciled(self) -> None:
         """Open orders and positions read back every ``reconcile_interval_s``, and at once
         after the stream reconnects."""
@@ -179,34 +170,3 @@ class VenueSync:
             settled = await self.reconcile_open()
             if await self.read_account() and settled:
                 self.venue_wins()
-
-    def venue_wins(self) -> None:
-        """alphad's positions against the broker's while nothing is working: a difference
-        seen at two checks in a row (not a fill on its way) is an alert, and the broker
-        wins: an exec report with client order id 0 books the difference at the broker's
-        price, through the router to risk and the journal, as any fill."""
-        gw = self.gw
-        if self.quiet is None or not self.quiet() or len(gw.block.open_rows()):
-            self._gap = None
-            return
-        ours = self.risk_positions()
-        if ours is None:
-            return
-        theirs = gw.block.positions
-        gap = np.where(np.isfinite(theirs), theirs - ours, 0.0)
-        gap[np.abs(gap) <= 1e-9 * np.maximum(1.0, np.abs(theirs))] = 0.0
-        if not gap.any():
-            self._gap = None
-            return
-        if (self._gap is None or self._gap[1] != gw.reports_pushed
-                or not np.allclose(gap, self._gap[0], rtol=1e-9, atol=1e-12)):
-            self._gap = (gap, gw.reports_pushed)  # confirmed only by the next check, nothing reported between
-            return
-        self._gap = None
-        now = time.monotonic_ns()
-        for i in np.flatnonzero(gap):
-            px = gw.marks.get(int(i), float("nan"))
-            gw.log(f"alert: position mismatch on {gw.symbols[i]}: alphad holds {ours[i]:g}, the broker {theirs[i]:g}; "
-                   f"the broker wins: {gap[i]:+g} booked at {px:g}")
-            gw.emit([(now, now, 0, int(i), 1 if gap[i] > 0 else -1, EXEC_FILL, 0, float(abs(gap[i])), px, 0.0, 0.0)])
-            gw.w[gb.G_ADJUSTMENTS] += 1

@@ -26,10 +26,16 @@ import time
 
 import numpy as np
 
-from alphad.daemon.router.order_fsm import REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_STORE_FULL, REJ_VENUE
+from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_STORE_FULL, REJ_VENUE,
+                                            REJ_VENUE_DOWN)
 from alphad.ipc import gateway_block as gb
 from alphad.ipc.dtypes import (EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL,
-                               REQ_NEW, REQ_QUERY)
+                               REQ_NEW, REQ_QUERY, TIF_DAY, TIF_GTC, TIF_IOC)
+
+__all__ = ["GatewayCore", "OrderIds", "REJ_VENUE_DOWN", "TIF_CODES"]
+
+#: ``router.<venue>.time_in_force`` -> venue_req.tif.
+TIF_CODES = {"day": TIF_DAY, "gtc": TIF_GTC, "ioc": TIF_IOC}
 
 #: Relative tolerance on quantities (venues return decimal strings).
 QTY_EPS = 1e-9
