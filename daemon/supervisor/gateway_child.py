@@ -23,6 +23,7 @@ class GatewaySupervision:
         self.name = f"gateway:{self.venue}"
         #: Its doorbell: after every stage process's.
         self.doorbell = len(sup.plan.processes)
+        self._link = None  # the venue link's state as last journaled
 
     def check_keys(self) -> None:
         """Before anything starts: a gateway without its keys would only die and restart."""
@@ -73,3 +74,18 @@ class GatewaySupervision:
 
     def fresh(self, now_ns: int, max_age_s: float) -> bool:
         return now_ns - int(self.block.words[gb.G_HEARTBEAT]) < max_age_s * 1e9
+
+    def journal_link(self) -> None:
+        """Journal each change of the venue link once the gateway is ready (a stream or
+        connection lost, restored), with the counts so far: an outage is in the journal as
+        well as in /metrics."""
+        w, journal = self.block.words, self.sup.journal
+        if journal is None or not w[gb.G_READY]:
+            return
+        link = (int(w[gb.G_STREAM_UP]), int(w[gb.G_STARTS]))
+        if link != self._link:
+            if self._link is not None or not link[0]:
+                journal.record("venue", {"venue": self.venue, "connected": bool(link[0]), "gateway_starts": link[1],
+                                         "reconnects": int(w[gb.G_RECONNECTS]), "disconnects": int(w[gb.G_DISCONNECTS]),
+                                         "unknown_orders": int(w[gb.G_UNKNOWN])})
+            self._link = link

@@ -98,6 +98,15 @@ def last_day(path) -> dict | None:
     return day
 
 
+def journal_changes(sup) -> None:
+    """Every change the next start restores or an audit reads: the trading state, the day
+    references, a live venue's link."""
+    journal_state_change(sup)
+    journal_day_change(sup)
+    if getattr(sup, "gw", None) is not None:
+        sup.gw.journal_link()
+
+
 def journal_day_change(sup) -> None:
     """Journal the day-start equity and daily-loss reference risk publishes when they
     change (a start, a resume, the ladder), which a restart the same day restores."""

@@ -43,7 +43,7 @@ from alphad.daemon.supervisor.control_port import ControlPort, pid_alive, stale
 from alphad.daemon.supervisor.drift_watch import DriftWatch
 from alphad.daemon.supervisor.gateway_child import GatewaySupervision
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
-from alphad.daemon.supervisor.recovery import journal_day_change, journal_state_change, restore_from_journal
+from alphad.daemon.supervisor.recovery import journal_changes, restore_from_journal
 from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
@@ -364,8 +364,7 @@ class Supervisor:
                 reply = self.handle(parts[-1])
                 s.send_multipart([*parts[:-1], frames.encoder.encode(reply)])
             self.reap_and_restart()
-            journal_state_change(self)
-            journal_day_change(self)
+            journal_changes(self)
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)

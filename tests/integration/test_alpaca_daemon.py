@@ -153,6 +153,8 @@ def test_stream_drops_and_failing_http_mid_session_lose_nothing_and_send_nothing
                what="the stream back twice")
     st = settle(daemon, fake)
     assert st.venue.http_errors >= 2 and st.venue.rate_limited >= 2 and st.venue.unknown == 0
+    link = [e["connected"] for e in entries(daemon.journal) if e["type"] == "venue"]
+    assert link.count(False) >= 1 and link[-1] is True  # the outages are journaled, and their end
     no_order_sent_twice(fake, daemon.journal)
     venue = {int(o["client_order_id"].removeprefix("alphad-")): float(o["filled_qty"]) for o in fake.orders()
              if float(o["filled_qty"])}
