@@ -75,6 +75,11 @@ class Config(Base):
         symbols = [i.symbol for i in self.universe]
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"universe symbols must be unique, were {symbols}")
+        if (self.feed.source == "ib" and self.router.venue == "ib"
+                and self.feed.ib.client_id == self.router.ib.client_id):
+            raise ValueError(f"feed.ib.client_id and router.ib.client_id are both {self.feed.ib.client_id}: the feed "
+                             f"and the order gateway are two API clients of TWS / IB Gateway, each needs an id of "
+                             f"its own (defaults: feed 18, router 17)")
         if self.risk.sizing is not None:
             linear = {k: getattr(self.model, k) for k in ("weight_per_unit", "weight_cap", "min_abs_prediction")
                       if getattr(self.model, k) != getattr(Model(), k)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
-from alphad.daemon.config_base import Base, Fraction, PositiveFloat
+from alphad.daemon.config_base import Base, Fraction, PositiveFloat, PositiveInt
 
 
 class Synthetic(Base):
@@ -62,14 +62,56 @@ class AlpacaFeed(Base):
                 raise ValueError(f"feed.alpaca.{name} must name an environment variable")
 
 
+class IbFeed(Base):
+    """``feed.ib``: Interactive Brokers' market data from TWS / IB Gateway through ib_async
+    (``feed.source: ib``; :mod:`alphad.daemon.feed.ib`).
+
+    The feed connects as an API client of its own: ``client_id`` must differ from every
+    other client of the same TWS, the order gateway's ``router.ib.client_id`` (17) included.
+    ``port``: 4002 is IB Gateway's paper port (4001 live), 7497 TWS's paper port (7496
+    live).  The universe's symbols are subscribed: one with a ``/`` (``BTC/USD``) as
+    ``Crypto("BTC", crypto_exchange, "USD")``, every other as ``Stock(symbol,
+    stock_exchange, "USD")``.  ``quotes`` and ``trades`` choose what ``reqMktData``'s ticks
+    become; ``bars``: IB's 5-second real-time bars (``reqRealTimeBars``, emitted at their
+    close).  ``market_data_type``: 1 live, 2 frozen, 3 delayed, 4 delayed frozen
+    (``reqMarketDataType``; delayed needs no market-data subscription).  Between connection
+    attempts (one reconnect loop at a time) the wait doubles from ``backoff_s`` up to
+    ``backoff_max_s``.  No credential is read: TWS / IB Gateway holds the login.
+    """
+
+    host: str = "127.0.0.1"
+    port: PositiveInt = 4002
+    client_id: PositiveInt = 18
+    stock_exchange: str = "SMART"
+    crypto_exchange: str = "PAXOS"
+    quotes: bool = True
+    trades: bool = True
+    bars: bool = False
+    market_data_type: Literal[1, 2, 3, 4] = 1
+    connect_timeout_s: PositiveFloat = 10.0
+    backoff_s: PositiveFloat = 1.0
+    backoff_max_s: PositiveFloat = 30.0
+
+    def __post_init__(self) -> None:
+        if not (self.quotes or self.trades or self.bars):
+            raise ValueError("feed.ib: quotes, trades and bars are all false: subscribe to one at least")
+        for name in ("host", "stock_exchange", "crypto_exchange"):
+            if not getattr(self, name):
+                raise ValueError(f"feed.ib.{name} must not be empty")
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError(f"feed.ib.backoff_max_s ({self.backoff_max_s:g}) must be at least feed.ib.backoff_s "
+                             f"({self.backoff_s:g})")
+
+
 class Feed(Base):
     """Where market data comes from.
 
-    ``source``: ``replay`` (recorded file at ``path``), ``synthetic``, or ``alpaca`` (Alpaca's
-    live stock and crypto streams, configured by ``alpaca``; the keys that describe a
-    recording, ``path``, ``format``, ``trades_path``, ``speed``, ``loop``, ``trade_from``,
-    are then unused, and ``also`` is refused).  A live source runs in the daemon alone: the
-    backtest and ``alphad replay`` need a recording.
+    ``source``: ``replay`` (recorded file at ``path``), ``synthetic``, ``alpaca`` (Alpaca's
+    live stock and crypto streams, configured by ``alpaca``) or ``ib`` (Interactive Brokers'
+    market data from TWS / IB Gateway, configured by ``ib``); with a live source the keys
+    that describe a recording, ``path``, ``format``, ``trades_path``, ``speed``, ``loop``,
+    ``trade_from``, are unused, and ``also`` is refused.  A live source runs in the daemon
+    alone: the backtest and ``alphad replay`` need a recording.
     ``format``: ``generic`` (``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``),
     ``binance`` (the book-ticker CSV; trades from ``trades_path`` merged by time),
     ``lean_minute`` (equity minute quote CSV) or ``daily`` (daily equity bars, adjusted as
@@ -82,7 +124,7 @@ class Feed(Base):
     daily stocks: the inputs of ``features.regime``), read up to the main file's last event.
     """
 
-    source: Literal["replay", "synthetic", "alpaca"] = "replay"
+    source: Literal["replay", "synthetic", "alpaca", "ib"] = "replay"
     path: str = "data/demo_btc_eth_quotes_trades.csv.gz"
     format: Literal["generic", "binance", "lean_minute", "daily"] = "generic"
     trades_path: str = ""
@@ -92,12 +134,13 @@ class Feed(Base):
     also: list[Extra] = []
     synthetic: Synthetic = Synthetic()
     alpaca: AlpacaFeed = AlpacaFeed()
+    ib: IbFeed = IbFeed()
 
     def __post_init__(self) -> None:
         self.trade_from_ns()  # a bad date fails when the config is read
-        if self.also and self.source == "alpaca":
-            raise ValueError("feed.also merges recorded files into a replay; feed.source alpaca is a live stream: "
-                             "remove feed.also (or replay the recordings)")
+        if self.also and self.source in ("alpaca", "ib"):
+            raise ValueError(f"feed.also merges recorded files into a replay; feed.source {self.source} is a live "
+                             "stream: remove feed.also (or replay the recordings)")
         if self.also and (self.source != "replay" or self.format != "daily"):
             raise ValueError(f"feed.also merges recorded files into a daily replay (source replay, format daily), "
                              f"was source {self.source}, format {self.format}")

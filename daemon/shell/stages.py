@@ -100,12 +100,13 @@ class Warmup:
 
 
 #: Live sources by ``feed.source`` (module, class): a network client in the feed process.
-LIVE_SOURCES = {"alpaca": ("alphad.daemon.feed.alpaca", "AlpacaMarketData")}
+LIVE_SOURCES = {"alpaca": ("alphad.daemon.feed.alpaca", "AlpacaMarketData"),
+                "ib": ("alphad.daemon.feed.ib", "IbMarketData")}
 
 
 class FeedStage:
     name = "feed"
-    #: A live source (``feed.source: alpaca``): :class:`LiveFeedCore` over it.
+    #: A live source (``feed.source: alpaca`` or ``ib``): :class:`LiveFeedCore` over it.
     live = False
 
     def __init__(self, shell, *, simulated: bool, bench_rate_hz: float | None):

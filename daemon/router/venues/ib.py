@@ -39,6 +39,11 @@ COMMISSION_WAIT_S = 2.0
 FARM_BROKEN, FARM_OK = (2103, 2105, 2157), (2104, 2106, 2158)
 
 
+def refusal(code: int) -> bool:
+    """An error code that refuses an order (1xx/2xx), 202 excepted (a cancel's echo)."""
+    return 100 <= code < 300 and code != 202
+
+
 def in_window(window: str, tz: str, now: dt.datetime | None = None) -> bool:
     """Whether ``now`` (UTC) falls in ``"HH:MM-HH:MM"`` local to ``tz`` (may wrap midnight)."""
     if not window:
@@ -77,6 +82,8 @@ class IbGateway(gc.GatewayCore):
         for i, s in enumerate(self.symbols):
             self.instrument[s.split("/")[0]] = i  # positions come back by the contract's symbol
         self.trades_by_cid: dict[int, object] = {}
+        self.cancels_due: set[int] = set()
+        self.refused: set[int] = set()  # orders TWS answered with an error (their end is a reject)
         self.conn = IbConnection(self)
         from alphad.daemon.router.venues.ib_sync import IbSync
 
@@ -117,9 +124,19 @@ class IbGateway(gc.GatewayCore):
         if j < 0 or self.block.orders[j]["state"] == gb.GS_DONE:
             return
         if trade is None or not self.conn.up:
-            self.spawn(self.query_later(cid))  # known after the next read-back; its cancel then
+            self.cancels_due.add(cid)  # sent after the next connect's read-back (a cancel may go twice, an order never)
             return
         self.ib.cancelOrder(trade.order)
+
+    def send_due_cancels(self) -> None:
+        """The cancels asked for while disconnected, for the orders the read-back shows working."""
+        for cid in sorted(self.cancels_due):
+            j, trade = self.block.find(cid), self.find_trade(cid)
+            if j < 0 or self.block.orders[j]["state"] == gb.GS_DONE or trade is None:
+                self.cancels_due.discard(cid)
+            elif self.conn.up:
+                self.ib.cancelOrder(trade.order)
+                self.cancels_due.discard(cid)
 
     async def query(self, cid: int) -> bool:
         """Settle ``cid`` from what ib_async holds (its connect reads back open and
@@ -144,6 +161,18 @@ class IbGateway(gc.GatewayCore):
                 return trade
         return self.trades_by_cid.get(cid)
 
+    def refused_order(self, order_id: int, code: int, message) -> None:
+        """TWS refused order ``order_id`` (error 1xx/2xx on it): its coming Cancelled or
+        Inactive status is a reject, not a cancel."""
+        for trade in self.ib.trades():
+            if trade.order.orderId == order_id:
+                cid = self.ids.cid_of(trade.order.orderRef)
+                if cid is not None:
+                    self.refused.add(cid)
+                    self.log(f"order {cid} refused by IB: {code} {str(message)[:160]}")
+                    self.apply_trade(trade)
+                return
+
     def _on_trade(self, trade) -> None:
         self.apply_trade(trade)
 
@@ -166,6 +195,8 @@ class IbGateway(gc.GatewayCore):
             if cum > reported * (1 + gc.QTY_EPS) + gc.QTY_EPS:
                 fee += f.commissionReport.commission if f.commissionReport.execId else 0.0
         state = _STATES.get(trade.orderStatus.status, gc.WORKING)
+        if state == gc.CANCELED and (cid in self.refused or any(refusal(e.errorCode) for e in trade.log)):
+            state = gc.REJECTED  # ib_async marks a refused order Cancelled before its error event comes
         if state == gc.FILLED and cum < float(trade.orderStatus.filled) * (1 - gc.QTY_EPS):
             state = gc.WORKING  # filled, but a commission is still on its way
         avg = value / cum if cum else math.nan
@@ -180,8 +211,8 @@ class IbConnection:
 
     def __init__(self, gw: IbGateway):
         self.gw = gw
-        self.up = False
-        self.synced = False  # connected and ib_async's read-back done
+        self.connected = False  # the socket to TWS, and ib_async's read-back done
+        self.link_ok = False    # TWS's own link to IB (1100 lost, 1101/1102 restored)
         self._loop_task: asyncio.Task | None = None
         self.stopping = False
         self.farms: dict[str, bool] = {}
@@ -205,9 +236,18 @@ class IbConnection:
                 attempt += 1
                 await asyncio.sleep(wait)
                 continue
-            self.up = self.synced = True
+            self.connected = self.link_ok = True
             gw.w[gb.G_STREAM_UP] = 1
             return
+
+    @property
+    def up(self) -> bool:
+        """Orders can go: connected to TWS, and TWS to IB."""
+        return self.connected and self.link_ok
+
+    @property
+    def synced(self) -> bool:
+        return self.connected
 
     def reconnect(self) -> None:
         """Start the reconnect loop unless one runs (never two racing each other)."""
@@ -223,10 +263,10 @@ class IbConnection:
 
     def _on_disconnect(self) -> None:
         gw = self.gw
-        was_up, self.up, self.synced = self.up, False, False
+        was_connected, self.connected = self.connected, False
         gw.w[gb.G_STREAM_UP] = 0
-        if self.stopping or not was_up:
-            return
+        if self.stopping or not was_connected:
+            return  # a failed connect attempt: its loop goes on
         gw.w[gb.G_DISCONNECTS] += 1
         if in_window(gw.spec.reset_window, gw.spec.reset_timezone):
             gw.log("disconnected inside the reset window (the nightly restart): reconnecting")
@@ -237,12 +277,12 @@ class IbConnection:
     def _on_error(self, req_id, code, message, contract=None) -> None:
         gw = self.gw
         if code == 1100:
-            self.up = False
+            self.link_ok = False
             gw.w[gb.G_STREAM_UP] = 0
             gw.log("1100: connectivity between IB and TWS lost")
         elif code in (1101, 1102):
-            self.up = True
-            gw.w[gb.G_STREAM_UP] = 1
+            self.link_ok = True
+            gw.w[gb.G_STREAM_UP] = int(self.connected)
             gw.log(f"{code}: connectivity restored, data {'lost: resubscribing' if code == 1101 else 'kept'}")
             gw.sync.wake()
         elif code == 326:
@@ -252,5 +292,5 @@ class IbConnection:
             self.farms[farm] = code in FARM_OK
             gw.w[gb.G_FARMS_DOWN] = sum(1 for ok in self.farms.values() if not ok)
             gw.log(f"{code}: data farm {farm} {'OK' if code in FARM_OK else 'BROKEN'}")
-        elif req_id > 0 and code not in (202,):  # an order refused: its status event ends it
-            gw.log(f"IB error {code} on request {req_id}: {str(message)[:160]}")
+        elif req_id > 0 and refusal(code):
+            gw.refused_order(req_id, code, message)

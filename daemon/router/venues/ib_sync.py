@@ -73,6 +73,7 @@ class IbSync(VenueCheck):
             if gw.block.orders[j]["state"] == gb.GS_SENDING:
                 continue  # its placeOrder is on its way: its own events settle it
             settled = await gw.query(int(gw.block.orders[j]["client_order_id"])) and settled
+        gw.send_due_cancels()
         return settled
 
     async def start_up(self) -> None:
