@@ -34,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--orders", type=int, default=500, help="orders to time, one at a time (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=20, help="orders sent first and not timed (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--interval-ms", type=float, default=None,
+                   help="pause between orders (default: 0 for alpaca; 25 for ib, under ib_async's pacing of 45 "
+                        "requests a second, which would otherwise queue orders for up to a second)")
+    p.add_argument("--venue", choices=["alpaca", "ib"], default="alpaca",
+                   help="alpaca: a fake Alpaca (HTTP + websockets); ib: a fake TWS (the TWS socket protocol)")
     p.add_argument("--floor", action="store_true",
                    help="also time the floor from this process: a bare HTTP POST of an order (requests) and "
                         "alpaca-py's submit_order, each to the same fake")
@@ -211,18 +216,19 @@ def _floor(args) -> dict:
 
 
 class FakeProcess:
-    """The fake Alpaca in a process of its own (``python -m alphad.ops.fake_alpaca``), so the
-    benchmark's own polling never competes with it for a GIL; its URLs as attributes."""
+    """A fake broker in a process of its own (``python -m alphad.ops.fake_alpaca`` or
+    ``fake_tws``), so the benchmark's own polling never competes with it for a GIL; what it
+    prints (its URLs, its port) as attributes."""
 
-    def __init__(self, *quotes: str):
-        import types
-
-        argv = [sys.executable, "-m", "alphad.ops.fake_alpaca", "--key", KEY, "--secret", SECRET, "--cash", "1e12",
-                "--tick-ms", "0"] + [a for q in quotes for a in ("--quote", q)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        urls = json.loads(self.proc.stdout.readline())
-        self.__dict__.update(urls)
-        self.urls = types.SimpleNamespace(**urls)
+    def __init__(self, *quotes: str, venue: str = "alpaca"):
+        if venue == "alpaca":
+            argv = [sys.executable, "-m", "alphad.ops.fake_alpaca", "--key", KEY, "--secret", SECRET, "--cash", "1e12",
+                    "--tick-ms", "0"]
+        else:
+            argv = [sys.executable, "-m", "alphad.ops.fake_tws"]
+        self.proc = subprocess.Popen(argv + [a for q in quotes for a in ("--quote", q)], stdout=subprocess.PIPE,
+                                     text=True)
+        self.__dict__.update(json.loads(self.proc.stdout.readline()))
 
     def stop(self) -> None:
         terminate(self.proc)
@@ -233,13 +239,15 @@ def run(args) -> int:
 
     from alphad.ipc.dtypes import EXEC_ACK, EXEC_FILL
 
-    fake = FakeProcess("BTC/USD=60000,60001")
+    fake = FakeProcess("BTC/USD=60000,60001" if args.venue == "alpaca" else "BTC=60000,60001", venue=args.venue)
     work = Path(tempfile.mkdtemp(prefix="alphad-gwbench-"))
-    rig = GatewayRig(fake, work)
+    rig = GatewayRig(fake, work, venue=args.venue)
     ack, fill = [], []
     try:
         rig.start()
+        pause = (args.interval_ms if args.interval_ms is not None else 0.0 if args.venue == "alpaca" else 25.0) / 1e3
         for k in range(args.warmup + args.orders):
+            time.sleep(pause)
             cid = 1_000_000 + k
             t0 = time.monotonic_ns()
             rig.send(cid, 0, 1 if k % 2 == 0 else -1, 0.001)
@@ -261,12 +269,16 @@ def run(args) -> int:
     finally:
         rig.close()
         fake.stop()
-    floor = _floor(args) if args.floor else {}
+    floor = _floor(args) if args.floor and args.venue == "alpaca" else {}
     result = {"command": "alphad bench-gateway " + " ".join(sys.argv[2:]), "host": platform.node(),
               "cpus": os.cpu_count(), "python": platform.python_version(),
-              "what": "router pushes an order on venue_orders -> gateway process (uvloop, alpaca-py) -> fake Alpaca "
-                      "(own process) over loopback HTTP -> ACK (the POST's answer) / FILL (trade_updates websocket) "
-                      "-> venue_exec",
+              "venue": args.venue,
+              "what": ("router pushes an order on venue_orders -> gateway process (uvloop, alpaca-py) -> fake Alpaca "
+                       "(own process) over loopback HTTP -> ACK (the POST's answer) / FILL (trade_updates websocket) "
+                       "-> venue_exec") if args.venue == "alpaca" else
+                      ("router pushes an order on venue_orders -> gateway process (uvloop, ib_async) -> fake TWS (own "
+                       "process) over the TWS socket protocol on loopback -> ACK (Submitted) / FILL (execDetails and "
+                       "its commissionReport) -> venue_exec"),
               "ack": _percentiles(ack), "fill": _percentiles(fill), **floor}
     text = json.dumps(result, indent=2)
     if args.json:
