@@ -47,6 +47,8 @@ G_REQUESTS = 16
 G_RECON_ASKED, G_RECON_OPEN = 17, 18
 #: Position differences with the broker booked its way (the venue wins; an alert each).
 G_ADJUSTMENTS = 19
+#: Connections lost (the venue's link, not the process), and data farms reported broken now.
+G_DISCONNECTS, G_FARMS_DOWN = 20, 21
 N_WORDS = 32
 
 # -- account -------------------------------------------------------------------------
