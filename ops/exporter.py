@@ -176,9 +176,13 @@ class AlphadCollector:
         for name, word in (("reconnects", gb.G_RECONNECTS), ("http_errors", gb.G_HTTP_ERRORS),
                            ("rate_limited", gb.G_RATE_LIMITED), ("sent", gb.G_SENT), ("rejects", gb.G_REJECTS),
                            ("recovered_fills", gb.G_RECOVERED_FILLS), ("adjustments", gb.G_ADJUSTMENTS),
-                           ("starts", gb.G_STARTS)):
+                           ("disconnects", gb.G_DISCONNECTS), ("starts", gb.G_STARTS)):
             events.add_metric([name], int(w[word]))
         yield events
+        farms = GaugeMetricFamily("alphad_gateway_data_farms_down", "Market-data farms the venue reports broken "
+                                  "now (IB's 2103/2105; 2104/2106 clear them)")
+        farms.add_metric([], float(w[gb.G_FARMS_DOWN]))
+        yield farms
         unknown = GaugeMetricFamily("alphad_gateway_unknown_orders", "Orders whose fate at the venue is unknown now "
                                     "(a 5xx, timeout or disconnect; a query settles each)")
         unknown.add_metric([], float(w[gb.G_UNKNOWN]))

@@ -70,14 +70,14 @@ def alpaca_config(fake, work: Path, prefix: str, **router_alpaca) -> Path:
 
 
 def ib_config(fake, work: Path, prefix: str, **router_ib) -> Path:
-    """``configs/alpaca_paper.yaml``'s universe and limits with ``router.venue: ib`` pointed at a
-    fake TWS (``ops/fake_tws.py``), its own prefix and journal."""
-    cfg = msgspec.yaml.decode((REPO / "configs" / "alpaca_paper.yaml").read_bytes())
+    """``configs/ib_paper.yaml`` pointed at a fake TWS (``ops/fake_tws.py``: both the feed's
+    and the gateway's connections), with its own prefix and journal."""
+    cfg = msgspec.yaml.decode((REPO / "configs" / "ib_paper.yaml").read_bytes())
     cfg["model"]["card"] = str(REPO / "data" / "demo_model" / "model_card.json")
     cfg["shm"]["prefix"] = prefix
     cfg["journal"]["dir"] = str(work / "journal")
-    cfg["router"] = {"venue": "ib", "execution": "immediate",
-                     "ib": {"host": "127.0.0.1", "port": fake.port, "client_id": 7, **router_ib}}
+    cfg["feed"]["ib"].update(host="127.0.0.1", port=fake.port)
+    cfg["router"]["ib"].update(host="127.0.0.1", port=fake.port, **router_ib)
     path = work / "config.yaml"
     path.write_bytes(msgspec.yaml.encode(cfg))
     return path
@@ -287,8 +287,9 @@ def run(args) -> int:
     return 0
 
 
-#: The demo recording's symbols as Alpaca names them.
+#: The demo recording's symbols as Alpaca names them, and as IB's contracts do.
 DEMO_SYMBOLS = {"BTCUSDT": "BTC/USD", "ETHUSDT": "ETH/USD"}
+DEMO_SYMBOLS_IB = {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}
 
 
 class DemoMarket:
@@ -296,7 +297,8 @@ class DemoMarket:
     real time, in a thread, looping: the fake streams them to the daemon's feed and fills
     market orders at them."""
 
-    def __init__(self, fake, *, speed: float = 5.0, path: Path = REPO / "data" / "demo_btc_eth_quotes_trades.csv.gz"):
+    def __init__(self, fake, *, speed: float = 5.0, path: Path = REPO / "data" / "demo_btc_eth_quotes_trades.csv.gz",
+                 symbols: dict[str, str] = DEMO_SYMBOLS):
         import gzip
         import threading
 
@@ -305,8 +307,8 @@ class DemoMarket:
             next(f)
             for line in f:
                 ts, sym, kind, bp, bs, ap, asz, lp, ls = line.rstrip("\n").split(",")
-                if sym in DEMO_SYMBOLS:
-                    rows.append((int(ts), DEMO_SYMBOLS[sym], kind, bp, bs, ap, asz, lp, ls))
+                if sym in symbols:
+                    rows.append((int(ts), symbols[sym], kind, bp, bs, ap, asz, lp, ls))
         self.rows, self.fake, self.speed = rows, fake, speed
         self.published = 0
         self._stop = threading.Event()

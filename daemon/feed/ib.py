@@ -61,7 +61,7 @@ LAST_PX_TICKS = frozenset({4, 68})
 LAST_SZ_TICKS = frozenset({5, 71})
 #: Data-farm codes: broken, OK (market data, historical data, security definitions).
 FARM_BROKEN, FARM_OK = frozenset({2103, 2105, 2157}), frozenset({2104, 2106, 2158})
-#: Codes that are link or farm state, or TWS's informational warnings: not errors.
+#: The link's state codes (1100 lost, 1101/1102 restored): not errors.
 _NOT_ERRORS = frozenset({1100, 1101, 1102})
 
 

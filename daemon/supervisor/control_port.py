@@ -78,6 +78,7 @@ def venue_status(sup, positions: dict[str, float]) -> frames.VenueStatus | None:
         stream_up=bool(w[gb.G_STREAM_UP]), reconnects=int(w[gb.G_RECONNECTS]), http_errors=int(w[gb.G_HTTP_ERRORS]),
         rate_limited=int(w[gb.G_RATE_LIMITED]), sent=int(w[gb.G_SENT]), rejects=int(w[gb.G_REJECTS]),
         unknown=int(w[gb.G_UNKNOWN]), recovered_fills=int(w[gb.G_RECOVERED_FILLS]), adjustments=int(w[gb.G_ADJUSTMENTS]),
+        disconnects=int(w[gb.G_DISCONNECTS]), data_farms_down=int(w[gb.G_FARMS_DOWN]),
         positions={s: q for s, q in held.items() if q}, positions_age_s=round((time.monotonic_ns() - ts) / 1e9, 3) if ts else -1.0,
         cash=float(block.account[gb.A_CASH]), equity=float(block.account[gb.A_EQUITY]), mismatches=mismatches)
 

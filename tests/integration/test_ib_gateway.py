@@ -120,10 +120,11 @@ def test_the_nightly_reset_reconnects_once_resubscribes_reconciles_and_trading_r
 
 
 def test_a_client_id_in_use_on_reconnect_is_retried_with_backoff_and_logged(fake, rig):
-    fake.client_id_in_use(7, times=2)
+    me = rig.cfg.router.ib.client_id
+    fake.client_id_in_use(me, times=2)
     fake.drop_connections()
     wait_word(rig, gb.G_RECONNECTS, 1, timeout=30)
-    tries = [c for c in fake.connects if c[0] == 7]
+    tries = [c for c in fake.connects if c[0] == me]
     assert len(tries) >= 4  # the first, the two refused (326), the one that worked
     assert "connect to 127.0.0.1" in rig.output() and "failed" in rig.output()
 

@@ -1,0 +1,142 @@
+"""The daemon on configs/ib_paper.yaml against a wire-level fake TWS (ops/fake_tws.py): quotes
+from IB's market data, orders through the IB gateway process, fills with commissions back;
+then the scripted nightly reset during trading.  The real `alphad run`; ib_async talks the TWS
+socket protocol to the fake over loopback, unchanged."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from daemon_rig import eventually, free_port, stop_daemon
+from alphad.daemon.supervisor.journal import entries, last_run, verify
+from alphad.ipc import frames
+from alphad.ipc.dtypes import EXEC_FILL, EXEC_PARTIAL
+from alphad.ops.ctl import request
+from alphad.ops.gateway_bench import DEMO_SYMBOLS_IB, DemoMarket, ib_config
+
+pytestmark = pytest.mark.slow
+
+#: IB's contract symbol -> alphad's universe symbol.
+UNIVERSE = {"BTC": "BTC/USD", "ETH": "ETH/USD"}
+
+
+class IbDaemon:
+    def __init__(self, fake, tmp: Path, **router_ib):
+        self.tmp = tmp
+        self.prefix = f"alphad-itib-{os.getpid()}"
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.config = ib_config(fake, tmp, self.prefix, reconcile_interval_s=1.0, backoff_s=0.2, backoff_max_s=1.0,
+                                **router_ib)
+        cfg = msgspec.yaml.decode(self.config.read_bytes())
+        cfg["control"]["endpoint"] = self.endpoint
+        cfg["metrics"]["port"] = self.metrics_port = free_port()
+        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
+        self.config.write_bytes(msgspec.yaml.encode(cfg))
+        self.journal = tmp / "journal" / "journal.jsonl"
+        self.proc = None
+
+    def start(self) -> "IbDaemon":
+        self.log = (self.tmp / "daemon.log").open("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
+                   what="daemon ready")
+        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
+        return self
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def status(self) -> frames.StatusReply:
+        reply = request(self.endpoint, frames.Status(), timeout_s=5)
+        assert isinstance(reply, frames.StatusReply), reply
+        return reply
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_daemon(self.proc, self.log, self.prefix)
+
+
+@pytest.fixture
+def fake():
+    from alphad.ops.fake_tws import FakeTWS
+
+    f = FakeTWS(commission_per_share=0.005, min_commission=1.0).start()
+    market = DemoMarket(f, speed=5.0, symbols=DEMO_SYMBOLS_IB).start()
+    yield f
+    market.stop()
+    f.stop()
+
+
+@pytest.fixture
+def daemon(fake, tmp_path):
+    d = IbDaemon(fake, tmp_path)
+    yield d
+    d.stop()
+
+
+def venue_positions(fake) -> dict[str, float]:
+    return {UNIVERSE[s]: q for s, q in fake.positions().items() if q}
+
+
+def same(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(b[k])) for k in a)
+
+
+def settle(d, fake) -> frames.StatusReply:
+    assert isinstance(request(d.endpoint, frames.Halt(reason="test"), timeout_s=5), frames.Ok)
+    eventually(lambda: not [o for o in fake.orders() if o["status"] in ("PreSubmitted", "Submitted")], timeout=30,
+               what="no order open at the venue")
+    eventually(lambda: not last_run(d.journal)[1], timeout=30, what="every journaled order ended")
+    return eventually(lambda: (st := d.status()) and same(st.venue.positions, venue_positions(fake))
+                      and same(st.positions, venue_positions(fake)) and st, timeout=30, what="positions reconciled")
+
+
+def check_journal(fake, journal: Path) -> None:
+    assert fake.place_counts and max(fake.place_counts.values()) == 1, fake.place_counts  # none sent twice
+    ids = [e["client_order_id"] for e in entries(journal) if e["type"] == "order"]
+    assert len(ids) == len(set(ids)) and verify(journal)[1] is None
+    fills: Counter = Counter()
+    for e in entries(journal):
+        if e["type"] == "exec" and e["status"] in (EXEC_FILL, EXEC_PARTIAL):
+            fills[e["client_order_id"]] += e["fill_qty"]
+    venue = {int(o["order_ref"].removeprefix("alphad-")): float(o["filled"]) for o in fake.orders() if o["filled"]}
+    assert dict(fills) == pytest.approx(venue)
+
+
+def test_the_daemon_streams_ib_quotes_sends_orders_receives_fills_and_commissions_and_holds_the_brokers_positions(
+        fake, daemon):
+    daemon.start()
+    st = eventually(lambda: (s := daemon.status()).fills >= 3 and s, timeout=120, what="three fills")
+    assert st.stages["feed"].events_out > 0 and st.venue.ready and st.venue.stream_up
+    st = settle(daemon, fake)
+    assert st.positions
+    check_journal(fake, daemon.journal)
+    fees = [e["fee"] for e in entries(daemon.journal) if e["type"] == "exec" and e["fill_qty"] > 0]
+    assert fees and all(f > 0 for f in fees[:1]) and sum(fees) >= 1.0  # IB's commissions, booked as fees
+
+
+def test_a_nightly_reset_during_trading_reconnects_once_reconciles_and_trading_resumes(fake, daemon):
+    import urllib.request
+
+    daemon.start()
+    eventually(lambda: daemon.status().fills >= 2, timeout=120, what="two fills")
+    fake.nightly_reset(down_s=3.0, data_lost=True)
+    eventually(lambda: (s := daemon.status()).venue.reconnects >= 1 and s.venue.stream_up, timeout=60,
+               what="the gateway reconnected")
+    before = daemon.status().fills
+    eventually(lambda: daemon.status().fills >= before + 2, timeout=120, what="trading resumed")
+    st = settle(daemon, fake)
+    assert st.venue.reconnects == 1 and st.venue.disconnects == 1  # one reconnect loop, not a race of them
+    check_journal(fake, daemon.journal)
+    link = [e["connected"] for e in entries(daemon.journal) if e["type"] == "venue"]
+    assert False in link and link[-1] is True  # the outage in the journal
+    text = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
+    assert 'alphad_gateway_events_total{kind="disconnects"} 1.0' in text  # and in /metrics
