@@ -14,8 +14,10 @@ orders in flight to end (``--drain-s``), shuts the daemon down and reads its jou
 
 With ``--fake-alpaca`` (a config whose ``router.venue`` is ``alpaca``, such as
 configs/alpaca_paper.yaml) the daemon trades against a wire-level fake Alpaca started here
-(:mod:`alphad.ops.fake_alpaca`, fed the demo recording's quotes), ``gateway`` may be
-picked among the processes killed, and two more checks are made:
+(:mod:`alphad.ops.fake_alpaca`, fed the demo recording's quotes); with ``--fake-tws`` (a
+config whose ``router.venue`` is ``ib``, such as configs/ib_paper.yaml) against a fake TWS
+(:mod:`alphad.ops.fake_tws`).  Then ``gateway`` may be picked among the processes killed,
+and more checks are made:
 
 * ``positions_equal_venue``: risk's positions equal the positions the fake broker holds;
 * ``sent_twice``: client order ids the broker received more than once, 429 refusals apart;
@@ -53,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated stages to pick from (default: all five; with --fake-alpaca also gateway)")
     p.add_argument("--fake-alpaca", action="store_true",
                    help="trade against a wire-level fake Alpaca started here (the config's router.venue: alpaca)")
+    p.add_argument("--fake-tws", action="store_true",
+                   help="trade against a wire-level fake TWS started here (the config's router.venue: ib)")
     p.add_argument("--venue-latency-us", type=float, default=None,
                    help="entry and response latency of every simulated venue, µs (default: as configured)")
     p.add_argument("--execution", choices=["immediate", "twap", "vwap", "pov"], default=None,
@@ -94,7 +98,12 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
         if cfg.get(section, {}).get(key):
             cfg[section][key] = str((base / cfg[section][key]).resolve())
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    if getattr(args, "fake", None) is not None:  # every Alpaca endpoint to the fake
+    if getattr(args, "fake", None) is not None and args.fake_tws:  # both IB connections to the fake
+        cfg.setdefault("feed", {}).setdefault("ib", {}).update(host="127.0.0.1", port=args.fake.port)
+        cfg.setdefault("router", {}).setdefault("ib", {}).update(host="127.0.0.1", port=args.fake.port,
+                                                                 reconcile_interval_s=1.0, backoff_s=0.2,
+                                                                 backoff_max_s=1.0)
+    elif getattr(args, "fake", None) is not None:  # every Alpaca endpoint to the fake
         fake = args.fake
         cfg.setdefault("feed", {}).setdefault("alpaca", {}).update(crypto_url_override=fake.crypto_data_url,
                                                                     stock_url_override=fake.stock_data_url)
@@ -201,18 +210,24 @@ def venue_check(fake, config: Path, held: np.ndarray) -> dict:
 
     cfg, _ = load_config(str(config))
     # the orders the halt cancelled end at the broker, then their reports reach risk
-    _wait(lambda: not [o for o in fake.orders() if o["status"] in ("new", "accepted", "partially_filled")], 30, 0.2)
-    theirs = fake.positions()
+    tws = hasattr(fake, "place_counts")
+    working = ("PreSubmitted", "Submitted") if tws else ("new", "accepted", "partially_filled")
+    _wait(lambda: not [o for o in fake.orders() if o["status"] in working], 30, 0.2)
+    theirs = {f"{s}/USD" if tws else s: q for s, q in fake.positions().items()}
     venue = np.array([theirs.get(i.symbol, 0.0) for i in cfg.universe])
-    refused = sum(1 for m, p, st in fake.request_log if m == "POST" and p == "/v2/orders" and st == 429)
-    repeats = sum(fake.post_counts.values()) - len(fake.post_counts)
+    if tws:  # IB has no 429: every order reference is placed once
+        refused, counts = 0, fake.place_counts
+    else:
+        refused = sum(1 for m, p, st in fake.request_log if m == "POST" and p == "/v2/orders" and st == 429)
+        counts = fake.post_counts
+    repeats = sum(counts.values()) - len(counts)
     return {"positions_equal_venue": bool(np.allclose(held, venue, rtol=1e-9, atol=1e-9)),
             # nobody trades the account but alphad here: any difference booked the broker's way
             # (client order id 0) would be a fill lost or counted twice, papered over
             "venue_adjustments": sum(1 for e in entries(config.parent / "journal" / "journal.jsonl")
                                      if e["type"] == "exec" and e["client_order_id"] == 0),
             "venue_positions": {i.symbol: float(q) for i, q in zip(cfg.universe, venue)},
-            "orders_at_venue": len(fake.post_counts), "sent_twice": repeats - refused}
+            "orders_at_venue": len(counts), "sent_twice": repeats - refused}
 
 
 def run(args) -> int:
@@ -221,7 +236,7 @@ def run(args) -> int:
     from alphad.ops.ctl import request
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    allowed = STAGES + (("gateway",) if args.fake_alpaca else ())
+    allowed = STAGES + (("gateway",) if args.fake_alpaca or args.fake_tws else ())
     unknown = sorted(set(stages) - set(allowed))
     if unknown or not stages:
         raise ValueError(f"--stages expected names among {list(allowed)}, was {args.stages!r}")
@@ -235,6 +250,12 @@ def run(args) -> int:
         fake = FakeAlpaca(key=KEY, secret=SECRET, fill_delay_s=(args.venue_latency_us or 0) / 1e6).start()
         market = DemoMarket(fake, speed=5.0).start()
         env.update(APCA_API_KEY_ID=KEY, APCA_API_SECRET_KEY=SECRET)
+    elif args.fake_tws:
+        from alphad.ops.fake_tws import FakeTWS
+        from alphad.ops.gateway_bench import DEMO_SYMBOLS_IB, DemoMarket
+
+        fake = FakeTWS(fill_delay_s=(args.venue_latency_us or 0) / 1e6).start()
+        market = DemoMarket(fake, speed=5.0, symbols=DEMO_SYMBOLS_IB).start()
     args.fake = fake
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="alphad-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
