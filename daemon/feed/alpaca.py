@@ -35,8 +35,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from alphad.daemon.feed.live_buffer import RecordBuffer
 from alphad.daemon.feed.config import AlpacaFeed
-from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE, MD_TRADE
+from alphad.ipc.dtypes import MD_BAR, MD_QUOTE, MD_TRADE
 
 #: Interval of Alpaca's streamed bars (one minute).
 BAR_NS = 60_000_000_000
@@ -139,18 +140,15 @@ class AlpacaMarketData:
         symbols = list(symbols)
         if not symbols:
             raise ValueError("feed.source alpaca: the universe has no symbol to subscribe to")
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, was {capacity}")
         self.ids = {s: i for i, s in enumerate(symbols)}
         self.stocks, self.crypto = split_symbols(symbols)
         self._key, self._secret = read_keys(cfg, env)
-        self._ring = np.zeros(capacity, MD_DTYPE)
-        self._head = self._count = 0
-        self._lock = threading.Lock()
+        self.buffer = RecordBuffer(capacity)  # daemon/feed/live_buffer.py
+        self._lock = threading.Lock()  # the counters stats() reads together
         #: Called on the network thread after records were buffered (the shell rings the
         #: feed process's doorbell with it); None: nothing is called.
         self.notify = None
-        self.received = self.dropped = self.connects = self.reconnects = self.errors = 0
+        self.connects = self.reconnects = self.errors = 0
         self.last_error = ""
         self._connected_once: set[str] = set()
         self._streams: list = []
@@ -168,46 +166,27 @@ class AlpacaMarketData:
         return (f"AlpacaMarketData(stocks={self.stocks}, crypto={self.crypto}, received={self.received}, "
                 f"dropped={self.dropped}, reconnects={self.reconnects})")
 
-    # -- the buffer ------------------------------------------------------------------------
+    # -- the buffer (daemon/feed/live_buffer.py) ----------------------------------------------
     @property
     def pending(self) -> int:
         """Records received and not yet drained."""
-        return self._count
+        return self.buffer.pending
+
+    received = property(lambda self: self.buffer.received)
+    dropped = property(lambda self: self.buffer.dropped)
 
     def _put(self, rec: tuple) -> None:
-        ring = self._ring
-        cap = len(ring)
-        with self._lock:
-            if self._count == cap:  # full: the oldest goes
-                self._head = (self._head + 1) % cap
-                self._count -= 1
-                self.dropped += 1
-            ring[(self._head + self._count) % cap] = rec
-            self._count += 1
-            self.received += 1
+        self.buffer.put(rec)
         notify = self.notify
         if notify is not None:
             notify()
 
     def drain(self, out: np.ndarray) -> int:
         """Move up to ``len(out)`` buffered records, oldest first, into ``out``; returns how many."""
-        ring = self._ring
-        cap = len(ring)
-        with self._lock:
-            n = min(len(out), self._count)
-            if n == 0:
-                return 0
-            h = self._head
-            first = min(n, cap - h)
-            out[:first] = ring[h : h + first]
-            if n > first:
-                out[first:n] = ring[: n - first]
-            self._head = (h + n) % cap
-            self._count -= n
-        return n
+        return self.buffer.drain(out)
 
     def stats(self) -> dict:
-        return {"received": self.received, "dropped": self.dropped, "pending": self._count,
+        return {"received": self.received, "dropped": self.dropped, "pending": self.buffer.pending,
                 "connects": self.connects, "reconnects": self.reconnects, "errors": self.errors,
                 "last_error": self.last_error}
 

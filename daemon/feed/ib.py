@@ -49,8 +49,9 @@ import time
 
 import numpy as np
 
+from alphad.daemon.feed.live_buffer import RecordBuffer
 from alphad.daemon.feed.config import IbFeed
-from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE, MD_TRADE
+from alphad.ipc.dtypes import MD_BAR, MD_QUOTE, MD_TRADE
 
 #: Interval of IB's real-time bars (five seconds, the only size ``reqRealTimeBars`` has).
 BAR_NS = 5_000_000_000
@@ -87,6 +88,109 @@ def _num(v) -> float:
     return NAN if v is None else float(v)
 
 
+class _Events:
+    """The network thread's handlers of data feed ``md``: ticks and bars as md records, and
+    TWS's codes."""
+
+    def __init__(self, md: "IbMarketData"):
+        self.md = md
+
+    def on_tickers(self, tickers) -> None:
+        """A packet's updated tickers: a quote and/or a trade for each, in arrival order."""
+        md = self.md
+        t0, tr = time.monotonic_ns(), time.time_ns()
+        want_q, want_t = md.cfg.quotes, md.cfg.trades
+        for ticker in tickers:
+            inst = md._inst.get(ticker.contract.conId) if ticker.contract is not None else None
+            if inst is None:
+                continue
+            quote = last_px = last_sz = False
+            order = []
+            for tick in ticker.ticks:
+                tt = tick.tickType
+                if tt in QUOTE_TICKS:
+                    if not quote:
+                        order.append(MD_QUOTE)
+                    quote = True
+                elif tt in LAST_PX_TICKS or tt in LAST_SZ_TICKS:
+                    if not (last_px or last_sz):
+                        order.append(MD_TRADE)
+                    if tt in LAST_PX_TICKS:
+                        last_px = True
+                    else:
+                        last_sz = True
+            if not ticker.ticks:
+                continue
+            fresh = md._fresh.get(inst, 0)  # a subscription's first ticks: the state it starts from
+            if fresh == -1:
+                fresh = md._fresh[inst] = t0 + md.SNAPSHOT_NS
+            elif fresh and t0 > fresh:
+                del md._fresh[inst]
+                fresh = 0
+            for kind in order:
+                if kind == MD_QUOTE:
+                    if want_q and _known(ticker.bid) and _known(ticker.ask):
+                        md._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(ticker.bid), _num(ticker.bidSize),
+                                   float(ticker.ask), _num(ticker.askSize), NAN, NAN, 0.0, 0.0, 0.0, 0))
+                    continue
+                px, sz = _num(ticker.last), _num(ticker.lastSize)
+                if not _known(px):
+                    continue
+                new = last_px or (px, sz) != md._last_trade.get(inst)
+                md._last_trade[inst] = (px, sz)
+                if fresh:  # the subscription's snapshot of the last trade: where it starts from
+                    del md._fresh[inst]
+                    fresh = 0
+                    continue
+                if want_t and new:
+                    md._put((t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz,
+                               0.0, 0.0, 0.0, 0))
+
+    def on_bar(self, bars, has_new_bar: bool) -> None:
+        """A real-time bar (ib_async appends it to its subscription's list)."""
+        md = self.md
+        t0, tr = time.monotonic_ns(), time.time_ns()
+        contract = getattr(bars, "contract", None)
+        inst = md._inst.get(contract.conId) if contract is not None else None
+        if inst is None or md._bars.get(inst) is not bars or not has_new_bar or not bars:
+            return
+        bar = bars[-1]
+        del bars[:]  # ib_async keeps every bar of a subscription: ours are in the ring
+        try:
+            start = int(bar.time.timestamp()) * 1_000_000_000
+        except (AttributeError, OverflowError, ValueError):
+            start = tr - BAR_NS
+        md._put((t0, start + BAR_NS, tr, 0, inst, MD_BAR, 0, 0, NAN, NAN, NAN, NAN, _num(bar.close),
+                   _num(bar.volume), _num(bar.open_), _num(bar.high), _num(bar.low), BAR_NS))
+
+    def on_error(self, req_id, code, message, contract=None) -> None:
+        """TWS's error and status codes: the link (1100/1101/1102), the data farms, errors."""
+        md, message = self.md, str(message)
+        if code == 1100:
+            md.connected = False
+            md.log("1100: connectivity between IB and TWS lost")
+        elif code in (1101, 1102):
+            md.connected = md.ib is not None and md.ib.isConnected()
+            if code == 1101:
+                md.log("1101: connectivity restored, data lost: resubscribing")
+                md._resubscribe()
+            else:
+                md.log("1102: connectivity restored, data kept")
+        elif code in FARM_BROKEN or code in FARM_OK:
+            farm = message.split(":")[-1].strip() or str(code)
+            ok = code in FARM_OK
+            if md.farms.get(farm) != ok:
+                md.log(f"{code}: data farm {farm} {'OK' if ok else 'BROKEN'}")
+            md.farms[farm] = ok
+        elif 2100 <= code < 2200:  # TWS's informational warnings
+            pass
+        elif code not in _NOT_ERRORS:
+            md.errors += 1  # one writer: the network thread
+            md.last_error = f"{code}: {message[:200]}"
+            what = f" ({contract.symbol})" if contract is not None and getattr(contract, "symbol", "") else ""
+            md.log(f"IB error {code} on request {req_id}{what}: {message[:200]}")
+
+
 class IbMarketData:
     """IB's market data for the universe, received on a background uvloop thread into a
     bounded buffer of md records.
@@ -107,18 +211,15 @@ class IbMarketData:
         symbols = list(symbols)
         if not symbols:
             raise ValueError("feed.source ib: the universe has no symbol to subscribe to")
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, was {capacity}")
         self.symbols = symbols
         self.contracts = [contract_for(s, cfg) for s in symbols]
         self._log = log
-        self._ring = np.zeros(capacity, MD_DTYPE)
-        self._head = self._count = 0
-        self._lock = threading.Lock()
+        self.buffer = RecordBuffer(capacity)
+        self._lock = threading.Lock()  # the counters stats() reads together
+        self._events = _Events(self)
         #: Called on the network thread after records were buffered (the shell rings the
         #: feed process's doorbell with it); None: nothing is called.
         self.notify = None
-        self.received = self.dropped = 0
         self.connects = self.reconnects = self.resubscribes = self.disconnects = self.errors = 0
         self.last_error = ""
         #: Connected to TWS and TWS connected to IB (1100 clears it, 1101/1102 set it).
@@ -155,43 +256,24 @@ class IbMarketData:
         else:
             print(f"alphad feed ib: {text}", file=sys.stderr, flush=True)
 
-    # -- the buffer ------------------------------------------------------------------------
+    # -- the buffer (daemon/feed/live_buffer.py) ----------------------------------------------
     @property
     def pending(self) -> int:
         """Records received and not yet drained."""
-        return self._count
+        return self.buffer.pending
+
+    received = property(lambda self: self.buffer.received)
+    dropped = property(lambda self: self.buffer.dropped)
 
     def _put(self, rec: tuple) -> None:
-        ring = self._ring
-        cap = len(ring)
-        with self._lock:
-            if self._count == cap:  # full: the oldest goes
-                self._head = (self._head + 1) % cap
-                self._count -= 1
-                self.dropped += 1
-            ring[(self._head + self._count) % cap] = rec
-            self._count += 1
-            self.received += 1
+        self.buffer.put(rec)
         notify = self.notify
         if notify is not None:
             notify()
 
     def drain(self, out: np.ndarray) -> int:
         """Move up to ``len(out)`` buffered records, oldest first, into ``out``; returns how many."""
-        ring = self._ring
-        cap = len(ring)
-        with self._lock:
-            n = min(len(out), self._count)
-            if n == 0:
-                return 0
-            h = self._head
-            first = min(n, cap - h)
-            out[:first] = ring[h : h + first]
-            if n > first:
-                out[first:n] = ring[: n - first]
-            self._head = (h + n) % cap
-            self._count -= n
-        return n
+        return self.buffer.drain(out)
 
     @property
     def farms_down(self) -> int:
@@ -199,104 +281,17 @@ class IbMarketData:
         return sum(1 for ok in list(self.farms.values()) if not ok)
 
     def stats(self) -> dict:
-        return {"received": self.received, "dropped": self.dropped, "pending": self._count,
+        return {"received": self.received, "dropped": self.dropped, "pending": self.buffer.pending,
                 "connected": self.connected, "connects": self.connects, "reconnects": self.reconnects,
                 "resubscribes": self.resubscribes, "disconnects": self.disconnects, "farms_down": self.farms_down,
                 "farms": dict(self.farms), "errors": self.errors, "last_error": self.last_error}
 
     # -- the handlers (network thread) -----------------------------------------------------
     def _on_tickers(self, tickers) -> None:
-        """A packet's updated tickers: a quote and/or a trade for each, in arrival order."""
-        t0, tr = time.monotonic_ns(), time.time_ns()
-        want_q, want_t = self.cfg.quotes, self.cfg.trades
-        for ticker in tickers:
-            inst = self._inst.get(ticker.contract.conId) if ticker.contract is not None else None
-            if inst is None:
-                continue
-            quote = last_px = last_sz = False
-            order = []
-            for tick in ticker.ticks:
-                tt = tick.tickType
-                if tt in QUOTE_TICKS:
-                    if not quote:
-                        order.append(MD_QUOTE)
-                    quote = True
-                elif tt in LAST_PX_TICKS or tt in LAST_SZ_TICKS:
-                    if not (last_px or last_sz):
-                        order.append(MD_TRADE)
-                    if tt in LAST_PX_TICKS:
-                        last_px = True
-                    else:
-                        last_sz = True
-            if not ticker.ticks:
-                continue
-            fresh = self._fresh.get(inst, 0)  # a subscription's first ticks: the state it starts from
-            if fresh == -1:
-                fresh = self._fresh[inst] = t0 + self.SNAPSHOT_NS
-            elif fresh and t0 > fresh:
-                del self._fresh[inst]
-                fresh = 0
-            for kind in order:
-                if kind == MD_QUOTE:
-                    if want_q and _known(ticker.bid) and _known(ticker.ask):
-                        self._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(ticker.bid), _num(ticker.bidSize),
-                                   float(ticker.ask), _num(ticker.askSize), NAN, NAN, 0.0, 0.0, 0.0, 0))
-                    continue
-                px, sz = _num(ticker.last), _num(ticker.lastSize)
-                if not _known(px):
-                    continue
-                new = last_px or (px, sz) != self._last_trade.get(inst)
-                self._last_trade[inst] = (px, sz)
-                if fresh:  # the subscription's snapshot of the last trade: where it starts from
-                    del self._fresh[inst]
-                    fresh = 0
-                    continue
-                if want_t and new:
-                    self._put((t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz,
-                               0.0, 0.0, 0.0, 0))
+        self._events.on_tickers(tickers)
 
     def _on_bar(self, bars, has_new_bar: bool) -> None:
-        """A real-time bar (ib_async appends it to its subscription's list)."""
-        t0, tr = time.monotonic_ns(), time.time_ns()
-        contract = getattr(bars, "contract", None)
-        inst = self._inst.get(contract.conId) if contract is not None else None
-        if inst is None or self._bars.get(inst) is not bars or not has_new_bar or not bars:
-            return
-        bar = bars[-1]
-        del bars[:]  # ib_async keeps every bar of a subscription: ours are in the ring
-        try:
-            start = int(bar.time.timestamp()) * 1_000_000_000
-        except (AttributeError, OverflowError, ValueError):
-            start = tr - BAR_NS
-        self._put((t0, start + BAR_NS, tr, 0, inst, MD_BAR, 0, 0, NAN, NAN, NAN, NAN, _num(bar.close),
-                   _num(bar.volume), _num(bar.open_), _num(bar.high), _num(bar.low), BAR_NS))
-
-    def _on_error(self, req_id, code, message, contract=None) -> None:
-        message = str(message)
-        if code == 1100:
-            self.connected = False
-            self.log("1100: connectivity between IB and TWS lost")
-        elif code in (1101, 1102):
-            self.connected = self.ib is not None and self.ib.isConnected()
-            if code == 1101:
-                self.log("1101: connectivity restored, data lost: resubscribing")
-                self._resubscribe()
-            else:
-                self.log("1102: connectivity restored, data kept")
-        elif code in FARM_BROKEN or code in FARM_OK:
-            farm = message.split(":")[-1].strip() or str(code)
-            ok = code in FARM_OK
-            if self.farms.get(farm) != ok:
-                self.log(f"{code}: data farm {farm} {'OK' if ok else 'BROKEN'}")
-            self.farms[farm] = ok
-        elif 2100 <= code < 2200:  # TWS's informational warnings
-            pass
-        elif code not in _NOT_ERRORS:
-            with self._lock:
-                self.errors += 1
-                self.last_error = f"{code}: {message[:200]}"
-            what = f" ({contract.symbol})" if contract is not None and getattr(contract, "symbol", "") else ""
-            self.log(f"IB error {code} on request {req_id}{what}: {message[:200]}")
+        self._events.on_bar(bars, has_new_bar)
 
     def _on_disconnect(self) -> None:
         was = self._subscribed or self.connected
@@ -445,7 +440,7 @@ class IbMarketData:
             pass
         ib.pendingTickersEvent += self._on_tickers
         ib.barUpdateEvent += self._on_bar
-        ib.errorEvent += self._on_error
+        ib.errorEvent += self._events.on_error
         ib.disconnectedEvent += self._on_disconnect
         self._conn_task = asyncio.create_task(self._connect(first=True), name="ib connect")
         self._started.set()
