@@ -33,9 +33,8 @@ import time
 import warnings
 from datetime import datetime, timezone
 
-import numpy as np
 
-from alphad.daemon.feed.live_buffer import RecordBuffer
+from alphad.daemon.feed.live_buffer import LiveSource, RecordBuffer
 from alphad.daemon.feed.config import AlpacaFeed
 from alphad.ipc.dtypes import MD_BAR, MD_QUOTE, MD_TRADE
 
@@ -123,7 +122,7 @@ def _counting(cls, label: str, on_connect, on_error):
     return Counted
 
 
-class AlpacaMarketData:
+class AlpacaMarketData(LiveSource):
     """Alpaca's stock and crypto streams, received on a background uvloop thread into a
     bounded buffer of md records.
 
@@ -133,7 +132,7 @@ class AlpacaMarketData:
     :meth:`drain` takes the records, :meth:`stop` ends the streams and the thread.
     """
 
-    STOP_TIMEOUT_S = 5.0
+    NAME = "alpaca"
 
     def __init__(self, symbols, cfg: AlpacaFeed | None = None, *, capacity: int = 1 << 16, env=None):
         self.cfg = cfg = cfg if cfg is not None else AlpacaFeed()
@@ -165,25 +164,6 @@ class AlpacaMarketData:
     def __repr__(self) -> str:  # never the keys
         return (f"AlpacaMarketData(stocks={self.stocks}, crypto={self.crypto}, received={self.received}, "
                 f"dropped={self.dropped}, reconnects={self.reconnects})")
-
-    # -- the buffer (daemon/feed/live_buffer.py) ----------------------------------------------
-    @property
-    def pending(self) -> int:
-        """Records received and not yet drained."""
-        return self.buffer.pending
-
-    received = property(lambda self: self.buffer.received)
-    dropped = property(lambda self: self.buffer.dropped)
-
-    def _put(self, rec: tuple) -> None:
-        self.buffer.put(rec)
-        notify = self.notify
-        if notify is not None:
-            notify()
-
-    def drain(self, out: np.ndarray) -> int:
-        """Move up to ``len(out)`` buffered records, oldest first, into ``out``; returns how many."""
-        return self.buffer.drain(out)
 
     def stats(self) -> dict:
         return {"received": self.received, "dropped": self.dropped, "pending": self.buffer.pending,
@@ -307,30 +287,3 @@ class AlpacaMarketData:
         self._on_error(f"{task.get_name()} ended ({why}); no more data from it")
         print(f"alphad feed alpaca: {task.get_name()} ended ({why}): no more market data from it "
               "(an 'insufficient subscription' error ends it; see the log above)", file=sys.stderr, flush=True)
-
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop the streams and the thread: bounded (a thread that does not end in time is
-        left behind as a daemon thread, and reported)."""
-        timeout_s = self.STOP_TIMEOUT_S if timeout_s is None else timeout_s
-        thread, loop = self._thread, self._loop
-        if thread is None:
-            return
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._stop_event.set)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-        thread.join(timeout_s)
-        if thread.is_alive():
-            print(f"alphad feed alpaca: the market-data thread did not stop within {timeout_s} s", file=sys.stderr,
-                  flush=True)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> "AlpacaMarketData":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -47,9 +47,8 @@ import sys
 import threading
 import time
 
-import numpy as np
 
-from alphad.daemon.feed.live_buffer import RecordBuffer
+from alphad.daemon.feed.live_buffer import LiveSource, RecordBuffer
 from alphad.daemon.feed.config import IbFeed
 from alphad.ipc.dtypes import MD_BAR, MD_QUOTE, MD_TRADE
 
@@ -191,7 +190,7 @@ class _Events:
             md.log(f"IB error {code} on request {req_id}{what}: {message[:200]}")
 
 
-class IbMarketData:
+class IbMarketData(LiveSource):
     """IB's market data for the universe, received on a background uvloop thread into a
     bounded buffer of md records.
 
@@ -201,7 +200,7 @@ class IbMarketData:
     life (default: one line on stderr).
     """
 
-    STOP_TIMEOUT_S = 5.0
+    NAME = "ib"
     #: After a subscription's first ticks, how long its snapshot (the current state TWS sends
     #: at once, maybe over several packets) may take: the first last price in it is no trade.
     SNAPSHOT_NS = 250_000_000
@@ -255,25 +254,6 @@ class IbMarketData:
             self._log(text)
         else:
             print(f"alphad feed ib: {text}", file=sys.stderr, flush=True)
-
-    # -- the buffer (daemon/feed/live_buffer.py) ----------------------------------------------
-    @property
-    def pending(self) -> int:
-        """Records received and not yet drained."""
-        return self.buffer.pending
-
-    received = property(lambda self: self.buffer.received)
-    dropped = property(lambda self: self.buffer.dropped)
-
-    def _put(self, rec: tuple) -> None:
-        self.buffer.put(rec)
-        notify = self.notify
-        if notify is not None:
-            notify()
-
-    def drain(self, out: np.ndarray) -> int:
-        """Move up to ``len(out)`` buffered records, oldest first, into ``out``; returns how many."""
-        return self.buffer.drain(out)
 
     @property
     def farms_down(self) -> int:
@@ -452,30 +432,3 @@ class IbMarketData:
             await asyncio.gather(task, return_exceptions=True)
         ib.disconnect()
         self.connected = self._subscribed = False
-
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Disconnect and end the thread: bounded (a thread that does not end in time is left
-        behind as a daemon thread, and reported)."""
-        timeout_s = self.STOP_TIMEOUT_S if timeout_s is None else timeout_s
-        thread, loop = self._thread, self._loop
-        if thread is None:
-            return
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._stop_event.set)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-        thread.join(timeout_s)
-        if thread.is_alive():
-            print(f"alphad feed ib: the market-data thread did not stop within {timeout_s} s", file=sys.stderr,
-                  flush=True)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> "IbMarketData":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

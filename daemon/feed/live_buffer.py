@@ -1,4 +1,5 @@
-"""The bounded buffer between a live source's network thread and the feed's loop.
+"""The bounded buffer between a live source's network thread and the feed's loop, and what
+every live source shares (:class:`LiveSource`).
 
 The network thread ``put``s one md record per message; the feed's loop ``drain``s them in
 order.  When the loop falls behind, the oldest records go (counted in ``dropped``): market data
@@ -6,6 +7,7 @@ is overwrite-not-block, as the md ring is.
 """
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -56,3 +58,58 @@ class RecordBuffer:
             self._head = (h + n) % cap
             self._count -= n
         return n
+
+
+class LiveSource:
+    """What a live market-data source shares (``feed/alpaca.py``, ``feed/ib.py``): the buffer
+    its network thread fills and the feed's loop drains, and a bounded stop of that thread.
+    A source sets ``buffer``, ``notify``, ``_thread``, ``_loop`` and ``_stop_event``; ``NAME``
+    names it in messages."""
+
+    NAME = "live"
+    STOP_TIMEOUT_S = 5.0
+
+    @property
+    def pending(self) -> int:
+        """Records received and not yet drained."""
+        return self.buffer.pending
+
+    received = property(lambda self: self.buffer.received)
+    dropped = property(lambda self: self.buffer.dropped)
+
+    def _put(self, rec: tuple) -> None:
+        self.buffer.put(rec)
+        notify = self.notify  # the shell rings the feed process's doorbell with it
+        if notify is not None:
+            notify()
+
+    def drain(self, out: np.ndarray) -> int:
+        """Move up to ``len(out)`` buffered records, oldest first, into ``out``; returns how many."""
+        return self.buffer.drain(out)
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """End the network thread: bounded (a thread that does not end in time is left behind
+        as a daemon thread, and reported)."""
+        timeout_s = self.STOP_TIMEOUT_S if timeout_s is None else timeout_s
+        thread, loop = self._thread, self._loop
+        if thread is None:
+            return
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        thread.join(timeout_s)
+        if thread.is_alive():
+            print(f"alphad feed {self.NAME}: the market-data thread did not stop within {timeout_s} s",
+                  file=sys.stderr, flush=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -105,3 +105,43 @@ def stop_daemon(proc: subprocess.Popen, log, prefix: str) -> None:
         p.unlink()
 
 
+
+
+class LiveDaemon:
+    """``alphad run`` on a live-venue config (``config``, already pointed at a fake broker),
+    started and restarted by the test; ``env``: what the daemon's environment adds."""
+
+    def __init__(self, tmp: Path, prefix: str, config: Path, env: dict | None = None):
+        self.tmp, self.prefix, self.config, self.env = tmp, prefix, config, env or {}
+        cfg = msgspec.yaml.decode(config.read_bytes())
+        self.endpoint = cfg["control"]["endpoint"] = f"tcp://127.0.0.1:{free_port()}"
+        self.metrics_port = cfg["metrics"]["port"] = free_port()
+        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
+        config.write_bytes(msgspec.yaml.encode(cfg))
+        self.journal = Path(cfg["journal"]["dir"]) / "journal.jsonl"
+        self.proc = None
+        self.runs = 0
+
+    def start(self) -> "LiveDaemon":
+        self.runs += 1
+        self.log = (self.tmp / f"daemon{self.runs}.log").open("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp,
+                                     env={**os.environ, **self.env})
+        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
+                   what="daemon ready")
+        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
+        return self
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def status(self) -> frames.StatusReply:
+        reply = request(self.endpoint, frames.Status(), timeout_s=5)
+        assert isinstance(reply, frames.StatusReply), reply
+        return reply
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_daemon(self.proc, self.log, self.prefix)

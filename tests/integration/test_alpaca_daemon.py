@@ -5,15 +5,12 @@ run`, real processes; alpaca-py talks to the fake over loopback through its URL 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from daemon_rig import eventually, free_port, stop_daemon
+from daemon_rig import LiveDaemon, eventually
 from alphad.daemon.supervisor.journal import entries, last_run, verify
 from alphad.ipc import frames
 from alphad.ipc.dtypes import EXEC_FILL, EXEC_PARTIAL
@@ -26,46 +23,11 @@ pytestmark = pytest.mark.slow
 SYMBOLS = ("BTC/USD", "ETH/USD")
 
 
-class AlpacaDaemon:
+def alpaca_daemon(fake, tmp: Path) -> LiveDaemon:
     """``alphad run`` on configs/alpaca_paper.yaml pointed at ``fake``."""
-
-    def __init__(self, fake, tmp: Path, **router_alpaca):
-        self.tmp = tmp
-        self.prefix = f"alphad-ita-{os.getpid()}"
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.config = alpaca_config(fake, tmp, self.prefix, reconcile_interval_s=1.0, backoff_s=0.05, **router_alpaca)
-        cfg = msgspec.yaml.decode(self.config.read_bytes())
-        cfg["control"]["endpoint"] = self.endpoint
-        cfg["metrics"]["port"] = free_port()
-        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
-        self.config.write_bytes(msgspec.yaml.encode(cfg))
-        self.journal = tmp / "journal" / "journal.jsonl"
-        self.proc = None
-        self.runs = 0
-
-    def start(self) -> "AlpacaDaemon":
-        self.runs += 1
-        self.log = (self.tmp / f"daemon{self.runs}.log").open("w+")
-        env = dict(os.environ, APCA_API_KEY_ID=KEY, APCA_API_SECRET_KEY=SECRET)
-        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp, env=env)
-        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
-                   what="daemon ready")
-        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
-        return self
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def status(self) -> frames.StatusReply:
-        reply = request(self.endpoint, frames.Status(), timeout_s=5)
-        assert isinstance(reply, frames.StatusReply), reply
-        return reply
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_daemon(self.proc, self.log, self.prefix)
+    prefix = f"alphad-ita-{os.getpid()}"
+    config = alpaca_config(fake, tmp, prefix, reconcile_interval_s=1.0, backoff_s=0.05)
+    return LiveDaemon(tmp, prefix, config, env={"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET})
 
 
 @pytest.fixture
@@ -79,7 +41,7 @@ def fake():
 
 @pytest.fixture
 def daemon(fake, tmp_path):
-    d = AlpacaDaemon(fake, tmp_path)
+    d = alpaca_daemon(fake, tmp_path)
     yield d
     d.stop()
 
@@ -88,7 +50,7 @@ def venue_positions(fake) -> dict[str, float]:
     return {s: q for s, q in fake.positions().items() if q}
 
 
-def settle(d: AlpacaDaemon, fake) -> frames.StatusReply:
+def settle(d: LiveDaemon, fake) -> frames.StatusReply:
     """Halt (working orders cancelled), then wait until nothing is open at the fake and the
     gateway has read the positions back; returns the status then."""
     assert isinstance(request(d.endpoint, frames.Halt(reason="test"), timeout_s=5), frames.Ok)

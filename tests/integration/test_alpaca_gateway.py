@@ -15,6 +15,7 @@ from alphad.ipc import gateway_block as gb
 from alphad.ipc.dtypes import (EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL,
                                REQ_QUERY)
 from alphad.ops.fake_alpaca import FakeAlpaca
+from venue_reports import ended, filled, of, statuses
 from alphad.ops.gateway_bench import KEY, SECRET, GatewayRig
 
 pytestmark = pytest.mark.slow
@@ -43,20 +44,12 @@ def rig(fake, tmp_path, request):
         r.close()
 
 
-def of(reports, cid):
-    return [r for r in reports if r[2] == cid]
 
 
-def statuses(reports, cid):
-    return [r[5] for r in of(reports, cid)]
 
 
-def filled(reports, cid) -> float:
-    return sum(r[7] for r in of(reports, cid) if r[5] in (EXEC_FILL, EXEC_PARTIAL))
 
 
-def ended(cid):
-    return lambda got: any(r[2] == cid and r[5] in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT) for r in got)
 
 
 def test_market_orders_fill_and_partial_fills_are_reported_once_each(fake, rig):

@@ -5,15 +5,12 @@ socket protocol to the fake over loopback, unchanged."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from daemon_rig import eventually, free_port, stop_daemon
+from daemon_rig import LiveDaemon, eventually
 from alphad.daemon.supervisor.journal import entries, last_run, verify
 from alphad.ipc import frames
 from alphad.ipc.dtypes import EXEC_FILL, EXEC_PARTIAL
@@ -26,42 +23,11 @@ pytestmark = pytest.mark.slow
 UNIVERSE = {"BTC": "BTC/USD", "ETH": "ETH/USD"}
 
 
-class IbDaemon:
-    def __init__(self, fake, tmp: Path, **router_ib):
-        self.tmp = tmp
-        self.prefix = f"alphad-itib-{os.getpid()}"
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.config = ib_config(fake, tmp, self.prefix, reconcile_interval_s=1.0, backoff_s=0.2, backoff_max_s=1.0,
-                                **router_ib)
-        cfg = msgspec.yaml.decode(self.config.read_bytes())
-        cfg["control"]["endpoint"] = self.endpoint
-        cfg["metrics"]["port"] = self.metrics_port = free_port()
-        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
-        self.config.write_bytes(msgspec.yaml.encode(cfg))
-        self.journal = tmp / "journal" / "journal.jsonl"
-        self.proc = None
-
-    def start(self) -> "IbDaemon":
-        self.log = (self.tmp / "daemon.log").open("w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "run", "--config", str(self.config)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)
-        eventually(lambda: "alphad: ready" in self.output() or self.proc.poll() is not None, timeout=240,
-                   what="daemon ready")
-        assert self.proc.poll() is None, f"daemon exited early:\n{self.output()}"
-        return self
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def status(self) -> frames.StatusReply:
-        reply = request(self.endpoint, frames.Status(), timeout_s=5)
-        assert isinstance(reply, frames.StatusReply), reply
-        return reply
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_daemon(self.proc, self.log, self.prefix)
+def ib_daemon(fake, tmp: Path) -> LiveDaemon:
+    """``alphad run`` on configs/ib_paper.yaml pointed at ``fake``."""
+    prefix = f"alphad-itib-{os.getpid()}"
+    config = ib_config(fake, tmp, prefix, reconcile_interval_s=1.0, backoff_s=0.2, backoff_max_s=1.0)
+    return LiveDaemon(tmp, prefix, config)
 
 
 @pytest.fixture
@@ -77,7 +43,7 @@ def fake():
 
 @pytest.fixture
 def daemon(fake, tmp_path):
-    d = IbDaemon(fake, tmp_path)
+    d = ib_daemon(fake, tmp_path)
     yield d
     d.stop()
 

@@ -11,6 +11,7 @@ import pytest
 from alphad.daemon.router.order_fsm import REJ_VENUE
 from alphad.ipc import gateway_block as gb
 from alphad.ipc.dtypes import EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL
+from venue_reports import ended, filled, of, statuses
 from alphad.ops.gateway_bench import GatewayRig
 
 pytestmark = pytest.mark.slow
@@ -40,24 +41,16 @@ def rig(fake, tmp_path):
         r.close()
 
 
-def of(reports, cid):
-    return [r for r in reports if r[2] == cid]
 
 
-def statuses(reports, cid):
-    return [r[5] for r in of(reports, cid)]
 
 
-def filled(reports, cid) -> float:
-    return sum(r[7] for r in of(reports, cid) if r[5] in (EXEC_FILL, EXEC_PARTIAL))
 
 
 def fees(reports, cid) -> float:
     return sum(r[9] for r in of(reports, cid) if r[5] in (EXEC_FILL, EXEC_PARTIAL))
 
 
-def ended(cid):
-    return lambda got: any(r[2] == cid and r[5] in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT) for r in got)
 
 
 def wait_word(rig, word, value, timeout=20.0):

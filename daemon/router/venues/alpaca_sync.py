@@ -137,24 +137,8 @@ class VenueSync(VenueCheck):
         deadline = time.monotonic() + gw.spec.start_timeout_s
         while not gw.w[gb.G_STREAM_UP] and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        rows = gw.block.open_rows()
-        gw.w[gb.G_RECON_ASKED] = len(rows)
-        gw.block.orders["state"][rows] = gb.GS_UNKNOWN  # a previous gateway's orders: unknown until asked
-        gw.w[gb.G_UNKNOWN] = len(rows)
-        attempt = 0
-        while not (await self.reconcile_open() and await self.read_account()):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not reconcile with Alpaca within router.alpaca.start_timeout_s "
-                                   f"{gw.spec.start_timeout_s:g} s ({len(gw.block.open_rows())} orders unsettled)")
-            await asyncio.sleep(gw.backoff_s(attempt))
-            attempt += 1
-        still = gw.block.open_rows()
-        gw.w[gb.G_RECON_OPEN] = len(still)
-        for j in still:  # a restarted router adopts these (it may not know them)
-            gw.report_status(int(j))
-        if len(rows):
-            gw.log(f"start-up reconciliation: {len(rows)} orders asked about, {len(still)} still working; "
-                     f"positions {self.positions_text()}")
+        await self.settle_table(deadline, venue="Alpaca",
+                                key=f"router.alpaca.start_timeout_s {gw.spec.start_timeout_s:g} s")
 
     async def keep_reconciled(self) -> None:
         """Open orders and positions read back every ``reconcile_interval_s``, and at once

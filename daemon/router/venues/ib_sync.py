@@ -32,7 +32,7 @@ class IbSync(VenueCheck):
         if self._wake is not None:
             self._wake.set()
 
-    def read_account(self) -> bool:
+    async def read_account(self) -> bool:
         """Positions and account values from what ib_async keeps (updated by TWS); False
         while disconnected (the last values stay: never taken as flat)."""
         gw = self.gw
@@ -84,26 +84,8 @@ class IbSync(VenueCheck):
         except asyncio.TimeoutError:
             raise RuntimeError(f"could not connect to IB at {gw.spec.host}:{gw.spec.port} within "
                                f"router.ib.start_timeout_s {gw.spec.start_timeout_s:g} s") from None
-        rows = gw.block.open_rows()
-        gw.w[gb.G_RECON_ASKED] = len(rows)
-        gw.block.orders["state"][rows] = gb.GS_UNKNOWN  # a previous gateway's orders: unknown until asked
-        gw.w[gb.G_UNKNOWN] = len(rows)
-        for j in rows:
-            gw.block.orders[j]["updated"] = 0  # asked after a full read-back: "not found" is final
-        attempt = 0
-        while not (await self.reconcile_open() and self.read_account()):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not reconcile with IB within router.ib.start_timeout_s "
-                                   f"{gw.spec.start_timeout_s:g} s ({len(gw.block.open_rows())} orders unsettled)")
-            await asyncio.sleep(gw.backoff_s(attempt))
-            attempt += 1
-        still = gw.block.open_rows()
-        gw.w[gb.G_RECON_OPEN] = len(still)
-        for j in still:  # a restarted router adopts these (it may not know them)
-            gw.report_status(int(j))
-        if len(rows):
-            gw.log(f"start-up reconciliation: {len(rows)} orders asked about, {len(still)} still working; "
-                   f"positions {self.positions_text()}")
+        await self.settle_table(deadline, venue="IB", key=f"router.ib.start_timeout_s {gw.spec.start_timeout_s:g} s",
+                                fresh=True)  # after ib_async's full read-back, "not found" is final
 
     async def keep_reconciled(self) -> None:
         gw = self.gw
@@ -115,7 +97,7 @@ class IbSync(VenueCheck):
                 pass
             self._wake.clear()
             settled = await self.reconcile_open()
-            if self.read_account() and settled:
+            if await self.read_account() and settled:
                 self.venue_wins()
 
     async def stop(self) -> None:

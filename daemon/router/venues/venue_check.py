@@ -9,6 +9,7 @@ journaled and the venue wins").
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -26,6 +27,35 @@ class VenueCheck:
         self.gw = gw
         self.risk_positions, self.quiet = risk_positions, quiet
         self._gap = None  # (difference, reports pushed) at the last check, confirmed by the next
+
+    async def settle_table(self, deadline: float, *, venue: str, key: str, fresh: bool = False) -> None:
+        """Start-up: every order the table holds (a previous gateway's, or those a stopped
+        daemon left) is of unknown fate until the venue is asked; ask (``reconcile_open``)
+        and read the account (``read_account``) until both succeed or ``deadline``
+        (monotonic s; the error names ``key``); then report the ones still working for a
+        router that may not know them.  ``fresh``: the read-back is complete, so an order it
+        lacks never arrived (no grace)."""
+        gw = self.gw
+        rows = gw.block.open_rows()
+        gw.w[gb.G_RECON_ASKED] = len(rows)
+        gw.block.orders["state"][rows] = gb.GS_UNKNOWN
+        gw.w[gb.G_UNKNOWN] = len(rows)
+        if fresh:
+            gw.block.orders["updated"][rows] = 0
+        attempt = 0
+        while not (await self.reconcile_open() and await self.read_account()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not reconcile with {venue} within {key} ({len(gw.block.open_rows())} "
+                                   "orders unsettled)")
+            await asyncio.sleep(gw.backoff_s(attempt))
+            attempt += 1
+        still = gw.block.open_rows()
+        gw.w[gb.G_RECON_OPEN] = len(still)
+        for j in still:
+            gw.report_status(int(j))
+        if len(rows):
+            gw.log(f"start-up reconciliation: {len(rows)} orders asked about, {len(still)} still working; "
+                   f"positions {self.positions_text()}")
 
     def positions_text(self) -> str:
         gw = self.gw
