@@ -86,6 +86,8 @@ class VenueStatus(msgspec.Struct, kw_only=True, frozen=True):
     unknown: int                 # orders whose fate is unknown now (settled by a query)
     recovered_fills: int         # fills learnt from a query, not the stream (missed events made good)
     adjustments: int = 0         # position differences booked the broker's way (the venue wins)
+    disconnects: int = 0         # the venue's link lost (it reconnects: ``reconnects``)
+    data_farms_down: int = 0     # market-data farms the venue reports broken (IB)
     positions: dict[str, float]  # as the broker holds them
     positions_age_s: float       # since they were read (-1: never)
     cash: float
