@@ -147,23 +147,16 @@ def _wait(cond, timeout: float, interval: float = 0.02):
 
 
 def risk_positions(config: Path) -> np.ndarray:
-    """The risk stage's positions, read from its ``risk_state`` segment (the book is its
-    first array: :func:`alphad.daemon.shell.stages.state_views`)."""
+    """The risk stage's positions, read from its ``risk_state`` segment."""
     from alphad.daemon.config import load_config
-    from alphad.daemon.risk import core as rk
-    from alphad.daemon.risk.codes import B_POSITION
-    from alphad.daemon.shell.stages import state_views
+    from alphad.daemon.shell.risk_view import RiskView
     from alphad.daemon.shell.topology import segment_names
-    from alphad.ipc.shm import Segment
 
     cfg, _ = load_config(str(config))
-    n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
-    specs = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
-    seg = Segment.attach(segment_names(cfg.shm.prefix)["risk_state"])
-    try:
-        return state_views(seg.buf, specs[:1])[0][:, B_POSITION].copy()
-    finally:
-        seg.close()
+    held = RiskView(segment_names(cfg.shm.prefix)["risk_state"], len(cfg.universe)).positions()
+    if held is None:
+        raise RuntimeError(f"risk's book was not found in shared memory (shm.prefix {cfg.shm.prefix!r})")
+    return held
 
 
 def journal_positions(journal: Path, n: int) -> np.ndarray:

@@ -55,32 +55,35 @@ def terminate(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
             proc.wait()
 
 
-def alpaca_config(fake, work: Path, prefix: str, **router_alpaca) -> Path:
-    """``configs/alpaca_paper.yaml`` pointed at ``fake``, with its own prefix, ports and journal."""
-    cfg = msgspec.yaml.decode((REPO / "configs" / "alpaca_paper.yaml").read_bytes())
+def _shipped_config(name: str, work: Path, prefix: str, point) -> Path:
+    """``configs/<name>`` with an absolute model card, its own prefix and journal, and
+    ``point(cfg)`` aiming it at a fake broker; written into ``work``."""
+    cfg = msgspec.yaml.decode((REPO / "configs" / name).read_bytes())
     cfg["model"]["card"] = str(REPO / "data" / "demo_model" / "model_card.json")
     cfg["shm"]["prefix"] = prefix
     cfg["journal"]["dir"] = str(work / "journal")
-    cfg["feed"]["alpaca"].update(crypto_url_override=fake.crypto_data_url, stock_url_override=fake.stock_data_url)
-    cfg["router"]["alpaca"].update(url_override=fake.trading_url, stream_url_override=fake.trading_stream_url,
-                                   **router_alpaca)
+    point(cfg)
     path = work / "config.yaml"
     path.write_bytes(msgspec.yaml.encode(cfg))
     return path
+
+
+def alpaca_config(fake, work: Path, prefix: str, **router_alpaca) -> Path:
+    """``configs/alpaca_paper.yaml`` pointed at ``fake``, with its own prefix and journal."""
+    def point(cfg):
+        cfg["feed"]["alpaca"].update(crypto_url_override=fake.crypto_data_url, stock_url_override=fake.stock_data_url)
+        cfg["router"]["alpaca"].update(url_override=fake.trading_url, stream_url_override=fake.trading_stream_url,
+                                       **router_alpaca)
+    return _shipped_config("alpaca_paper.yaml", work, prefix, point)
 
 
 def ib_config(fake, work: Path, prefix: str, **router_ib) -> Path:
     """``configs/ib_paper.yaml`` pointed at a fake TWS (``ops/fake_tws.py``: both the feed's
     and the gateway's connections), with its own prefix and journal."""
-    cfg = msgspec.yaml.decode((REPO / "configs" / "ib_paper.yaml").read_bytes())
-    cfg["model"]["card"] = str(REPO / "data" / "demo_model" / "model_card.json")
-    cfg["shm"]["prefix"] = prefix
-    cfg["journal"]["dir"] = str(work / "journal")
-    cfg["feed"]["ib"].update(host="127.0.0.1", port=fake.port)
-    cfg["router"]["ib"].update(host="127.0.0.1", port=fake.port, **router_ib)
-    path = work / "config.yaml"
-    path.write_bytes(msgspec.yaml.encode(cfg))
-    return path
+    def point(cfg):
+        cfg["feed"]["ib"].update(host="127.0.0.1", port=fake.port)
+        cfg["router"]["ib"].update(host="127.0.0.1", port=fake.port, **router_ib)
+    return _shipped_config("ib_paper.yaml", work, prefix, point)
 
 
 class GatewayRig:

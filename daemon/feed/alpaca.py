@@ -200,11 +200,6 @@ class AlpacaMarketData(LiveSource):
                 self.reconnects += 1
             self._connected_once.add(name)
 
-    def _on_error(self, text: str) -> None:
-        with self._lock:
-            self.errors += 1
-            self.last_error = text
-
     # -- lifecycle ---------------------------------------------------------------------------
     def _build_streams(self) -> list:
         stock_cls, crypto_cls = _streams_module()
@@ -228,35 +223,8 @@ class AlpacaMarketData(LiveSource):
             self._labels.append(label)
         return streams
 
-    def start(self, timeout_s: float = 5.0) -> "AlpacaMarketData":
-        """Start the streams on their thread (they connect in the background); returns self."""
-        if self._thread is not None:
-            raise RuntimeError("AlpacaMarketData was already started")
+    def _prepare(self) -> None:
         self._streams = self._build_streams()
-        self._thread = threading.Thread(target=self._thread_main, name="alpaca-md", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise RuntimeError(f"the Alpaca market-data thread did not start within {timeout_s} s")
-        return self
-
-    def _thread_main(self) -> None:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as e:  # noqa: BLE001 - reported, the thread ends
-            self._on_error(f"market-data thread {type(e).__name__}: {e}")
-            print(f"alphad feed alpaca: the market-data thread ended: {type(e).__name__}: {e}", file=sys.stderr,
-                  flush=True)
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
-                self._started.set()  # a start() that waits never hangs on a thread that failed
 
     async def _main(self) -> None:
         self._loop, self._stop_event = asyncio.get_running_loop(), asyncio.Event()

@@ -184,8 +184,7 @@ class _Events:
         elif 2100 <= code < 2200:  # TWS's informational warnings
             pass
         elif code not in _NOT_ERRORS:
-            md.errors += 1  # one writer: the network thread
-            md.last_error = f"{code}: {message[:200]}"
+            md._on_error(f"{code}: {message[:200]}")
             what = f" ({contract.symbol})" if contract is not None and getattr(contract, "symbol", "") else ""
             md.log(f"IB error {code} on request {req_id}{what}: {message[:200]}")
 
@@ -304,9 +303,7 @@ class IbMarketData(LiveSource):
                 ib.disconnect()
                 raise
             except Exception as e:  # refused, timed out, 326, nothing qualified: the same backoff
-                with self._lock:
-                    self.errors += 1
-                    self.last_error = f"connect: {type(e).__name__}: {str(e)[:200]}"
+                self._on_error(f"connect: {type(e).__name__}: {str(e)[:200]}")
                 ib.disconnect()
                 wait = self.backoff_s(attempt)
                 attempt += 1
@@ -373,42 +370,6 @@ class IbMarketData(LiveSource):
             self.resubscribes += 1
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout_s: float = 5.0) -> "IbMarketData":
-        """Start the client on its thread (it connects in the background); returns self."""
-        if self._thread is not None:
-            raise RuntimeError("IbMarketData was already started")
-        self._thread = threading.Thread(target=self._thread_main, name="ib-md", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise RuntimeError(f"the IB market-data thread did not start within {timeout_s} s")
-        return self
-
-    def _thread_main(self) -> None:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as e:  # noqa: BLE001 - reported, the thread ends
-            with self._lock:
-                self.errors += 1
-                self.last_error = f"market-data thread {type(e).__name__}: {e}"
-            print(f"alphad feed ib: the market-data thread ended: {type(e).__name__}: {e}", file=sys.stderr,
-                  flush=True)
-        finally:
-            try:
-                rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for t in rest:  # ib_async's own requests left waiting on a closed connection
-                    t.cancel()
-                if rest:
-                    loop.run_until_complete(asyncio.wait(rest, timeout=1.0))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
-                self._started.set()  # a start() that waits never hangs on a thread that failed
-
     async def _main(self) -> None:
         from ib_async import IB
 

@@ -7,6 +7,7 @@ is overwrite-not-block, as the md ring is.
 """
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 
@@ -63,8 +64,10 @@ class RecordBuffer:
 class LiveSource:
     """What a live market-data source shares (``feed/alpaca.py``, ``feed/ib.py``): the buffer
     its network thread fills and the feed's loop drains, and a bounded stop of that thread.
-    A source sets ``buffer``, ``notify``, ``_thread``, ``_loop`` and ``_stop_event``; ``NAME``
-    names it in messages."""
+    A source sets ``buffer``, ``notify``, ``_lock``, ``errors``, ``last_error``, ``_thread``
+    (None), ``_started`` (an Event); its ``_main()`` coroutine sets ``_loop`` and
+    ``_stop_event``, sets ``_started`` once running and returns when ``_stop_event`` is set.
+    ``NAME`` names it in messages; ``_prepare()`` runs before the thread starts."""
 
     NAME = "live"
     STOP_TIMEOUT_S = 5.0
@@ -86,6 +89,49 @@ class LiveSource:
     def drain(self, out: np.ndarray) -> int:
         """Move up to ``len(out)`` buffered records, oldest first, into ``out``; returns how many."""
         return self.buffer.drain(out)
+
+    def _on_error(self, text: str) -> None:
+        with self._lock:
+            self.errors += 1
+            self.last_error = text
+
+    def _prepare(self) -> None:
+        """What a source builds before its thread starts (nothing by default)."""
+
+    def start(self, timeout_s: float = 5.0):
+        """Start the source on its thread (it connects in the background); returns self."""
+        if self._thread is not None:
+            raise RuntimeError(f"{type(self).__name__} was already started")
+        self._prepare()
+        self._thread = threading.Thread(target=self._thread_main, name=f"{self.NAME}-md", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise RuntimeError(f"the {self.NAME} market-data thread did not start within {timeout_s} s")
+        return self
+
+    def _thread_main(self) -> None:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # noqa: BLE001 - reported, the thread ends
+            self._on_error(f"market-data thread {type(e).__name__}: {e}")
+            print(f"alphad feed {self.NAME}: the market-data thread ended: {type(e).__name__}: {e}", file=sys.stderr,
+                  flush=True)
+        finally:
+            try:
+                rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for t in rest:  # an SDK's own requests left waiting on a closed connection
+                    t.cancel()
+                if rest:
+                    loop.run_until_complete(asyncio.wait(rest, timeout=1.0))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+                self._started.set()  # a start() that waits never hangs on a thread that failed
 
     def stop(self, timeout_s: float | None = None) -> None:
         """End the network thread: bounded (a thread that does not end in time is left behind

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_STORE_FULL, REJ_VENUE,
-                                            REJ_VENUE_DOWN)
+from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_NOT_AT_VENUE, REJ_STORE_FULL,
+                                            REJ_VENUE, REJ_VENUE_DOWN)
 from alphad.ipc import gateway_block as gb
 from alphad.ipc.dtypes import (EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL,
                                REQ_NEW, REQ_QUERY, TIF_DAY, TIF_GTC, TIF_IOC)
@@ -187,8 +187,6 @@ class GatewayCore:
         been unknown long enough for an order that did arrive to be listed; True then."""
         o = self.block.orders[j]
         if o["state"] == gb.GS_UNKNOWN and time.monotonic_ns() - int(o["updated"]) >= NOT_FOUND_GRACE_NS:
-            from alphad.daemon.router.order_fsm import REJ_NOT_AT_VENUE
-
             self.log(f"order {int(o['client_order_id'])}: its fate was unknown and the venue has no such order: "
                      "never arrived")
             self.reject(j, REJ_NOT_AT_VENUE)
