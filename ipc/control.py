@@ -30,7 +30,8 @@ Words (int64):
 64+                        stage ``i``'s slot of 16 words, field ``f`` at
                            :func:`stage_word` ``(i, f)`` = ``64 + 16*i + f``: pid, ready,
                            heartbeat ns, restarts, events in, events out (``S_*``), then
-                           stage-private words (infer: ``S_INFER_*``; feed: ``FEED_*``)
+                           stage-private words (infer: ``S_INFER_*``; feed: ``FEED_*``, its data health
+                           ``FEED_DATA_DOWN``)
 =========================  ===========================================================
 
 Only the risk stage lowers the trading state (``resume`` re-arms the daily loss
@@ -133,6 +134,10 @@ S_INFER_REHEARSALS = 7
 #: Feed slot: the feed's resume words (its cursor: next event, next seq, loops done),
 #: written as it emits, so a restarted feed never reuses a seq.
 FEED_POS, FEED_SEQ, FEED_LOOPS = 8, 9, 10
+#: Feed slot: a live source's market data reported down: its broken data farms (IB's 2103,
+#: 2105, 2157) plus 1 while its link is lost (1100); 0 when healthy, and for a recording.
+#: Risk stops new orders on the instruments whose data it then lacks (``risk.max_data_age_ms``).
+FEED_DATA_DOWN = 11
 #: Every slot, in a lockstep replay: moves by one when the process starts a pass over its
 #: inputs and by one when it has handed on what it made (odd: mid-step).
 S_WORK = 12

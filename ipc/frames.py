@@ -113,6 +113,8 @@ class StatusReply(_Frame):
     placement: Placement | None = None  # where the stage processes run, and why
     positions: dict[str, float] = {}  # the risk stage's book (non-zero positions)
     venue: VenueStatus | None = None  # a live venue's gateway, when router.venue is a broker
+    feed_data_down: int = 0  # a live feed's broken data farms, plus 1 while its link is lost
+    stale_instruments: list[str] = []  # no new orders for lack of data (risk.max_data_age_ms)
 
 
 class Ok(_Frame):

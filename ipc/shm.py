@@ -103,3 +103,21 @@ def segment_path(name: str) -> Path:
 def list_segments(prefix: str) -> list[Path]:
     """Every segment whose name starts with ``prefix + '.'`` (used to verify clean shutdown)."""
     return sorted(p for p in SHM_DIR.glob(f"{prefix}.*"))
+
+
+def _nbytes(specs) -> list[int]:
+    return [int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in specs]
+
+
+def state_size(specs: list[tuple[tuple[int, ...], type]]) -> int:
+    """Bytes of a state segment holding the arrays ``specs`` (shape, dtype), after its header."""
+    return STATE_HEADER + sum(_nbytes(specs))
+
+
+def state_views(buf, specs: list[tuple[tuple[int, ...], type]]) -> list[np.ndarray]:
+    """The arrays ``specs`` lays out in a state segment's buffer ``buf`` (views, no copy)."""
+    views, off = [], STATE_HEADER
+    for (shape, dt), nb in zip(specs, _nbytes(specs)):
+        views.append(buf[off : off + nb].view(dt).reshape(shape))
+        off += nb
+    return views

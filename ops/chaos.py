@@ -153,7 +153,7 @@ def risk_positions(config: Path) -> np.ndarray:
     from alphad.daemon.shell.topology import segment_names
 
     cfg, _ = load_config(str(config))
-    held = RiskView(segment_names(cfg.shm.prefix)["risk_state"], len(cfg.universe)).positions()
+    held = RiskView(segment_names(cfg.shm.prefix)["risk_state"], cfg).positions()
     if held is None:
         raise RuntimeError(f"risk's book was not found in shared memory (shm.prefix {cfg.shm.prefix!r})")
     return held

@@ -62,10 +62,12 @@ class DriftView:
 class AlphadCollector:
     def __init__(self, metrics: MetricsBlock, control: ControlBlock, rings: dict | None = None,
                  reason_names: dict[int, str] | None = None, drift: DriftView | None = None,
-                 gateway=None, symbols: list[str] | None = None):
+                 gateway=None, symbols: list[str] | None = None, data_health=None):
         """``gateway``: a live venue's gateway block (ipc/gateway_block.py), with the
-        universe's ``symbols``; None without one."""
+        universe's ``symbols``; None without one.  ``data_health``: a callable returning the
+        feed's :class:`~alphad.daemon.supervisor.data_health.DataHealth`, or None."""
         self.gateway = gateway
+        self.data_health = data_health
         self.symbols = symbols or []
         self.metrics = metrics
         self.control = control
@@ -160,6 +162,19 @@ class AlphadCollector:
             yield g
         if self.gateway is not None:
             yield from self._gateway()
+        if self.data_health is not None:
+            yield from self._data(self.data_health())
+
+    def _data(self, health):
+        down = GaugeMetricFamily("alphad_feed_data_down", "Market data the live feed reports down: its broken data "
+                                 "farms (IB's 2103/2105) plus 1 while its link is lost; 0 when healthy")
+        down.add_metric([], float(health.feed_data_down))
+        yield down
+        stale = GaugeMetricFamily("alphad_instrument_data_stale", "1 while risk gives an instrument no new order "
+                                  "for lack of data (the feed down and none for risk.max_data_age_ms)", labels=["symbol"])
+        for sym in self.symbols:
+            stale.add_metric([sym], float(sym in health.stale))
+        yield stale
 
     def _gateway(self):
         from alphad.ipc import gateway_block as gb

@@ -44,7 +44,9 @@ Faked (message ids in parentheses, client -> server / server -> client):
   reqManagedAccts (17);
 * trouble: rejects (error 201 then orderStatus Cancelled or Inactive), partial fills,
   dropped sockets, the nightly restart (1100, refused connections, 1101/1102 on
-  reconnect), arbitrary error codes, client id clashes, venue-side fills and cancels.
+  reconnect), a market-data farm broken (2103: its symbols' ticks withheld while orders still
+  fill at the book) and OK again (2104), arbitrary error codes, client id clashes, venue-side
+  fills and cancels.
 
 Errors (4) carry reqId, errorCode, errorString and advancedOrderRejectJson (server
 versions below 194 send no errorTime).  Times are UTC (``20261206 12:00:00 UTC``).
@@ -350,6 +352,7 @@ class FakeTWS:
         self._reject: tuple[int, str, str] | None = None
         self._in_use: dict[int, int] = {}
         self._restore: dict[int, int] = {}     # client id -> 1101/1102 owed on its reconnect
+        self._farms_broken: dict[str, set[str]] = {}  # broken market-data farm -> symbols withheld
         self._bar_window: dict[tuple[str, str], list[tuple[float, float]]] = {}
         self._bar_last: dict[tuple[str, str], float] = {}
         self._handlers: dict[int, Callable[[_Conn, list[str]], None]] = {
@@ -568,6 +571,9 @@ class FakeTWS:
         conn.send(9, 1, self._next_order_id())
         conn.send(15, 1, self.account)
         for code, text in FARM_NOTICES:
+            farm = text.split(":")[-1]
+            if farm in self._farms_broken:
+                code, text = 2103, f"Market data farm connection is broken:{farm}"
             conn.error(-1, code, text)
         owed = self._restore.pop(client_id, None)
         if owed is not None:
@@ -1157,7 +1163,12 @@ class FakeTWS:
             self._publish_quote(inst.symbol, book, ticks)
         self._match_symbol(inst.symbol)
 
+    def _withheld(self, symbol: str) -> bool:
+        return any(symbol in symbols for symbols in self._farms_broken.values())
+
     def _publish_quote(self, symbol: str, book: _Book, ticks: list[tuple]) -> None:
+        if self._withheld(symbol):
+            return
         for conn in self._ready_conns():
             for req_id, sym in conn.mkt.items():
                 if sym == symbol:
@@ -1175,6 +1186,8 @@ class FakeTWS:
         book.last, book.last_size = price, size
         book.volume = _round(book.volume + size)
         self._sample(inst.symbol, "TRADES", price, size)
+        if self._withheld(inst.symbol):
+            return
         now = int(time.time())
         for conn in self._ready_conns():
             for req_id, sym in conn.mkt.items():
@@ -1252,6 +1265,24 @@ class FakeTWS:
             for conn in self._ready_conns():
                 conn.error(int(req_id), int(code), message)
         self._run(send)
+
+    def break_farm(self, farm: str, symbols: list[str]) -> None:
+        """Market-data farm ``farm`` broken: error 2103 to every client, and no tick of
+        ``symbols`` (IB's symbols: "BTC", "AAPL") until :meth:`restore_farm`.  The books still
+        move and orders still fill at them: only the data path is down."""
+        def apply() -> None:
+            self._farms_broken[farm] = set(symbols)
+            for conn in self._ready_conns():
+                conn.error(-1, 2103, f"Market data farm connection is broken:{farm}")
+        self._run(apply)
+
+    def restore_farm(self, farm: str) -> None:
+        """Market-data farm ``farm`` OK again: error 2104 to every client; its ticks flow again."""
+        def apply() -> None:
+            self._farms_broken.pop(farm, None)
+            for conn in self._ready_conns():
+                conn.error(-1, 2104, f"Market data farm connection is OK:{farm}")
+        self._run(apply)
 
     def client_id_in_use(self, client_id: int, times: int = 1) -> None:
         """The next `times` connects with this id get error 326 and a closed socket."""

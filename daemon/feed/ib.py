@@ -259,6 +259,11 @@ class IbMarketData(LiveSource):
         """Data farms whose last code said broken."""
         return sum(1 for ok in list(self.farms.values()) if not ok)
 
+    def data_down(self) -> int:
+        """Broken data farms, plus 1 while the link is lost (after the first connect: before
+        it nothing was received, so nothing is missed)."""
+        return self.farms_down + (1 if self.connects and not self.connected else 0)
+
     def stats(self) -> dict:
         return {"received": self.received, "dropped": self.dropped, "pending": self.buffer.pending,
                 "connected": self.connected, "connects": self.connects, "reconnects": self.reconnects,

@@ -72,6 +72,11 @@ class LiveSource:
     NAME = "live"
     STOP_TIMEOUT_S = 5.0
 
+    def data_down(self) -> int:
+        """How much of the market data the source reports down (IB: broken data farms, a lost
+        link); 0 when healthy.  Sources without such reports are always healthy."""
+        return 0
+
     @property
     def pending(self) -> int:
         """Records received and not yet drained."""

@@ -78,6 +78,10 @@ DENY_STALE_SIGNAL = 23
 DENY_COST_FILTERED = 24
 #: Not sent: the sizing had no valid input (prediction or scale not finite): the position stays.
 DENY_SIZING_INPUT = 25
+#: The live feed reports its market data down (an IB data farm broken, its link lost) and the
+#: instrument has had no data for ``risk.max_data_age_ms``: no new order until the feed is
+#: healthy again (IB's 2104, 1101, 1102).
+DENY_STALE_DATA = 26
 
 #: Name of every gate code, for journals and ``/metrics`` labels (indexed by code).
 REASON_NAMES = (
@@ -107,6 +111,7 @@ REASON_NAMES = (
     "stale_signal",
     "cost_filtered",
     "sizing_input",
+    "stale_data",
 )
 #: Number of gate codes (size of a per-reason counter array).
 N_REASONS = len(REASON_NAMES)
@@ -199,6 +204,12 @@ B_EXPOSURE = 7
 #: Committed net: ``(pos + open_buy - open_sell) * last_px``, quote currency.
 B_NET = 8
 N_BOOK_COLS = 9
+
+# -- data_ns columns (int64, one row per instrument; the risk_state segment's last array) --------
+#: The latest md record's ``t_origin`` (the steps' clock).
+DATA_LAST_NS = 0
+#: When the instrument's data became stale (``risk_data_watch``); 0 while fresh.
+DATA_STALE_SINCE = 1
 
 # -- sector columns -------------------------------------------------------------------------------
 #: Limit, fraction of equity (config).

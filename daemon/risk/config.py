@@ -347,6 +347,11 @@ class Risk(RiskConfig):
     #: A signal older than this when the gate sees it (``now - t_origin``: a frozen or
     #: restarted stage, a ring far behind) is denied as ``stale_signal``, never acted on.
     max_signal_age_ms: PositiveFloat = 2000.0
+    #: While the live feed reports its market data down (an IB data farm broken, its link
+    #: lost), an instrument with no data for this long gets no new order (``stale_data``)
+    #: until the feed reports it healthy again (IB's 2104, 1101, 1102).  A quiet instrument on
+    #: a healthy feed is never stopped.
+    max_data_age_ms: PositiveFloat = 5000.0
 
 
 def decode_risk_config(data: bytes | str, fmt: Literal["json", "yaml"] = "json") -> RiskConfig:

@@ -42,8 +42,8 @@ from alphad.daemon.risk.portfolio import (PF_OK, mark_price, on_exec as pf_on_ex
 from alphad.daemon.risk.checks import (check_flatten_order, check_kill_switch, check_order, flatten_orders, gate_target,
                                       resume)
 from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_RISK_MULT, A_UNREALISED, B_OPEN_BUY,
-                                     B_LAST_PX, B_OPEN_SELL, B_POSITION, DENY_COST_FILTERED, DENY_SIZING_INPUT,
-                                     DENY_STALE_SIGNAL, L_SESSION_CLOSE_S, L_SESSION_OPEN_S, NO_ORDER, OK,
+                                     B_LAST_PX, B_OPEN_SELL, B_POSITION, DATA_LAST_NS, DATA_STALE_SINCE,
+                                     DENY_COST_FILTERED, DENY_SIZING_INPUT, DENY_STALE_DATA, DENY_STALE_SIGNAL, L_SESSION_CLOSE_S, L_SESSION_OPEN_S, NO_ORDER, OK,
                                      REASON_NAMES, SEC_EXPOSURE, SEC_LIMIT, SIZE_BAD_INPUT, SIZE_OK)
 from alphad.daemon.risk.config import build_risk_arrays
 
@@ -54,7 +54,8 @@ P_MIN_NOTIONAL = 0
 P_HYSTERESIS = 1
 P_EMERGENCY_MULT = 2
 P_MAX_AGE_NS = 3
-N_PARAMS = 4
+P_MAX_DATA_AGE_NS = 4
+N_PARAMS = 5
 
 #: Reason names by code for the exporter's ``reason`` label.
 REASONS = dict(enumerate(REASON_NAMES))
@@ -266,6 +267,8 @@ def risk_rebalance(st, out, now):
             qty = abs(st.t_qty[j])
             code = check_order(i, side, qty, np.nan, now, limits, book, sectors, st.account_limits, account,
                                st.control)
+            if code == OK and data_stale(st, i, now):
+                code = DENY_STALE_DATA
             if code != OK:
                 _deny(st, code, i, side, qty, now, now, 0, np.nan, mark_price(book, i))
                 continue
@@ -305,6 +308,9 @@ def risk_step(st, sigs, n, out, now):
         tmp[2] = s.target_weight * max(0.0, tmp[3])
         if now - s.t_origin > params[P_MAX_AGE_NS]:
             code = DENY_STALE_SIGNAL
+            tmp[0] = tmp[1] = 0.0
+        elif data_stale(st, i, now):
+            code = DENY_STALE_DATA
             tmp[0] = tmp[1] = 0.0
         else:
             code = finish_target(st, s, tmp) if sized else OK
@@ -357,17 +363,49 @@ def risk_fills(st, reports, n):
 
 @njit(cache=True)
 def risk_marks(st, md, n):
-    """Revalue on quotes (mid), trades (last price) and bars (close)."""
-    limits, book, sectors, account = st.limits, st.book, st.sectors, st.account
+    """Revalue on quotes (mid), trades (last price) and bars (close); note each
+    instrument's latest data (:func:`data_stale`)."""
+    limits, book, sectors, account, data_ns = st.limits, st.book, st.sectors, st.account, st.data_ns
     for j in range(n):
         e = md[j]
         i = e.instrument
         if i < 0 or i >= book.shape[0]:
             continue
+        if e.t_origin > data_ns[i, DATA_LAST_NS]:
+            data_ns[i, DATA_LAST_NS] = e.t_origin
         if e.kind == MD_QUOTE and e.bid_px > 0.0 and e.ask_px > e.bid_px:
             on_mark(i, 0.5 * (e.bid_px + e.ask_px), limits, book, sectors, account)
         elif e.kind == MD_TRADE or e.kind == MD_BAR:
             on_mark(i, e.last_px, limits, book, sectors, account)
+
+
+@njit(cache=True)
+def data_stale(st, i, now):
+    """Instrument ``i``'s data may be missing: the live feed reports its market data down
+    (``feed_down``: an IB data farm broken, its link lost) and ``i``'s latest record is older
+    than ``risk.max_data_age_ms``.  A quiet instrument on a healthy feed is never stale, and a
+    backtest's or a replay's feed is never down."""
+    if st.feed_down[0] == 0 or i < 0 or i >= st.data_ns.shape[0]:
+        return False
+    return now - st.data_ns[i, DATA_LAST_NS] > st.params[P_MAX_DATA_AGE_NS]
+
+
+@njit(cache=True)
+def risk_data_watch(st, now, feed_down):
+    """The feed's data health (``feed_down``: its broken data farms and lost links, 0 when
+    healthy) for :func:`data_stale`; each instrument's stale-since mark (0: fresh) kept for
+    ``ctl status`` and /metrics.  Returns how many instruments are stale."""
+    st.feed_down[0] = feed_down
+    data_ns = st.data_ns
+    k = 0
+    for i in range(data_ns.shape[0]):
+        if data_stale(st, i, now):
+            if data_ns[i, DATA_STALE_SINCE] == 0:
+                data_ns[i, DATA_STALE_SINCE] = now
+            k += 1
+        else:
+            data_ns[i, DATA_STALE_SINCE] = 0
+    return k
 
 
 @njit(cache=True)
@@ -434,7 +472,14 @@ def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_cap
         ((N_SESS,), np.int64),                           # sessions: account row, last seen, queue, ...
         ((n_sectors,), np.int64),                        # rebalancer: each sector's last trim
         ((1,), np.float64),                              # rebalancer: value trimmed today
+        ((n_instruments, 2), np.int64),                  # data_ns: latest data, stale since (DATA_*)
     ]
+
+
+def state_specs_of(cfg):
+    """:func:`state_specs` for a daemon config: its universe and sectors, its drawdown window."""
+    n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
+    return state_specs(len(cfg.universe), n_sectors, RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
 
 
 class RiskCore:
@@ -479,7 +524,8 @@ class RiskCore:
                          SESS_UNSEEN], np.int64)
         last_trim = np.full(arrays.sectors.shape[0], -(2**62), np.int64)
         state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
-                 dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq, sess, last_trim, np.zeros(1)]
+                 dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq, sess, last_trim, np.zeros(1),
+                 np.zeros((len(universe), 2), np.int64)]
         if shared is not None:
             views, fresh = shared
             if fresh:
@@ -487,7 +533,8 @@ class RiskCore:
                     view[...] = a
             state = views
         (self.book, self.sectors, self.account, self.oo_ids, self.oo_vals, self.dd_state, self.dd_idx, self.win_ts,
-         self.win_eq, self.ids, self.seen_seq, self.sess, self.last_trim, self.turnover) = state
+         self.win_eq, self.ids, self.seen_seq, self.sess, self.last_trim, self.turnover, self.data_ns) = state
+        self.feed_down = np.zeros(1, np.int64)  # the feed's data health, from housekeeping (risk_data_watch)
         self.sessions = table
         self.s_opens, self.s_closes, self.s_counts, self.inst_cal = table.opens, table.closes, table.counts, inst_cal
         self.s_always = np.array([name == ALWAYS_OPEN for name in table.names], np.int64)
@@ -507,6 +554,7 @@ class RiskCore:
         self.params = np.zeros(N_PARAMS)
         self.params[P_MIN_NOTIONAL] = risk_cfg.min_order_notional
         self.params[P_MAX_AGE_NS] = getattr(risk_cfg, "max_signal_age_ms", float("inf")) * 1e6
+        self.params[P_MAX_DATA_AGE_NS] = getattr(risk_cfg, "max_data_age_ms", float("inf")) * 1e6
         self.params[P_HYSTERESIS] = risk_cfg.drawdown.recovery_hysteresis
         self.params[P_EMERGENCY_MULT] = risk_cfg.drawdown.emergency_risk_multiplier
         self.tmp = np.zeros(4)
@@ -577,7 +625,7 @@ _RISK_FIELDS = ["limits", "book", "sectors", "account_limits", "account", "contr
                 "tmp", "m", "denials", "den_n", "dd_state", "dd_idx", "win_ts", "win_eq", "thresholds", "f_inst",
                 "f_side", "f_qty", "ids", "seen_seq", "sparams", "last_size", "sess", "s_opens", "s_closes", "s_counts",
                 "s_always", "inst_cal", "rparams", "last_trim", "turnover", "t_inst", "t_qty", "day_rets", "day_px",
-                "day_n"]
+                "day_n", "data_ns", "feed_down"]
 structref.define_proxy(RiskState, _RiskStateType, _RISK_FIELDS)
 
 
@@ -587,7 +635,7 @@ def _new_risk_state(a):
     constructor with 21 parameters would be unreadable at every call)."""
     return RiskState(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
                      a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27],
-                     a[28], a[29], a[30], a[31], a[32], a[33], a[34], a[35], a[36], a[37], a[38])
+                     a[28], a[29], a[30], a[31], a[32], a[33], a[34], a[35], a[36], a[37], a[38], a[39], a[40])
 
 
 @njit(cache=True)

@@ -157,7 +157,7 @@ async def serve(cfg, block: gb.GatewayBlock, requests: Ring, replies: Ring, bell
 
     beat = loop.create_task(heartbeat())
     names = segment_names(cfg.shm.prefix)
-    risk = RiskView(names["risk_state"], len(cfg.universe))
+    risk = RiskView(names["risk_state"], cfg)
     gw, where = make_gateway(cfg, block, pusher(replies), risk_positions=risk.positions,
                              quiet=pipeline_quiet(names, bells, replies))
     reader = None

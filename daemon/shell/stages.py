@@ -37,14 +37,14 @@ from alphad.daemon.shell import tick
 from alphad.daemon.shell.ports import out_port
 from alphad.ipc import feature_list
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (C_FLATTEN, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED, S_EVENTS_IN, S_INFER_PROVIDER,
+from alphad.ipc.control import (C_FLATTEN, FEED_DATA_DOWN, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED, S_EVENTS_IN, S_INFER_PROVIDER,
                                 S_INFER_REHEARSALS, W_CANCEL_ALL_DONE, W_DAY_RESTORED, W_EPOCH, W_STATE,
                                 STAGE_INDEX, W_ID_SESSION,
                                 provider_code, stage_word)
 from alphad.ipc.doorbell import ring_doorbell
 from alphad.ipc.dtypes import EXEC_DTYPE, VENUE_REQ_DTYPE
 from alphad.ipc.ring import Ring, ring_pop, ring_push
-from alphad.ipc.shm import STATE_HEADER, Segment
+from alphad.ipc.shm import Segment, state_size, state_views
 
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 
@@ -55,26 +55,13 @@ def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
     Returns ``(segment, fresh, views)``; ``fresh`` is False when a previous
     incarnation of the stage left its state there, which the caller then adopts.
     """
-    seg = Segment.create(name, STATE_HEADER + sum(_nbytes(specs)), exist_ok=True)
+    seg = Segment.create(name, state_size(specs), exist_ok=True)
     fresh = seg.buf[0] == 0
     views = state_views(seg.buf, specs)
     seg.buf[0] = 1  # written last: a stage killed while initialising starts fresh again
     return seg, fresh, views
 
 
-
-
-def _nbytes(specs) -> list[int]:
-    return [int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in specs]
-
-
-def state_views(buf, specs: list[tuple[tuple[int, ...], type]]) -> list[np.ndarray]:
-    """The arrays ``specs`` lays out in a state segment's buffer ``buf`` (views, no copy)."""
-    views, off = [], STATE_HEADER
-    for (shape, dt), nb in zip(specs, _nbytes(specs)):
-        views.append(buf[off : off + nb].view(dt).reshape(shape))
-        off += nb
-    return views
 
 
 class Warmup:
@@ -177,7 +164,8 @@ class FeedStage:
             self.source.start()
 
     def housekeeping(self, now: int) -> None:
-        pass
+        if self.live:  # its data health, for risk's stale-data stop and for ctl status
+            self.shell.ctl[stage_word(FEED, FEED_DATA_DOWN)] = self.source.data_down()
 
     def close(self) -> None:
         """Stop a live source's client (bounded)."""
@@ -302,10 +290,7 @@ class RiskStage:
 
     def __init__(self, shell, *, simulated: bool):
         cfg, self.shell = shell.cfg, shell
-        n_inst = len(cfg.universe)
-        n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
-        specs = rk.state_specs(n_inst, n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
-        self._seg, fresh, views = shared_arrays(shell.names["risk_state"], specs)
+        self._seg, fresh, views = shared_arrays(shell.names["risk_state"], rk.state_specs_of(cfg))
         # live steps run on CLOCK_MONOTONIC, a backtest's and a replay's on the records' UTC time
         utc_offset = 0 if simulated or shell.replay else time.time_ns() - time.monotonic_ns()
         self.core = rk.RiskCore(cfg.universe, cfg.risk, shell.control.risk_control, shared=(views, fresh),
@@ -379,6 +364,7 @@ class RiskStage:
         self._flatten = w.bound(rk.risk_flatten, s, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
         self._rebalance = w.bound(rk.risk_rebalance, s, np.zeros(2, self.shell.bufs_dtype("orders")), 0)
         self._resume = w.bound(rk.risk_resume, s, 0)
+        self._data_watch = w.bound(rk.risk_data_watch, s, 0, 0)
         self._publish_flatten = w.bound(tick.publish_records, w.out("orders", RISK), 0, 0, -1)
         self._push_denials = w.bound(tick.push_denials, s, w.out("denials", RISK, np.zeros(2, self.core.denials.dtype)))
         self._purge = w.bound(purge_tombstones, np.copy(self.core.oo_ids), np.copy(self.core.oo_vals))
@@ -399,6 +385,7 @@ class RiskStage:
             self._resume(self.state, now)
         if not self.simulated:  # a backtest runs the ladder on simulated time, per mark
             self._watch(self.state, now)
+            self._data_watch(self.state, now, int(self.shell.ctl[stage_word(FEED, FEED_DATA_DOWN)]))
         level = int(c.dd_state[D_LEVEL])
         if level != self._dd_level:  # a ladder step (up or down) since the last look
             event = (DD_EVENT_ESCALATE if level > self._dd_level else DD_EVENT_RECOVER) + level

@@ -15,6 +15,7 @@ from alphad.daemon.risk.core import REASONS
 from alphad.ipc import frames
 from alphad.ipc import gateway_block as gb
 from alphad.daemon.shell.risk_view import RiskView
+from alphad.daemon.supervisor.data_health import DataWatch
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import (ACTIVE, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN, S_EVENTS_OUT,
                                 S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
@@ -45,11 +46,9 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def risk_positions(sup) -> dict[str, float]:
+def risk_positions(sup, view: RiskView) -> dict[str, float]:
     """The risk stage's non-zero positions (empty before the risk stage has made its book)."""
-    if getattr(sup, "_risk_view", None) is None:
-        sup._risk_view = RiskView(sup.names["risk_state"], len(sup.cfg.universe))
-    held = sup._risk_view.positions()
+    held = view.positions()
     if held is None:
         return {}
     return {ins.symbol: float(q) for ins, q in zip(sup.cfg.universe, held) if q}
@@ -91,12 +90,21 @@ def venue_line(v: frames.VenueStatus | None) -> str:
     return line + (f" MISMATCH {sorted(v.mismatches)}" if v.mismatches else "")
 
 
+def data_line(st: frames.StatusReply) -> str:
+    """A live feed's data trouble on the status line ('' while healthy)."""
+    if not st.feed_data_down and not st.stale_instruments:
+        return ""
+    return f" | DATA DOWN {st.feed_data_down} stale {st.stale_instruments}"
+
+
 class ControlPort:
     """Answers the requests of :mod:`alphad.ops.ctl` for supervisor ``sup``."""
 
     def __init__(self, sup):
         self.sup = sup
         self._last_status = (0, 0, 0)
+        #: A live feed's data health and risk's stale instruments (journaled from the loop).
+        self.data = DataWatch(sup)
 
     def status(self) -> frames.StatusReply:
         stages = {}
@@ -113,7 +121,8 @@ class ControlPort:
                 stale=stale(self.sup.control, i, now_ns, self.sup.cfg.supervisor.stale_after_s))
         m = self.sup.metrics
         samples = m.samples(mx.ROW_T2T)[-10_000:]
-        positions = risk_positions(self.sup)
+        positions = risk_positions(self.sup, self.data.view)
+        data = self.data.read()
         return frames.StatusReply(
             trading_state=STATE_NAMES[self.sup.control.trading_state], state_reason=self._state_reason(),
             topology=self.sup.plan.name,
@@ -125,7 +134,8 @@ class ControlPort:
             tick_to_trade_us=percentiles_us(samples),
             inference_provider=PROVIDERS[self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)],
             infer_rehearsals=self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS),
-            placement=self.sup.placement, positions=positions, venue=venue_status(self.sup, positions))
+            placement=self.sup.placement, positions=positions, venue=venue_status(self.sup, positions),
+            feed_data_down=data.feed_data_down, stale_instruments=list(data.stale))
 
     def _state_reason(self) -> str:
         return self.reason_name(int(self.sup.control.words[W_REASON]))
@@ -157,7 +167,7 @@ class ControlPort:
         alive = sum(1 for s in st.stages.values() if s.alive)
         return (f"alphad [{st.trading_state}] stages {alive}/{len(STAGES)} | events {st.stages['feed'].events_out} "
                 f"| orders {st.orders} fills {st.fills} denials {st.denials} | pnl {st.realized_pnl + st.unrealized_pnl:+.2f} "
-                f"| {t2t}{venue_line(st.venue)}")
+                f"| {t2t}{venue_line(st.venue)}{data_line(st)}")
 
     def handle(self, raw: bytes) -> frames._Frame:
         try:

@@ -100,11 +100,12 @@ def last_day(path) -> dict | None:
 
 def journal_changes(sup) -> None:
     """Every change the next start restores or an audit reads: the trading state, the day
-    references, a live venue's link."""
+    references, a live venue's link, a live feed's data health."""
     journal_state_change(sup)
     journal_day_change(sup)
     if getattr(sup, "gw", None) is not None:
         sup.gw.journal_link()
+    sup.port.data.check()
 
 
 def journal_day_change(sup) -> None:

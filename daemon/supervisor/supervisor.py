@@ -283,7 +283,8 @@ class Supervisor:
             from alphad.ops.exporter import AlphadCollector, serve
 
             self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS, self.drift,
-                                                gateway=self.gateway, symbols=[i.symbol for i in self.cfg.universe]),
+                                                gateway=self.gateway, symbols=[i.symbol for i in self.cfg.universe],
+                                                data_health=self.port.data.read),
                                 self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         self._day_journaled = (0.0, 0.0)  # the day references last journaled

@@ -114,13 +114,11 @@ def risk_book(d) -> tuple[np.ndarray, np.ndarray]:
     the risk stage holds them in its segment."""
     from alphad.daemon.config import load_config
     from alphad.daemon.risk import core as rk
-    from alphad.daemon.shell.stages import state_views
     from alphad.daemon.shell.topology import segment_names
-    from alphad.ipc.shm import Segment
+    from alphad.ipc.shm import Segment, state_views
 
     cfg, _ = load_config(str(d.config))
-    n_sectors = max(1, len({i.sector for i in cfg.universe if i.sector}))
-    specs = rk.state_specs(len(cfg.universe), n_sectors, rk.RiskCore.OO_CAPACITY, cfg.risk.drawdown.window_capacity)
+    specs = rk.state_specs_of(cfg)
     seg = Segment.attach(segment_names(cfg.shm.prefix)["risk_state"])
     try:
         views = [v.copy() for v in state_views(seg.buf, specs[:3])]  # book, sectors, account

@@ -5,6 +5,7 @@ socket protocol to the fake over loopback, unchanged."""
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -106,3 +107,35 @@ def test_a_nightly_reset_during_trading_reconnects_once_reconciles_and_trading_r
     assert False in link and link[-1] is True  # the outage in the journal
     text = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
     assert 'alphad_gateway_events_total{kind="disconnects"} 1.0' in text  # and in /metrics
+
+
+def test_a_data_farm_break_stops_new_orders_on_the_silent_instrument_and_2104_resumes_them(fake, daemon):
+    import urllib.request
+
+    def placed(symbol: str) -> int:
+        return sum(1 for o in fake.orders() if o["symbol"] == symbol)
+
+    daemon.start()
+    eventually(lambda: placed("BTC") and placed("ETH"), timeout=120, what="orders on both instruments")
+    broken_ns = time.time_ns()
+    fake.break_farm("paxosfarm", ["ETH"])  # 2103 to the feed's and the gateway's connections; ETH's ticks withheld
+    st = eventually(lambda: (s := daemon.status()).stale_instruments == ["ETH/USD"] and s, timeout=30,
+                    what="ETH/USD stale (no tick for risk.max_data_age_ms while a farm is broken)")
+    assert st.feed_data_down == 1 and st.venue.data_farms_down == 1
+    eth, btc = placed("ETH"), placed("BTC")
+    eventually(lambda: placed("BTC") >= btc + 2, timeout=120, what="BTC/USD trading on")
+    assert placed("ETH") == eth and daemon.status().stale_instruments == ["ETH/USD"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
+    assert 'alphad_instrument_data_stale{symbol="ETH/USD"} 1.0' in text and "alphad_feed_data_down 1.0" in text
+    assert 'alphad_instrument_data_stale{symbol="BTC/USD"} 0.0' in text
+    fake.restore_farm("paxosfarm")  # 2104
+    eventually(lambda: not (s := daemon.status()).stale_instruments and s.feed_data_down == 0, timeout=30,
+               what="the farm OK again")
+    eventually(lambda: placed("ETH") > eth, timeout=120, what="ETH/USD orders resumed")
+    data = [(e["feed_data_down"], e["stale"]) for e in entries(daemon.journal) if e["type"] == "data"]
+    assert (1, ["ETH/USD"]) in data and data[-1] == (0, [])  # the stop and the resume, journaled
+    stopped = next(e["ts_ns"] for e in entries(daemon.journal) if e["type"] == "data" and e["stale"])
+    print(f"ETH/USD stopped {(stopped - broken_ns) / 1e9:.2f} s after the farm broke "
+          f"(risk.max_data_age_ms 3000, counted from its last tick)")  # reported, never asserted
+    settle(daemon, fake)
+    check_journal(fake, daemon.journal)

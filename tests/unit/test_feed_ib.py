@@ -288,6 +288,24 @@ def test_farms_when_broken_and_ok_codes_then_the_health_state_moves(fake, md):
     assert md.last_error.startswith("354")
 
 
+def test_data_down_when_a_farm_breaks_or_the_link_is_lost_then_counted_until_ok(fake, md):
+    quotes = _Quotes(fake, {"AAPL": 10.0, "BTC": 20.0})
+    _collect(md, quotes, lambda r: quotes.seen(r, AAPL, "AAPL") and quotes.seen(r, BTC, "BTC"))
+    assert md.data_down() == 0
+    fake.break_farm("usfarm", ["AAPL"])  # 2103; the fake withholds AAPL's ticks, BTC's still flow
+    _wait(lambda: md.data_down() == 1, what="the broken farm counted")
+    quotes.base = {"AAPL": 11.0, "BTC": 21.0}
+    recs = _collect(md, quotes, lambda r: quotes.seen(r, BTC, "BTC"))
+    assert not quotes.seen(recs, AAPL, "AAPL")
+    fake.restore_farm("usfarm")  # 2104
+    _wait(lambda: md.data_down() == 0, what="the farm OK again")
+    quotes.base = {"AAPL": 12.0, "BTC": 22.0}
+    _collect(md, quotes, lambda r: quotes.seen(r, AAPL, "AAPL"))
+    fake.nightly_reset(down_s=1.0)  # 1100: the link lost counts until the reconnect's 1102
+    _wait(lambda: md.data_down() == 1, what="the lost link counted")
+    _wait(lambda: md.reconnects == 1 and md.data_down() == 0, what="reconnected: healthy")
+
+
 def test_connect_when_client_id_in_use_then_backoff_and_connected(fake):
     fake.client_id_in_use(18, times=2)
     m = _md(fake, symbols=["AAPL"], connect_timeout_s=1.0).start()  # ib_async waits out its timeout on a 326

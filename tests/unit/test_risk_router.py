@@ -15,6 +15,8 @@ from alphad.daemon.risk.codes import (
     B_OPEN_BUY,
     B_POSITION,
     DENY_HALTED,
+    DATA_STALE_SINCE,
+    DENY_STALE_DATA,
     DENY_STALE_SIGNAL,
     DENY_MAX_ORDER_QTY,
 )
@@ -122,6 +124,37 @@ def test_signal_when_older_than_max_signal_age_then_denied_as_stale_and_never_or
     assert core.book[0, B_OPEN_BUY] == 0  # nothing counted as working
     sig[0]["seq"] = 5  # the next decision, exactly at the age limit: acted on
     assert rk.risk_step(core.state, sig, 1, out, 1_000 + age_ns) == 1
+
+
+def test_data_when_the_feed_reports_it_down_and_an_instrument_silent_past_its_age_then_no_order_until_healthy():
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
+    age_ns = int(CFG.risk.max_data_age_ms * 1e6)
+    t0 = 10**12
+    md = np.concatenate([quote(0, 99.0, 101.0), quote(1, 99.0, 101.0)])
+    md["t_origin"] = t0
+    rk.risk_marks(core.state, md, 2)
+    out = np.zeros(4, ORDER_DTYPE)
+
+    def order(inst, seq, now, weight=0.02):
+        sig = signals(weight, seq=seq, inst=inst)
+        sig[0]["t_origin"] = now  # a fresh decision: only the instrument's data is old
+        return rk.risk_step(core.state, sig, 1, out, now)
+
+    late = t0 + age_ns + 1
+    assert rk.risk_data_watch(core.state, late, 0) == 0  # a healthy feed: a quiet market is no stale data
+    assert order(0, 5, late) == 1
+    assert rk.risk_data_watch(core.state, late, 1) == 2  # a data farm broken: both silent past the age
+    assert core.data_ns[0, DATA_STALE_SINCE] == late
+    md = quote(1, 99.0, 101.0)
+    md["t_origin"] = late  # instrument 1's data still arrives (another farm)
+    rk.risk_marks(core.state, md, 1)
+    assert rk.risk_data_watch(core.state, late, 1) == 1 and core.data_ns[1, DATA_STALE_SINCE] == 0
+    assert order(0, 6, late) == 0 and core.denials[0]["reason"] == DENY_STALE_DATA
+    assert denials(m)[DENY_STALE_DATA] == 1
+    assert order(1, 6, late) == 1  # the instrument with data trades on
+    assert rk.risk_data_watch(core.state, late, 0) == 0  # the farm OK again (2104): orders resume
+    assert core.data_ns[0, DATA_STALE_SINCE] == 0 and order(0, 7, late, weight=0.04) == 1
 
 
 def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
