@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("alphad.ops.features_cli", "compute a feature set over a bar or quote file"),
     "tca": ("alphad.ops.tca_cli", "transaction-cost analysis report from the journal"),
     "chaos": ("alphad.ops.chaos", "SIGKILL random stages of a running daemon, then audit its journal"),
+    "soak": ("alphad.ops.soak", "a long run at a steady feed rate: RSS growth, journal size and ring losses checked"),
+    "audit": ("alphad.ops.audit", "verify the journal's keyed chain and anchor; orders, fills, positions from it"),
+    "top": ("alphad.ops.top", "live terminal view of a running daemon: state, PnL, latency, stages, positions, risk"),
 }
 
 

@@ -102,6 +102,12 @@ def load_config(path: str | Path) -> tuple[Config, Path]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} was not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read: permission denied") from None
+    except OSError as e:  # anything else the OS says about reading it
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
     return decode_config(raw, source=str(path)), path.resolve().parent
 
 

@@ -27,6 +27,7 @@ Words (int64):
 ``W_LOSS_REF`` 25          (float64 bits); ``W_DAY_RESTORED`` 26: 1 when restored from the journal
 ``W_REPLAY_DONE`` 27       ``alphad replay``: the feed is done and so is every stage
 ``W_REPLAY_POLL_*`` 28..31 ``alphad replay``: the router's poll between events (time, asked, done, wanted)
+``W_RELOAD`` 32            ``ctl reload``/``set``/SIGHUP: settings generation asked (stages: ``S_RELOADED``)
 64+                        stage ``i``'s slot of 16 words, field ``f`` at
                            :func:`stage_word` ``(i, f)`` = ``64 + 16*i + f``: pid, ready,
                            heartbeat ns, restarts, events in, events out (``S_*``), then
@@ -77,7 +78,7 @@ RISK_CONTROL = 16
 #: Trading state: ACTIVE, REDUCING or HALTED.
 C_STATE = 0
 #: Why the state was last raised: a gate code (``DENY_DAILY_LOSS``), ``DD_EVENT_ESCALATE +
-#: level`` (:mod:`alphad.daemon.risk.codes`), or ``REASON_OPERATOR``; 0 when ACTIVE.
+#: level`` (:mod:`alphad.daemon.risk.codes`), ``REASON_OPERATOR`` or ``REASON_LOW_DISK``; 0 when ACTIVE.
 C_STATE_REASON = 1
 #: When the state was last raised, stage clock ns.
 C_STATE_TS = 2
@@ -93,6 +94,9 @@ N_CONTROL_COLS = 7
 
 #: ``C_STATE_REASON`` when an operator command set the state.
 REASON_OPERATOR = 999
+#: ``C_STATE_REASON`` when the supervisor halted for low disk under the journal
+#: (``journal.min_free_mb``, daemon/supervisor/disk_watch.py); it resumes when space returns.
+REASON_LOW_DISK = 998
 
 # The risk control array's columns as words of the block.
 W_STATE = RISK_CONTROL + C_STATE
@@ -117,6 +121,10 @@ W_REPLAY_POLL_TS, W_REPLAY_POLL_REQ, W_REPLAY_POLL_DONE = 28, 29, 30
 #: ``alphad replay``: 1 while the router wants polls (venue latency, working parents), as
 #: its ``poll_ns`` says after each pass; 0 spares the feed the round trip.
 W_REPLAY_POLL_WANTED = 31
+#: ``ctl reload`` / ``ctl set`` / SIGHUP: the generation of the settings the supervisor asks
+#: the stages to apply (the file :func:`alphad.daemon.shell.reload.reload_path`); each stage
+#: answers in its slot's ``S_RELOADED``.
+W_RELOAD = 32
 
 #: Stage slots, in pipeline order.  Indices are part of the shared layout.
 STAGES = ("feed", "features", "infer", "risk", "router")
@@ -141,6 +149,9 @@ FEED_DATA_DOWN = 11
 #: Every slot, in a lockstep replay: moves by one when the process starts a pass over its
 #: inputs and by one when it has handed on what it made (odd: mid-step).
 S_WORK = 12
+#: Every slot: the last settings generation (``W_RELOAD``) the stage applied; minus it when
+#: the stage could not (the model card it was given did not load).
+S_RELOADED = 13
 PROVIDERS = ("", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 

@@ -6,6 +6,8 @@ naming what was wrong (msgspec's ``$.path`` message); it never stops the daemon.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -18,12 +20,16 @@ class Status(_Frame):
 
 
 class Halt(_Frame):
-    """Trading state -> HALTED: the risk stage denies every new order."""
+    """Trading state -> HALTED: the risk stage denies every new order.  With ``symbol``, that
+    instrument alone: no new order on it (``instrument_halted``), the rest trade on."""
     reason: str = ""
+    symbol: str = ""
 
 
 class Resume(_Frame):
-    """Trading state -> ACTIVE."""
+    """Trading state -> ACTIVE.  With ``symbol``: that instrument's halt lifted (the trading
+    state is unchanged)."""
+    symbol: str = ""
 
 
 class Reduce(_Frame):
@@ -39,11 +45,31 @@ class CancelAll(_Frame, tag="cancel-all"):
     is unchanged: risk may send new orders unless halted too)."""
 
 
+class Reload(_Frame):
+    """Read the config file again and apply what may change while running: the risk limits
+    and the model card (the new model swapped in between two batches)."""
+
+
+class Set(_Frame):
+    """One setting changed live, as ``reload`` applies it (a risk limit, ``model.card``):
+    ``key`` dotted (``risk.account.daily_loss_limit``), ``value`` YAML (``0.03``)."""
+    key: str
+    value: str
+
+
+class Positions(_Frame):
+    """Risk's book per instrument (and the broker's positions with a live venue)."""
+
+
+class Orders(_Frame):
+    """The orders working now, as risk holds them (sent, not yet ended)."""
+
+
 class Shutdown(_Frame):
     """Stop every stage, remove shared memory, exit."""
 
 
-Request = Status | Halt | Resume | Reduce | Flatten | CancelAll | Shutdown
+Request = Status | Halt | Resume | Reduce | Flatten | CancelAll | Reload | Set | Positions | Orders | Shutdown
 
 
 class StageStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -105,9 +131,9 @@ class StatusReply(_Frame):
     orders: int
     fills: int
     denials: int
-    realized_pnl: float
+    realized_pnl: float          # gross of fees, as unrealized_pnl
     unrealized_pnl: float
-    tick_to_trade_us: dict[str, float]
+    tick_to_trade_us: dict[str, float]  # the last 10,000 orders, however old
     inference_provider: str = ""  # ONNX Runtime provider the infer stage's session runs on
     infer_rehearsals: int = 0  # keep-warm runs of the inference step (topology.infer_keep_warm_us)
     placement: Placement | None = None  # where the stage processes run, and why
@@ -115,6 +141,14 @@ class StatusReply(_Frame):
     venue: VenueStatus | None = None  # a live venue's gateway, when router.venue is a broker
     feed_data_down: int = 0  # a live feed's broken data farms, plus 1 while its link is lost
     stale_instruments: list[str] = []  # no new orders for lack of data (risk.max_data_age_ms)
+    bad_requests: int = 0  # control frames that were no request (answered with an Error)
+    fees: float = 0.0  # paid so far (commissions, exchange fees)
+    net_pnl: float = 0.0  # realized + unrealized - fees: what the account really made
+    tick_to_trade_recent_us: dict[str, float] = {}  # the orders of about the last minute only
+    recent_window_s: float = 0.0  # how long that window really is (shorter just after a start)
+    settings: dict[str, Any] = {}  # the `ctl set` values in force
+    halted_instruments: list[str] = []  # `ctl halt --symbol`: no new order on these
+    settings_generation: int = 0  # ctl reload / set / SIGHUP: the settings the stages run (0: the file's)
 
 
 class Ok(_Frame):
@@ -125,7 +159,34 @@ class Error(_Frame):
     error: str
 
 
-Reply = StatusReply | Ok | Error
+class PositionRow(msgspec.Struct, kw_only=True, frozen=True):
+    position: float
+    avg_price: float
+    last_price: float
+    unrealized_pnl: float
+    realized_pnl: float  # gross of fees
+    fees: float
+    open_buy: float  # working, not yet filled
+    open_sell: float
+
+
+class PositionsReply(_Frame, tag="positions-reply"):
+    positions: dict[str, PositionRow]  # every instrument risk has held or works an order in
+    venue: dict[str, float] | None = None  # the broker's, as last read (a live venue)
+
+
+class WorkingOrder(msgspec.Struct, kw_only=True, frozen=True):
+    client_order_id: int
+    symbol: str
+    side: str  # buy / sell
+    leaves: float  # quantity not yet filled
+
+
+class OrdersReply(_Frame, tag="orders-reply"):
+    orders: list[WorkingOrder]
+
+
+Reply = StatusReply | Ok | Error | PositionsReply | OrdersReply
 
 request_decoder = msgspec.msgpack.Decoder(Request)
 reply_decoder = msgspec.msgpack.Decoder(Reply)

@@ -62,6 +62,8 @@ G_KELLY = 8
 G_VAR_95 = 9
 G_CVAR_95 = 10
 G_MEAN_CORR = 11
+#: Fees paid (commissions, exchange fees), quote currency: the PnL gauges above are gross of them.
+G_FEES = 12
 N_GAUGES = 16
 
 #: Market-impact coefficients the router fits from its own fills (daemon/impact_live.py),

@@ -113,7 +113,8 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
     cfg.setdefault("shm", {})["prefix"] = shm_prefix()
     cfg.setdefault("control", {})["endpoint"] = endpoint
     cfg.setdefault("metrics", {})["port"] = _free_port()
-    cfg.setdefault("journal", {}).update(enabled=True, dir=str(work / "journal"))
+    # its key beside the journal (work/journal.key), where the audit's verify looks for it
+    cfg.setdefault("journal", {}).update(enabled=True, dir=str(work / "journal"), key_file="")
     router = cfg.setdefault("router", {})
     if args.execution:
         router["execution"] = args.execution

@@ -6,14 +6,18 @@ no prometheus_client object is touched per event.
 """
 from __future__ import annotations
 
+import time
+
 from prometheus_client import start_http_server
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (PROVIDERS, S_EVENTS_IN, S_EVENTS_OUT, S_INFER_PROVIDER, STAGE_INDEX, STAGES,
-                                STATE_NAMES, ControlBlock)
+from alphad.ipc.control import (PROVIDERS, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_INFER_PROVIDER, S_READY,
+                                S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, W_REASON, ControlBlock)
 from alphad.ipc.metrics import MetricsBlock
+from alphad.ops.exporter_disk import disk_families
+from alphad.ops.exporter_risk import risk_families
 
 
 def _histogram(block: MetricsBlock, row: int) -> tuple[list[tuple[str, float]], float]:
@@ -62,10 +66,17 @@ class DriftView:
 class AlphadCollector:
     def __init__(self, metrics: MetricsBlock, control: ControlBlock, rings: dict | None = None,
                  reason_names: dict[int, str] | None = None, drift: DriftView | None = None,
-                 gateway=None, symbols: list[str] | None = None, data_health=None):
+                 gateway=None, symbols: list[str] | None = None, data_health=None, risk=None,
+                 journal_dir=None, reason_name=None):
         """``gateway``: a live venue's gateway block (ipc/gateway_block.py), with the
         universe's ``symbols``; None without one.  ``data_health``: a callable returning the
-        feed's :class:`~alphad.daemon.supervisor.data_health.DataHealth`, or None."""
+        feed's :class:`~alphad.daemon.supervisor.data_health.DataHealth`, or None.  ``risk``:
+        a :class:`~alphad.daemon.shell.risk_view.RiskView` (positions, exposure, drawdown);
+        ``journal_dir``: the journal's directory (its size, its disk's room); ``reason_name``:
+        the name of a trading-state reason code (``ControlPort.reason_name``)."""
+        self.risk = risk
+        self.journal_dir = journal_dir
+        self.reason_name = reason_name or str
         self.gateway = gateway
         self.data_health = data_health
         self.symbols = symbols or []
@@ -74,6 +85,17 @@ class AlphadCollector:
         self.rings = rings or {}
         self.reason_names = reason_names or {}
         self.drift = drift
+
+    @classmethod
+    def for_supervisor(cls, sup) -> "AlphadCollector":
+        """The collector of a running :class:`~alphad.daemon.supervisor.supervisor.Supervisor`."""
+        from alphad.daemon.config import resolve
+        from alphad.daemon.risk.core import REASONS
+
+        return cls(sup.metrics, sup.control, sup.rings, REASONS, sup.drift, gateway=sup.gateway,
+                   symbols=[i.symbol for i in sup.cfg.universe], data_health=sup.port.data.read,
+                   risk=sup.port.data.view, reason_name=sup.port.reason_name,
+                   journal_dir=resolve(sup.base, sup.cfg.journal.dir) if sup.cfg.journal.enabled else None)
 
     def collect(self):
         m = self.metrics
@@ -117,6 +139,11 @@ class AlphadCollector:
         for code, name in STATE_NAMES.items():
             state.add_metric([name], 1.0 if self.control.trading_state == code else 0.0)
         yield state
+        yield from self._stages()
+        if self.risk is not None:
+            yield from risk_families(self.risk, self.symbols)
+        if self.journal_dir is not None:
+            yield from disk_families(self.journal_dir)
         pnl = GaugeMetricFamily("alphad_pnl", "Profit and loss in quote currency", labels=["kind"])
         pnl.add_metric(["realized"], float(m.gauges[mx.G_REALIZED_PNL]))
         pnl.add_metric(["unrealized"], float(m.gauges[mx.G_UNREALIZED_PNL]))
@@ -164,6 +191,33 @@ class AlphadCollector:
             yield from self._gateway()
         if self.data_health is not None:
             yield from self._data(self.data_health())
+
+    def _stages(self):
+        """The trading state's number and reason; each stage's liveness, restarts and errors."""
+        code = GaugeMetricFamily("alphad_trading_state_code", "The trading state as a number (0 ACTIVE, "
+                                 "1 REDUCING, 2 HALTED), labelled with the reason it was last raised", labels=["reason"])
+        code.add_metric([self.reason_name(int(self.control.words[W_REASON]))], float(self.control.trading_state))
+        yield code
+        now = time.monotonic_ns()
+        ready = GaugeMetricFamily("alphad_stage_ready", "1 while the stage is ready (0: starting, dead, "
+                                  "restarting)", labels=["stage"])
+        age = GaugeMetricFamily("alphad_stage_heartbeat_age_seconds", "Seconds since the stage's last heartbeat "
+                                "(-1 before the first)", labels=["stage"])
+        restarts = CounterMetricFamily("alphad_stage_restarts", "Restarts of the stage by the supervisor since "
+                                       "the daemon started", labels=["stage"])
+        errors = CounterMetricFamily("alphad_stage_errors", "Recoverable errors each stage counted (router: a "
+                                     "repeated or unanswerable order, a full queue; risk: a bad record)", labels=["stage"])
+        for i, s in enumerate(STAGES):
+            hb = self.control.stage(i, S_HEARTBEAT)
+            ready.add_metric([s], float(self.control.stage(i, S_READY)))
+            age.add_metric([s], (now - hb) / 1e9 if hb else -1.0)
+            restarts.add_metric([s], self.control.stage(i, S_RESTARTS))
+            errors.add_metric([s], self.metrics.counter(i, mx.C_ERRORS))
+        yield from (ready, age, restarts, errors)
+        rejects = CounterMetricFamily("alphad_router_rejects", "Orders the router answered REJECTED (venue "
+                                      "reject, full order store or venue queue)")
+        rejects.add_metric([], self.metrics.counter(STAGE_INDEX["router"], mx.C_REJECTS))
+        yield rejects
 
     def _data(self, health):
         down = GaugeMetricFamily("alphad_feed_data_down", "Market data the live feed reports down: its broken data "

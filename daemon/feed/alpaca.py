@@ -92,8 +92,15 @@ def timestamp_ns(t, default: int) -> int:
 
 
 def _f(m: dict, key: str) -> float:
+    """A number of the message; NaN when missing or not a number (a price then is counted
+    as non-finite and not emitted, a size is unknown)."""
     v = m.get(key)
-    return NAN if v is None else float(v)
+    if v is None:
+        return NAN
+    try:
+        return float(v)
+    except (TypeError, ValueError, OverflowError):
+        return NAN
 
 
 def _streams_module():
@@ -168,7 +175,7 @@ class AlpacaMarketData(LiveSource):
     def stats(self) -> dict:
         return {"received": self.received, "dropped": self.dropped, "pending": self.buffer.pending,
                 "connects": self.connects, "reconnects": self.reconnects, "errors": self.errors,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "bad_records": self.bad_records()}
 
     # -- the handlers (network thread) -----------------------------------------------------
     async def _on_quote(self, m: dict) -> None:
@@ -177,6 +184,8 @@ class AlpacaMarketData(LiveSource):
         if inst is not None:
             self._put((t0, timestamp_ns(m.get("t"), tr), tr, 0, inst, MD_QUOTE, 0, 0, _f(m, "bp"), _f(m, "bs"),
                        _f(m, "ap"), _f(m, "as"), NAN, NAN, 0.0, 0.0, 0.0, 0))
+        else:
+            self._unknown()
 
     async def _on_trade(self, m: dict) -> None:
         t0, tr = time.monotonic_ns(), time.time_ns()
@@ -184,6 +193,8 @@ class AlpacaMarketData(LiveSource):
         if inst is not None:
             self._put((t0, timestamp_ns(m.get("t"), tr), tr, 0, inst, MD_TRADE, _TAKER.get(m.get("tks"), 0), 0,
                        NAN, NAN, NAN, NAN, _f(m, "p"), _f(m, "s"), 0.0, 0.0, 0.0, 0))
+        else:
+            self._unknown()
 
     async def _on_bar(self, m: dict) -> None:
         t0, tr = time.monotonic_ns(), time.time_ns()
@@ -192,6 +203,8 @@ class AlpacaMarketData(LiveSource):
             start = timestamp_ns(m.get("t"), tr - BAR_NS)
             self._put((t0, start + BAR_NS, tr, 0, inst, MD_BAR, 0, 0, NAN, NAN, NAN, NAN, _f(m, "c"), _f(m, "v"),
                        _f(m, "o"), _f(m, "h"), _f(m, "l"), BAR_NS))
+        else:
+            self._unknown()
 
     def _on_connect(self, name: str) -> None:
         with self._lock:

@@ -122,6 +122,13 @@ class Feed(Base):
     multiplier such as ``"10"`` (ten times real time). ``loop`` restarts the file at its end.
     ``also``: more recorded files merged in by time (e.g. an index and the VIX beside the
     daily stocks: the inputs of ``features.regime``), read up to the main file's last event.
+    ``on_bad_record``: what a bad row of a recorded file does (a malformed row, a bad
+    number, a non-finite or non-positive price, a negative size, a crossed quote, a time
+    that goes backwards; :mod:`alphad.daemon.feed.bad_records`): ``skip`` (counted by
+    reason, the first few printed with file and line, then the counts) or ``stop`` (the
+    load stops with an error naming file, line and reason).  A row of a symbol outside
+    the universe is counted and skipped either way.  A live source always drops (and
+    counts) a non-finite or non-positive price and a negative size.
     """
 
     source: Literal["replay", "synthetic", "alpaca", "ib"] = "replay"
@@ -132,6 +139,7 @@ class Feed(Base):
     loop: bool = True
     trade_from: str = ""
     also: list[Extra] = []
+    on_bad_record: Literal["skip", "stop"] = "skip"
     synthetic: Synthetic = Synthetic()
     alpaca: AlpacaFeed = AlpacaFeed()
     ib: IbFeed = IbFeed()

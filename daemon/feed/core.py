@@ -75,6 +75,7 @@ class FeedCore:
                  loop: bool = False, max_batch: int = 64):
         if len(events) == 0:
             raise ValueError("the feed has no events (empty file, or no symbol of the universe in it)")
+        _in_time_order(events, None)
         self.events = events
         self.speed = speed
         self.period_ns = int(1e9 / rate_hz) if rate_hz else 0
@@ -100,6 +101,7 @@ class FeedCore:
         starts again at its first event, the seq goes on."""
         if len(events) == 0:
             raise ValueError("a feed chunk holds no event")
+        _in_time_order(events, int(self.events["ts_exch"][-1]))
         self.events = events
         self.cursor[CUR_POS] = 0
         self.state = new_feed_state(events, self.cursor)
@@ -131,6 +133,8 @@ class FeedCore:
             self.loops += 1
         n = 0
         limit = min(len(self.events) - self.pos, self.max_batch, limit)
+        if self.speed == 0.0 and not self.period_ns:
+            return limit  # no pacing: every event is due (on any clock, the backtest's event time too)
         while n < limit and self._due(self.pos + n) <= now:
             n += 1
             if self.period_ns:  # spaced ticks: one per poll, never a burst
@@ -145,6 +149,20 @@ class FeedCore:
     pos = property(lambda self: int(self.cursor[CUR_POS]), lambda self, v: self.cursor.__setitem__(CUR_POS, v))
     seq = property(lambda self: int(self.cursor[CUR_SEQ]), lambda self, v: self.cursor.__setitem__(CUR_SEQ, v))
     loops = property(lambda self: int(self.cursor[CUR_LOOPS]), lambda self, v: self.cursor.__setitem__(CUR_LOOPS, v))
+
+
+def _in_time_order(events: np.ndarray, after: int | None) -> None:
+    """Refuse events out of time order (the pacing and the backtest's event clock need them
+    sorted; the readers skip or refuse a row that goes backwards, so this is a guard)."""
+    ts = events["ts_exch"]
+    back = np.flatnonzero(np.diff(ts) < 0)
+    if len(back):
+        k = int(back[0]) + 1
+        raise ValueError(f"feed events out of time order: event {k} at {int(ts[k])} ns is before event {k - 1} at "
+                         f"{int(ts[k - 1])} ns")
+    if after is not None and int(ts[0]) < after:
+        raise ValueError(f"feed chunk out of time order: its first event at {int(ts[0])} ns is before the last "
+                         f"event of the chunk before at {after} ns")
 
 
 class LiveFeedCore:

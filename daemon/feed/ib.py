@@ -102,6 +102,7 @@ class _Events:
         for ticker in tickers:
             inst = md._inst.get(ticker.contract.conId) if ticker.contract is not None else None
             if inst is None:
+                md._unknown()
                 continue
             quote = last_px = last_sz = False
             order = []
@@ -151,7 +152,11 @@ class _Events:
         t0, tr = time.monotonic_ns(), time.time_ns()
         contract = getattr(bars, "contract", None)
         inst = md._inst.get(contract.conId) if contract is not None else None
-        if inst is None or md._bars.get(inst) is not bars or not has_new_bar or not bars:
+        if inst is None:
+            if contract is not None:  # a contract not of the universe (a list without one: not a bar of ours)
+                md._unknown()
+            return
+        if md._bars.get(inst) is not bars or not has_new_bar or not bars:
             return
         bar = bars[-1]
         del bars[:]  # ib_async keeps every bar of a subscription: ours are in the ring
@@ -268,7 +273,8 @@ class IbMarketData(LiveSource):
         return {"received": self.received, "dropped": self.dropped, "pending": self.buffer.pending,
                 "connected": self.connected, "connects": self.connects, "reconnects": self.reconnects,
                 "resubscribes": self.resubscribes, "disconnects": self.disconnects, "farms_down": self.farms_down,
-                "farms": dict(self.farms), "errors": self.errors, "last_error": self.last_error}
+                "farms": dict(self.farms), "errors": self.errors, "last_error": self.last_error,
+                "bad_records": self.bad_records()}
 
     # -- the handlers (network thread) -----------------------------------------------------
     def _on_tickers(self, tickers) -> None:

@@ -4,6 +4,12 @@ every live source shares (:class:`LiveSource`).
 The network thread ``put``s one md record per message; the feed's loop ``drain``s them in
 order.  When the loop falls behind, the oldest records go (counted in ``dropped``): market data
 is overwrite-not-block, as the md ring is.
+
+A record with a price that is not finite or not above zero, or a negative size, is never
+buffered: :meth:`LiveSource._put` counts it by reason in ``bad`` (a list indexed as
+:data:`~alphad.daemon.feed.bad_records.LIVE_REASONS`; ``stats()["bad_records"]`` names them).
+A size that is NaN (not known yet) passes.  A message of a symbol outside the universe is
+counted as ``unknown_symbol`` by the source (:meth:`LiveSource._unknown`).
 """
 from __future__ import annotations
 
@@ -13,7 +19,41 @@ import threading
 
 import numpy as np
 
-from alphad.ipc.dtypes import MD_DTYPE
+from alphad.daemon.feed.bad_records import (L_NEGATIVE_SIZE, L_NON_FINITE, L_NON_POSITIVE_PRICE, L_UNKNOWN_SYMBOL,
+                                            LIVE_REASONS)
+from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE
+
+_INF = float("inf")
+
+
+def bad_reason(rec: tuple) -> int:
+    """-1 for a record fit to emit, else the index of what is wrong with it in
+    :data:`~alphad.daemon.feed.bad_records.LIVE_REASONS` (``rec`` in ``MD_DTYPE``'s field
+    order: a quote's bid/ask price and size at 8..11, a trade's or bar's price and size at
+    12..13, a bar's open, high and low at 14..16).  A few comparisons: no allocation."""
+    kind = rec[5]
+    if kind == MD_QUOTE:
+        bp, bs, ap, asz = rec[8], rec[9], rec[10], rec[11]
+        if 0.0 < bp < _INF and 0.0 < ap < _INF and not (bs < 0.0 or asz < 0.0 or bs == _INF or asz == _INF):
+            return -1
+        prices, sizes = (bp, ap), (bs, asz)
+    else:
+        px, sz = rec[12], rec[13]
+        if kind == MD_BAR:
+            o, h, lo = rec[14], rec[15], rec[16]
+            if 0.0 < px < _INF and 0.0 < o < _INF and 0.0 < h < _INF and 0.0 < lo < _INF and not (
+                    sz < 0.0 or sz == _INF):
+                return -1
+            prices, sizes = (px, o, h, lo), (sz,)
+        else:
+            if 0.0 < px < _INF and not (sz < 0.0 or sz == _INF):
+                return -1
+            prices, sizes = (px,), (sz,)
+    if any(p != p or p in (_INF, -_INF) for p in prices) or any(z in (_INF, -_INF) for z in sizes):
+        return L_NON_FINITE
+    if any(p <= 0.0 for p in prices):
+        return L_NON_POSITIVE_PRICE
+    return L_NEGATIVE_SIZE
 
 
 class RecordBuffer:
@@ -85,7 +125,27 @@ class LiveSource:
     received = property(lambda self: self.buffer.received)
     dropped = property(lambda self: self.buffer.dropped)
 
+    @property
+    def bad(self) -> list[int]:
+        """Records refused, by reason (indexed as ``LIVE_REASONS``; made on first use)."""
+        counts = self.__dict__.get("_bad")
+        if counts is None:
+            counts = self.__dict__["_bad"] = [0] * len(LIVE_REASONS)
+        return counts
+
+    def bad_records(self) -> dict[str, int]:
+        """``{reason: count}`` of every reason a live source counts (``stats()`` has it)."""
+        return dict(zip(LIVE_REASONS, self.bad))
+
+    def _unknown(self) -> None:
+        """A message of a symbol outside the universe (counted, not emitted)."""
+        self.bad[L_UNKNOWN_SYMBOL] += 1
+
     def _put(self, rec: tuple) -> None:
+        why = bad_reason(rec)
+        if why >= 0:  # never buffered: counted
+            self.bad[why] += 1
+            return
         self.buffer.put(rec)
         notify = self.notify  # the shell rings the feed process's doorbell with it
         if notify is not None:

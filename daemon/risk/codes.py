@@ -82,6 +82,9 @@ DENY_SIZING_INPUT = 25
 #: instrument has had no data for ``risk.max_data_age_ms``: no new order until the feed is
 #: healthy again (IB's 2104, 1101, 1102).
 DENY_STALE_DATA = 26
+#: The operator halted this instrument (``ctl halt --symbol``): no new order on it until
+#: ``ctl resume --symbol``; ``flatten`` still closes its position.
+DENY_INSTRUMENT_HALTED = 27
 
 #: Name of every gate code, for journals and ``/metrics`` labels (indexed by code).
 REASON_NAMES = (
@@ -112,6 +115,7 @@ REASON_NAMES = (
     "cost_filtered",
     "sizing_input",
     "stale_data",
+    "instrument_halted",
 )
 #: Number of gate codes (size of a per-reason counter array).
 N_REASONS = len(REASON_NAMES)

@@ -41,10 +41,11 @@ from alphad.daemon.risk.portfolio import (PF_OK, mark_price, on_exec as pf_on_ex
                                          start_session)
 from alphad.daemon.risk.checks import (check_flatten_order, check_kill_switch, check_order, flatten_orders, gate_target,
                                       resume)
-from alphad.daemon.risk.codes import (A_EQUITY, A_GROSS, A_REALISED, A_RISK_MULT, A_UNREALISED, B_OPEN_BUY,
+from alphad.daemon.risk.codes import (A_EQUITY, A_FEES, A_GROSS, A_REALISED, A_RISK_MULT, A_UNREALISED, B_OPEN_BUY,
                                      B_LAST_PX, B_OPEN_SELL, B_POSITION, DATA_LAST_NS, DATA_STALE_SINCE,
-                                     DENY_COST_FILTERED, DENY_SIZING_INPUT, DENY_STALE_DATA, DENY_STALE_SIGNAL, L_SESSION_CLOSE_S, L_SESSION_OPEN_S, NO_ORDER, OK,
-                                     REASON_NAMES, SEC_EXPOSURE, SEC_LIMIT, SIZE_BAD_INPUT, SIZE_OK)
+                                     DENY_COST_FILTERED, DENY_INSTRUMENT_HALTED, DENY_SIZING_INPUT, DENY_STALE_DATA,
+                                     DENY_STALE_SIGNAL, L_SESSION_CLOSE_S, L_SESSION_OPEN_S, NO_ORDER, OK,
+                                     REASON_NAMES, SEC_EXPOSURE, SEC_LIMIT, SEC_WARN, SIZE_BAD_INPUT, SIZE_OK)
 from alphad.daemon.risk.config import build_risk_arrays
 
 RISK = STAGE_INDEX["risk"]
@@ -269,6 +270,8 @@ def risk_rebalance(st, out, now):
                                st.control)
             if code == OK and data_stale(st, i, now):
                 code = DENY_STALE_DATA
+            if code == OK and st.halts[i] != 0:
+                code = DENY_INSTRUMENT_HALTED
             if code != OK:
                 _deny(st, code, i, side, qty, now, now, 0, np.nan, mark_price(book, i))
                 continue
@@ -311,6 +314,9 @@ def risk_step(st, sigs, n, out, now):
             tmp[0] = tmp[1] = 0.0
         elif data_stale(st, i, now):
             code = DENY_STALE_DATA
+            tmp[0] = tmp[1] = 0.0
+        elif 0 <= i < st.halts.shape[0] and st.halts[i] != 0:
+            code = DENY_INSTRUMENT_HALTED
             tmp[0] = tmp[1] = 0.0
         else:
             code = finish_target(st, s, tmp) if sized else OK
@@ -443,6 +449,7 @@ def risk_flatten(st, out, now):
 def publish_gauges(account, last_size, gauges):
     gauges[mx.G_REALIZED_PNL] = account[A_REALISED]
     gauges[mx.G_UNREALIZED_PNL] = account[A_UNREALISED]
+    gauges[mx.G_FEES] = account[A_FEES]
     gauges[mx.G_EQUITY] = account[A_EQUITY]
     gauges[mx.G_GROSS_EXPOSURE] = account[A_GROSS]
     gauges[mx.G_RISK_MULT] = account[A_RISK_MULT]
@@ -473,6 +480,7 @@ def state_specs(n_instruments: int, n_sectors: int, oo_capacity: int, window_cap
         ((n_sectors,), np.int64),                        # rebalancer: each sector's last trim
         ((1,), np.float64),                              # rebalancer: value trimmed today
         ((n_instruments, 2), np.int64),                  # data_ns: latest data, stale since (DATA_*)
+        ((n_instruments,), np.int64),                    # halts: an operator's halt of one instrument (1)
     ]
 
 
@@ -525,7 +533,7 @@ class RiskCore:
         last_trim = np.full(arrays.sectors.shape[0], -(2**62), np.int64)
         state = [arrays.book, arrays.sectors, arrays.account, arrays.oo_ids, arrays.oo_vals,
                  dd.state, dd.idx, dd.win_ts, dd.win_eq, ids, seen_seq, sess, last_trim, np.zeros(1),
-                 np.zeros((len(universe), 2), np.int64)]
+                 np.zeros((len(universe), 2), np.int64), np.zeros(len(universe), np.int64)]
         if shared is not None:
             views, fresh = shared
             if fresh:
@@ -533,7 +541,8 @@ class RiskCore:
                     view[...] = a
             state = views
         (self.book, self.sectors, self.account, self.oo_ids, self.oo_vals, self.dd_state, self.dd_idx, self.win_ts,
-         self.win_eq, self.ids, self.seen_seq, self.sess, self.last_trim, self.turnover, self.data_ns) = state
+         self.win_eq, self.ids, self.seen_seq, self.sess, self.last_trim, self.turnover, self.data_ns,
+         self.halts) = state
         self.feed_down = np.zeros(1, np.int64)  # the feed's data health, from housekeeping (risk_data_watch)
         self.sessions = table
         self.s_opens, self.s_closes, self.s_counts, self.inst_cal = table.opens, table.closes, table.counts, inst_cal
@@ -573,6 +582,23 @@ class RiskCore:
 
         self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self.state = _new_risk_state(tuple(getattr(self, f) for f in _RISK_FIELDS))
+
+    def apply_limits(self, risk_cfg, universe) -> None:
+        """A reloaded ``risk:`` section's limits (``ctl reload`` / ``ctl set``), in place: the
+        per-instrument and account limits, the sector limits and the gate's thresholds.  The
+        book, the open orders, the ladder and the trading hours worked out so far are kept."""
+        rows = [(ins.symbol, ins.sector, ins.tick_size, ins.lot_size) for ins in universe]
+        new = build_risk_arrays(risk_cfg, rows, equity=risk_cfg.initial_equity)
+        hours = [L_SESSION_OPEN_S, L_SESSION_CLOSE_S]
+        kept = self.limits[:, hours].copy()
+        self.limits[:] = new.limits
+        self.limits[:, hours] = kept
+        self.sectors[:, SEC_LIMIT] = new.sectors[:, SEC_LIMIT]
+        self.sectors[:, SEC_WARN] = new.sectors[:, SEC_WARN]
+        self.account_limits[:] = new.account_limits
+        self.params[P_MIN_NOTIONAL] = risk_cfg.min_order_notional
+        self.params[P_MAX_AGE_NS] = risk_cfg.max_signal_age_ms * 1e6
+        self.params[P_MAX_DATA_AGE_NS] = risk_cfg.max_data_age_ms * 1e6
 
     def scratch_state(self) -> "RiskState":
         """A twin of :attr:`state` over copies of every array (warm-up runs on it)."""
@@ -625,7 +651,7 @@ _RISK_FIELDS = ["limits", "book", "sectors", "account_limits", "account", "contr
                 "tmp", "m", "denials", "den_n", "dd_state", "dd_idx", "win_ts", "win_eq", "thresholds", "f_inst",
                 "f_side", "f_qty", "ids", "seen_seq", "sparams", "last_size", "sess", "s_opens", "s_closes", "s_counts",
                 "s_always", "inst_cal", "rparams", "last_trim", "turnover", "t_inst", "t_qty", "day_rets", "day_px",
-                "day_n", "data_ns", "feed_down"]
+                "day_n", "data_ns", "feed_down", "halts"]
 structref.define_proxy(RiskState, _RiskStateType, _RISK_FIELDS)
 
 
@@ -635,7 +661,7 @@ def _new_risk_state(a):
     constructor with 21 parameters would be unreadable at every call)."""
     return RiskState(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
                      a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27],
-                     a[28], a[29], a[30], a[31], a[32], a[33], a[34], a[35], a[36], a[37], a[38], a[39], a[40])
+                     a[28], a[29], a[30], a[31], a[32], a[33], a[34], a[35], a[36], a[37], a[38], a[39], a[40], a[41])
 
 
 @njit(cache=True)

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from alphad.ipc.shm import Segment, list_segments
 
 from alphad.daemon.config import Config, load_config
 from alphad.daemon.jit import bind
-from alphad.daemon.shell import sample_window, tick
+from alphad.daemon.shell import backtest_shm, sample_window, tick
 from alphad.daemon.shell.day_samples import DaySamples
 from alphad.daemon.shell.progress import Progress
 from alphad.daemon.shell.runner import ProcessRunner
@@ -97,7 +98,7 @@ class CompiledLoop:
                 router.cancel_on_halt(t, t)
             limit = self.CHUNK - ticks % self.CHUNK
             if samples is not None:  # a call never crosses a day's end: the sample is taken there
-                limit = min(limit, samples.limit(core.events, core.pos))
+                limit = max(1, min(limit, samples.limit(core.events, core.pos)))  # and always moves on
             done, n_o, n_r, n_a = self.step(self.cores, self.ports, self.model, self.sinks, limit, self.poll)
             if n_o:
                 orders.append(self.sinks[0][:n_o].copy())
@@ -121,21 +122,25 @@ class CompiledLoop:
 @contextlib.contextmanager
 def single_process(cfg: Config, base: Path):
     """The ``single`` topology's stages in this process on the simulated clock, warmed and
-    READY, in segments of their own (removed on exit); yields ``(runner, control, metrics)``."""
+    READY, in segments of their own (removed on exit, on SIGTERM and SIGINT too; a killed
+    run's are removed by the next: :mod:`~alphad.daemon.shell.backtest_shm`); yields
+    ``(runner, control, metrics)``."""
     cfg = msgspec.structs.replace(cfg, topology=msgspec.structs.replace(cfg.topology, name="single"),
-                                  shm=msgspec.structs.replace(cfg.shm, prefix=f"alphad-backtest-{os.getpid()}"))
+                                  shm=msgspec.structs.replace(cfg.shm, prefix=backtest_shm.prefix_for(os.getpid())))
     names = segment_names(cfg.shm.prefix)
-    Doorbells.create(names["doorbells"])
-    control = ControlBlock.create(names["control"])
-    metrics = MetricsBlock.create(names["metrics"])
-    Segment.create(names["feature_list"], feature_list.SIZE).close()
-    try:
-        runner = ProcessRunner(cfg, base, make_plan("single", cfg.rings), 0, simulated=True)
-        runner.warm()
-        yield runner, control, metrics
-    finally:
-        for p in list_segments(cfg.shm.prefix):
-            p.unlink()
+    with backtest_shm.stop_on_signals():
+        backtest_shm.sweep_leftovers()
+        try:
+            Doorbells.create(names["doorbells"])
+            control = ControlBlock.create(names["control"])
+            metrics = MetricsBlock.create(names["metrics"])
+            Segment.create(names["feature_list"], feature_list.SIZE).close()
+            runner = ProcessRunner(cfg, base, make_plan("single", cfg.rings), 0, simulated=True)
+            runner.warm()
+            yield runner, control, metrics
+        finally:
+            for p in list_segments(cfg.shm.prefix):
+                p.unlink(missing_ok=True)
 
 
 def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str = "auto", arrivals: list | None = None,
@@ -203,6 +208,12 @@ def backtest(cfg: Config, base: Path, *, reports: list | None = None, loop: str 
         publish_gauges(risk_core.account, risk_core.last_size, g)
         summary["realized_pnl"] = float(g[mx.G_REALIZED_PNL])
         summary["unrealized_pnl"] = float(g[mx.G_UNREALIZED_PNL])
+        summary.update(final_account(cfg, risk_core.account, control, float(g[mx.G_FEES])))
+        # the feed's rows skipped (or, by unknown_symbol, not of the universe), by reason
+        bad = getattr(runner.adapters["feed"]._chunks, "bad", None)
+        summary["bad_records"] = bad.as_dict() if bad is not None else {}
+        if bad is not None:
+            bad.print(f"{cfg.feed.path}: {events} events replayed")
         all_orders = np.concatenate(orders) if orders else np.zeros(0, dtype=runner.bufs_dtype("orders"))
         return all_orders, summary
 
@@ -256,6 +267,21 @@ def write_orders(path, orders: np.ndarray) -> None:
                     + "\n")
 
 
+def final_account(cfg, account, control, fees: float) -> dict:
+    """What a backtest ended with: PnL net of its fees, equity, and the trading state (a run
+    that ended HALTED by its kill switch says so)."""
+    from alphad.daemon.risk.codes import A_EQUITY, A_PEAK_EQUITY
+    from alphad.daemon.supervisor.control_port import ControlPort
+    from alphad.ipc.control import STATE_NAMES, W_REASON
+
+    gross = float(account[A_EQUITY]) - cfg.risk.initial_equity + fees  # equity is net of fees already
+    return {"fees": round(fees, 2), "gross_pnl": round(gross, 2), "net_pnl": round(gross - fees, 2),
+            "equity": {"start": cfg.risk.initial_equity, "end": round(float(account[A_EQUITY]), 2),
+                       "peak": round(float(account[A_PEAK_EQUITY]), 2)},
+            "trading_state": STATE_NAMES[control.trading_state],
+            "state_reason": ControlPort.reason_name(int(control.words[W_REASON]))}
+
+
 def run(args) -> int:
     cfg, base = load_config(args.config)
     in_sample = sample_window.check_training_window(cfg, base, allow_in_sample=args.allow_in_sample)
@@ -267,7 +293,11 @@ def run(args) -> int:
 
         report_dir = backtest_report.prepare(args.report)
         record = {"reports": [], "arrivals": [], "samples": DaySamples(from_ns=cfg.feed.trade_from_ns())}
-    orders, summary = backtest(cfg, base, loop=args.loop, progress=None if args.quiet else Progress(), **record)
+    try:
+        orders, summary = backtest(cfg, base, loop=args.loop, progress=None if args.quiet else Progress(), **record)
+    except backtest_shm.Stopped as e:
+        print(f"alphad backtest: stopped by {e.name}; its shared-memory segments were removed", file=sys.stderr)
+        return e.code
     summary["in_sample"] = in_sample
     if args.orders:
         write_orders(args.orders, orders)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from alphad.daemon.risk.codes import B_POSITION, DATA_STALE_SINCE
+from alphad.daemon.risk.codes import B_POSITION, DATA_STALE_SINCE, SEC_EXPOSURE
 from alphad.daemon.risk.core import state_specs_of
 from alphad.ipc.shm import Segment, state_size, state_views
 
 #: Indices of the arrays read here in :func:`~alphad.daemon.risk.core.state_specs`.
-_BOOK, _DATA = 0, -1
+_BOOK, _OO_IDS, _OO_VALS, _DATA, _HALTS = 0, 3, 4, 14, 15
+_SECTORS, _ACCOUNT, _DRAWDOWN = 1, 2, 5
 
 
 class RiskView:
@@ -22,6 +23,8 @@ class RiskView:
 
     def __init__(self, name: str, cfg):
         self.name, self.specs = name, state_specs_of(cfg)
+        #: Names of the rows of risk's sector array (as risk.config.build_risk_arrays orders them).
+        self.sector_names = sorted({i.sector for i in cfg.universe if i.sector})
         self._seg = None
         self._views: list[np.ndarray] | None = None
 
@@ -47,3 +50,55 @@ class RiskView:
         :func:`alphad.daemon.risk.core.risk_data_watch`), or None before risk made its state."""
         views = self._arrays()
         return None if views is None else views[_DATA][:, DATA_STALE_SINCE].copy()
+
+    def book(self) -> np.ndarray | None:
+        """Risk's whole book (columns ``B_*``; a copy), or None before risk made it."""
+        views = self._arrays()
+        return None if views is None else views[_BOOK].copy()
+
+    def open_orders(self) -> list[tuple[int, int, int, float]] | None:
+        """(client order id, instrument, side, leaves) of every order risk counts as working."""
+        from alphad.daemon.risk.portfolio import OO_INSTRUMENT, OO_LEAVES, OO_SIDE
+
+        views = self._arrays()
+        if views is None:
+            return None
+        ids, vals = views[_OO_IDS].copy(), views[_OO_VALS].copy()
+        live = np.flatnonzero(ids > 0)
+        return [(int(ids[j]), int(vals[j, OO_INSTRUMENT]), int(vals[j, OO_SIDE]), float(vals[j, OO_LEAVES]))
+                for j in live if vals[j, OO_LEAVES] > 0]
+
+    def halted(self) -> np.ndarray | None:
+        """Per instrument, 1 while an operator halted it (``ctl halt --symbol``), or None before
+        risk made its state."""
+        views = self._arrays()
+        return None if views is None else views[_HALTS].copy()
+
+    def set_halted(self, i: int, halted: bool) -> bool:
+        """The supervisor's halt (or resume) of instrument ``i``: the array's one writer once
+        risk made it (risk reads it at every order).  False before risk made its state."""
+        views = self._arrays()
+        if views is None:
+            return False
+        views[_HALTS][i] = 1 if halted else 0
+        return True
+
+    def sector_exposure(self) -> dict[str, float] | None:
+        """Committed gross exposure per sector, quote currency (``SEC_EXPOSURE``), or None
+        before risk made its state; empty for a universe without sectors."""
+        views = self._arrays()
+        if views is None:
+            return None
+        return {name: float(v) for name, v in zip(self.sector_names, views[_SECTORS][:, SEC_EXPOSURE])}
+
+    def account(self) -> np.ndarray | None:
+        """Risk's account row (columns ``A_*`` of :mod:`alphad.daemon.risk.codes`; a copy), or
+        None before risk made its state."""
+        views = self._arrays()
+        return None if views is None else views[_ACCOUNT].copy()
+
+    def drawdown(self) -> np.ndarray | None:
+        """The drawdown ladder's state (columns ``D_*`` of :mod:`alphad.daemon.risk.drawdown`:
+        level, each measure's drawdown, ...; a copy), or None before risk made its state."""
+        views = self._arrays()
+        return None if views is None else views[_DRAWDOWN].copy()

@@ -32,6 +32,7 @@ import numpy as np
 
 from alphad.daemon.config import Config
 from alphad.daemon.shell import stages as st
+from alphad.daemon.shell.reload import ReloadWatch
 from alphad.daemon.shell.fused import FUSED_STAGES, FusedTick
 from alphad.daemon.shell.ports import out_port
 from alphad.daemon.shell.tick import Loop, hand_on
@@ -81,6 +82,8 @@ class ProcessRunner:
         self.bufs = {kind: np.zeros(BATCH, dtypes.RECORDS[kind]) for kind in EDGES}
         self.ports = {kind: self.out_port(kind, STAGE_INDEX[EDGES[kind][0]], self.bufs[kind]) for kind in EDGES}
         self.adapters = self._build_adapters(bench_rate_hz)
+        # live settings changes (ctl reload): the daemon's processes only, never a backtest's or replay's
+        self.reload_watch = None if simulated or replay else ReloadWatch(self)
         if "router" in self.adapters:  # the router writes its reports into its own buffer
             self.bufs["exec"], self.ports["exec"] = self.adapters["router"].core.reports, self.adapters["router"].port
         self.handlers: dict[str, list] = {kind: [] for kind in EDGES}
@@ -195,6 +198,8 @@ class ProcessRunner:
         self.beat(now)
         if self.control.shutdown_requested:
             self.stopping = True
+        if self.reload_watch is not None:
+            self.reload_watch.check()
         for a in self.adapters.values():
             a.housekeeping(now)
 

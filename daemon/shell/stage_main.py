@@ -16,6 +16,7 @@ import msgspec
 
 from alphad.daemon.shell.affinity import apply_placement, resolve_placement
 from alphad.daemon.config import load_config
+from alphad.daemon.shell.reload import effective
 from alphad.daemon.shell.runner import ProcessRunner
 from alphad.daemon.shell.topology import plan as make_plan
 
@@ -51,6 +52,7 @@ def die_with_supervisor() -> None:
 def run(args) -> int:
     die_with_supervisor()
     cfg, base = load_config(args.config)
+    cfg = effective(cfg)  # a restart after `ctl reload` runs on the reloaded settings
     # Started by the supervisor, the config holds its resolved placement and this changes
     # nothing; started alone from config.yaml, the stage makes the supervisor's choice itself.
     cfg = msgspec.structs.replace(cfg, topology=resolve_placement(cfg.topology)[0])

@@ -21,6 +21,7 @@ from alphad.daemon.features.core import FeatureCore
 from alphad.daemon.feed.core import FeedCore, LiveFeedCore, new_feed_state
 from alphad.daemon.feed.sources import load_events, parse_speed, stream_events
 from alphad.daemon.infer.core import InferCore, infer_gather
+from alphad.daemon.infer.model_card import read_card
 from alphad.daemon.infer.session import ModelSession
 from alphad.daemon.jit import bind
 from alphad.daemon.risk import core as rk
@@ -28,12 +29,14 @@ from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
 from alphad.daemon.risk.analytics import portfolio_risk
 from alphad.daemon.risk.codes import A_DAY_START_EQUITY, A_EQUITY, A_LOSS_REF, B_POSITION
 from alphad.daemon.risk.portfolio import purge_tombstones
-from alphad.daemon.supervisor.journal import records
+from alphad.daemon.supervisor.journal import entries, records
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
 from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY
 from alphad.daemon.router.parents import N_PG
 from alphad.daemon.shell import tick
+from alphad.daemon.shell.model_swap import ModelSwap
+from alphad.daemon.shell.reload import answer
 from alphad.daemon.shell.ports import out_port
 from alphad.ipc import feature_list
 from alphad.ipc import metrics as mx
@@ -235,16 +238,54 @@ class InferStage:
         if ref is not None:  # live histograms in shared memory: the exporter computes PSI from them
             shape = (len(ref.feature_names), len(ref.fractions[0]))
             self._drift_seg, _, (drift,) = shared_arrays(shell.names["drift"], [(shape, np.int64)])
-        m = cfg.model
         reg = cfg.features.regime
-        inputs = (bool(reg and reg.vix_symbol), bool(reg and reg.index_symbol), bool(reg and reg.params))
-        self.core = InferCore(session, weight_per_unit=m.weight_per_unit, weight_cap=m.weight_cap,
-                              min_abs_prediction=m.min_abs_prediction, drift_counts=drift, sizing=cfg.risk.sizing,
-                              inputs=inputs)
-        self.session, self.state = session, self.core.state
+        self.inputs = (bool(reg and reg.vix_symbol), bool(reg and reg.index_symbol), bool(reg and reg.params))
+        self.features, self.card_path, self._drift, self._swap = published, resolve(shell.base, cfg.model.card), drift, None
+        self.rebind = None  # set by a blocking loop's drain: it holds the state and session
+        self._take(session)
         self.port = shell.ports["signals"]
         self.keep_warm_ns = keep_warm_ns
         self.rehearsals = 0
+
+    def _take(self, session) -> None:
+        """The core over ``session`` (at start, and at a model swap)."""
+        m, cfg = self.shell.cfg.model, self.shell.cfg
+        self.core = InferCore(session, weight_per_unit=m.weight_per_unit, weight_cap=m.weight_cap,
+                              min_abs_prediction=m.min_abs_prediction, drift_counts=self._drift, sizing=cfg.risk.sizing,
+                              inputs=self.inputs)
+        self.session, self.state = session, self.core.state
+
+    def reload(self, cfg, gen: int) -> bool | None:
+        """``ctl reload`` with another model card (or the same card retrained): loaded beside the
+        running model (:class:`ModelSwap`), swapped in at a later housekeeping."""
+        card = resolve(self.shell.base, cfg.model.card)
+        if card == self.card_path and read_card(card).onnx_sha256 == self.session.card.onnx_sha256:
+            return True  # the model is unchanged
+        self._swap = ModelSwap(card, self.features, cfg.model, gen)
+        return None
+
+    def _finish_swap(self) -> None:
+        swap, self._swap = self._swap, None
+        if swap.session is None:
+            print(f"alphad stage infer: model {swap.card} refused, the running one stays: {swap.error}",
+                  file=sys.stderr, flush=True)
+            answer(self.shell, "infer", swap.gen, False)
+            return
+        ref = swap.session.card.drift_reference
+        if self._drift is not None and (ref is None or self._drift.shape != (len(ref.feature_names), len(ref.fractions[0]))):
+            print("alphad stage infer: the new model's drift reference differs in shape: no live drift until "
+                  "a restart", file=sys.stderr, flush=True)
+            self._drift = None
+        if self._drift is not None:
+            self._drift[:] = 0  # histograms of the new model's inputs from now on
+        self._take(swap.session)
+        self.card_path = swap.card
+        if self.rebind is not None:
+            self.rebind()
+        self.shell.control.set_stage(INFER, S_INFER_PROVIDER, provider_code(swap.session.providers[0]))
+        print(f"alphad stage infer: model {swap.card} in use (settings generation {swap.gen})", file=sys.stderr,
+              flush=True)
+        answer(self.shell, "infer", swap.gen, True)
 
     def consumers(self) -> dict:
         return {"features": self.on_rows}
@@ -279,6 +320,8 @@ class InferStage:
         return (ports["features"], self.state if w is None else self.core.quiet)
 
     def housekeeping(self, now: int) -> None:
+        if self._swap is not None and self._swap.done:  # between two batches: the model swap
+            self._finish_swap()
         if self.keep_warm_ns:
             self.shell.control.set_stage(INFER, S_INFER_REHEARSALS, self.rehearsals)
 
@@ -315,6 +358,7 @@ class RiskStage:
         book, cash, realised PnL and fees from the journal before the stage reports ready."""
         if not journal.exists():
             return
+        self._restore_halts(journal)
         orders, reports = records(journal, "order", "orders"), records(journal, "exec", "exec")
         if len(orders) == 0 and len(reports) == 0:
             return  # a first start
@@ -326,6 +370,16 @@ class RiskStage:
         print(f"alphad stage risk: rebuilt from {journal}: {len(orders)} orders, {len(reports)} exec reports; "
               f"positions {held or 'flat'}; equity {account[A_EQUITY]:.2f}, day-start equity "
               f"{account[A_DAY_START_EQUITY]:.2f}", file=sys.stderr, flush=True)
+
+    def _restore_halts(self, journal: Path) -> None:
+        """The instruments an operator halted (``ctl halt --symbol``) and did not resume."""
+        symbols = [ins.symbol for ins in self.shell.cfg.universe]
+        for e in entries(journal):
+            if e.get("type") == "control" and e.get("symbol") in symbols and e.get("command") in ("halt", "resume"):
+                self.core.halts[symbols.index(e["symbol"])] = e["command"] == "halt"
+        if self.core.halts.any():
+            print(f"alphad stage risk: halted by an operator: {[s for s, h in zip(symbols, self.core.halts) if h]}",
+                  file=sys.stderr, flush=True)
 
     def consumers(self) -> dict:
         return {"md": self.on_md, "signals": self.on_signals, "exec": self.on_exec}
@@ -423,6 +477,16 @@ class RiskStage:
             k, pushed = self._publish_flatten(self.port, k, 0, clock)
             self.shell.emitted("orders", k, pushed, clock)
         self.core.control[C_FLATTEN] = 0
+
+    def reload(self, cfg, gen: int) -> bool:
+        """``ctl reload`` / ``set``: the new limits take effect at the next order."""
+        try:
+            self.core.apply_limits(cfg.risk, cfg.universe)
+        except ValueError as e:  # the supervisor checked the config: a failure here is a bug, said loudly
+            print(f"alphad stage risk: reload generation {gen}: {e}", file=sys.stderr, flush=True)
+            return False
+        print(f"alphad stage risk: limits of settings generation {gen} in effect", file=sys.stderr, flush=True)
+        return True
 
     def close(self) -> None:
         if self._alerts is not None:

@@ -454,11 +454,18 @@ class Loop:
         live = (waiter(shell.bells, shell.index, ts_addr), *a.drain_args(drain_ports(a, shell, live=True), None))
         out = DRAIN_OUTPUT[a.name]
         if a.name == "infer":  # gather, the model, then the signals step
-            session, state, port, rows = a.session, a.state, a.port, shell.in_bufs["features"]
+            port, rows = a.port, shell.in_bufs["features"]
             publish_signals = a.publish
+            model = []
+
+            def bind_model():  # and again after a model swap (ctl reload): the new state and session
+                model[:] = [(live[0], *a.drain_args(drain_ports(a, shell, live=True), None)), a.state, a.session]
+            bind_model()
+            a.rebind = bind_model
 
             def drain(wait):
-                n = ep(wait, *live)
+                args, state, session = model
+                n = ep(wait, *args)
                 if n:
                     a.last_rows = rows  # what a keep-warm rehearsal replays
                     k, pushed = publish_signals(state, rows, n, session.run_bound(n), port, -1)

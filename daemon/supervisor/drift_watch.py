@@ -21,12 +21,34 @@ class DriftWatch:
 
         self.view = None
         self._warned: dict[str, float] = {}
+        #: The running model's graph (``ctl reload`` swaps when a card in place was retrained).
+        self.card_sha256 = ""
         try:
-            ref = read_card(resolve(base, card)).drift_reference
+            card = read_card(resolve(base, card))
         except (FileNotFoundError, ValueError):
             return  # the infer stage reports the problem itself, by name
-        if ref is not None:
-            self.view = DriftView(ref, segment)
+        self.card_sha256 = card.onnx_sha256
+        if card.drift_reference is not None:
+            self.view = DriftView(card.drift_reference, segment)
+
+    def retarget(self, base: Path, card: str) -> None:
+        """The model swapped (``ctl reload``): PSI against the new card's training histograms,
+        when they have the running ones' shape (the infer stage keeps counting then); NaN
+        until a restart otherwise."""
+        import numpy as np
+
+        from alphad.daemon.infer.model_card import read_card
+
+        new = read_card(resolve(base, card))
+        self.card_sha256, self._warned = new.onnx_sha256, {}
+        if self.view is None:
+            return
+        ref = new.drift_reference
+        fractions = np.asarray(ref.fractions, np.float64) if ref is not None else None
+        if fractions is not None and fractions.shape == self.view.reference.shape:
+            self.view.names, self.view.reference = list(ref.feature_names), fractions
+        else:
+            self.view.reference = np.full(self.view.reference.shape, np.nan)
 
     def warn(self, now: float) -> None:
         """One line per drifted feature (PSI > 0.25), at most every five minutes per feature,

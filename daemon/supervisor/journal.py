@@ -1,19 +1,25 @@
-"""Append-only, hash-chained journal: orders, arrival quotes, exec reports, risk denials, control commands.
+"""The daemon's journal: orders, arrival quotes, exec reports, risk denials, control commands.
 
-One JSON object per line.  Each line carries ``prev`` (the previous line's
-hash) and ``hash`` = sha256 of ``prev`` + the line's canonical JSON without the
-``hash`` field, so editing, dropping or reordering any line breaks every hash
-after it (:func:`verify` finds the first broken line).  Lines are flushed and
-fsynced in batches by the supervisor's journal thread, off the hot path: the
-thread is an ordinary consumer of the lossless orders and exec rings.
+One JSON object per line, chained and keyed (:mod:`journal_chain`): each line carries
+``prev`` (the previous line's hash) and ``hash`` (HMAC-SHA256 under a key kept outside the
+journal directory), so editing, dropping or reordering any line breaks the chain after it,
+and nobody without the key can recompute it.  The files rotate by size and UTC day
+(:mod:`journal_files`, :mod:`journal_writer`); every reader here takes the whole rotated
+set in order, so ``entries("var/journal/journal.jsonl")`` reads everything the journal
+holds.  ``alphad audit verify`` (:mod:`journal_verify`) checks it end to end.
+
+The supervisor's journal thread writes, flushes and fsyncs, off the hot path: it is an
+ordinary consumer of the lossless orders and exec rings, and takes the supervisor's own
+entries (control commands, state changes) from a queue, so a control command never waits
+for journal I/O.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
+import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -22,86 +28,38 @@ from alphad.ipc import dtypes
 from alphad.ipc.ring import Ring, ring_pending, ring_pop
 
 from alphad.daemon.risk.codes import REASON_NAMES
+from alphad.daemon.supervisor.disk_watch import DiskWatch
+from alphad.daemon.supervisor.journal_chain import GENESIS
+from alphad.daemon.supervisor.journal_denials import DenialGate
+from alphad.daemon.supervisor.journal_files import open_set
+from alphad.daemon.supervisor.journal_verify import verify
+from alphad.daemon.supervisor.journal_writer import JournalWriter
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "JournalWriter", "JournalThread", "entries", "records", "last_run", "verify"]
 
 #: Journal entry type of each ring the journal reads.
 _ENTRY = {"orders": "order", "exec": "exec", "denials": "denial", "arrivals": "arrival"}
 
 
-def _digest(prev: str, body: dict) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256((prev + canonical).encode()).hexdigest()
-
-
-class JournalWriter:
-    """Appends entries to the daemon's hash-chained journal ``DIRECTORY/journal.jsonl`` (see above).
-
-    Not :class:`alphad.ops.tca.TcaJournalWriter`, which writes TCA events without a chain.
-    """
-
-    def __init__(self, directory: str | Path):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / "journal.jsonl"
-        self.prev, self.n = GENESIS, 0
-        if self.path.exists():  # crash-only: continue the chain where it stopped
-            last = None
-            with self.path.open("rb") as f:
-                for line in f:
-                    if line.strip():
-                        last = line
-                        self.n += 1
-            if last is not None:
-                try:
-                    self.prev = json.loads(last)["hash"]
-                except (ValueError, KeyError):
-                    raise RuntimeError(f"{self.path}: last line is not a journal entry; run verify and repair") from None
-        self.file = self.path.open("a", encoding="utf-8")
-
-    def append(self, kind: str, fields: dict) -> None:
-        body = {"n": self.n, "ts_ns": time.time_ns(), "type": kind, **fields, "prev": self.prev}
-        h = _digest(self.prev, body)
-        body["hash"] = h
-        self.file.write(json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n")
-        self.prev = h
-        self.n += 1
-
-    def flush(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        self.flush()
-        self.file.close()
-
-
-def verify(path: str | Path) -> tuple[int, int | None]:
-    """Check the chain; returns (lines checked, index of the first bad line or None)."""
-    prev = GENESIS
-    n = 0
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            body = json.loads(line)
-            h = body.pop("hash", None)
-            if body.get("prev") != prev or _digest(prev, body) != h:
-                return n, n
-            prev = h
-    return n + 1 if prev != GENESIS else 0, None
-
-
 def entries(path: str | Path):
-    """The journal's entries as dicts, in order; a torn last line (a crash mid-write) is
-    left out, any other unreadable line raises ``ValueError`` naming it."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for n, line in enumerate(lines):
-        try:
-            yield json.loads(line)
-        except ValueError:
-            if n == len(lines) - 1 and not line.endswith("\n"):
-                return  # torn by a crash while it was written: never acted on
-            raise ValueError(f"{path}:{n + 1}: not a journal entry") from None
+    """The journal's entries as dicts, in order, across its rotated files (``path``: the
+    active ``journal.jsonl`` or the journal's folder).  A torn last line of the last file (a
+    crash mid-write, or a line still being written) is left out; any other unreadable line
+    raises ``ValueError`` naming it as FILE:LINE."""
+    handles = open_set(path)
+    try:
+        for k, (p, f) in enumerate(handles):
+            for lineno, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n") and k == len(handles) - 1:
+                    return  # torn by a crash while it was written: never acted on
+                try:
+                    e = json.loads(raw)
+                except ValueError:  # bad JSON, bad UTF-8, a torn line inside the set
+                    raise ValueError(f"{p}:{lineno}: not a journal entry; `alphad audit verify` says why") from None
+                yield e
+    finally:
+        for _, f in handles:
+            f.close()
 
 
 def records(path: str | Path, entry: str, kind: str) -> np.ndarray:
@@ -144,10 +102,15 @@ def _record_fields(rec: np.void) -> dict:
 
 
 class JournalThread(threading.Thread):
-    """Drains the orders and exec rings (as consumer ``journal``) into the journal."""
+    """Drains the orders, exec, denials and arrivals rings (as consumer ``journal``) and the
+    supervisor's own entries into the journal, flushing after each pass; owns the watch on
+    the journal's disk (:mod:`disk_watch`).  ``cfg``: the ``journal`` config section."""
 
-    def __init__(self, writer: JournalWriter, rings: dict[str, Ring], period_s: float = 0.005):
+    def __init__(self, writer: JournalWriter, rings: dict[str, Ring], cfg=None, period_s: float = 0.005):
         super().__init__(name="alphad-journal", daemon=True)
+        from alphad.daemon.supervisor.config import Journal
+
+        cfg = cfg or Journal()
         self.writer = writer
         self.period_s = period_s
         self.sources = []
@@ -156,18 +119,47 @@ class JournalThread(threading.Thread):
                 buf = np.zeros(256, dtype=dtypes.RECORDS[kind])
                 self.sources.append((kind, ring, ring.consumer_index("journal"), buf))
         self.sources.sort(key=lambda s: s[0] == "exec")  # orders before the reports on them (drain)
-        self.lock = threading.Lock()
+        #: The supervisor's own entries, waiting for this thread: record() never touches the
+        #: writer, so a control command never waits behind journal I/O.
+        self.pending: deque[tuple[str, dict]] = deque()
+        self.lock = threading.Lock()  # one drain at a time (this thread's, or stop()'s last)
         self._halt = threading.Event()
+        self._wake = threading.Event()
+        self.denials = DenialGate(cfg.denials_per_s)
+        self.disk = DiskWatch(writer.dir, cfg.min_free_mb)
+        self.failures = 0
+        self._alerted = 0.0
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.drain()
-            self._halt.wait(self.period_s)
-        self.drain()
+            self._drain_or_alert()
+            self._wake.wait(self.period_s)
+            self._wake.clear()
+        self._drain_or_alert(final=True)
 
-    def drain(self) -> int:
+    def _drain_or_alert(self, final: bool = False) -> None:
+        try:
+            self.drain(final)
+        except Exception as e:  # a full or failing disk: say so, keep the thread, try again
+            # (a dead journal thread would stop journaling silently; the lossless rings would
+            # then fill and stall the router)
+            self.failures += 1
+            if time.monotonic() - self._alerted > 5.0:
+                self._alerted = time.monotonic()
+                print(f"alphad: alert: journal write failed ({e}); {self.failures} failures so far, retrying",
+                      file=sys.stderr, flush=True)
+
+    def drain(self, final: bool = False) -> int:
+        """One pass: the queued entries, then the rings; flushed (fsync, anchor) when anything
+        was written.  ``final``: the denial summaries of the current window too."""
         total = 0
+        now = time.monotonic()
         with self.lock:
+            written = self.writer.n
+            while self.pending:
+                entry, fields = self.pending.popleft()
+                self.writer.append(entry, fields)
+                total += 1
             # Every exec report's order was pushed before the report: count the reports that
             # are there now, journal every order, then only those reports, and an order always
             # comes before its reports in the file.
@@ -181,23 +173,34 @@ class JournalThread(threading.Thread):
                         fields = _record_fields(buf[k])
                         if kind == "denials":
                             fields["reason_name"] = REASON_NAMES[fields["reason"]]
-                        self.writer.append(_ENTRY[kind], fields)
+                            for entry, f in self.denials.route(fields, now):
+                                self.writer.append(entry, f)
+                        else:
+                            self.writer.append(_ENTRY[kind], fields)
                     total += n
                     if n == 0 or (left < 0 and n < len(buf)):
                         break
-            if total:
+            for entry, f in self.denials.due(now, final):
+                self.writer.append(entry, f)
+            if self.writer.n != written:
                 self.writer.flush()
         return total
 
     def control(self, command: str, fields: dict) -> None:
+        self.disk.operator_command(command)
         self.record("control", {"command": command, **fields})
 
     def record(self, entry: str, fields: dict) -> None:
-        """One entry of the supervisor's own (control commands, trading-state changes), flushed."""
-        with self.lock:
-            self.writer.append(entry, fields)
-            self.writer.flush()
+        """One entry of the supervisor's own (control commands, trading-state changes): handed
+        to the journal thread, which writes and flushes it within its period."""
+        self.pending.append((entry, fields))
+        self._wake.set()
 
     def stop(self) -> None:
+        """Stop the thread after a last pass; whatever is still queued is written here."""
         self._halt.set()
-        self.join(timeout=5)
+        self._wake.set()
+        if self.ident is not None:
+            self.join(timeout=5)
+        if not self.is_alive():
+            self.drain(final=True)

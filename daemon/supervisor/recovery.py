@@ -14,6 +14,8 @@ import time
 from datetime import datetime, timezone
 
 from alphad.daemon.router.order_fsm import REASON_CXL_VENUE_LOST
+from alphad.daemon.supervisor.alerts import alert_changes
+from alphad.daemon.supervisor.disk_watch import watch_disk
 from alphad.daemon.supervisor.journal import JournalWriter, entries, last_run
 from alphad.ipc.control import ACTIVE, STATE_NAMES, W_DAY_RESTORED, W_EPOCH, W_REASON, W_STATE
 from alphad.ipc.dtypes import EXEC_CANCELED
@@ -100,12 +102,16 @@ def last_day(path) -> dict | None:
 
 def journal_changes(sup) -> None:
     """Every change the next start restores or an audit reads: the trading state, the day
-    references, a live venue's link, a live feed's data health."""
+    references, a live venue's link, a live feed's data health; then the webhook alerts of
+    what changed (:mod:`alphad.daemon.supervisor.alerts`).  First the journal's disk: a
+    low-disk halt is journaled in the same pass."""
+    watch_disk(sup)
     journal_state_change(sup)
     journal_day_change(sup)
     if getattr(sup, "gw", None) is not None:
         sup.gw.journal_link()
     sup.port.data.check()
+    alert_changes(sup)
 
 
 def journal_day_change(sup) -> None:

@@ -40,11 +40,11 @@ from alphad.ipc.shm import Segment, list_segments
 from alphad.daemon.supervisor import sdnotify
 from alphad.daemon.config import Config, load_config, resolve
 from alphad.daemon.supervisor.control_port import ControlPort, pid_alive, stale
+from alphad.daemon.supervisor.control_socket import ControlSocket
 from alphad.daemon.supervisor.drift_watch import DriftWatch
 from alphad.daemon.supervisor.gateway_child import GatewaySupervision
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
 from alphad.daemon.supervisor.recovery import journal_changes, restore_from_journal
-from alphad.daemon.risk.core import REASONS
 from alphad.daemon.shell.affinity import resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
 from alphad.daemon.shell.topology import PASSIVE, Plan, plan as make_plan, segment_names
@@ -261,9 +261,6 @@ class Supervisor:
     def status_line(self) -> str:
         return self.port.status_line()
 
-    def handle(self, raw: bytes) -> frames._Frame:
-        return self.port.handle(raw)
-
     # -- main -------------------------------------------------------------------------
     def start(self, control_endpoint: str, stage_args: list[str] | None = None) -> None:
         """Create segments, bind the control port, start exporter, journal and stages; wait READY."""
@@ -272,26 +269,21 @@ class Supervisor:
         if self.gw is not None:  # before anything starts: a gateway without its keys would only die
             self.gw.check_keys()
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.linger = 0
+        self.control_socket = ControlSocket(self.ctx, control_endpoint, self.cfg.control, self.base)
+        self.sock, self.control_endpoint = self.control_socket.sock, self.control_socket.endpoint
         self.create_segments()
-        self.sock.bind(control_endpoint)
-        self.control_endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.drift_watch = DriftWatch(self.base, self.cfg.model.card, self.names["drift"])
         self.drift = self.drift_watch.view
         if self.cfg.metrics.enabled:
             from alphad.ops.exporter import AlphadCollector, serve
 
-            self.server = serve(AlphadCollector(self.metrics, self.control, self.rings, REASONS, self.drift,
-                                                gateway=self.gateway, symbols=[i.symbol for i in self.cfg.universe],
-                                                data_health=self.port.data.read),
-                                self.cfg.metrics.host, self.metrics_port)
+            self.server = serve(AlphadCollector.for_supervisor(self), self.cfg.metrics.host, self.metrics_port)
             self.metrics_port = self.server.server_port
         self._day_journaled = (0.0, 0.0)  # the day references last journaled
         if self.cfg.journal.enabled:
-            writer = JournalWriter(resolve(self.base, self.cfg.journal.dir))
+            writer = JournalWriter.from_config(self.cfg.journal, self.base)  # key, rotation, torn tail
             restore_from_journal(self, writer)
-            self.journal = JournalThread(writer, self.rings)
+            self.journal = JournalThread(writer, self.rings, self.cfg.journal)
             self.journal.start()
         self._state_epoch = int(self.control.words[W_EPOCH])
         if self.placement.mode == "auto":
@@ -325,8 +317,8 @@ class Supervisor:
             self.journal.writer.close()
         if getattr(self, "server", None) is not None:
             self.server.shutdown()
-        if getattr(self, "sock", None) is not None:
-            self.sock.close(0)
+        if getattr(self, "control_socket", None) is not None:
+            self.control_socket.close()
             self.ctx.term()
         for r in self.rings.values():
             r.close()
@@ -342,6 +334,7 @@ class Supervisor:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self.port.reloader, "hup", True))  # = ctl reload
         try:
             self.start(control_endpoint)
             self._loop(self.sock, duration)
@@ -359,13 +352,12 @@ class Supervisor:
         end = time.monotonic() + duration if duration else None
         while not self.stopping:
             for s, _ in poller.poll(100):
-                parts = s.recv_multipart()
-                if len(parts) < 2:
-                    continue
-                reply = self.handle(parts[-1])
-                s.send_multipart([*parts[:-1], frames.encoder.encode(reply)])
+                envelope, raw, who = self.control_socket.receive()
+                if envelope:  # a ROUTER frame always has its peer's identity first
+                    s.send_multipart([*envelope, frames.encoder.encode(self.port.handle(raw, who))])
             self.reap_and_restart()
             journal_changes(self)
+            self.port.poll()
             now = time.monotonic()
             if now >= next_status:
                 print(self.status_line(), file=sys.stderr, flush=True)
@@ -401,6 +393,7 @@ def run(args) -> int:
     if overrides:  # children read the config file: hand them the effective one
         config_path = write_effective(cfg, config_path, base)
     sup = Supervisor(cfg, config_path, base, metrics_port=args.metrics_port, placement=placement)
+    sup.port.reloader.source = Path(args.config).resolve()  # reload reads the user's file, not the effective copy
     try:
         return sup.run(control_endpoint=args.control or cfg.control.endpoint, duration=args.duration)
     finally:

@@ -18,6 +18,11 @@ def test_backtest_when_run_twice_then_identical_orders_and_every_order_filled(re
     assert sa["orders"] == len(a) and 0 < sa["fills"] <= sa["orders"]  # market orders take displayed size
     assert sum(sa["denials_by_reason"].values()) == sa["denials"]
     assert len(np.unique(a["client_order_id"])) == len(a)  # ids never repeat
+    # the summary's numbers are net of fees, its equity and final trading state said
+    assert sa["fees"] > 0 and sa["net_pnl"] == round(sa["gross_pnl"] - sa["fees"], 2)
+    assert abs(sa["gross_pnl"] - (sa["realized_pnl"] + sa["unrealized_pnl"])) < 0.01
+    assert sa["equity"]["end"] == round(cfg.risk.initial_equity + sa["net_pnl"], 2)
+    assert sa["trading_state"] == "ACTIVE" and sa["state_reason"] == ""
     # t_origin and ts are on the simulated (event) clock: ordered like the recording
     assert np.all(np.diff(a["t_origin"]) >= 0)
 
@@ -34,7 +39,8 @@ def test_backtest_when_the_drawdown_kill_flattens_then_the_flatten_orders_are_on
     (tmp_path / "c.yaml").write_bytes(msgspec.yaml.encode(raw))
     cfg, base = load_config(tmp_path / "c.yaml")
     for loop in ("auto", "python"):
-        orders, _ = backtest(cfg, base, loop=loop)
+        orders, summary = backtest(cfg, base, loop=loop)
+        assert summary["trading_state"] == "HALTED" and summary["state_reason"] == "drawdown_escalate:kill", summary
         flat = orders[(orders["flags"] & ORDER_F_FLATTEN) != 0]
         assert len(flat) > 0, loop  # the ladder's KILL step flattened
         first, last = orders["t_origin"].min(), orders["t_origin"].max()

@@ -236,17 +236,17 @@ def test_buffer_when_full_then_oldest_dropped_and_counted():
 
     async def feed():
         for i in range(5):
-            await m._on_quote({"T": "q", "S": "SPY", "bp": float(i), "bs": 1, "ap": i + 0.5, "as": 2,
+            await m._on_quote({"T": "q", "S": "SPY", "bp": float(i + 1), "bs": 1, "ap": i + 1.5, "as": 2,
                                "t": msgpack.Timestamp(1_700_000_000, i)})
         await m._on_quote({"T": "q", "S": "NOT-IN-UNIVERSE", "bp": 1.0, "ap": 2.0})
 
     asyncio.run(feed())
     assert (m.pending, m.received, m.dropped, len(rung)) == (3, 5, 2, 5)
     out = np.zeros(2, MD_DTYPE)
-    assert m.drain(out) == 2 and list(out["bid_px"]) == [2.0, 3.0]
+    assert m.drain(out) == 2 and list(out["bid_px"]) == [3.0, 4.0]
     assert list(out["ts_exch"]) == [1_700_000_000_000_000_002, 1_700_000_000_000_000_003]
     assert set(out["instrument"]) == {2}
-    assert m.drain(out) == 1 and out["bid_px"][0] == 4.0 and m.drain(out) == 0
+    assert m.drain(out) == 1 and out["bid_px"][0] == 5.0 and m.drain(out) == 0
 
 
 def test_crypto_trade_when_taker_side_then_aggressor():

@@ -16,6 +16,7 @@ from alphad.daemon.risk.codes import (
     B_POSITION,
     DENY_HALTED,
     DATA_STALE_SINCE,
+    DENY_INSTRUMENT_HALTED,
     DENY_STALE_DATA,
     DENY_STALE_SIGNAL,
     DENY_MAX_ORDER_QTY,
@@ -155,6 +156,22 @@ def test_data_when_the_feed_reports_it_down_and_an_instrument_silent_past_its_ag
     assert order(1, 6, late) == 1  # the instrument with data trades on
     assert rk.risk_data_watch(core.state, late, 0) == 0  # the farm OK again (2104): orders resume
     assert core.data_ns[0, DATA_STALE_SINCE] == 0 and order(0, 7, late, weight=0.04) == 1
+
+
+def test_instrument_when_an_operator_halts_it_then_denied_there_alone_and_flatten_still_closes_it():
+    m = np.zeros(mx.SIZE // 8, np.int64)
+    core = new_core(m)
+    out = np.zeros(4, ORDER_DTYPE)
+    core.halts[0] = 1
+    assert rk.risk_step(core.state, signals(0.02, seq=5, inst=0), 1, out, 0) == 0
+    assert denials(m)[DENY_INSTRUMENT_HALTED] == 1 and core.denials[0]["reason"] == DENY_INSTRUMENT_HALTED
+    assert rk.risk_step(core.state, signals(0.02, seq=5, inst=1), 1, out, 0) == 1  # the other trades on
+    core.book[0, B_POSITION] = 10
+    core.control[C_FLATTEN] = 1
+    k = rk.risk_flatten(core.state, out, 0)
+    assert any(o["instrument"] == 0 and o["side"] == -1 and o["qty"] == 10 for o in out[:k])
+    core.halts[0] = 0
+    assert rk.risk_step(core.state, signals(0.04, seq=6, inst=0), 1, out, 0) == 1
 
 
 def test_flatten_when_requested_then_reduce_only_orders_even_while_halted():
