@@ -144,9 +144,13 @@ class AlphadCollector:
             yield from risk_families(self.risk, self.symbols)
         if self.journal_dir is not None:
             yield from disk_families(self.journal_dir)
-        pnl = GaugeMetricFamily("alphad_pnl", "Profit and loss in quote currency", labels=["kind"])
-        pnl.add_metric(["realized"], float(m.gauges[mx.G_REALIZED_PNL]))
-        pnl.add_metric(["unrealized"], float(m.gauges[mx.G_UNREALIZED_PNL]))
+        pnl = GaugeMetricFamily("alphad_pnl", "Profit and loss in quote currency: realized and unrealized are "
+                                "gross of fees; net = realized + unrealized - fees", labels=["kind"])
+        g = m.gauges
+        pnl.add_metric(["realized"], float(g[mx.G_REALIZED_PNL]))
+        pnl.add_metric(["unrealized"], float(g[mx.G_UNREALIZED_PNL]))
+        pnl.add_metric(["fees"], float(g[mx.G_FEES]))
+        pnl.add_metric(["net"], float(g[mx.G_REALIZED_PNL] + g[mx.G_UNREALIZED_PNL] - g[mx.G_FEES]))
         yield pnl
         code = self.control.stage(STAGE_INDEX["infer"], S_INFER_PROVIDER)
         if code:

@@ -77,7 +77,7 @@ def reference_histograms(X: np.ndarray, feature_names: list[str], n_bins: int = 
         col = col[np.isfinite(col)]
         if col.size == 0:
             raise ValueError(f"feature {feature_names[f]!r}: no finite training values")
-        e = np.unique(np.quantile(col, q).astype(np.float32)).astype(np.float64)
+        e = _robust_edges(col, q)
         # Pad with the largest float32 so every feature has n_bins-1 edges (fixed-width
         # arrays for the kernel); padded bins stay empty on both sides.  Not +inf:
         # the reference lives in model_card.json, and JSON has no infinity.
@@ -88,6 +88,32 @@ def reference_histograms(X: np.ndarray, feature_names: list[str], n_bins: int = 
         edges_out.append(e_full.tolist())
         fr_out.append((counts / counts.sum()).tolist())
     return DriftReference(feature_names=list(feature_names), edges=edges_out, fractions=fr_out)
+
+
+#: Interior edges closer than this fraction of a feature's central range (1st to 99th
+#: percentile) are merged: a quantile edge inside a cluster of nearly equal values (a spread of
+#: one tick, in bps, moves only with the price level) splits it by noise, and a live day at
+#: another price level then reads as drift (the demo's spread_bps: PSI 0.2 on its own data).
+MIN_BIN_FRACTION = 0.01
+
+
+def _robust_edges(col: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Quantile edges that cannot degenerate: unique (in float32, as the live rows are), no
+    two closer than :data:`MIN_BIN_FRACTION` of the central range, and a value that holds a
+    bin's share of the rows or more (an atom: ``ret_1`` is 0 on most events) alone in a bin
+    of its own, with the values below and above it in others."""
+    e = np.unique(np.quantile(col, q).astype(np.float32)).astype(np.float64)
+    lo, hi = np.quantile(col, [0.01, 0.99])
+    merged = []
+    for x in e:
+        if not merged or x - merged[-1] >= MIN_BIN_FRACTION * (hi - lo):
+            merged.append(x)
+    values, counts = np.unique(col.astype(np.float32), return_counts=True)
+    atoms = values[counts >= col.size / (len(q) + 1)].astype(np.float64)
+    for a in atoms:  # [a, next float32 above a): the atom's own bin
+        merged += [a, float(np.nextafter(np.float32(a), np.float32(np.inf)))]
+    out = np.unique(np.asarray(merged, np.float64))
+    return out[: len(q)]  # at most n_bins - 1 interior edges (the kernel's fixed width)
 
 
 @njit(cache=True, _nrt=False)

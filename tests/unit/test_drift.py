@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from alphad.ops import dataset as dsm
 from alphad.daemon.infer.drift import (
     PSI_EPS,
+    PSI_WARN,
     DriftMonitor,
     DriftReference,
     histogram_update,
@@ -89,3 +90,42 @@ def test_drift_monitor_when_real_features_then_same_period_stable_and_shifted_pe
 def test_reference_histograms_when_bad_shape_then_error():
     with pytest.raises(ValueError, match=r"expected shape \(n, 2\); was \(5, 3\)"):
         reference_histograms(np.zeros((5, 3)), ["a", "b"])
+
+
+def test_reference_when_an_atom_and_a_tight_cluster_then_bins_that_cannot_degenerate():
+    rng = np.random.default_rng(3)
+    # an atom: 90% of the rows exactly 0 (a one-event return is 0 between trades)
+    atom = np.where(rng.random(20_000) < 0.9, 0.0, rng.normal(0, 1e-4, 20_000))
+    # a tight cluster (one tick in bps at one price level, jittering with the price) and a wide one
+    cluster = np.r_[0.0017 + rng.normal(0, 1e-6, 10_000), rng.uniform(0.03, 0.05, 10_000)]
+    ref = reference_histograms(np.c_[atom, cluster], ["ret_1", "spread_bps"], 10)
+    e_atom = list(ref.edges[0])
+    assert 0.0 in e_atom and ref.fractions[0][e_atom.index(0.0) + 1] > 0.85  # the atom alone in its bin
+    assert ref.fractions[0][0] > 0.01 and sum(ref.fractions[0][e_atom.index(0.0) + 2:]) > 0.01  # below, above
+    e = np.asarray(ref.edges[1])
+    inner = e[e < 1e30]
+    lo, hi = np.quantile(cluster, [0.01, 0.99])
+    assert np.all(np.diff(inner) >= 0.01 * (hi - lo) * (1 - 1e-6))  # no two edges inside the jitter
+
+
+def test_reference_when_the_demo_replays_its_own_recording_then_no_feature_reads_as_drifted(repo_root):
+    """The shipped demo warned of spread_bps drift on its own data (PSI 0.2: quantile edges
+    inside the one-tick spread's cluster, which moves with the price level)."""
+    from alphad.daemon.config import load_config
+    from alphad.daemon.feed.sources import load_events
+    from alphad.kernels.quote_features import FEATURE_SETS, quote_features_batch
+
+    cfg, base = load_config(repo_root / "config.yaml")
+    f = cfg.features
+    names = list(FEATURE_SETS[f.set])
+    rows = quote_features_batch(load_events(cfg.feed, base, cfg.universe), len(cfg.universe),
+                                fast=f.ema_fast_events, slow=f.ema_slow_events, quotes_only=f.trigger == "quote",
+                                feature_set=f.set, **f.state_params())
+    x = rows["x"][:, :len(names)].astype(np.float64)
+    ref = reference_histograms(x[: int(0.7 * len(x))], names, 10)  # as train-demo makes it
+    counts = np.zeros((len(names), 10), np.int64)
+    edges = np.asarray(ref.edges)
+    for row in x.astype(np.float32):
+        histogram_update(counts, edges, row)
+    values = psi(np.asarray(ref.fractions), counts)
+    assert np.all(values < PSI_WARN / 2), dict(zip(names, values.round(3)))
