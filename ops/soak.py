@@ -156,8 +156,10 @@ def summary(sup, args, pids, samples, baseline, journal_dir: Path, elapsed_s: fl
             failures.append(f"{name}: no RSS after the warm-up (died?)")
             continue
         growth = 100.0 * (s[-1] - baseline[name]) / baseline[name]
+        step = max(1, len(s) // 60)  # the curve, at most ~60 points: a table filling up levels off, a leak does not
         rss[name] = {"baseline_mb": round(baseline[name] / 1e6, 2), "final_mb": round(s[-1] / 1e6, 2),
-                     "peak_mb": round(max(s) / 1e6, 2), "growth_pct": round(growth, 3)}
+                     "peak_mb": round(max(s) / 1e6, 2), "growth_pct": round(growth, 3),
+                     "curve_mb": [round(v / 1e6, 2) for v in s[::step]]}
         if growth >= args.max_rss_growth:
             failures.append(f"{name}: RSS grew {growth:.2f}% (limit {args.max_rss_growth}%)")
     overruns = {}
