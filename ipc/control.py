@@ -205,14 +205,15 @@ class ControlBlock:
         """The int64 view the risk library's ``control`` argument takes."""
         return self.words[RISK_CONTROL : RISK_CONTROL + N_CONTROL_COLS]
 
-    def raise_trading_state(self, state: int, now_ns: int) -> bool:
-        """HALTED or REDUCING from an operator; never lowers the state (see :meth:`request_resume`).
-        Returns True when the state changed."""
+    def raise_trading_state(self, state: int, now_ns: int, reason: int = REASON_OPERATOR) -> bool:
+        """HALTED or REDUCING from outside risk (an operator, the supervisor's disk watch: its
+        ``reason``); never lowers the state (see :meth:`request_resume`).  Returns True when the
+        state changed."""
         if state not in (REDUCING, HALTED):
             raise ValueError(f"an operator may raise the state to REDUCING or HALTED, was {state}")
         if state <= self.words[W_STATE]:
             return False
-        self.words[W_REASON] = REASON_OPERATOR
+        self.words[W_REASON] = reason
         self.words[W_STATE_TS] = now_ns
         self.words[W_STATE] = state
         self.words[W_EPOCH] += 1

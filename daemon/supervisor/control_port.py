@@ -278,7 +278,7 @@ class ControlPort:
                     unrealized_pnl=float(b[B_POSITION] * (last - b[B_AVG_PX])) if b[B_POSITION] and last == last else 0.0,
                     realized_pnl=float(b[B_REALISED]), fees=float(b[B_FEES]), open_buy=float(b[B_OPEN_BUY]),
                     open_sell=float(b[B_OPEN_SELL]))
-        venue = self.status().venue
+        venue = venue_status(self.sup, {})  # the broker's positions alone: no whole status to build
         return frames.PositionsReply(positions=rows, venue=venue.positions if venue is not None else None)
 
     def _orders(self) -> frames._Frame:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from alphad.ipc.control import HALTED, REASON_LOW_DISK, W_EPOCH, W_REASON, W_STATE, W_STATE_TS
+from alphad.ipc.control import HALTED, REASON_LOW_DISK, W_REASON
 
 MB = 1024 * 1024
 
@@ -25,18 +25,6 @@ def free_bytes(path: Path) -> int:
     """Bytes an unprivileged writer may still use on the filesystem holding ``path``."""
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
-
-
-def halt_low_disk(control, now_ns: int) -> bool:
-    """HALTED with reason ``low_disk`` (never lowers a state); True when it changed."""
-    w = control.words
-    if w[W_STATE] >= HALTED:
-        return False
-    w[W_REASON] = REASON_LOW_DISK
-    w[W_STATE_TS] = now_ns
-    w[W_STATE] = HALTED
-    w[W_EPOCH] += 1
-    return True
 
 
 class DiskWatch:
@@ -69,7 +57,7 @@ class DiskWatch:
             self.resume_asked = False
             if not self.low:
                 self.low = True
-                halted = halt_low_disk(control, time.monotonic_ns())
+                halted = control.raise_trading_state(HALTED, time.monotonic_ns(), reason=REASON_LOW_DISK)
                 self.operator_spoke = self.operator_spoke and not halted
                 journal.record("disk", {"low": True, "halted": halted, **fields})
                 print(f"alphad: alert: {fields['free_mb']:g} MB free under the journal ({self.dir}), below "
