@@ -1,5 +1,5 @@
 # alphad: `make run` starts the daemon on config.yaml, `make test` runs the tests.
-# Both create .venv and install the project (editable, with the train, dev, alpaca and ib extras) when missing.
+# Both create .venv and install the project (editable, with the train, dev, alpaca, ib and study extras) when missing.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -10,7 +10,7 @@ STAMP   = $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,dev,alpaca,ib]'
+	$(PY) -m pip install -q -e '.[train,dev,alpaca,ib,study]'
 	@touch $@
 
 run: $(STAMP)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "soak": ("alphad.ops.soak", "a long run at a steady feed rate: RSS growth, journal size and ring losses checked"),
     "audit": ("alphad.ops.audit", "verify the journal's keyed chain and anchor; orders, fills, positions from it"),
     "top": ("alphad.ops.top", "live terminal view of a running daemon: state, PnL, latency, stages, positions, risk"),
+    "study": ("alphad.ops.study_cli", "ablation study: variants x windows of backtests with models trained before each, on Ray"),
 }
 
 

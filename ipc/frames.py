@@ -142,6 +142,7 @@ class StatusReply(_Frame):
     feed_data_down: int = 0  # a live feed's broken data farms, plus 1 while its link is lost
     stale_instruments: list[str] = []  # no new orders for lack of data (risk.max_data_age_ms)
     bad_requests: int = 0  # control frames that were no request (answered with an Error)
+    cancel_all_pending: int = 0  # `ctl cancel-all` requests the router has not acted on yet
     fees: float = 0.0  # paid so far (commissions, exchange fees)
     net_pnl: float = 0.0  # realized + unrealized - fees: what the account really made
     tick_to_trade_recent_us: dict[str, float] = {}  # the orders of about the last minute only

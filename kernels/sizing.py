@@ -2,6 +2,7 @@
 
 ``weight = clip(prediction / prediction_scale, -1, 1)``  (conviction)
 ``       x kelly_fraction x max(0, p - (1 - p) / b)``      (fractional Kelly, model card OOS stats)
+``         or fixed_fraction when it is > 0``              (a fixed fraction of equity in its place)
 ``       x regime multiplier``                            (HMM bull / bear / sideways probabilities)
 ``       x VIX multiplier``                               (band table; flat at the kill level)
 ``       x min(max_vol_mult, target_vol / forecast_vol)`` (GARCH volatility targeting)
@@ -70,7 +71,8 @@ P_USE_VIX = 15          # 1: the VIX multiplier applies (an input is configured)
 P_USE_REGIME = 16       # the same for the HMM regime multiplier
 P_USE_VOL = 17          # the same for the volatility target
 P_BAR_HALF_SPREAD = 18  # half spread assumed where the row has no quote (bars), fraction
-N_PARAMS = 19
+P_FIXED_FRACTION = 19   # > 0: this fraction of equity replaces the Kelly multiplier; 0: fractional Kelly
+N_PARAMS = 20
 
 # -- the multipliers infer_weight reports (``mults``) ----------------------------------------------
 M_CONVICTION = 0
@@ -165,8 +167,9 @@ def infer_weight(prediction, regime_probs, vix, variance_forecast, params, vix_t
     """Infer's half: ``conviction x Kelly x regime x VIX x vol target``; returns ``(code, weight)``.
 
     ``mults[M_*]`` receive each multiplier (a multiplier whose input is not configured,
-    ``P_USE_*`` = 0, is 1).  ``SIZE_VIX_KILL``: weight 0 (flat: every order it makes reduces);
-    ``SIZE_BAD_INPUT``: weight NaN (no decision: the position stays).
+    ``P_USE_*`` = 0, is 1; ``mults[M_KELLY]`` is ``P_FIXED_FRACTION`` when that is > 0).
+    ``SIZE_VIX_KILL``: weight 0 (flat: every order it makes reduces); ``SIZE_BAD_INPUT``:
+    weight NaN (no decision: the position stays).
     """
     for j in range(N_MULTS):
         mults[j] = np.nan
@@ -178,7 +181,9 @@ def infer_weight(prediction, regime_probs, vix, variance_forecast, params, vix_t
         mults[M_VIX] = 0.0
         return SIZE_VIX_KILL, 0.0
     mults[M_CONVICTION] = min(1.0, max(-1.0, prediction / scale))
-    mults[M_KELLY] = kelly_fraction(params[P_WIN_RATE], params[P_PAYOFF], params[P_KELLY_FRACTION])
+    fixed = params[P_FIXED_FRACTION]
+    mults[M_KELLY] = fixed if fixed > 0.0 else kelly_fraction(params[P_WIN_RATE], params[P_PAYOFF],
+                                                              params[P_KELLY_FRACTION])
     mults[M_REGIME] = regime_multiplier(regime_probs, params) if params[P_USE_REGIME] != 0.0 else 1.0
     mults[M_VIX] = vix_multiplier(vix, vix_table, params[P_VIX_KILL]) if use_vix else 1.0
     mults[M_VOL] = (vol_target_multiplier(variance_forecast, params[P_TARGET_VOL], params[P_PERIODS_PER_YEAR],
@@ -309,6 +314,7 @@ def sizing_params(cfg, *, oos_win_rate: float, oos_payoff_ratio: float, predicti
     p[P_IMPACT_COEF] = cfg.impact_coefficient
     p[P_USE_VIX], p[P_USE_REGIME], p[P_USE_VOL] = float(use_vix), float(use_regime), float(use_vol)
     p[P_BAR_HALF_SPREAD] = cfg.bar_half_spread_bps * 1e-4
+    p[P_FIXED_FRACTION] = cfg.fixed_fraction
     table = np.empty((2, len(cfg.vix_multipliers)), np.float64)
     table[0, :-1] = cfg.vix_breaks
     table[0, -1] = np.inf

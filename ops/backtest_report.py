@@ -93,6 +93,33 @@ def write(folder: Path, cfg, orders: np.ndarray, summary: dict, *, reports: list
     the config's folder, to read the feed's bars again when fills on bars need pricing."""
     from alphad.ops import report_plots
 
+    metrics, s = compute(cfg, orders, summary, reports=reports, arrivals=arrivals, samples=samples,
+                         periods_per_year=periods_per_year, base=base)
+    ts, equity, initial = s["ts"], s["equity"], samples.start_equity
+    r = perf_metrics.period_returns(equity, initial)
+    sectors, gross, net = sector_view.exposure(s, cfg.universe)
+    _, pnl = sector_view.pnl(s, cfg.universe)
+    sizing = sizing_view(cfg, orders, ts, equity, initial)
+    (folder / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    with open(folder / "equity.csv", "w") as f:
+        f.write("ts,equity\n")
+        f.writelines(f"{_iso(int(t))},{float(e)!r}\n" for t, e in zip(ts, equity))
+
+    # the curve starts at the initial equity, at the first event's time
+    report_plots.equity_and_drawdown(folder / "equity_drawdown.png", np.r_[samples.start_ts, ts], np.r_[initial, equity],
+                                     np.r_[0.0, perf_metrics.drawdowns(r)])
+    report_plots.monthly_returns(folder / "monthly_returns.png", *perf_metrics.monthly_returns(ts, r))
+    report_plots.sector_exposure(folder / "sector_exposure.png", ts, sectors, gross, net)
+    report_plots.sector_pnl(folder / "sector_pnl.png", ts, sectors, pnl)
+    _sizing_plots(folder, cfg, sizing)
+    (folder / "report.md").write_text(_markdown(metrics, summary, cfg, config_path, sizing))
+    return metrics
+
+
+def compute(cfg, orders: np.ndarray, summary: dict, *, reports: list, arrivals: list, samples,
+            periods_per_year: float = 252, base: Path | None = None) -> tuple[dict, dict]:
+    """The report's metrics (what ``metrics.json`` holds) and the day-end sample arrays they
+    came from, without writing anything (``alphad study`` keeps these per run)."""
     s = samples.arrays()
     if len(s["ts"]) == 0:
         raise RuntimeError("no day to report: the backtest sampled no event (does the feed end before "
@@ -101,7 +128,6 @@ def write(folder: Path, cfg, orders: np.ndarray, summary: dict, *, reports: list
     arrivals_arr = np.concatenate(arrivals) if arrivals else np.zeros(0, ARRIVAL_DTYPE)
     initial = samples.start_equity  # risk.initial_equity, unless a warm-up traded (it never does)
     ts, equity = s["ts"], s["equity"]
-    r = perf_metrics.period_returns(equity, initial)
     fills = trade_costs.fills_of(reports_arr)
     closing = trade_costs.closing_results(fills, len(cfg.universe))
     sectors, gross, net = sector_view.exposure(s, cfg.universe)
@@ -137,20 +163,7 @@ def write(folder: Path, cfg, orders: np.ndarray, summary: dict, *, reports: list
     sizing = sizing_view(cfg, orders, ts, equity, initial)
     for key in ("pnl_by_regime", "pnl_by_vix_band"):
         metrics[key] = None if sizing is None else sizing[key]
-    (folder / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
-    with open(folder / "equity.csv", "w") as f:
-        f.write("ts,equity\n")
-        f.writelines(f"{_iso(int(t))},{float(e)!r}\n" for t, e in zip(ts, equity))
-
-    # the curve starts at the initial equity, at the first event's time
-    report_plots.equity_and_drawdown(folder / "equity_drawdown.png", np.r_[samples.start_ts, ts], np.r_[initial, equity],
-                                     np.r_[0.0, perf_metrics.drawdowns(r)])
-    report_plots.monthly_returns(folder / "monthly_returns.png", *perf_metrics.monthly_returns(ts, r))
-    report_plots.sector_exposure(folder / "sector_exposure.png", ts, sectors, gross, net)
-    report_plots.sector_pnl(folder / "sector_pnl.png", ts, sectors, pnl)
-    _sizing_plots(folder, cfg, sizing)
-    (folder / "report.md").write_text(_markdown(metrics, summary, cfg, config_path, sizing))
-    return metrics
+    return metrics, s
 
 
 # -- sizing: the multipliers over time, the PnL by regime --------------------------------------------

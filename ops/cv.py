@@ -1,5 +1,8 @@
 """Cross-validation splitters that cannot leak through overlapping labels.
 
+(Plus :class:`ContiguousKFold`, the textbook K-fold that does leak, kept as the
+baseline a study compares the purged splitters against.)
+
 All splitters follow scikit-learn's protocol (``split(X, y=None, groups=None)``
 yielding ``(train_idx, test_idx)`` and ``get_n_splits``) and take each
 sample's label window ``[t_start, t_end]`` at construction.  Purging compares
@@ -26,7 +29,7 @@ from math import comb
 
 import numpy as np
 
-__all__ = ["PurgedKFold", "CombinatorialPurgedKFold", "WalkForward", "purge_mask"]
+__all__ = ["PurgedKFold", "ContiguousKFold", "CombinatorialPurgedKFold", "WalkForward", "purge_mask"]
 
 
 def _as_int_times(a: np.ndarray, name: str) -> np.ndarray:
@@ -135,6 +138,23 @@ class PurgedKFold(_WindowedSplitter):
             train_mask[test] = False
             self._purge(train_mask, test)
             yield np.flatnonzero(train_mask), test
+
+
+class ContiguousKFold(PurgedKFold):
+    """The naive K-fold: K contiguous time folds, NO purge and NO embargo.
+
+    Training keeps every row outside the test block, including those whose
+    label window overlaps it, so with overlapping labels its scores leak
+    (``PurgedKFold`` with ``embargo=0`` still purges).  It exists to measure
+    that leak (e.g. model selection by naive vs purged K-fold), not to
+    validate a model.  Test blocks are the same as :class:`PurgedKFold`'s.
+    """
+
+    def __init__(self, n_splits: int = 5, *, t_start, t_end) -> None:
+        super().__init__(n_splits, t_start=t_start, t_end=t_end, embargo=0)
+
+    def _purge(self, train_mask: np.ndarray, test_rows: np.ndarray) -> None:
+        """Keep every training row: this splitter deliberately does not purge."""
 
 
 class CombinatorialPurgedKFold(_WindowedSplitter):

@@ -10,7 +10,13 @@ per fold; :func:`ensemble_weights` turns those into weights:
     ``w_i`` proportional to ``max(mean IC_i / std IC_i, 0)`` (information ratio).
 
 then every weight is raised to at least ``floor`` (5% by default) and the
-rest rescaled so the weights sum to 1.  The ensemble prediction is
+rest rescaled so the weights sum to 1.
+
+``best``
+    all weight (1.0) on the member with the highest mean IC (ties: the first
+    such member), 0 on the others; the floor does not apply.
+
+The ensemble prediction is
 ``sum_i w_i * member_i(X[:, features_i])``.
 
 IC here is Spearman rank correlation.  For panel data pass ``dates``: the IC is
@@ -39,7 +45,7 @@ __all__ = [
     "fit_ensemble",
 ]
 
-_WEIGHT_METHODS = ("ic_weighted", "ir_weighted", "equal")
+_WEIGHT_METHODS = ("ic_weighted", "ir_weighted", "equal", "best")
 
 
 @dataclass(frozen=True)
@@ -132,15 +138,16 @@ def ensemble_weights(fold_ic: np.ndarray, method: str = "ic_weighted", floor: fl
     Parameters
     ----------
     fold_ic : ndarray, shape (n_folds, n_members)
-    method : {"ic_weighted", "ir_weighted", "equal"}
+    method : {"ic_weighted", "ir_weighted", "equal", "best"}
     floor : float
-        Minimum weight of any member, in [0, 1/n_members].
+        Minimum weight of any member, in [0, 1/n_members] (not applied by ``best``).
 
     Returns
     -------
     ndarray, float64, shape (n_members,)
         Non-negative, sums to 1, each >= floor.  When no member has a positive
-        score the weights are equal (the gates then judge the model).
+        score the weights are equal (the gates then judge the model).  ``best``:
+        1.0 on the highest mean IC (first on ties), even when it is not positive.
     """
     ic = np.atleast_2d(np.asarray(fold_ic, np.float64))
     m = ic.shape[1]
@@ -151,6 +158,11 @@ def ensemble_weights(fold_ic: np.ndarray, method: str = "ic_weighted", floor: fl
     if method == "equal":
         return np.full(m, 1.0 / m)
     mean = ic.mean(axis=0)
+    if method == "best":
+        # np.argmax returns the first maximum: ties go to the earlier member.
+        w = np.zeros(m)
+        w[int(np.argmax(mean))] = 1.0
+        return w
     if method == "ic_weighted":
         score = mean
     else:

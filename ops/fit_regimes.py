@@ -207,6 +207,22 @@ def index_returns(index_path, end, symbol: str = "SPY") -> tuple[np.ndarray, np.
 
 def fit_daily_regimes(equities_path, index_path, *, index_symbol: str = "SPY", end="2016-12-31",
                       symbols=None, min_returns: int = MIN_RETURNS) -> dict:
+    """:func:`_fit_daily_regimes` on one BLAS thread: the optimisers' sums (arch's SLSQP,
+    hmmlearn's EM) run through BLAS, whose thread count changes their order and so the fitted
+    numbers (AMZN's GARCH moved in the 2nd digit between 1 and 2 threads, and which symbol's
+    fit was refused changed), so the same data gave different regimes in a Ray worker
+    (OMP_NUM_THREADS=1) than in a shell."""
+    import arch.univariate  # noqa: F401  loaded first: threadpoolctl limits only the BLAS libraries
+    import hmmlearn.hmm  # noqa: F401      already loaded (numpy's, scipy's own OpenBLAS, sklearn's)
+    import scipy.optimize  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _fit_daily_regimes(equities_path, index_path, index_symbol=index_symbol, end=end, symbols=symbols,
+                                  min_returns=min_returns)
+
+
+def _fit_daily_regimes(equities_path, index_path, *, index_symbol: str, end, symbols, min_returns: int) -> dict:
     """GARCH(1,1) per equity and for the index, and the 3-state HMM on the index, fitted
     only on rows dated on or before ``end`` (no look-ahead past a model's training end).
 
@@ -223,7 +239,8 @@ def fit_daily_regimes(equities_path, index_path, *, index_symbol: str = "SPY", e
     ``hmm`` (:func:`fit_hmm` of the index's returns x ``return_scale``), ``garch``
     (``{symbol: fit_garch(...)}``, the index included), ``nobs`` (returns per symbol, up to
     ``end``), ``last_date`` (date of each symbol's last return used) and ``skipped``.
-    Deterministic: the same files and arguments give the same numbers.
+    Deterministic: the same files and arguments give the same numbers, whatever the
+    process's BLAS threads (:func:`fit_daily_regimes` fixes them at one).
     """
     from alphad.kernels.regime import garch_new
 

@@ -2,9 +2,10 @@
 
 Steps: decode the YAML config (typed, unknown keys rejected, errors name the
 path) -> load bars -> features and labels with event windows -> purged
-walk-forward (or purged / combinatorial K-fold) cross-validation of every
-member -> out-of-fold IC weights -> gates -> refit on all rows -> one ONNX
-graph, checked against the Python ensemble -> ``model_card.json`` and a
+walk-forward (or purged / combinatorial K-fold, or the leaky naive K-fold for
+comparison) cross-validation of every member -> out-of-fold IC weights ->
+gates -> refit on all rows -> one ONNX graph of the members with a non-zero
+weight, checked against the Python ensemble -> ``model_card.json`` and a
 report (``report.md`` + PNG plots).
 
 Outputs in DIR when every gate passes (exit 0)::
@@ -35,7 +36,8 @@ from alphad.daemon.config_base import load_yaml
 from alphad.ops.gates import GateConfig
 from alphad.daemon.infer.model_card import ModelCard
 
-__all__ = ["TrainConfig", "load_config", "add_arguments", "run", "train"]
+__all__ = ["TrainConfig", "load_config", "add_arguments", "run", "train", "resolve_data_path", "load_dataset",
+           "make_splitter", "member_specs"]
 
 #: Exit code when a validation gate refuses the model.
 EXIT_GATE_FAILED = 3
@@ -73,7 +75,9 @@ class LabelConfig(_Base, kw_only=True):
 
 
 class CVConfig(_Base, kw_only=True):
-    scheme: Literal["walk_forward", "purged_kfold", "combinatorial"] = "walk_forward"
+    #: ``kfold`` is the naive K-fold (contiguous folds, no purge, no embargo: embargo_days is
+    #: ignored); its scores leak through overlapping labels, it is there to measure that.
+    scheme: Literal["walk_forward", "purged_kfold", "combinatorial", "kfold"] = "walk_forward"
     n_splits: Annotated[int, msgspec.Meta(ge=2)] = 8
     #: Walk-forward: trading days before the first test block.
     min_train_days: Annotated[int, msgspec.Meta(ge=1)] = 756
@@ -103,7 +107,9 @@ class ModelConfig(_Base, kw_only=True):
 
 
 class EnsembleConfig(_Base, kw_only=True):
-    method: Literal["ic_weighted", "ir_weighted", "equal"] = "ic_weighted"
+    #: ``best``: weight 1 on the member with the highest mean OOS IC, 0 on the others (floor
+    #: not applied); only that member's trees go into model.onnx.
+    method: Literal["ic_weighted", "ir_weighted", "equal", "best"] = "ic_weighted"
     floor: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.05
 
 
@@ -192,7 +198,26 @@ def _progress(msg: str) -> None:
     print(f"[train {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _splitter(cfg: CVConfig, t_start: np.ndarray, t_end: np.ndarray):
+def resolve_data_path(cfg: TrainConfig, base_dir: Path) -> Path:
+    """``data.path``, a relative one taken from ``base_dir`` (the config file's folder)."""
+    p = Path(cfg.data.path)
+    return p if p.is_absolute() else (Path(base_dir) / p).resolve()
+
+
+def load_dataset(cfg: TrainConfig, data_path: Path):
+    """The bars of ``cfg.data`` turned into the training dataset (features, labels, windows)."""
+    from alphad.ops import dataset as dsm
+
+    bars = dsm.load_daily(data_path, symbols=cfg.data.symbols or None, start=cfg.data.start, end=cfg.data.end)
+    lab = cfg.label
+    return dsm.build_dataset(
+        bars, label=lab.kind, horizon=lab.horizon, pt=lab.pt, sl=lab.sl, vol_window=lab.vol_window,
+        demean=lab.demean and lab.kind == "forward_return", weights=lab.uniqueness_weights,
+        feature_set=cfg.feature_set,
+    )
+
+
+def make_splitter(cfg: CVConfig, t_start: np.ndarray, t_end: np.ndarray):
     from alphad.ops import cv
 
     emb = np.timedelta64(cfg.embargo_days, "D")
@@ -203,10 +228,12 @@ def _splitter(cfg: CVConfig, t_start: np.ndarray, t_end: np.ndarray):
         )
     if cfg.scheme == "purged_kfold":
         return cv.PurgedKFold(cfg.n_splits, t_start=t_start, t_end=t_end, embargo=emb)
+    if cfg.scheme == "kfold":
+        return cv.ContiguousKFold(cfg.n_splits, t_start=t_start, t_end=t_end)
     return cv.CombinatorialPurgedKFold(cfg.n_splits, cfg.n_test_groups, t_start=t_start, t_end=t_end, embargo=emb)
 
 
-def _members(cfg: ModelConfig, names: list[str]):
+def member_specs(cfg: ModelConfig, names: list[str]):
     from alphad.ops.ensemble import MemberSpec
 
     out = []
@@ -217,6 +244,8 @@ def _members(cfg: ModelConfig, names: list[str]):
         params = {
             "objective": cfg.objective,
             "num_threads": cfg.num_threads,
+            # Same trees in every run and process (the study compares runs): deterministic,
+            # and one histogram layout, not LightGBM's per-run timing of row- vs column-wise.
             "deterministic": True,
             "force_row_wise": True,
             **cfg.params,
@@ -238,7 +267,6 @@ def train(
     created_by: str = "",
 ) -> int:
     """Run the pipeline; return 0 (exported) or :data:`EXIT_GATE_FAILED`."""
-    from alphad.ops import dataset as dsm
     from alphad.daemon.infer.drift import reference_histograms
     from alphad.ops.ensemble import cross_validate, ensemble_weights, fit_ensemble
     from alphad.ops.export_onnx import INPUT_NAME, OUTPUT_NAME, ensemble_to_onnx, make_session, save_onnx
@@ -256,9 +284,7 @@ def train(
     (out / "gates_failed.json").unlink(missing_ok=True)
 
     t_all = time.perf_counter()
-    data_path = Path(cfg.data.path)
-    if not data_path.is_absolute():
-        data_path = (base_dir / data_path).resolve()
+    data_path = resolve_data_path(cfg, base_dir)
     index_path = None
     if cfg.regimes is not None:  # checked now, not after the cross-validation
         index_path = Path(cfg.regimes.index_path)
@@ -267,19 +293,14 @@ def train(
         if not index_path.exists():
             raise FileNotFoundError(f"regimes.index_path: index file expected at {index_path} was not found")
     say(f"loading {data_path}")
-    bars = dsm.load_daily(data_path, symbols=cfg.data.symbols or None, start=cfg.data.start, end=cfg.data.end)
+    ds = load_dataset(cfg, data_path)
     lab = cfg.label
-    ds = dsm.build_dataset(
-        bars, label=lab.kind, horizon=lab.horizon, pt=lab.pt, sl=lab.sl, vol_window=lab.vol_window,
-        demean=lab.demean and lab.kind == "forward_return", weights=lab.uniqueness_weights,
-        feature_set=cfg.feature_set,
-    )
     n_sym = len(np.unique(ds.symbol))
     say(f"dataset: {len(ds):,} rows, {n_sym} symbols, {len(ds.feature_names)} features, label {ds.label_name}, "
         f"{str(ds.t_start[0])[:10]} .. {str(ds.t_start[-1])[:10]}")
     dates = ds.t_start if cfg.ic == "cross_sectional" else None
-    splitter = _splitter(cfg.cv, ds.t_start, ds.t_end)
-    members = _members(cfg.model, ds.feature_names)
+    splitter = make_splitter(cfg.cv, ds.t_start, ds.t_end)
+    members = member_specs(cfg.model, ds.feature_names)
     say(f"cross-validation: {cfg.cv.scheme}, {splitter.get_n_splits()} folds x {len(members)} members")
     res = cross_validate(
         members, ds.X, ds.y, splitter, dates=dates, weight=ds.weight if lab.uniqueness_weights else None,
@@ -313,7 +334,7 @@ def train(
                            sample_weight=ds.weight if lab.uniqueness_weights else None)
         for i, b in enumerate(ens.boosters):
             b.save_model(str(out / f"model_{i}.txt"))
-        model = ensemble_to_onnx(ens)
+        model = ensemble_to_onnx(_weighted_members(ens))
         onnx_sha = save_onnx(model, out / "model.onnx")
         rows = np.linspace(0, len(ds) - 1, min(cfg.verify_rows, len(ds))).astype(np.int64)
         sess = make_session(out / "model.onnx")
@@ -382,6 +403,18 @@ def train(
     return 0
 
 
+def _weighted_members(ens):
+    """The ensemble without its zero-weight members: they add nothing to the prediction, only
+    trees (latency) to the graph (``best`` gives all but one member weight 0)."""
+    from alphad.ops.ensemble import Ensemble
+
+    keep = [i for i, w in enumerate(ens.weights) if w != 0.0]
+    if len(keep) == len(ens.members):
+        return ens
+    return Ensemble(ens.feature_names, [ens.members[i] for i in keep], [ens.boosters[i] for i in keep],
+                    np.asarray(ens.weights, np.float64)[keep])
+
+
 def _fit_regimes(rc: RegimesConfig, index_path: Path, data_path: Path, ds, out: Path, say) -> str:
     """Write ``regimes.json``: fitted on rows dated up to the card's ``train_end`` only."""
     from alphad.ops.fit_regimes import fit_daily_regimes, write_params
@@ -433,6 +466,8 @@ def _cv_text(c: CVConfig) -> str:
                 f"{f' max_train_days={c.max_train_days}' if c.max_train_days else ''} purged embargo_days={c.embargo_days}")
     if c.scheme == "purged_kfold":
         return f"purged_kfold n_splits={c.n_splits} embargo_days={c.embargo_days}"
+    if c.scheme == "kfold":
+        return f"kfold n_splits={c.n_splits} (naive: no purge, no embargo)"
     return f"combinatorial_purged_kfold N={c.n_splits} k={c.n_test_groups} embargo_days={c.embargo_days}"
 
 

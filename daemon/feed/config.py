@@ -110,15 +110,19 @@ class Feed(Base):
     live stock and crypto streams, configured by ``alpaca``) or ``ib`` (Interactive Brokers'
     market data from TWS / IB Gateway, configured by ``ib``); with a live source the keys
     that describe a recording, ``path``, ``format``, ``trades_path``, ``speed``, ``loop``,
-    ``trade_from``, are unused, and ``also`` is refused.  A live source runs in the daemon
-    alone: the backtest and ``alphad replay`` need a recording.
+    ``trade_from``, are unused, and ``also`` and ``trade_until`` are refused.  A live source
+    runs in the daemon alone: the backtest and ``alphad replay`` need a recording.
     ``format``: ``generic`` (``ts_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,last_px,last_sz``),
     ``binance`` (the book-ticker CSV; trades from ``trades_path`` merged by time),
     ``lean_minute`` (equity minute quote CSV) or ``daily`` (daily equity bars, adjusted as
     the research dataset adjusts them; feed/sources.py).  ``trade_from``: an ISO date or
     time (UTC unless it names a zone): the events before it only warm the stages up (the
     features stage makes no row for them), so a backtest trades from there on with
-    indicators warmed on the history before; empty: every event trades. ``speed``: ``realtime``, ``max``, or a
+    indicators warmed on the history before; empty: every event trades.  ``trade_until``:
+    an ISO date or time (UTC unless it names a zone), after ``trade_from``: the recording
+    ends before its first event at or after it, as at the end of the file (no event,
+    order or day sample from there on); empty: the whole file.  A feed that ends there
+    cannot loop: it needs ``loop: false``. ``speed``: ``realtime``, ``max``, or a
     multiplier such as ``"10"`` (ten times real time). ``loop`` restarts the file at its end.
     ``also``: more recorded files merged in by time (e.g. an index and the VIX beside the
     daily stocks: the inputs of ``features.regime``), read up to the main file's last event.
@@ -138,6 +142,7 @@ class Feed(Base):
     speed: str = "realtime"
     loop: bool = True
     trade_from: str = ""
+    trade_until: str = ""
     also: list[Extra] = []
     on_bad_record: Literal["skip", "stop"] = "skip"
     synthetic: Synthetic = Synthetic()
@@ -145,7 +150,19 @@ class Feed(Base):
     ib: IbFeed = IbFeed()
 
     def __post_init__(self) -> None:
-        self.trade_from_ns()  # a bad date fails when the config is read
+        start, end = self.trade_from_ns(), self.trade_until_ns()  # a bad date fails when the config is read
+        if end is not None:
+            if self.source in ("alpaca", "ib"):
+                raise ValueError(f"feed.trade_until ends a recording; feed.source {self.source} is a live stream "
+                                 "that never ends: remove feed.trade_until (or replay the recordings)")
+            if start is not None and end <= start:
+                raise ValueError(f"feed.trade_until ({self.trade_until}) must be after feed.trade_from "
+                                 f"({self.trade_from}): nothing would trade")
+            # Refused rather than looped: a loop would restart the file at its start, and the
+            # ``loop: true`` default would otherwise turn a bounded window into an endless one.
+            if self.loop:
+                raise ValueError(f"feed.trade_until ({self.trade_until}) ends the replay there; feed.loop true "
+                                 "would restart it: set feed.loop false")
         if self.also and self.source in ("alpaca", "ib"):
             raise ValueError(f"feed.also merges recorded files into a replay; feed.source {self.source} is a live "
                              "stream: remove feed.also (or replay the recordings)")
@@ -155,12 +172,21 @@ class Feed(Base):
 
     def trade_from_ns(self) -> int | None:
         """``trade_from`` in ns since the epoch (None when unset)."""
-        if not self.trade_from:
-            return None
-        try:
-            t = datetime.fromisoformat(self.trade_from)
-        except ValueError:
-            raise ValueError(f"feed.trade_from expected an ISO date or time such as 2017-01-01, was "
-                             f"{self.trade_from!r}") from None
-        t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-        return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+        return _iso_ns("trade_from", self.trade_from)
+
+    def trade_until_ns(self) -> int | None:
+        """``trade_until`` in ns since the epoch (None when unset)."""
+        return _iso_ns("trade_until", self.trade_until)
+
+
+def _iso_ns(key: str, value: str) -> int | None:
+    """``feed.<key>``, an ISO date or time (UTC unless it names a zone), in ns since the
+    epoch (None when empty)."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"feed.{key} expected an ISO date or time such as 2017-01-01, was {value!r}") from None
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000

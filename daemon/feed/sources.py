@@ -102,6 +102,22 @@ def _mark_warmup(events: np.ndarray, trade_from_ns: int | None) -> np.ndarray:
     return events
 
 
+def _until(events: np.ndarray, trade_until_ns: int | None) -> np.ndarray:
+    """The events before ``feed.trade_until`` (all of them when unset): the feed ends at
+    its first event at or after it, as at the end of the file."""
+    if trade_until_ns is None:
+        return events
+    return events[: int(np.searchsorted(events["ts_exch"], trade_until_ns, side="left"))]
+
+
+def _nothing_before(feed_cfg, first_ns: int) -> str:
+    from datetime import datetime, timezone
+
+    first = datetime.fromtimestamp(first_ns / 1e9, tz=timezone.utc).isoformat()
+    return (f"feed.trade_until ({feed_cfg.trade_until}) is at or before the feed's first event ({first}): "
+            f"the feed {feed_cfg.path} would be empty")
+
+
 def _recorded(feed_cfg) -> None:
     """A live source has nothing to read ahead: the paths that need a recording refuse it."""
     if feed_cfg.source not in ("replay", "synthetic"):
@@ -128,15 +144,28 @@ class EventStream:
 
 
 def stream_events(feed_cfg, base: Path, universe, chunk: int | None = None) -> EventStream:
-    """:func:`_stream_events` with the events before ``feed.trade_from`` flagged, as an
-    :class:`EventStream` (its ``bad``: the records skipped so far, by reason)."""
+    """:func:`_stream_events` with the events before ``feed.trade_from`` flagged, ending
+    before ``feed.trade_until``, as an :class:`EventStream` (its ``bad``: the records
+    skipped so far, by reason)."""
     bad = BadRecords(feed_cfg.on_bad_record)
 
     def chunks():
         _recorded(feed_cfg)
-        start = feed_cfg.trade_from_ns()
-        for events in _stream_events(feed_cfg, base, universe, chunk, bad):
-            yield _mark_warmup(events, start)
+        start, end = feed_cfg.trade_from_ns(), feed_cfg.trade_until_ns()
+        source = _stream_events(feed_cfg, base, universe, chunk, bad)
+        try:
+            first = True
+            for events in source:
+                kept = _until(events, end)
+                if first and len(kept) == 0:
+                    raise ValueError(_nothing_before(feed_cfg, int(events["ts_exch"][0])))
+                first = False
+                if len(kept):
+                    yield _mark_warmup(kept, start)
+                if len(kept) < len(events):
+                    return  # the rest of the file is at or after trade_until: not read
+        finally:
+            source.close()  # stopped early: closes the file being read
     return EventStream(chunks(), bad)
 
 
@@ -181,8 +210,9 @@ def _no_events(path: Path, symbols: dict[str, int], bad: BadRecords) -> str:
 
 def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
     """Build the event array a config's ``feed`` section describes (the events before
-    ``feed.trade_from`` flagged ``MD_F_WARMUP``); what was skipped is printed on stderr (the
-    first few of each reason with file and line, then the counts)."""
+    ``feed.trade_from`` flagged ``MD_F_WARMUP``, none at or after ``feed.trade_until``);
+    what was skipped is printed on stderr (the first few of each reason with file and line,
+    then the counts)."""
     loaded = read_events(feed_cfg, base, universe)
     loaded.report.print(f"{feed_cfg.path}: {len(loaded.events)} events read")
     return loaded.events
@@ -193,7 +223,11 @@ def read_events(feed_cfg, base: Path, universe) -> Loaded:
     by reason, ``.report`` the :class:`~alphad.daemon.feed.bad_records.BadRecords`."""
     _recorded(feed_cfg)
     bad = BadRecords(feed_cfg.on_bad_record)
-    return Loaded(_mark_warmup(_load_events(feed_cfg, base, universe, bad), feed_cfg.trade_from_ns()), bad)
+    events = _load_events(feed_cfg, base, universe, bad)
+    kept = _until(events, feed_cfg.trade_until_ns())
+    if len(kept) == 0:
+        raise ValueError(_nothing_before(feed_cfg, int(events["ts_exch"][0])))
+    return Loaded(_mark_warmup(kept, feed_cfg.trade_from_ns()), bad)
 
 
 def _load_events(feed_cfg, base: Path, universe, bad: BadRecords) -> np.ndarray:

@@ -22,7 +22,7 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
-from alphad.daemon.config_base import Base, NonNegFloat, PositiveFloat, PositiveFraction
+from alphad.daemon.config_base import Base, Fraction, NonNegFloat, PositiveFloat, PositiveFraction
 from alphad.daemon.risk.portfolio import new_open_order_table
 from alphad.daemon.risk.codes import (
     A_CASH,
@@ -169,6 +169,10 @@ class SizingConfig(Base):
         Cap on the vol-targeting multiplier (default 2.0).
     kelly_fraction : float
         Fraction of full Kelly (default 0.25).
+    fixed_fraction : float
+        A fixed fraction of equity, at most 1, in place of the Kelly multiplier (the model
+        card's win rate and payoff are then unused); conviction, regime, VIX, vol target,
+        drawdown ladder, cap and cost filter apply as before.  0 (default): fractional Kelly.
     max_position_weight : float
         Cap per position, fraction of equity (default 0.02).
     cost_multiple : float
@@ -191,6 +195,7 @@ class SizingConfig(Base):
     periods_per_year: PositiveFloat = 252.0
     max_vol_multiplier: PositiveFloat = 2.0
     kelly_fraction: PositiveFraction = 0.25
+    fixed_fraction: Fraction = 0.0
     max_position_weight: PositiveFraction = 0.02
     cost_multiple: NonNegFloat = 2.0
     fee_rate: NonNegFloat = 0.0001

@@ -645,6 +645,10 @@ class OrderStore:
         self.vals = np.full(size, -1, dtype=np.int32)
         self.count = np.zeros(1, dtype=np.int64)
         self.table = TABLE
+        # compiled (or loaded from the cache) now, with the types compact() passes: first
+        # compiled at the first compaction, minutes into a run, it stalled the router for
+        # the compile and kept LLVM's memory (the soak's router RSS step)
+        _reindex(self.keys, self.vals, np.zeros(0, np.uint64), 0)
 
     def __len__(self) -> int:
         return int(self.count[0])
@@ -726,7 +730,7 @@ class OrderStore:
         self.count[0] = len(idx)
         self.keys.fill(0)
         self.vals.fill(-1)
-        _reindex(self.keys, self.vals, kept["cid"], len(idx))
+        _reindex(self.keys, self.vals, np.ascontiguousarray(kept["cid"]), len(idx))
         return n - len(idx)
 
     def open_slots(self) -> np.ndarray:

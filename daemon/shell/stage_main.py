@@ -14,6 +14,7 @@ import sys
 
 import msgspec
 
+from alphad.daemon.shell import late_jit
 from alphad.daemon.shell.affinity import apply_placement, resolve_placement
 from alphad.daemon.config import load_config
 from alphad.daemon.shell.reload import effective
@@ -62,6 +63,7 @@ def run(args) -> int:
                            bench_ticks=args.bench_ticks)
     runner.install_signal_handlers()
     runner.warm()
+    late_jit.watch(args.process)
     # Placed after the warm-up: five stages compiling their kernels at SCHED_FIFO would
     # starve everything else on the host (the supervisor included) for seconds.
     warning = apply_placement(cfg.topology, plan.process_name(index), position=index)

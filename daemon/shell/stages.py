@@ -568,9 +568,14 @@ class RouterStage:
         self._halt_epoch = int(ctl[W_EPOCH])
         self._cancel_all(now, clock, "trading state HALTED")
 
-    def _cancel_all(self, now: int, clock: int, why: str) -> int:
-        """Cancels for every working order and parent, sent at ``now``; returns how many."""
+    def _cancel_all(self, now: int, clock: int, why: str, acted=None) -> int:
+        """Cancels for every working order and parent, sent at ``now``; returns how many.
+        ``acted(cancelled)`` runs once they are sent and before their reports are published:
+        publishing waits on the lossless exec ring, far behind at full feed speed, and the
+        operator's ``ctl cancel-all`` answer must not wait for risk to catch up."""
         cancelled, k = self.core.cancel_all(now)
+        if acted is not None:
+            acted(cancelled)
         self.publish(k, clock)
         if cancelled:
             print(f"alphad stage router: {why}: cancels sent for {cancelled} working orders and parents",
@@ -653,6 +658,6 @@ class RouterStage:
             self.cancel_on_halt(now, -1)
         if requests != self._cancels_seen:
             clock = self.shell.event_clock  # a backtest's venues run on its clock
-            cancelled = self._cancel_all(now if clock < 0 else clock, clock, "ctl cancel-all")
-            control.cancel_all_done(requests, cancelled)
+            self._cancel_all(now if clock < 0 else clock, clock, "ctl cancel-all",
+                             acted=lambda cancelled: control.cancel_all_done(requests, cancelled))
             self._cancels_seen = requests

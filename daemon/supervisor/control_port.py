@@ -152,6 +152,7 @@ class ControlPort:
             infer_rehearsals=self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS),
             placement=self.sup.placement, positions=positions, venue=venue_status(self.sup, positions),
             feed_data_down=data.feed_data_down, stale_instruments=list(data.stale), bad_requests=self.bad_requests,
+            cancel_all_pending=self.sup.control.cancel_all_requests - int(self.sup.control.words[W_CANCEL_ALL_DONE]),
             settings=self.reloader.status(), settings_generation=int(self.sup.control.words[W_RELOAD]),
             halted_instruments=self._halted())
 
@@ -311,19 +312,25 @@ class ControlPort:
             print(f"alphad: SIGHUP: {text}", file=sys.stderr, flush=True)
 
     def _cancel_all(self) -> frames._Frame:
-        """Ask the router to cancel every working order and parent; wait (2 s) until it has."""
+        """Ask the router to cancel every working order and parent; wait (0.8 s) until it has.
+        The request stays in the control block: a router that has not acted yet (back-pressured
+        by risk at full feed speed, or restarting) acts at its next housekeeping or start, and
+        ``ctl status`` counts it in ``cancel_all_pending`` until then.  The answer never waits
+        longer: an operator must hear back within a second whatever the load."""
         control = self.sup.control
         request = control.request_cancel_all()
         self._journal_control("cancel-all", {})
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 0.8
         while time.monotonic() < deadline:
             if control.words[W_CANCEL_ALL_DONE] >= request:
                 sent = int(control.words[W_CANCEL_ALL_SENT])
                 return frames.Ok(message=f"cancel-all: cancels sent for {sent} working orders and parents "
                                          "(their CANCELED reports follow from the venues)")
             time.sleep(0.005)
-        return frames.Error(error="cancel-all requested, but the router did not act on it within 2 s "
-                                  "(is the router running? it acts when it starts)")
+        alive = control.stage(STAGE_INDEX["router"], S_READY)
+        return frames.Ok(message="cancel-all requested; the router has not acted on it yet ("
+                                 + ("busy: its exec reports wait for risk" if alive else "not running: it acts when it starts")
+                                 + "); `ctl status` cancel_all_pending counts it until it has")
 
     def _journal_control(self, command: str, fields: dict) -> None:
         if self.sup.journal is not None:

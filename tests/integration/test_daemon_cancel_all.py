@@ -3,7 +3,9 @@ schedule) end CANCELED at once, each with its remainder, instead of working on."
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,19 @@ def test_cancel_all_then_halt_when_twap_parents_work_then_every_working_order_en
         eventually(lambda: working <= cancelled_by_user(journal), timeout=10, what="the working parents cancelled")
         assert d.status().trading_state == "ACTIVE"  # cancel-all leaves the state alone: trading goes on
         eventually(lambda: open_orders(journal) - working, timeout=60, what="new parents after the cancel-all")
+
+        # a router that cannot act (stopped here; at full feed speed, back-pressured by risk):
+        # the answer still comes within a second, says so, and status counts the request
+        # until the router acts on it
+        router_pid = d.status().stages["router"].pid
+        os.kill(router_pid, signal.SIGSTOP)
+        try:
+            reply = d.ctl(frames.CancelAll())  # answered after 0.8 s (BENCHMARKS: timings are measured there)
+            assert isinstance(reply, frames.Ok) and "has not acted on it yet" in reply.message, reply
+            assert d.status().cancel_all_pending == 1
+        finally:
+            os.kill(router_pid, signal.SIGCONT)
+        eventually(lambda: d.status().cancel_all_pending == 0, timeout=30, what="the router acting on it")
 
         assert isinstance(d.ctl(frames.Halt(reason="test")), frames.Ok)
         # the halt cancels what works at the venues, and risk lets nothing new through

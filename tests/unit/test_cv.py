@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import KFold
 
-from alphad.ops.cv import CombinatorialPurgedKFold, PurgedKFold, WalkForward
+from alphad.ops.cv import CombinatorialPurgedKFold, ContiguousKFold, PurgedKFold, WalkForward
 from alphad.ops.ensemble import rank_ic
 
 
@@ -180,6 +180,25 @@ def test_combinatorial_when_n_k_then_splits_and_paths_cover_every_sample_once(n_
     full = cv.path_predictions(preds)
     for p in range(cv.n_paths):
         np.testing.assert_array_equal(full[p], np.arange(n, dtype=np.float64))
+
+
+# --------------------------------------------------------------------------- naive K-fold
+
+def test_contiguous_kfold_when_labels_overlap_then_keeps_them_while_purged_kfold_drops_them():
+    # 2 rows per day, 5-day labels: rows just before and after each test block overlap it.
+    t0 = np.repeat(np.arange(40, dtype=np.int64), 2)
+    t1 = t0 + 5
+    naive = list(ContiguousKFold(4, t_start=t0, t_end=t1).split())
+    purged = list(PurgedKFold(4, t_start=t0, t_end=t1, embargo=0).split())
+    for (ntr, nte), (ptr, pte) in zip(naive, purged):
+        np.testing.assert_array_equal(nte, pte)  # same contiguous test blocks
+        # Naive: every row outside the test block trains, overlap or not.
+        np.testing.assert_array_equal(ntr, np.setdiff1d(np.arange(len(t0)), nte))
+        T0, T1 = t0[nte].min(), t1[nte].max()
+        overlap = ntr[(t0[ntr] <= T1) & (t1[ntr] >= T0)]
+        assert overlap.size > 0  # the leak the purge exists for
+        assert np.intersect1d(overlap, ptr).size == 0
+        np.testing.assert_array_equal(ptr, np.setdiff1d(ntr, overlap))
 
 
 # --------------------------------------------------------------------------- panel dates and errors

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from alphad.ops import dataset as dsm
-from alphad.ops.ensemble import MemberSpec, ensemble_weights, fit_ensemble, rank_ic
+from alphad.ops.ensemble import Ensemble, MemberSpec, ensemble_weights, fit_ensemble, rank_ic
 from alphad.ops.export_onnx import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -94,6 +94,24 @@ def test_ensemble_onnx_when_combined_with_binary_member_then_matches_weighted_su
 
 
 @pytest.mark.data
+def test_ensemble_onnx_when_best_weights_then_graph_holds_only_the_best_members_trees(real, ens):
+    from alphad.ops.train_cli import _weighted_members
+
+    X = real.X[:10_000]
+    best = Ensemble(ens.feature_names, ens.members, ens.boosters, ensemble_weights(
+        np.array([[0.01, 0.03, 0.02], [0.02, 0.02, 0.01]]), "best"))  # member 1 has the highest mean
+    shipped = _weighted_members(best)
+    assert [m.name for m in shipped.members] == ["subset_s2"]
+    model = ensemble_to_onnx(shipped)
+    node = model.graph.node[0]
+    tree_ids = next(a for a in node.attribute if a.name == "nodes_treeids").ints
+    assert len(set(tree_ids)) == ens.boosters[1].num_trees()  # no zero-weighted trees in the graph
+    # The graph is what alphad train checks it against: the full ensemble, zero weights included.
+    assert np.abs(_onnx_pred(model, X) - best.predict(X)).max() <= 1e-6
+    assert np.abs(_onnx_pred(model, X) - ens.boosters[1].predict(X[:, list(ens.members[1].features)])).max() <= 1e-6
+
+
+@pytest.mark.data
 def test_bound_runner_when_batches_then_equals_session_run(real, ens):
     model = ensemble_to_onnx(ens)
     sess = make_session(model)
@@ -125,6 +143,15 @@ def test_ensemble_weights_when_ir_weighted_then_stable_member_wins():
     ic = np.array([[0.02, 0.06], [0.02, -0.02], [0.021, 0.05]])  # same mean-ish, member 0 steady
     w = ensemble_weights(ic, "ir_weighted")
     assert w[0] > 0.8
+
+
+def test_ensemble_weights_when_best_then_all_weight_on_highest_mean_ic_first_on_ties():
+    ic = np.array([[0.02, 0.01, 0.05], [0.04, 0.01, 0.00]])  # means 0.03, 0.01, 0.025
+    np.testing.assert_array_equal(ensemble_weights(ic, "best", floor=0.05), [1.0, 0.0, 0.0])  # no floor
+    tie = np.array([[0.01, 0.03, 0.03], [0.01, 0.01, 0.01]])  # members 1 and 2 tie
+    np.testing.assert_array_equal(ensemble_weights(tie, "best"), [0.0, 1.0, 0.0])
+    # Even when no member is positive, the least bad one takes it all (the gates then judge).
+    np.testing.assert_array_equal(ensemble_weights(-np.abs(ic) - [0.0, 0.0, 0.1], "best"), [0.0, 1.0, 0.0])
 
 
 @settings(max_examples=150, deadline=None)

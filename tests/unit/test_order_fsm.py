@@ -281,6 +281,34 @@ def test_cancel_all_when_called_then_every_working_order_pending_cancel_once():
     assert store.cancel_all(4, instrument=0) == []  # already pending: not sent twice
 
 
+def test_compact_compiles_nothing_the_store_did_not_compile_when_made(capsys):
+    """The soak's router RSS step: the first compaction, minutes into a run, compiled the
+    index rebuild (a stall on the hot path, and LLVM's memory kept).  The store compiles it
+    when made, with the types compaction passes, and the stage names any later compile."""
+    from numba.core import event
+
+    from alphad.daemon.router.order_fsm import OrderStore, Trigger, _reindex
+    from alphad.daemon.shell import late_jit
+
+    def ended_orders(store):
+        for cid in range(1, 4):
+            store.add(cid, 0, 1, 1, 10.0, float("nan"), now=cid)
+            store.trigger(cid, Trigger.SUBMIT, cid)
+            store.trigger(cid, Trigger.REJECT, cid)
+
+    ended_orders(OrderStore(capacity=8))  # add and trigger compiled (a stage's warm-up does this)
+    store = OrderStore(capacity=8)
+    known = set(_reindex.signatures)
+    ended_orders(store)
+    listener = late_jit.watch("test")
+    try:
+        assert store.compact(now=1000, keep_terminal_ns=0) == 3
+    finally:
+        event.unregister("numba:compile", listener)
+    assert set(_reindex.signatures) == known
+    assert "Numba compiled" not in capsys.readouterr().err
+
+
 def test_compact_when_orders_ended_long_ago_then_forgotten_and_the_rest_still_found():
     from alphad.daemon.router.order_fsm import OrderStore, State, Trigger
 
@@ -299,3 +327,22 @@ def test_compact_when_orders_ended_long_ago_then_forgotten_and_the_rest_still_fo
     for cid in (6, 7, 8, 9, 10):  # the freed slots are used again
         store.add(cid, 0, 1, 1, 1.0, float("nan"), now=1001)
     assert len(store) == 8 and store.find(10) >= 0
+
+
+def test_a_compile_after_the_warm_up_is_named_on_stderr(capsys):
+    from numba import njit
+    from numba.core import event
+
+    from alphad.daemon.shell import late_jit
+
+    @njit
+    def late(x):
+        return x + 1
+
+    listener = late_jit.watch("router")
+    try:
+        assert late(1) == 2
+    finally:
+        event.unregister("numba:compile", listener)
+    err = capsys.readouterr().err
+    assert "alphad stage router: Numba compiled" in err and ".late(" in err

@@ -10,7 +10,11 @@ import pytest
 from alphad.daemon.risk import codes as rc
 from alphad.daemon.risk.config import SizingConfig
 from alphad.kernels.sizing import (
+    M_KELLY,
+    N_MULTS,
+    P_FIXED_FRACTION,
     estimated_cost,
+    infer_weight,
     kelly_fraction,
     regime_multiplier,
     size_position,
@@ -151,3 +155,85 @@ def test_sizing_config_when_tables_inconsistent_then_rejected():
         msgspec.convert({"vix_breaks": [30, 20], "vix_multipliers": [1, 1, 1]}, type=SizingConfig)
     with pytest.raises(msgspec.ValidationError, match="Expected `float` <= 1.0 - at `\\$.kelly_fraction`"):
         msgspec.convert({"kelly_fraction": 2.0}, type=SizingConfig)
+
+
+# -- risk.sizing.fixed_fraction: a fixed fraction of equity in place of the Kelly multiplier ------
+def _kelly_mult(params, pred=0.005):
+    mults = np.zeros(N_MULTS)
+    code, w = infer_weight(pred, BULL, 15.0, DAILY_VAR_15, params, VIX, mults)
+    assert code == rc.SIZE_OK and w == pytest.approx(np.prod(mults), rel=1e-15)
+    return mults[M_KELLY], w
+
+
+def test_infer_weight_when_fixed_fraction_set_then_it_is_the_kelly_multiplier_else_fractional_kelly():
+    assert CFG.fixed_fraction == 0.0 and PARAMS[P_FIXED_FRACTION] == 0.0
+    assert _kelly_mult(PARAMS) == (pytest.approx(0.025), pytest.approx(0.5 * 0.025))  # quarter Kelly of p 0.55, b 1
+    for fixed in (0.003, 0.1, 1.0):
+        params, _ = sizing_params(SizingConfig(fixed_fraction=fixed), oos_win_rate=0.55, oos_payoff_ratio=1.0,
+                                  prediction_scale=0.01)
+        assert params[P_FIXED_FRACTION] == fixed
+        assert _kelly_mult(params) == (fixed, pytest.approx(0.5 * fixed))  # conviction 0.5, the rest 1
+    # the card's statistics no longer matter: a card with no edge (Kelly 0) still trades
+    params, _ = sizing_params(SizingConfig(fixed_fraction=0.01), oos_win_rate=0.4, oos_payoff_ratio=1.0,
+                              prediction_scale=0.01)
+    assert _kelly_mult(params)[0] == 0.01
+    assert _kelly_mult(sizing_params(CFG, oos_win_rate=0.4, oos_payoff_ratio=1.0, prediction_scale=0.01)[0])[0] == 0
+
+
+def test_size_when_fixed_fraction_then_other_multipliers_cap_and_cost_filter_apply_as_with_kelly():
+    params, _ = sizing_params(SizingConfig(fixed_fraction=0.01), oos_win_rate=0.55, oos_payoff_ratio=1.0,
+                              prediction_scale=0.01)
+    code, w = _size(0.005, probs=np.array([0.0, 1.0, 0.0]), vix=27.0, var=0.30**2 / 252, risk=0.5, params=params)
+    assert code == rc.SIZE_OK and w == pytest.approx(0.5 * 0.01 * 0.3 * 0.6 * 0.5 * 0.5)
+    assert _size(0.02, params=params) == (rc.SIZE_OK, pytest.approx(0.01))           # under the 0.02 cap
+    big, _ = sizing_params(SizingConfig(fixed_fraction=0.5), oos_win_rate=0.55, oos_payoff_ratio=1.0,
+                           prediction_scale=0.01)
+    assert _size(0.02, params=big) == (rc.SIZE_OK, pytest.approx(0.02))              # capped
+    assert _size(0.02, vix=45.0, params=big) == (rc.SIZE_VIX_KILL, 0.0)
+    code, w = _size(0.002, current=0.001, half_spread=0.001, params=big)
+    assert code == rc.SIZE_COST_FILTERED and w == 0.001
+
+
+def test_sizing_config_when_fixed_fraction_out_of_range_then_rejected():
+    with pytest.raises(msgspec.ValidationError, match="Expected `float` <= 1.0 - at `\\$.fixed_fraction`"):
+        msgspec.convert({"fixed_fraction": 1.5}, type=SizingConfig)
+    with pytest.raises(msgspec.ValidationError, match="Expected `float` >= 0.0 - at `\\$.fixed_fraction`"):
+        msgspec.convert({"fixed_fraction": -0.1}, type=SizingConfig)
+
+
+@pytest.mark.data
+def test_backtest_when_fixed_fraction_then_orders_sized_on_it_instead_of_kelly(repo_root, shared_data, tmp_path):
+    """The demo model on the Lean equity minute quotes (two sessions, cut by ``feed.trade_until``)
+    with ``risk.sizing`` (no regime inputs: regime, VIX and vol multipliers 1): infer and risk
+    read ``fixed_fraction`` from the parameter vector, so every sized order carries it as its
+    Kelly multiplier and its weight is smaller than quarter Kelly's (0.08 with the demo card)."""
+    from alphad.daemon.config import load_config
+    from alphad.daemon.infer.model_card import read_card
+    from alphad.daemon.shell.backtest import backtest
+    from alphad.ipc.dtypes import ORDER_F_FLATTEN, ORDER_F_TRIM
+
+    raw = msgspec.yaml.decode((repo_root / "config.yaml").read_bytes())
+    raw["model"] = {"card": str(repo_root / raw["model"]["card"]), "runtime": "compiled"}  # no linear sizing
+    raw["router"]["impact"] = {"enabled": False}
+    raw["universe"] = [{"id": i, "symbol": s, "sector": sec, "tick_size": 0.01, "lot_size": 1.0} for i, (s, sec)
+                       in enumerate([("AAPL", "Tech"), ("IBM", "Tech"), ("BAC", "Fin"), ("AIG", "Fin")])]
+    raw["feed"] = {**raw["feed"], "path": str(shared_data / "intraday/lean_equity_minute_quotes.csv.gz"),
+                   "format": "lean_minute", "loop": False, "trade_until": "2013-10-08"}
+    card = read_card(repo_root / raw["model"]["card"])
+    runs = {}
+    for fixed in (0.0, 0.01):
+        raw["risk"]["sizing"] = {"fixed_fraction": fixed, "max_position_weight": 0.02}
+        (tmp_path / "c.yaml").write_bytes(msgspec.yaml.encode(raw))
+        cfg, base = load_config(tmp_path / "c.yaml")
+        orders, _ = backtest(cfg, base)
+        runs[fixed] = orders[(orders["flags"] & (ORDER_F_FLATTEN | ORDER_F_TRIM)) == 0]
+    kelly, fixed = runs[0.0], runs[0.01]
+    quarter = kelly_fraction(card.oos_win_rate, card.oos_payoff_ratio, 0.25)
+    assert len(kelly) > 100 and len(fixed) > 100 and quarter > 0.05
+    assert np.allclose(kelly["m_kelly"], quarter, rtol=1e-12, atol=0) and (fixed["m_kelly"] == 0.01).all()
+    for o in (kelly, fixed):  # the weight is the product of the multipliers, capped, as before
+        product = o["m_conviction"] * o["m_kelly"] * o["m_regime"] * o["m_vix"] * o["m_vol"] * o["m_risk"]
+        assert np.allclose(o["target_weight"], np.clip(product, -0.02, 0.02), rtol=1e-12, atol=0)
+    assert np.abs(fixed["target_weight"]).max() <= 0.01 < np.abs(kelly["target_weight"]).max()
+    assert np.median(np.abs(fixed["target_weight"])) < np.median(np.abs(kelly["target_weight"]))
+    assert not np.array_equal(np.sort(kelly["qty"]), np.sort(fixed["qty"]))

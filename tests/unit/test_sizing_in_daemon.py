@@ -174,6 +174,7 @@ SIZING_KEYS = [
     ("vix_multipliers", [1.0, 0.5, 0.6, 0.4, 0.25]), ("vix_kill", 21.0), ("target_annual_vol", 0.075),
     ("periods_per_year", 63.0), ("max_vol_multiplier", 0.5), ("max_position_weight", 0.01),
     ("cost_multiple", 20.0), ("fee_rate", 0.01), ("impact_coefficient", 100.0), ("bar_half_spread_bps", 100.0),
+    ("fixed_fraction", 0.05),
 ]
 
 
