@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
                "figures": {f"{v}@{w}": f for (v, w), f in summary["figures"].items()},
                "claims": [{"name": r["claim"].name, "verdict": r["verdict"], "windows": r["windows"]}
                           for r in summary["claims"]],
+               "vs_baseline": summary["vs_baseline"],
                "dsr": summary["dsr"], "pbo": {k: v for k, v in (summary["pbo"] or {}).items() if k != "logits"},
                "intraday": intraday}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -145,6 +145,25 @@ def claim_rows(study: Study, runs_by_cell: dict[tuple[str, str], dict]) -> list[
     return rows
 
 
+def versus_baseline(study: Study, runs_by_cell: dict[tuple[str, str], dict]) -> dict[str, dict]:
+    """Every variant minus the baseline in each window (the same bootstrap as the claims):
+    ``{variant: {window: effect or {"refused": ...}}}``."""
+    b = study.bootstrap
+    out: dict[str, dict] = {}
+    for i, v in enumerate(study.variants):
+        out[v.name] = {}
+        for w in study.windows:
+            ra, rb = runs_by_cell[(v.name, w.name)], runs_by_cell[("baseline", w.name)]
+            refused = [x["refused"] for x in (ra, rb) if "refused" in x]
+            if refused:
+                out[v.name][w.name] = {"refused": refused[0]}
+                continue
+            a, bb = _aligned(ra, rb)
+            out[v.name][w.name] = effect(a, bb, n_boot=b.n_boot, alpha=b.alpha, seed=b.seed + 1000 + i)
+            out[v.name][w.name]["identical"] = bool(np.array_equal(a, bb))
+    return out
+
+
 def deflated_sharpes(names: list[str], returns: list[np.ndarray]) -> dict[str, dict]:
     """Each variant's per-day Sharpe and its DSR for ``len(names)`` trials."""
     moments = {}
@@ -206,6 +225,7 @@ def summarise(study: Study, plan, models: dict, runs: dict) -> dict:
     primary = [by_cell[(n, study.primary_window)] for n in ok]
     return {
         "figures": figures,
+        "vs_baseline": versus_baseline(study, by_cell),
         "claims": claim_rows(study, by_cell),
         "dsr": deflated_sharpes(ok, [np.asarray(r["returns"], float) for r in primary]),
         "pbo": overfitting(ok, primary, study.pbo_splits) if len(ok) >= 2 else None,
