@@ -100,7 +100,7 @@ def write(folder: Path, cfg, orders: np.ndarray, summary: dict, *, reports: list
     sectors, gross, net = sector_view.exposure(s, cfg.universe)
     _, pnl = sector_view.pnl(s, cfg.universe)
     sizing = sizing_view(cfg, orders, ts, equity, initial)
-    (folder / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    (folder / "metrics.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
     with open(folder / "equity.csv", "w") as f:
         f.write("ts,equity\n")
         f.writelines(f"{_iso(int(t))},{float(e)!r}\n" for t, e in zip(ts, equity))
@@ -294,10 +294,12 @@ def _iso(ts: int) -> str:
     return f"{np.datetime64(int(ts), 'ns')}Z"
 
 
-def _finite(value):
-    """JSON has no NaN or infinity: an undefined statistic is null."""
+def finite(value):
+    """JSON has no NaN or infinity: an undefined statistic is null (in dicts and lists too)."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

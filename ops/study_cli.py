@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                "dsr": summary["dsr"], "pbo": {k: v for k, v in (summary["pbo"] or {}).items() if k != "logits"},
                "intraday": intraday}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(tasks._finite(msgspec.to_builtins(results)), indent=1,
+    (args.out / "results.json").write_text(json.dumps(tasks.finite(msgspec.to_builtins(results)), indent=1,
                                                       sort_keys=True) + "\n")
     report_path = args.report or ((base / study.report).resolve() if study.report else None)
     if report_path is not None and not args.no_report:

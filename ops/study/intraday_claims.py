@@ -26,7 +26,7 @@ def measure(study, base: Path, cache: Path, code: str) -> dict:
         raw = {"features": intraday.feature_set_ic(data), "ofi": intraday.ofi_r2(data),
                "twap": intraday.twap_vs_immediate(data, config)}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tasks._write_json(path, tasks._finite(raw))
+        tasks._write_json(path, tasks.finite(raw))
         cached = False
     rows = [_row(c, raw, study.bootstrap) for c in study.intraday]
     return {"rows": rows, "lines": _lines(raw), "cached": cached,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from alphad.ops.backtest_report import finite
 from alphad.ops.study.spec import Variant, Window, set_dotted
 
 #: The packages whose source decides a run's numbers; the study's report and statistics do not.
@@ -145,17 +146,6 @@ def _plain(x):
     raise TypeError(f"not JSON: {type(x).__name__}")
 
 
-def _finite(x):
-    """NaN and inf as None, so the cached JSON is standard JSON."""
-    if isinstance(x, float):
-        return x if np.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 @contextlib.contextmanager
 def _output_to(log: Path):
     """The task's prints (training's progress, the feed's counts) into ``log``, not the terminal."""
@@ -198,7 +188,7 @@ def run_model(task: dict) -> dict:
                                created_by=f"alphad study (task {task['key']})")
     result: dict = {"key": task["key"], "dir": str(out), "train_s": round(time.perf_counter() - t0, 2)}
     if chosen is not None:
-        result["selection"] = _finite(msgspec.to_builtins(chosen))
+        result["selection"] = finite(msgspec.to_builtins(chosen))
     if code != 0:
         failed = out / "gates_failed.json"
         result["refused"] = json.loads(failed.read_text()) if failed.is_file() else f"exit {code}"
@@ -245,7 +235,7 @@ def run_backtest(task: dict, model: dict) -> dict:
         metrics, s = backtest_report.compute(cfg, orders, summary, base=base,
                                              periods_per_year=task["periods_per_year"], **record)
     r = perf_metrics.period_returns(s["equity"], record["samples"].start_equity)
-    result = {"key": task["key"], "metrics": _finite(metrics), "ts": s["ts"].tolist(), "returns": r.tolist(),
+    result = {"key": task["key"], "metrics": finite(metrics), "ts": s["ts"].tolist(), "returns": r.tolist(),
               "final_state": summary.get("trading_state"), "state_reason": summary.get("state_reason"),
               "denials_by_reason": summary.get("denials_by_reason"), "backtest_s": round(time.perf_counter() - t0, 2)}
     _write_json(path, result)
