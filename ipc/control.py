@@ -152,6 +152,9 @@ S_WORK = 12
 #: Every slot: the last settings generation (``W_RELOAD``) the stage applied; minus it when
 #: the stage could not (the model card it was given did not load).
 S_RELOADED = 13
+#: Feed slot: records the feed skipped as bad (``feed.on_bad_record: skip``): a recording's
+#: rows, counted when it is loaded, or a live source's messages, counted as they come.
+FEED_BAD_RECORDS = 14
 PROVIDERS = ("", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
@@ -207,10 +210,14 @@ class ControlBlock:
 
     def raise_trading_state(self, state: int, now_ns: int, reason: int = REASON_OPERATOR) -> bool:
         """HALTED or REDUCING from outside risk (an operator, the supervisor's disk watch: its
-        ``reason``); never lowers the state (see :meth:`request_resume`).  Returns True when the
-        state changed."""
+        ``reason``); never lowers the state (see :meth:`request_resume`).  An operator's halt
+        during a ``low_disk`` halt takes over its reason.  Returns True when the state changed."""
         if state not in (REDUCING, HALTED):
             raise ValueError(f"an operator may raise the state to REDUCING or HALTED, was {state}")
+        if state == HALTED == self.words[W_STATE] and reason == REASON_OPERATOR \
+                and self.words[W_REASON] == REASON_LOW_DISK:
+            self.words[W_REASON] = reason  # the operator's halt now holds it: space coming back must not lift it
+            return False
         if state <= self.words[W_STATE]:
             return False
         self.words[W_REASON] = reason

@@ -141,6 +141,7 @@ class StatusReply(_Frame):
     venue: VenueStatus | None = None  # a live venue's gateway, when router.venue is a broker
     feed_data_down: int = 0  # a live feed's broken data farms, plus 1 while its link is lost
     stale_instruments: list[str] = []  # no new orders for lack of data (risk.max_data_age_ms)
+    feed_bad_records: int = 0  # market data the feed skipped as bad (a recording's rows, a live source's messages)
     bad_requests: int = 0  # control frames that were no request (answered with an Error)
     cancel_all_pending: int = 0  # `ctl cancel-all` requests the router has not acted on yet
     fees: float = 0.0  # paid so far (commissions, exchange fees)

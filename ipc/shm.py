@@ -16,6 +16,12 @@ import numpy as np
 SHM_DIR = Path(os.environ.get("ALPHAD_SHM_DIR", "/dev/shm"))
 
 
+#: Every page mapped now (MAP_POPULATE): a ring's or a latency table's page is otherwise
+#: first touched minutes into a run, as its write cursor first gets there: a page fault on
+#: the hot path then, and a resident size that creeps up until every ring has wrapped (the
+#: soak's router grew 2-3 MB that way, BENCHMARKS.md).
+MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
 #: Bytes before a stage state segment's arrays (``risk_state``, ``router_state``; byte 0:
 #: 1 once a stage has initialised them; daemon/shell/stages.py ``shared_arrays``).
 STATE_HEADER = 64
@@ -53,7 +59,7 @@ class Segment:
         try:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            mm = mmap.mmap(fd, size, MAP_FLAGS, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
         return cls(name, path, mm)
@@ -72,7 +78,7 @@ class Segment:
             size = os.fstat(fd).st_size
             if size == 0:
                 raise RuntimeError(f"shared-memory segment {path} is empty (its creator died while sizing it)")
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            mm = mmap.mmap(fd, size, MAP_FLAGS, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
         return cls(name, path, mm)

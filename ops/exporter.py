@@ -13,8 +13,8 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
                                     HistogramMetricFamily)
 
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (PROVIDERS, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_INFER_PROVIDER, S_READY,
-                                S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, W_REASON, ControlBlock)
+from alphad.ipc.control import (FEED_BAD_RECORDS, PROVIDERS, S_EVENTS_IN, S_EVENTS_OUT, S_HEARTBEAT, S_INFER_PROVIDER,
+                                S_READY, S_RESTARTS, STAGE_INDEX, STAGES, STATE_NAMES, W_REASON, ControlBlock)
 from alphad.ipc.metrics import MetricsBlock
 from alphad.ops.exporter_disk import disk_families
 from alphad.ops.exporter_risk import risk_families
@@ -228,6 +228,10 @@ class AlphadCollector:
                                  "farms (IB's 2103/2105) plus 1 while its link is lost; 0 when healthy")
         down.add_metric([], float(health.feed_data_down))
         yield down
+        bad = CounterMetricFamily("alphad_feed_bad_records", "Market data records the feed skipped as bad "
+                                  "(feed.on_bad_record: a recording's rows at load, a live source's messages)")
+        bad.add_metric([], self.control.stage(STAGE_INDEX["feed"], FEED_BAD_RECORDS))
+        yield bad
         stale = GaugeMetricFamily("alphad_instrument_data_stale", "1 while risk gives an instrument no new order "
                                   "for lack of data (the feed down and none for risk.max_data_age_ms)", labels=["symbol"])
         for sym in self.symbols:

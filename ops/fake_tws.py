@@ -350,6 +350,8 @@ class FakeTWS:
         self._next_exec = 1
         self._parts = 1
         self._reject: tuple[int, str, str] | None = None
+        self._lose_next = False
+        self.lost_orders: list[str] = []  # order refs lost on the wire (lose_next_order)
         self._in_use: dict[int, int] = {}
         self._restore: dict[int, int] = {}     # client id -> 1101/1102 owed on its reconnect
         self._farms_broken: dict[str, set[str]] = {}  # broken market-data farm -> symbols withheld
@@ -652,6 +654,11 @@ class FakeTWS:
     def _place_order(self, conn: _Conn, f: list[str]) -> None:
         """placeOrder (3): only the leading fields matter here; the version-dependent tail is ignored."""
         order_id, ref = int(f[1]), f[26]
+        if self._lose_next:  # lost on the wire: the venue never sees it, and the link goes
+            self._lose_next = False
+            self.lost_orders.append(ref)
+            self._close_all(True)
+            return
         self.place_counts[ref] = self.place_counts.get(ref, 0) + 1
         existing = self._by_key.get((conn.client_id or 0, order_id))
         if existing is not None:
@@ -1223,6 +1230,13 @@ class FakeTWS:
         """The next new order gets error(orderId, code, message), then orderStatus status."""
         def apply() -> None:
             self._reject = (int(code), message, status)
+        self._run(apply)
+
+    def lose_next_order(self) -> None:
+        """The next placeOrder is lost with the connection: it never reaches the venue
+        (not in ``place_counts``, its ref in ``lost_orders``) and every socket is reset."""
+        def apply() -> None:
+            self._lose_next = True
         self._run(apply)
 
     def drop_connections(self) -> None:

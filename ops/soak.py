@@ -79,6 +79,15 @@ def soak_config(cfg, journal_dir: Path, cap_mb: float | None):
 
 
 def run(args) -> int:
+    """The soak; SIGTERM or SIGINT stop it early with every process and segment cleaned up
+    (exit status 128 + the signal)."""
+    from alphad.daemon.shell.backtest_shm import stop_on_signals
+
+    with stop_on_signals():
+        return _run(args)
+
+
+def _run(args) -> int:
     from alphad.daemon.config import load_config
     from alphad.daemon.supervisor.supervisor import Supervisor, write_effective
     from alphad.daemon.shell.affinity import resolve_placement

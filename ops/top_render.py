@@ -101,6 +101,8 @@ def alerts(snap: Snapshot) -> list[Line]:
         out.append(f"stale market data, no new orders: {', '.join(st.stale_instruments)}")
     if st.feed_data_down:
         out.append(f"feed data down: {st.feed_data_down} (data farms broken, or the feed's link lost)")
+    if st.feed_bad_records:
+        out.append(f"feed skipped {st.feed_bad_records:,} bad records (feed.on_bad_record; reasons on its stderr)")
     for name, s in st.stages.items():
         trouble = [w for w, bad in (("not alive", not s.alive), ("not ready", not s.ready), ("STALE heartbeat", s.stale))
                    if bad]

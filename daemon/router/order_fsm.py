@@ -152,6 +152,8 @@ del S, T
 
 #: States an order never leaves (except by the self-loops in :data:`TERMINAL_EDGES`).
 TERMINAL = frozenset({State.FILLED, State.CANCELED, State.REPLACED, State.REJECTED, State.EXPIRED})
+#: ``TERMINAL_MASK[state]``: whether ``state`` is terminal (compiled code reads it).
+TERMINAL_MASK = np.array([State(s) in TERMINAL for s in range(len(State))])
 #: The documented (terminal state, trigger) edges; every one is a self-loop.
 TERMINAL_EDGES = frozenset(k for k in TRANSITIONS if k[0] in TERMINAL)
 
@@ -443,6 +445,35 @@ def _reindex(keys, vals, cids, n):
         vals[i] = slot
 
 
+@njit(cache=True)
+def _compact_plan(orders, n, cutoff, terminal, mapping, idx):
+    """The slots a compaction keeps (working, or ended at or after ``cutoff``) into
+    ``idx[:m]``, each slot's new place into ``mapping`` (-1: forgotten); returns ``m``.
+    Compiled and on scratch made with the store: no temporary arrays (they raised the
+    heap's high-water mark at the first compaction, minutes into a run)."""
+    m = 0
+    for s in range(n):
+        o = orders[s]
+        if not terminal[o.state] or o.ts_last >= cutoff:
+            mapping[s] = m
+            idx[m] = s
+            m += 1
+        else:
+            mapping[s] = -1
+    return m
+
+
+@njit(cache=True)
+def _remap_slots(kept, mapping):
+    """Slot references (``parent``, ``link``) move with their orders."""
+    for k in range(kept.shape[0]):
+        o = kept[k]
+        if o.parent >= 0:
+            o.parent = mapping[o.parent]
+        if o.link >= 0:
+            o.link = mapping[o.link]
+
+
 @njit(cache=True, _nrt=False)
 def store_add(orders, count, keys, vals, cid, instrument, side, kind, qty, limit_px,
               now, expire_at, parent, venue):
@@ -651,11 +682,14 @@ class OrderStore:
         self._kept = np.empty(capacity, dtype=ORDER_STATE_DTYPE)
         self._kept.view(np.uint8).fill(0)
         self._mapping = np.full(capacity, -1, dtype=np.int64)
-        self._cids = np.zeros(capacity, dtype=np.uint64)
+        self._idx = np.full(capacity, -1, dtype=np.int64)
+        self._cids = np.full(capacity, 0, dtype=np.uint64)
         # compiled (or loaded from the cache) now, with the types compact() passes: first
         # compiled at the first compaction, minutes into a run, it stalled the router for
         # the compile and kept LLVM's memory (the soak's router RSS step)
         _reindex(self.keys, self.vals, np.zeros(0, np.uint64), 0)
+        _compact_plan(self.orders, 0, 0, TERMINAL_MASK, self._mapping, self._idx)
+        _remap_slots(self._kept[:0], self._mapping)
 
     def __len__(self) -> int:
         return int(self.count[0])
@@ -719,21 +753,11 @@ class OrderStore:
         (the router stage keeps the last id per instrument in shared memory).
         """
         n = len(self)
-        o = self.orders[:n]
-        term = np.array(sorted(int(s) for s in TERMINAL), dtype=np.int8)
-        keep = ~np.isin(o["state"], term) | (o["ts_last"] >= now - keep_terminal_ns)
-        idx = np.flatnonzero(keep)
-        if len(idx) == n:
+        m = _compact_plan(self.orders, n, now - keep_terminal_ns, TERMINAL_MASK, self._mapping, self._idx)
+        if m == n:
             return 0
-        m = len(idx)
-        mapping = self._mapping[:n]
-        mapping.fill(-1)
-        mapping[idx] = np.arange(m)
-        kept = np.take(o, idx, out=self._kept[:m])
-        for field in ("parent", "link"):  # slot references move with their orders
-            v = kept[field]
-            ok = v >= 0
-            v[ok] = mapping[v[ok]]
+        kept = np.take(self.orders[:n], self._idx[:m], out=self._kept[:m])
+        _remap_slots(kept, self._mapping)
         self.orders[:m] = kept
         self.orders[m:n].view(np.uint8).fill(0)
         self.count[0] = m

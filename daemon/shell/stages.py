@@ -19,7 +19,7 @@ import numpy as np
 from alphad.daemon.config import resolve
 from alphad.daemon.features.core import FeatureCore
 from alphad.daemon.feed.core import FeedCore, LiveFeedCore, new_feed_state
-from alphad.daemon.feed.sources import load_events, parse_speed, stream_events
+from alphad.daemon.feed.sources import parse_speed, read_events, stream_events
 from alphad.daemon.infer.core import InferCore, infer_gather
 from alphad.daemon.infer.model_card import read_card
 from alphad.daemon.infer.session import ModelSession
@@ -29,7 +29,7 @@ from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
 from alphad.daemon.risk.analytics import portfolio_risk
 from alphad.daemon.risk.codes import A_DAY_START_EQUITY, A_EQUITY, A_LOSS_REF, B_POSITION
 from alphad.daemon.risk.portfolio import purge_tombstones
-from alphad.daemon.supervisor.journal import entries, records
+from alphad.daemon.supervisor.journal_checkpoint import as_records, load_risk, since_checkpoint
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
 from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY
@@ -40,10 +40,9 @@ from alphad.daemon.shell.reload import answer
 from alphad.daemon.shell.ports import out_port
 from alphad.ipc import feature_list
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (C_FLATTEN, FEED_DATA_DOWN, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED, S_EVENTS_IN, S_INFER_PROVIDER,
-                                S_INFER_REHEARSALS, W_CANCEL_ALL_DONE, W_DAY_RESTORED, W_EPOCH, W_STATE,
-                                STAGE_INDEX, W_ID_SESSION,
-                                provider_code, stage_word)
+from alphad.ipc.control import (C_FLATTEN, FEED_BAD_RECORDS, FEED_DATA_DOWN, FEED_LOOPS, FEED_POS, FEED_SEQ, HALTED,
+                                S_EVENTS_IN, S_INFER_PROVIDER, S_INFER_REHEARSALS, STAGE_INDEX, W_CANCEL_ALL_DONE,
+                                W_DAY_RESTORED, W_EPOCH, W_ID_SESSION, W_STATE, provider_code, stage_word)
 from alphad.ipc.doorbell import ring_doorbell
 from alphad.ipc.dtypes import EXEC_DTYPE, VENUE_REQ_DTYPE
 from alphad.ipc.ring import Ring, ring_pop, ring_push
@@ -109,7 +108,13 @@ class FeedStage:
         # whole (it replays in a loop, and a restarted feed resumes at a position).
         self._chunks = stream_events(cfg.feed, shell.base, cfg.universe) if simulated else None
         self.load_s = 0.0
-        events = next(self._chunks) if simulated else load_events(cfg.feed, shell.base, cfg.universe)
+        if simulated:
+            events = next(self._chunks)
+        else:
+            loaded = read_events(cfg.feed, shell.base, cfg.universe)
+            loaded.report.print(f"{cfg.feed.path}: {len(loaded.events)} events read")
+            events = loaded.events
+            shell.ctl[stage_word(FEED, FEED_BAD_RECORDS)] = loaded.report.total  # for ctl status and /metrics
         speed = 0.0 if simulated else parse_speed(cfg.feed.speed)
         loop = cfg.feed.loop and not simulated
         if bench_rate_hz:
@@ -167,8 +172,9 @@ class FeedStage:
             self.source.start()
 
     def housekeeping(self, now: int) -> None:
-        if self.live:  # its data health, for risk's stale-data stop and for ctl status
+        if self.live:  # its data health, for risk's stale-data stop and for ctl status; what it refused
             self.shell.ctl[stage_word(FEED, FEED_DATA_DOWN)] = self.source.data_down()
+            self.shell.ctl[stage_word(FEED, FEED_BAD_RECORDS)] = sum(self.source.bad_records().values())
 
     def close(self) -> None:
         """Stop a live source's client (bounded)."""
@@ -355,26 +361,37 @@ class RiskStage:
 
     def rebuild(self, journal: Path) -> None:
         """Crash-only: a fresh ``risk_state`` segment (a full restart of the daemon) takes the
-        book, cash, realised PnL and fees from the journal before the stage reports ready."""
+        book, cash, realised PnL and fees from the journal before the stage reports ready:
+        from its last checkpoint, when there is one (the files before it may be pruned), then
+        the entries after it."""
         if not journal.exists():
             return
-        self._restore_halts(journal)
-        orders, reports = records(journal, "order", "orders"), records(journal, "exec", "exec")
-        if len(orders) == 0 and len(reports) == 0:
+        cp, after = since_checkpoint(journal, ("order", "exec", "control"))
+        self._restore_halts(cp, after)
+        orders = as_records([e for e in after if e["type"] == "order"], "orders")
+        reports = as_records([e for e in after if e["type"] == "exec"], "exec")
+        if cp is None and len(orders) == 0 and len(reports) == 0:
             return  # a first start
+        if cp is not None:
+            load_risk(self.core, cp, self.shell.cfg)
         rk.risk_rebuild(self.state, orders, reports)
         control, account = self.shell.control, self.core.account
         if self.shell.ctl[W_DAY_RESTORED]:  # the same trading day: its references, not today's equity
             account[A_DAY_START_EQUITY], account[A_LOSS_REF] = control.day_references
         held = {self.shell.cfg.universe[i].symbol: float(q) for i, q in enumerate(self.core.book[:, B_POSITION]) if q}
-        print(f"alphad stage risk: rebuilt from {journal}: {len(orders)} orders, {len(reports)} exec reports; "
+        since = "" if cp is None else f"the checkpoint at entry n={cp['n']} and "
+        print(f"alphad stage risk: rebuilt from {journal}: {since}{len(orders)} orders, {len(reports)} exec reports; "
               f"positions {held or 'flat'}; equity {account[A_EQUITY]:.2f}, day-start equity "
               f"{account[A_DAY_START_EQUITY]:.2f}", file=sys.stderr, flush=True)
 
-    def _restore_halts(self, journal: Path) -> None:
-        """The instruments an operator halted (``ctl halt --symbol``) and did not resume."""
+    def _restore_halts(self, cp: dict | None, after: list[dict]) -> None:
+        """The instruments an operator halted (``ctl halt --symbol``) and did not resume:
+        those checkpoint ``cp`` holds, then the control entries ``after`` it."""
         symbols = [ins.symbol for ins in self.shell.cfg.universe]
-        for e in entries(journal):
+        for s in cp["halted"] if cp is not None else ():
+            if s in symbols:
+                self.core.halts[symbols.index(s)] = 1
+        for e in after:
             if e.get("type") == "control" and e.get("symbol") in symbols and e.get("command") in ("halt", "resume"):
                 self.core.halts[symbols.index(e["symbol"])] = e["command"] == "halt"
         if self.core.halts.any():

@@ -55,9 +55,10 @@ class Journal(Base):
     #: new UTC day.
     rotate_mb: PositiveFloat = 256.0
     #: Cap on the journal's files together: beyond it the oldest rotated files are removed
-    #: (a ``pruned`` entry records them and where the kept chain starts).  0: no cap.  The
-    #: risk stage rebuilds its book from the files kept, so a cap must keep every fill of
-    #: any position still held.
+    #: (a ``pruned`` entry records them and where the kept chain starts).  0: no cap.  A
+    #: ``checkpoint`` entry written first holds what a full restart reads back from the
+    #: files removed (risk's book, cash, PnL and fees, open orders, per-symbol halts, the
+    #: trading state and day references), so a restart rebuilds the same from the files kept.
     max_total_mb: Annotated[float, Meta(ge=0)] = 0.0
     #: Below this much free space on the journal's filesystem, new orders stop (HALTED,
     #: reason ``low_disk``) until space returns.  0: not watched.

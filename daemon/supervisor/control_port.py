@@ -21,8 +21,8 @@ from alphad.daemon.shell.risk_view import RiskView
 from alphad.daemon.supervisor.data_health import DataWatch
 from alphad.daemon.supervisor.reload import Reloader
 from alphad.ipc import metrics as mx
-from alphad.ipc.control import (ACTIVE, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN, S_EVENTS_OUT,
-                                S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
+from alphad.ipc.control import (ACTIVE, FEED_BAD_RECORDS, HALTED, PROVIDERS, REASON_OPERATOR, REDUCING, S_EVENTS_IN,
+                                S_EVENTS_OUT, S_HEARTBEAT, S_INFER_PROVIDER, S_INFER_REHEARSALS, S_PID, S_READY, S_RESTARTS,
                                 STAGE_INDEX, STAGES, STATE_NAMES, W_CANCEL_ALL_DONE, W_CANCEL_ALL_SENT, W_REASON,
                                 W_RELOAD)
 
@@ -102,6 +102,9 @@ def data_line(st: frames.StatusReply) -> str:
     return f" | DATA DOWN {st.feed_data_down} stale {st.stale_instruments}"
 
 
+#: How long ``ctl cancel-all`` waits for the router to act before answering that it has not yet.
+CANCEL_ALL_WAIT_S = 0.5
+
 class ControlPort:
     """Answers the requests of :mod:`alphad.ops.ctl` for supervisor ``sup``."""
 
@@ -152,6 +155,7 @@ class ControlPort:
             infer_rehearsals=self.sup.control.stage(STAGE_INDEX["infer"], S_INFER_REHEARSALS),
             placement=self.sup.placement, positions=positions, venue=venue_status(self.sup, positions),
             feed_data_down=data.feed_data_down, stale_instruments=list(data.stale), bad_requests=self.bad_requests,
+            feed_bad_records=self.sup.control.stage(STAGE_INDEX["feed"], FEED_BAD_RECORDS),
             cancel_all_pending=self.sup.control.cancel_all_requests - int(self.sup.control.words[W_CANCEL_ALL_DONE]),
             settings=self.reloader.status(), settings_generation=int(self.sup.control.words[W_RELOAD]),
             halted_instruments=self._halted())
@@ -312,15 +316,17 @@ class ControlPort:
             print(f"alphad: SIGHUP: {text}", file=sys.stderr, flush=True)
 
     def _cancel_all(self) -> frames._Frame:
-        """Ask the router to cancel every working order and parent; wait (0.8 s) until it has.
+        """Ask the router to cancel every working order and parent; wait (at most
+        :data:`CANCEL_ALL_WAIT_S`) until it has.
         The request stays in the control block: a router that has not acted yet (back-pressured
         by risk at full feed speed, or restarting) acts at its next housekeeping or start, and
         ``ctl status`` counts it in ``cancel_all_pending`` until then.  The answer never waits
-        longer: an operator must hear back within a second whatever the load."""
+        longer: an operator must hear back within a second whatever the load (with SCHED_FIFO
+        stages on every CPU the answer itself can take a few hundred ms more: BENCHMARKS.md)."""
         control = self.sup.control
         request = control.request_cancel_all()
         self._journal_control("cancel-all", {})
-        deadline = time.monotonic() + 0.8
+        deadline = time.monotonic() + CANCEL_ALL_WAIT_S
         while time.monotonic() < deadline:
             if control.words[W_CANCEL_ALL_DONE] >= request:
                 sent = int(control.words[W_CANCEL_ALL_SENT])

@@ -6,8 +6,8 @@ filesystem; under ``journal.min_free_mb`` it raises the trading state to HALTED 
 ``low_disk`` (``REASON_LOW_DISK``), alerts and journals a ``disk`` entry.  When the space
 is back it asks the risk stage to resume, as ``ctl resume`` does, but only while the halt
 is still its own: a halt an operator, the kill switch or the ladder raised meanwhile stays
-(``ctl halt`` or ``reduce`` while already halted leaves the reason word as it was, so the
-journal thread tells this watch about them: :meth:`DiskWatch.operator_command`).
+(``ctl halt`` takes over the reason word, ``operator``; ``reduce`` while halted leaves it,
+so the journal thread tells this watch about both: :meth:`DiskWatch.operator_command`).
 """
 from __future__ import annotations
 

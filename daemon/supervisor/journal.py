@@ -6,7 +6,9 @@ journal directory), so editing, dropping or reordering any line breaks the chain
 and nobody without the key can recompute it.  The files rotate by size and UTC day
 (:mod:`journal_files`, :mod:`journal_writer`); every reader here takes the whole rotated
 set in order, so ``entries("var/journal/journal.jsonl")`` reads everything the journal
-holds.  ``alphad audit verify`` (:mod:`journal_verify`) checks it end to end.
+holds; what a restart reads back starts at the last ``checkpoint`` when there is one
+(:mod:`journal_checkpoint`).  ``alphad audit verify`` (:mod:`journal_verify`) checks it end
+to end.
 
 The supervisor's journal thread writes, flushes and fsyncs, off the hot path: it is an
 ordinary consumer of the lossless orders and exec rings, and takes the supervisor's own
@@ -15,7 +17,6 @@ for journal I/O.
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -31,7 +32,8 @@ from alphad.daemon.risk.codes import REASON_NAMES
 from alphad.daemon.supervisor.disk_watch import DiskWatch
 from alphad.daemon.supervisor.journal_chain import GENESIS
 from alphad.daemon.supervisor.journal_denials import DenialGate
-from alphad.daemon.supervisor.journal_files import open_set
+from alphad.daemon.supervisor.journal_checkpoint import as_records
+from alphad.daemon.supervisor.journal_files import entries
 from alphad.daemon.supervisor.journal_verify import verify
 from alphad.daemon.supervisor.journal_writer import JournalWriter
 
@@ -41,46 +43,23 @@ __all__ = ["GENESIS", "JournalWriter", "JournalThread", "entries", "records", "l
 _ENTRY = {"orders": "order", "exec": "exec", "denials": "denial", "arrivals": "arrival"}
 
 
-def entries(path: str | Path):
-    """The journal's entries as dicts, in order, across its rotated files (``path``: the
-    active ``journal.jsonl`` or the journal's folder).  A torn last line of the last file (a
-    crash mid-write, or a line still being written) is left out; any other unreadable line
-    raises ``ValueError`` naming it as FILE:LINE."""
-    handles = open_set(path)
-    try:
-        for k, (p, f) in enumerate(handles):
-            for lineno, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n") and k == len(handles) - 1:
-                    return  # torn by a crash while it was written: never acted on
-                try:
-                    e = json.loads(raw)
-                except ValueError:  # bad JSON, bad UTF-8, a torn line inside the set
-                    raise ValueError(f"{p}:{lineno}: not a journal entry; `alphad audit verify` says why") from None
-                yield e
-    finally:
-        for _, f in handles:
-            f.close()
-
-
 def records(path: str | Path, entry: str, kind: str) -> np.ndarray:
     """Every ``entry`` line (``order``, ``exec``) of the journal as ``kind`` records."""
-    dtype = dtypes.RECORDS[kind]
-    rows = [e for e in entries(path) if e.get("type") == entry]
-    out = np.zeros(len(rows), dtype)
-    for name in dtype.names:
-        if name != "pad":
-            out[name] = [np.nan if r.get(name) is None else r[name] for r in rows]
-    return out
+    return as_records([e for e in entries(path) if e.get("type") == entry], kind)
 
 
 def last_run(path: str | Path) -> tuple[tuple[int, int] | None, list[dict]]:
     """What a start needs from the journal: the trading state and its reason code as last
     recorded (``state`` entries; None when none), and the approved orders with no end
-    (fill, cancel, reject) journaled."""
+    (fill, cancel, reject) journaled.  From the last checkpoint on, when there is one
+    (:mod:`journal_checkpoint`: the files before it may have been pruned)."""
     state, orders, ended = None, {}, set()
     for e in entries(path):
         kind = e.get("type")
-        if kind == "state":
+        if kind == "checkpoint":  # everything before it, as it left these two
+            state = None if e["state"] is None else tuple(e["state"])
+            orders, ended = {o["client_order_id"]: o for o in e["open_orders"]}, set()
+        elif kind == "state":
             state = (int(e["state"]), int(e["reason"]))
         elif kind == "order":
             orders[e["client_order_id"]] = e

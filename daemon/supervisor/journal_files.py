@@ -70,6 +70,27 @@ def open_set(path: str | Path) -> list[tuple[Path, BinaryIO]]:
     raise RuntimeError(f"{path}: the journal's files kept changing while they were opened")
 
 
+def entries(path: str | Path):
+    """The journal's entries as dicts, in order, across its rotated files (``path``: the
+    active ``journal.jsonl`` or the journal's folder).  A torn last line of the last file (a
+    crash mid-write, or a line still being written) is left out; any other unreadable line
+    raises ``ValueError`` naming it as FILE:LINE."""
+    handles = open_set(path)
+    try:
+        for k, (p, f) in enumerate(handles):
+            for lineno, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n") and k == len(handles) - 1:
+                    return  # torn by a crash while it was written: never acted on
+                try:
+                    e = json.loads(raw)
+                except ValueError:  # bad JSON, bad UTF-8, a torn line inside the set
+                    raise ValueError(f"{p}:{lineno}: not a journal entry; `alphad audit verify` says why") from None
+                yield e
+    finally:
+        for _, f in handles:
+            f.close()
+
+
 def first_line(path: Path) -> bytes:
     with path.open("rb") as f:
         return f.readline()

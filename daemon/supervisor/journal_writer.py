@@ -10,8 +10,11 @@
   noted (``recovered``), never blocking the start; an anchor ahead of the journal (lost
   entries) is noted the same way.
 * ``journal.max_total_mb``: beyond it the oldest rotated files are removed, after a
-  ``pruned`` entry that says which and the number and ``prev`` hash the kept chain starts
-  from (written and fsynced first: a crash in between removes nothing unrecorded).
+  ``checkpoint`` entry (what a full restart reads back, as of the entries before it:
+  :mod:`journal_checkpoint`) and a ``pruned`` entry that says which and the number and
+  ``prev`` hash the kept chain starts from (both written and fsynced first: a crash in
+  between removes nothing unrecorded).  So a restart rebuilds the same book, halts and
+  trading state from a pruned journal as from the whole one.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from alphad.daemon.supervisor.journal_checkpoint import StartState
 from alphad.daemon.supervisor.journal_chain import (CHAIN, GENESIS, Mac, anchor_path, canonical, entry_hash,
                                                     fsync_dir, key_path, load_or_create_key, read_anchor,
                                                     write_anchor)
@@ -35,11 +39,13 @@ class JournalWriter:
 
     ``key_file``: the HMAC key (relative to ``base``; default ``journal.key`` beside the
     directory, created on the first start).  ``clock``: wall-clock ns (tests set the day).
+    ``config``: the daemon's config (its universe and ``risk`` section), which a capped
+    writer needs for its checkpoints; a writer without one (tools, tests) prunes without.
     Not :class:`alphad.ops.tca.TcaJournalWriter`, which writes TCA events without a chain.
     """
 
     def __init__(self, directory: str | Path, *, key_file: str | Path | None = None, base: Path | None = None,
-                 rotate_mb: float = 256.0, max_total_mb: float = 0.0, clock=time.time_ns):
+                 rotate_mb: float = 256.0, max_total_mb: float = 0.0, clock=time.time_ns, config=None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / ACTIVE
@@ -52,6 +58,9 @@ class JournalWriter:
         last = self._last_entry()
         self.prev, self.n = (GENESIS, 0) if last is None else (last[0]["hash"], int(last[0]["n"]) + 1)
         self.keyed_from = self._check_anchor(last, notes)
+        # what a restart reads back, kept up to date at each append for the checkpoint
+        # written before files are pruned (none without a cap: nothing is ever lost then)
+        self.start_state = StartState(config).load(self.path) if self.max_total_bytes and config else None
         self.file = self.path.open("ab")
         self.size = os.fstat(self.file.fileno()).st_size
         self.first_n, self.first_ts = self._file_start()
@@ -65,12 +74,13 @@ class JournalWriter:
         self.prune()
 
     @classmethod
-    def from_config(cls, cfg, base: Path) -> "JournalWriter":
-        """The writer of config section ``journal`` (paths relative to ``base``)."""
+    def from_config(cls, cfg, base: Path, config=None) -> "JournalWriter":
+        """The writer of config section ``journal`` (paths relative to ``base``) of the
+        daemon's ``config``."""
         from alphad.daemon.config_base import resolve
 
         return cls(resolve(base, cfg.dir), key_file=cfg.key_file or None, base=base, rotate_mb=cfg.rotate_mb,
-                   max_total_mb=cfg.max_total_mb)
+                   max_total_mb=cfg.max_total_mb, config=config)
 
     # -- start ---------------------------------------------------------------------
     def _last_entry(self) -> tuple[dict, Path] | None:
@@ -144,6 +154,8 @@ class JournalWriter:
         self.size += len(line)
         self.prev, self.n = h, self.n + 1
         self.last_file, self.last_end, self.dirty = ACTIVE, self.size, True
+        if self.start_state is not None:
+            self.start_state.apply(kind, fields)
         if self.size >= self.rotate_bytes:
             self.rotate()
 
@@ -196,8 +208,10 @@ class JournalWriter:
         start = parse_entry(first_line(keep[0] if keep else self.path)) if keep or self.size else None
         start_n, start_prev = (self.n, self.prev) if start is None else (int(start["n"]), start["prev"])
         from_n = int(parse_entry(first_line(drop[0]))["n"])
-        self._pruning = True
+        self._pruning = True  # (a rotation by the entries below prunes nothing more)
         try:
+            if self.start_state is not None:  # what the files removed leave a restart: all before it
+                self.append("checkpoint", self.start_state.snapshot())
             self.append("pruned", {"files": [p.name for p in drop], "bytes": sum(sizes[:k]),
                                    "entries": start_n - from_n, "from_n": from_n, "start_n": start_n,
                                    "start_prev": start_prev, "max_total_mb": self.max_total_bytes / MB})

@@ -5,7 +5,9 @@ journal last recorded, the day-start equity and daily-loss reference when the la
 recorded them the same (UTC) day, and ends the orders the last run left open; while
 running, :func:`journal_state_change` and :func:`journal_day_change` record each change of
 the trading state and of the day references, which the next start restores.  The risk stage rebuilds its book from the same journal
-(:meth:`alphad.daemon.shell.stages.RiskStage.rebuild`).
+(:meth:`alphad.daemon.shell.stages.RiskStage.rebuild`).  Each reader here starts from the
+journal's last ``checkpoint`` when there is one: the files before it may have been pruned
+(:mod:`alphad.daemon.supervisor.journal_checkpoint`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from alphad.daemon.router.order_fsm import REASON_CXL_VENUE_LOST
 from alphad.daemon.supervisor.alerts import alert_changes
 from alphad.daemon.supervisor.disk_watch import watch_disk
 from alphad.daemon.supervisor.journal import JournalWriter, entries, last_run
+from alphad.daemon.supervisor.journal_checkpoint import check_universe, last_checkpoint
 from alphad.ipc.control import ACTIVE, STATE_NAMES, W_DAY_RESTORED, W_EPOCH, W_REASON, W_STATE
 from alphad.ipc.dtypes import EXEC_CANCELED
 
@@ -31,6 +34,8 @@ def restore_from_journal(sup, writer: JournalWriter) -> None:
       ``REASON_CXL_VENUE_LOST``); the risk stage then rebuilds from a journal in which
       every order has ended."""
     path = writer.path
+    # before any stage: a risk stage that failed on it would be restarted onto an empty book
+    check_universe(last_checkpoint(path), sup.cfg)
     found, orphans = last_run(path) if path.exists() else (None, [])
     now = time.monotonic_ns()
     if getattr(sup, "gateway", None) is not None:  # a broker outlives the daemon: ask it, never assume
@@ -65,13 +70,7 @@ def hand_to_gateway(sup, path, orphans: list[dict], now: int) -> None:
     down (fills, cancels) or that the order still works (the router then adopts it)."""
     if not orphans:
         return
-    cids = {int(o["client_order_id"]) for o in orphans}
-    filled = {c: [0.0, 0.0] for c in cids}
-    for e in entries(path):
-        if e.get("type") == "exec" and e.get("client_order_id") in cids and (e.get("fill_qty") or 0) > 0:
-            f = filled[int(e["client_order_id"])]
-            f[0] += float(e["fill_qty"])
-            f[1] += float(e["fill_qty"]) * float(e["fill_px"])
+    filled = orphan_fills(path, {int(o["client_order_id"]) for o in orphans})
     from alphad.daemon.router.venues.gateway_core import TIF_CODES
     from alphad.ipc.gateway_block import GS_UNKNOWN
 
@@ -86,6 +85,21 @@ def hand_to_gateway(sup, path, orphans: list[dict], now: int) -> None:
           "asks the broker what became of each before the daemon is ready", file=sys.stderr, flush=True)
 
 
+def orphan_fills(path, cids: set[int]) -> dict[int, list[float]]:
+    """The quantity and value the journal holds filled of each order of ``cids``."""
+    filled = {c: [0.0, 0.0] for c in cids}
+    for e in entries(path):
+        if e.get("type") == "checkpoint":  # the fills before it, of the orders it holds open
+            filled = {c: [0.0, 0.0] for c in cids}
+            filled.update({o["client_order_id"]: list(o["filled"]) for o in e["open_orders"]
+                           if o["client_order_id"] in cids})
+        elif e.get("type") == "exec" and e.get("client_order_id") in cids and (e.get("fill_qty") or 0) > 0:
+            f = filled[int(e["client_order_id"])]
+            f[0] += float(e["fill_qty"])
+            f[1] += float(e["fill_qty"]) * float(e["fill_px"])
+    return filled
+
+
 def utc_date() -> str:
     """The trading day, until a trading calendar exists: the UTC date."""
     return datetime.now(timezone.utc).date().isoformat()
@@ -97,6 +111,8 @@ def last_day(path) -> dict | None:
     for e in entries(path):
         if e.get("type") == "day":
             day = e
+        elif e.get("type") == "checkpoint":  # the last one before it
+            day = e["day"]
     return day
 
 

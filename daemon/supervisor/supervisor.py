@@ -281,7 +281,7 @@ class Supervisor:
             self.metrics_port = self.server.server_port
         self._day_journaled = (0.0, 0.0)  # the day references last journaled
         if self.cfg.journal.enabled:
-            writer = JournalWriter.from_config(self.cfg.journal, self.base)  # key, rotation, torn tail
+            writer = JournalWriter.from_config(self.cfg.journal, self.base, self.cfg)  # key, rotation, torn tail
             restore_from_journal(self, writer)
             self.journal = JournalThread(writer, self.rings, self.cfg.journal)
             self.journal.start()

@@ -1,12 +1,15 @@
 """A real `alphad run` in a subprocess, for the integration tests."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import msgspec
@@ -116,7 +119,7 @@ class LiveDaemon:
         cfg = msgspec.yaml.decode(config.read_bytes())
         self.endpoint = cfg["control"]["endpoint"] = f"tcp://127.0.0.1:{free_port()}"
         self.metrics_port = cfg["metrics"]["port"] = free_port()
-        cfg["supervisor"] = {"status_interval_s": 1.0, "start_timeout_s": 240}
+        cfg.setdefault("supervisor", {}).update(status_interval_s=1.0, start_timeout_s=240)
         config.write_bytes(msgspec.yaml.encode(cfg))
         self.journal = Path(cfg["journal"]["dir"]) / "journal.jsonl"
         self.proc = None
@@ -145,3 +148,31 @@ class LiveDaemon:
     def stop(self) -> None:
         if self.proc is not None:
             stop_daemon(self.proc, self.log, self.prefix)
+
+
+class Hook:
+    """A local HTTP server that keeps every JSON body POSTed to it."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        bodies = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alphad"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [b for b in list(self.bodies) if b.get("kind") == kind]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -57,7 +57,7 @@ def test_cancel_all_then_halt_when_twap_parents_work_then_every_working_order_en
         router_pid = d.status().stages["router"].pid
         os.kill(router_pid, signal.SIGSTOP)
         try:
-            reply = d.ctl(frames.CancelAll())  # answered after 0.8 s (BENCHMARKS: timings are measured there)
+            reply = d.ctl(frames.CancelAll())  # answered after CANCEL_ALL_WAIT_S (BENCHMARKS: timings are measured there)
             assert isinstance(reply, frames.Ok) and "has not acted on it yet" in reply.message, reply
             assert d.status().cancel_all_pending == 1
         finally:

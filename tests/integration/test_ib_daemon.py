@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_rig import LiveDaemon, eventually
+from daemon_rig import Hook, LiveDaemon, eventually
 from alphad.daemon.supervisor.journal import entries, last_run, verify
 from alphad.ipc import frames
 from alphad.ipc.dtypes import EXEC_FILL, EXEC_PARTIAL
@@ -24,10 +24,16 @@ pytestmark = pytest.mark.slow
 UNIVERSE = {"BTC": "BTC/USD", "ETH": "ETH/USD"}
 
 
-def ib_daemon(fake, tmp: Path) -> LiveDaemon:
-    """``alphad run`` on configs/ib_paper.yaml pointed at ``fake``."""
+def ib_daemon(fake, tmp: Path, webhook_url: str = "") -> LiveDaemon:
+    """``alphad run`` on configs/ib_paper.yaml pointed at ``fake`` (alerts posted to ``webhook_url``)."""
+    import msgspec
+
     prefix = f"alphad-itib-{os.getpid()}"
     config = ib_config(fake, tmp, prefix, reconcile_interval_s=1.0, backoff_s=0.2, backoff_max_s=1.0)
+    if webhook_url:
+        cfg = msgspec.yaml.decode(config.read_bytes())
+        cfg.setdefault("supervisor", {})["webhook_url"] = webhook_url
+        config.write_bytes(msgspec.yaml.encode(cfg))
     return LiveDaemon(tmp, prefix, config)
 
 
@@ -43,8 +49,15 @@ def fake():
 
 
 @pytest.fixture
-def daemon(fake, tmp_path):
-    d = ib_daemon(fake, tmp_path)
+def hook():
+    h = Hook()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def daemon(fake, tmp_path, hook):
+    d = ib_daemon(fake, tmp_path, hook.url)
     yield d
     d.stop()
 
@@ -109,7 +122,7 @@ def test_a_nightly_reset_during_trading_reconnects_once_reconciles_and_trading_r
     assert 'alphad_gateway_events_total{kind="disconnects"} 1.0' in text  # and in /metrics
 
 
-def test_a_data_farm_break_stops_new_orders_on_the_silent_instrument_and_2104_resumes_them(fake, daemon):
+def test_a_data_farm_break_stops_new_orders_on_the_silent_instrument_and_2104_resumes_them(fake, daemon, hook):
     import urllib.request
 
     def placed(symbol: str) -> int:
@@ -117,6 +130,8 @@ def test_a_data_farm_break_stops_new_orders_on_the_silent_instrument_and_2104_re
 
     daemon.start()
     eventually(lambda: placed("BTC") and placed("ETH"), timeout=120, what="orders on both instruments")
+    fake.publish_trade("BTC", 60005.0, -1.0)  # a print of negative size: the live feed refuses and counts it
+    eventually(lambda: daemon.status().feed_bad_records == 1, timeout=30, what="the bad print counted in ctl status")
     broken_ns = time.time_ns()
     fake.break_farm("paxosfarm", ["ETH"])  # 2103 to the feed's and the gateway's connections; ETH's ticks withheld
     st = eventually(lambda: (s := daemon.status()).stale_instruments == ["ETH/USD"] and s, timeout=30,
@@ -128,12 +143,16 @@ def test_a_data_farm_break_stops_new_orders_on_the_silent_instrument_and_2104_re
     text = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
     assert 'alphad_instrument_data_stale{symbol="ETH/USD"} 1.0' in text and "alphad_feed_data_down 1.0" in text
     assert 'alphad_instrument_data_stale{symbol="BTC/USD"} 0.0' in text
+    assert "alphad_feed_bad_records_total 1.0" in text
     fake.restore_farm("paxosfarm")  # 2104
     eventually(lambda: not (s := daemon.status()).stale_instruments and s.feed_data_down == 0, timeout=30,
                what="the farm OK again")
     eventually(lambda: placed("ETH") > eth, timeout=120, what="ETH/USD orders resumed")
     data = [(e["feed_data_down"], e["stale"]) for e in entries(daemon.journal) if e["type"] == "data"]
     assert (1, ["ETH/USD"]) in data and data[-1] == (0, [])  # the stop and the resume, journaled
+    stale = eventually(lambda: hook.of_kind("stale_data"), timeout=30, what="a stale_data webhook post")[0]
+    back = eventually(lambda: hook.of_kind("data_back"), timeout=30, what="a data_back webhook post")[0]
+    assert stale["symbols"] == ["ETH/USD"] and stale["feed_data_down"] == 1 and back["symbols"] == ["ETH/USD"]
     stopped = next(e["ts_ns"] for e in entries(daemon.journal) if e["type"] == "data" and e["stale"])
     print(f"ETH/USD stopped {(stopped - broken_ns) / 1e9:.2f} s after the farm broke "
           f"(risk.max_data_age_ms 3000, counted from its last tick)")  # reported, never asserted

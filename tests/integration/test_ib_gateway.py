@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from alphad.daemon.router.order_fsm import REJ_VENUE
+from alphad.daemon.router.order_fsm import REJ_NOT_AT_VENUE, REJ_VENUE
 from alphad.ipc import gateway_block as gb
 from alphad.ipc.dtypes import EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL
 from daemon_rig import eventually
@@ -161,3 +161,22 @@ def test_a_cancel_asked_while_disconnected_is_sent_after_the_reconnect_and_a_par
     got = rig.wait_reports(ended(61), timeout_s=30)
     assert statuses(got, 61) == [EXEC_PARTIAL, EXEC_CANCELED] and filled(got, 61) == pytest.approx(0.5)
     assert fake.order(f"{REF}61")["status"] == "Cancelled" and fake.place_counts == {f"{REF}61": 1}
+
+
+def test_an_order_lost_with_the_connection_and_cancelled_meanwhile_ends_as_never_arrived_and_is_never_resent(
+        fake, rig):
+    # must-show 4, submit: the placeOrder left, the link dropped before TWS read it (the
+    # daemon's nightly-reset flake: the halt's cancel came while its fate was unknown)
+    fake.lose_next_order()
+    rig.send(71, BTC, 1, 0.01, kind=1, limit_px=50000.0)
+    wait_word(rig, gb.G_DISCONNECTS, 1)
+    rig.send(71, BTC, 0, 0.0, action=REQ_CANCEL)
+    got = rig.wait_reports(ended(71), timeout_s=30)
+    assert statuses(got, 71) == [EXEC_REJECT] and of(got, 71)[0][6] == REJ_NOT_AT_VENUE
+    assert "fate unknown" in rig.output() and "never arrived" in rig.output()
+    rig.send(72, ETH, 1, 0.5)  # and trading goes on over the new connection
+    got = rig.wait_reports(ended(72), timeout_s=30)
+    assert statuses(got, 72) == [EXEC_ACK, EXEC_FILL]
+    assert fake.lost_orders == [f"{REF}71"] and fake.place_counts == {f"{REF}72": 1}
+    assert rig.block.words[gb.G_UNKNOWN] == 0
+

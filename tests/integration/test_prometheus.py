@@ -8,15 +8,12 @@ One daemon per module; the tests run in file order (the last ones halt it).  Pro
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,38 +21,10 @@ import pytest
 from alphad.ipc import frames
 
 sys.path.insert(0, str(Path(__file__).parent))
-from daemon_rig import REPO, STAGES, Daemon, eventually, free_port  # noqa: E402
+from daemon_rig import REPO, STAGES, Daemon, Hook, eventually, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MONITORING = REPO / "ops" / "monitoring"
-
-
-class Hook:
-    """A local HTTP server that keeps every JSON body POSTed to it."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alphad"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def of_kind(self, kind: str) -> list[dict]:
-        return [b for b in list(self.bodies) if b.get("kind") == kind]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

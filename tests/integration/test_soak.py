@@ -29,3 +29,33 @@ def test_a_short_soak_reports_every_process_and_passes_its_checks(tmp_path):
     assert d["ring_overruns"]["orders"] == 0 and d["ring_overruns"]["exec"] == 0
     assert d["journal_mb"] > 0 and (tmp_path / "journal").is_dir()
     assert not list(SHM_DIR.glob("alphad-soak-*"))  # every segment removed
+
+
+def test_a_soak_stopped_by_sigterm_removes_its_processes_and_segments(tmp_path):
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "alphad.daemon.cli", "soak", "--config", str(REPO / "config.yaml"),
+                          "--duration", "600", "--warmup", "1", "--rate", "1000",
+                          "--journal-dir", str(tmp_path / "journal")],
+                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not any(line.startswith("soak:") for line in lines):
+            line = p.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+        assert any(line.startswith("soak:") for line in lines), "".join(lines)[-3000:]  # running, every stage ready
+        assert list(SHM_DIR.glob(f"alphad-soak-{p.pid}.*"))
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=120) == 128 + signal.SIGTERM
+        assert not list(SHM_DIR.glob(f"alphad-soak-{p.pid}.*"))  # every segment removed
+        stages = subprocess.run(["pgrep", "-f", f"config.effective.{p.pid}.yaml"], capture_output=True, text=True)
+        assert stages.stdout == "", stages.stdout  # and every stage process ended
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()

@@ -24,9 +24,20 @@ from daemon_rig import STAGES, Daemon, eventually  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
+#: Rows the fixture's recording adds to the demo's, each refused by the feed's checks.
+BAD_ROWS = ("1723161254087891300,BTCUSDT,quote",                               # short row
+            "1723161254087891300,BTCUSDT,quote,-61837.63,3.7,61837.64,1.5,,",   # a negative price
+            "1723161254087891300,ETHUSDT,quote,nan,3.0,2683.81,31.4,,")         # not finite
+
+
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(tmp_path)
+    import gzip
+
+    lines = gzip.open(Path(__file__).parents[2] / "data/demo_btc_eth_quotes_trades.csv.gz", "rt").read().splitlines()
+    recording = tmp_path / "demo_with_bad_rows.csv"
+    recording.write_text("\n".join(lines[:3] + list(BAD_ROWS) + lines[3:]) + "\n")
+    d = Daemon(tmp_path, sections={"feed": {"path": str(recording)}})
     try:
         d.wait_ready()
         eventually(lambda: d.status().orders >= 3, timeout=120, what="three orders")
@@ -56,6 +67,13 @@ def test_top_once_when_daemon_trades_then_prints_stages_state_pnl_positions_and_
         assert re.search(rf"^{symbol}\s", text, re.M), text
     # risk's state read from shared memory: the demo universe is one sector
     assert "exposure by sector: crypto" in text and "drawdown ladder: normal" in text, text
+    # the recording's bad rows, skipped and counted: on the screen, in ctl status and in /metrics
+    assert f"feed skipped {len(BAD_ROWS)} bad records" in text, text
+    assert daemon.status().feed_bad_records == len(BAD_ROWS)
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
+    assert f"alphad_feed_bad_records_total {len(BAD_ROWS)}.0" in body, body[:2000]
 
 
 class Terminal:

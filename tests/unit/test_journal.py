@@ -271,7 +271,9 @@ def test_low_disk_when_an_operator_halted_meanwhile_then_space_back_does_not_res
     watch = jt.disk = DiskWatch(tmp_path, min_free_mb=64, free=lambda _: free[0])
     watch.check(control, jt, now=0.0)
     assert int(control.words[cb.W_REASON]) == cb.REASON_LOW_DISK
-    jt.control("halt", {"reason": "investigating"})  # ctl halt while halted: the reason word stays
+    assert not control.raise_trading_state(cb.HALTED, 1)  # ctl halt while halted low_disk: now the operator's
+    assert int(control.words[cb.W_REASON]) == cb.REASON_OPERATOR
+    jt.control("halt", {"reason": "investigating"})
     free[0] = 2**30
     watch.check(control, jt, now=5.0)
     assert control.resume_requests == 0 and control.trading_state == cb.HALTED

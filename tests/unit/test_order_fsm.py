@@ -329,6 +329,25 @@ def test_compact_when_orders_ended_long_ago_then_forgotten_and_the_rest_still_fo
     assert len(store) == 8 and store.find(10) >= 0
 
 
+def test_compact_when_slots_move_then_parent_and_link_follow_their_orders():
+    from alphad.daemon.router.order_fsm import OrderStore, Trigger
+
+    store = OrderStore(capacity=8)
+    for cid in (1, 2):  # two orders that end long ago, before the rest
+        store.add(cid, 0, 1, 1, 10.0, float("nan"), now=cid)
+        store.trigger(cid, Trigger.SUBMIT, cid)
+        store.trigger(cid, Trigger.REJECT, cid)
+    parent = store.add(3, 0, 1, 1, 10.0, float("nan"), now=3)
+    child = store.add(4, 0, 1, 1, 5.0, float("nan"), now=4, parent=parent)
+    store.add(5, 0, 1, 1, 5.0, float("nan"), now=5, parent=parent)
+    store.orders[child]["link"] = store.find(5)  # as a replacement links old to new
+    assert store.compact(now=1000, keep_terminal_ns=100) == 2
+    moved = {cid: store.find(cid) for cid in (3, 4, 5)}
+    assert moved == {3: 0, 4: 1, 5: 2}
+    assert store.orders[moved[4]]["parent"] == moved[3] and store.orders[moved[5]]["parent"] == moved[3]
+    assert store.orders[moved[4]]["link"] == moved[5] and store.orders[moved[3]]["parent"] == -1
+
+
 def test_a_compile_after_the_warm_up_is_named_on_stderr(capsys):
     from numba import njit
     from numba.core import event

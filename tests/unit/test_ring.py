@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,28 @@ def test_random_interleavings_match_a_model(cap_log2, n_consumers, policy, ops):
         ring.unlink()
         ring.close()
         bells.segment.unlink()
+
+
+def _resident_kb(path: str) -> list[int]:
+    """Resident kB of each of this process's mappings of ``path`` (/proc/self/smaps)."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    return [next(int(x.split()[1]) for x in lines[i + 1:] if x.startswith("Rss:"))
+            for i, line in enumerate(lines) if line.endswith(path)]
+
+
+def test_segment_when_created_or_attached_then_every_page_resident_before_first_use(prefix):
+    # a page first touched minutes into a run is a fault on the hot path and a creeping RSS
+    from alphad.ipc.shm import Segment
+
+    size = 64 * 4096
+    seg = Segment.create(f"{prefix}.populate", size)
+    try:
+        assert _resident_kb(str(seg.path)) == [size // 1024]
+        other = Segment.attach(f"{prefix}.populate")
+        try:
+            assert _resident_kb(str(seg.path)) == [size // 1024] * 2  # the attached mapping too
+        finally:
+            other.close()
+    finally:
+        seg.close()
+        seg.unlink()

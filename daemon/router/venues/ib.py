@@ -118,6 +118,17 @@ class IbGateway(gc.GatewayCore):
         if not self.conn.up:  # it may or may not have left: the next connect's read-back says
             self.unknown(j, "connection lost while sending")
 
+    def lost_in_flight(self) -> None:
+        """The connection dropped: an order IB has not answered yet may or may not have
+        arrived, so its fate is unknown until the next connect's read-back (found by its
+        reference, or rejected as never arrived; never resent).  The Trade objects of the
+        old connection are forgotten: ib_async's own were reset with it, and a stale one
+        would make an order that never arrived look working for ever."""
+        self.trades_by_cid.clear()
+        for j in self.block.open_rows():
+            if self.block.orders[j]["state"] == gb.GS_SENDING:
+                self.unknown(int(j), "the connection dropped before IB answered")
+
     async def cancel(self, cid: int) -> None:
         j = self.block.find(cid)
         trade = self.find_trade(cid)
@@ -268,6 +279,7 @@ class IbConnection:
         if self.stopping or not was_connected:
             return  # a failed connect attempt: its loop goes on
         gw.w[gb.G_DISCONNECTS] += 1
+        gw.lost_in_flight()
         if in_window(gw.spec.reset_window, gw.spec.reset_timezone):
             gw.log("disconnected inside the reset window (the nightly restart): reconnecting")
         else:
