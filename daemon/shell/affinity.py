@@ -160,7 +160,7 @@ def _cpu_preference(usable: Iterable[int], isolated: Iterable[int]) -> list[int]
 
 
 def choose_placement(processes: Sequence[Sequence[str]], host: Host, *,
-                     polling: Iterable[str] = ()) -> Choice:
+                     polling: Iterable[str] = (), full_speed: bool = False) -> Choice:
     """The best measured placement of ``processes`` (stage groups in path order, as
     :data:`~alphad.daemon.shell.topology.PRESETS` lists them) that ``host`` allows.
 
@@ -174,6 +174,10 @@ def choose_placement(processes: Sequence[Sequence[str]], host: Host, *,
     * ``polling``: processes whose wait is ``spin`` or ``yield``.  A polling SCHED_FIFO process
       never gives its CPU away, so then ``other``, no idle poll, and pinning only when every
       process has a CPU of its own.
+    * ``full_speed``: the feed replays as fast as it can (``feed.speed: max``), so the stages
+      never idle.  When they take every CPU, SCHED_FIFO stages would leave the supervisor,
+      the control port and its clients the kernel's real-time throttling slack alone (a
+      command then took 0.8-1.6 s; BENCHMARKS.md): ``other`` and no idle poll, same pinning.
 
     On a 2-CPU host with SCHED_FIFO, five gets ``feed=0,features=0,infer=1,risk=1,router=1``,
     fifo, idle poll, keep-warm 100: the fastest five/block placement of BENCHMARKS.md runs G-H.
@@ -200,6 +204,9 @@ def choose_placement(processes: Sequence[Sequence[str]], host: Host, *,
     chosen = sorted(_cpu_preference(usable, host.isolated)[:len(groups)])
     cpus = {n: cpu for group, cpu in zip(groups, chosen) for n in group}
     fifo = host.fifo and not polling
+    if fifo and full_speed and len(chosen) == len(usable):
+        why.append("feed.speed max keeps every CPU busy and none is left for the supervisor: no SCHED_FIFO")
+        fifo = False
     return Choice(cpus, "fifo" if fifo else "other", fifo, AUTO_KEEP_WARM_US, ", ".join(why))
 
 
@@ -221,12 +228,17 @@ def describe(processes: Sequence[Sequence[str]], topology) -> str:
     return " ".join(parts)
 
 
-def resolve_placement(topology, host: Host | None = None):
+def replays_at_full_speed(feed) -> bool:
+    """Whether config section ``feed`` replays a recording as fast as it can (``speed: max``)."""
+    return feed.source in ("replay", "synthetic") and feed.speed == "max"
+
+
+def resolve_placement(topology, host: Host | None = None, *, full_speed: bool = False):
     """``(topology with every placement key set, Placement)`` for the status and the log.
 
     With ``placement: auto`` each key config.yaml left unset (``None``) takes the value of
     :func:`choose_placement` for ``host`` (probed here when not given, and only when a key is
-    unset); a key that is set is kept.  With ``manual`` an unset key is off
+    unset; ``full_speed``: see there); a key that is set is kept.  With ``manual`` an unset key is off
     (:data:`~alphad.daemon.shell.config.MANUAL_DEFAULTS`).  Resolving a resolved topology
     changes nothing, so a stage process may resolve the config it was handed again.
     """
@@ -242,7 +254,7 @@ def resolve_placement(topology, host: Host | None = None):
             host = probe_host(fifo_priority=topology.priority + len(processes) - 1)
         names = [g[0] for g in processes]
         polling = [n for n in names if topology.wait_overrides.get(n, topology.wait) != "block"]
-        choice = choose_placement(processes, host, polling=polling)
+        choice = choose_placement(processes, host, polling=polling, full_speed=full_speed)
         values = {k: getattr(choice, k) for k in unset}
         if "idle_poll" in unset and "sched" not in unset:
             # the pollers were measured to pay off beside SCHED_FIFO stages only

@@ -45,7 +45,7 @@ from alphad.daemon.supervisor.drift_watch import DriftWatch
 from alphad.daemon.supervisor.gateway_child import GatewaySupervision
 from alphad.daemon.supervisor.journal import JournalThread, JournalWriter
 from alphad.daemon.supervisor.recovery import journal_changes, restore_from_journal
-from alphad.daemon.shell.affinity import resolve_placement
+from alphad.daemon.shell.affinity import replays_at_full_speed, resolve_placement
 from alphad.daemon.shell.stage_main import SUPERVISOR_PID_ENV
 from alphad.daemon.shell.topology import PASSIVE, Plan, plan as make_plan, segment_names
 
@@ -88,7 +88,7 @@ class Supervisor:
         holds the resolved topology, as the stage processes' config file does); without it the
         supervisor resolves ``cfg.topology`` itself, and each stage process resolves the same."""
         if placement is None:
-            topology, placement = resolve_placement(cfg.topology)
+            topology, placement = resolve_placement(cfg.topology, full_speed=replays_at_full_speed(cfg.feed))
             cfg = msgspec.structs.replace(cfg, topology=topology)
         self.cfg = cfg
         self.placement = placement
@@ -384,7 +384,8 @@ def run(args) -> int:
     if args.shm_prefix:
         overrides["shm"] = msgspec.structs.replace(cfg.shm, prefix=args.shm_prefix)
     # placement: auto measures this host once, here; the stages get its choice in the file
-    topology, placement = resolve_placement(overrides.get("topology", cfg.topology))
+    topology, placement = resolve_placement(overrides.get("topology", cfg.topology),
+                                            full_speed=replays_at_full_speed(cfg.feed))
     if topology != cfg.topology:
         overrides["topology"] = topology
     if overrides:

@@ -118,6 +118,26 @@ def test_resolve_when_cpus_and_sched_set_then_they_override_auto_for_those_keys(
     assert (topo.infer_keep_warm_us, topo.idle_poll, topo.sched) == (0, False, "fifo")
 
 
+def test_resolve_when_the_feed_replays_at_full_speed_on_every_cpu_then_no_fifo_else_fifo_kept():
+    # the stages never idle: SCHED_FIFO on every CPU would starve the supervisor and control port
+    topo, p = resolve_placement(Topology(), host=Host((0, 1), (), True), full_speed=True)
+    assert topo.sched == "other" and not topo.idle_poll and topo.cpus == {"feed": 0, "features": 0, "infer": 1,
+                                                                           "risk": 1, "router": 1}
+    assert "feed.speed max keeps every CPU busy" in p.reason
+    topo, _ = resolve_placement(Topology(), host=Host(tuple(range(8)), (), True), full_speed=True)
+    assert topo.sched == "fifo"  # a CPU to spare: the supervisor runs there
+    topo, _ = resolve_placement(Topology(sched="fifo"), host=Host((0, 1), (), True), full_speed=True)
+    assert topo.sched == "fifo"  # set in config: kept
+
+
+def test_full_speed_when_a_recording_replays_at_max_then_true_else_false():
+    from alphad.daemon.feed.config import Feed
+    from alphad.daemon.shell.affinity import replays_at_full_speed
+
+    assert replays_at_full_speed(Feed(speed="max"))
+    assert not replays_at_full_speed(Feed(speed="realtime")) and not replays_at_full_speed(Feed(speed="10"))
+
+
 def test_resolve_when_wait_spin_then_auto_never_picks_fifo():
     topo, p = resolve_placement(Topology(name="fused", wait="spin"), host=Host((0, 1), (), True))
     assert topo.sched == "other" and not topo.idle_poll
