@@ -46,7 +46,8 @@ def test_rotating_journal_when_restarted_after_a_torn_write_then_read_across_fil
         eventually(lambda: first.status().fills > 5, timeout=60, what="fills")
         before = halt_and_settle(first)
         # the denials of the halted daemon go on filling files: the halt rotates out of the active file
-        eventually(lambda: state_entry_rotated(journal), timeout=60, what="the halt in a rotated file")
+        eventually(lambda: state_entry_rotated(journal) and len(rotated_files(journal)) >= 3, timeout=60,
+                   what="the halt in a rotated file, and three files rotated")
         assert isinstance(first.ctl(frames.Shutdown()), frames.Ok)
         first.proc.wait(timeout=60)
     finally:
