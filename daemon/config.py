@@ -31,7 +31,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
-from alphad.daemon.config_base import load_yaml
+from alphad.daemon.config_base import load_yaml, read_file
 
 from alphad.daemon.config_base import Base, NonNegInt, PositiveFloat, resolve
 from alphad.daemon.feed.config import Feed
@@ -98,16 +98,7 @@ def load_config(path: str | Path) -> tuple[Config, Path]:
     Returns the config and the folder it came from.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} was not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, expected a YAML file") from None
-    except PermissionError:
-        raise ConfigError(f"config file {path} cannot be read: permission denied") from None
-    except OSError as e:  # anything else the OS says about reading it
-        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    raw = read_file(path, "config file", ConfigError)
     return decode_config(raw, source=str(path)), path.resolve().parent
 
 

@@ -53,6 +53,21 @@ def load_yaml(raw: bytes | str):
     return yaml.load(raw, Loader=_TextDates)
 
 
+def read_file(path: Path, what: str, error: type[Exception]) -> bytes:
+    """The bytes of YAML file ``path``, or ``error`` with one line naming ``what`` (``config
+    file``, ``study file``), the path and why it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} {path} was not found") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise error(f"{what} {path} cannot be read: permission denied") from None
+    except OSError as e:  # anything else the OS says about reading it
+        raise error(f"{what} {path} cannot be read: {e.strerror or e}") from None
+
+
 def resolve(base: Path, p: str) -> Path:
     """A path from the config, relative to the config's folder unless absolute."""
     q = Path(p)

@@ -213,9 +213,14 @@ def load_events(feed_cfg, base: Path, universe) -> np.ndarray:
     ``feed.trade_from`` flagged ``MD_F_WARMUP``, none at or after ``feed.trade_until``);
     what was skipped is printed on stderr (the first few of each reason with file and line,
     then the counts)."""
+    return read_and_report(feed_cfg, base, universe).events
+
+
+def read_and_report(feed_cfg, base: Path, universe) -> Loaded:
+    """:func:`read_events`, its bad records printed as :func:`load_events` prints them."""
     loaded = read_events(feed_cfg, base, universe)
     loaded.report.print(f"{feed_cfg.path}: {len(loaded.events)} events read")
-    return loaded.events
+    return loaded
 
 
 def read_events(feed_cfg, base: Path, universe) -> Loaded:

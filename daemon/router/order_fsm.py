@@ -773,9 +773,7 @@ class OrderStore:
 
     def open_slots(self) -> np.ndarray:
         """Slots of orders that are not in a terminal state."""
-        st = self.orders["state"][: len(self)]
-        term = np.array(sorted(int(s) for s in TERMINAL), dtype=np.int8)
-        return np.flatnonzero(~np.isin(st, term))
+        return np.flatnonzero(~TERMINAL_MASK[self.orders["state"][: len(self)]])
 
     def cancel_all(self, now: int, *, instrument: int = -1, top_level: bool = False) -> list[int]:
         """Move every working order (optionally one instrument) to PENDING_CANCEL.

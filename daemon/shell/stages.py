@@ -19,7 +19,7 @@ import numpy as np
 from alphad.daemon.config import resolve
 from alphad.daemon.features.core import FeatureCore
 from alphad.daemon.feed.core import FeedCore, LiveFeedCore, new_feed_state
-from alphad.daemon.feed.sources import parse_speed, read_events, stream_events
+from alphad.daemon.feed.sources import parse_speed, read_and_report, stream_events
 from alphad.daemon.infer.core import InferCore, infer_gather
 from alphad.daemon.infer.model_card import read_card
 from alphad.daemon.infer.session import ModelSession
@@ -111,8 +111,7 @@ class FeedStage:
         if simulated:
             events = next(self._chunks)
         else:
-            loaded = read_events(cfg.feed, shell.base, cfg.universe)
-            loaded.report.print(f"{cfg.feed.path}: {len(loaded.events)} events read")
+            loaded = read_and_report(cfg.feed, shell.base, cfg.universe)
             events = loaded.events
             shell.ctl[stage_word(FEED, FEED_BAD_RECORDS)] = loaded.report.total  # for ctl status and /metrics
         speed = 0.0 if simulated else parse_speed(cfg.feed.speed)

@@ -150,15 +150,10 @@ class StudyError(ValueError):
 
 def load(path: str | Path) -> tuple[Study, Path]:
     """Decode ``path``; returns the study and its folder (relative paths resolve there)."""
-    from alphad.daemon.config_base import load_yaml
+    from alphad.daemon.config_base import load_yaml, read_file
 
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise StudyError(f"study file {path} was not found") from None
-    except IsADirectoryError:
-        raise StudyError(f"study file {path} is a directory, expected a YAML file") from None
+    raw = read_file(path, "study file", StudyError)
     try:
         obj = load_yaml(raw)
     except yaml.YAMLError as e:
