@@ -14,9 +14,10 @@ from alphad.daemon.risk.drawdown import D_DRAWDOWN, D_LEVEL, D_MAX_DRAWDOWN
 
 def risk_families(view, symbols: list[str]):
     """The families of risk's state ``view`` for the universe ``symbols`` (in id order)."""
-    held, account, sectors, dd = view.positions(), view.account(), view.sector_exposure(), view.drawdown()
-    if held is None or account is None or sectors is None or dd is None:
+    figures = view.figures()  # one moment: gross equals its sectors' sum in every scrape
+    if figures is None:
         return
+    held, account, sectors, dd = figures
     pos = GaugeMetricFamily("alphad_position", "Net position per symbol in risk's book (base units; "
                             "negative: short)", labels=["symbol"])
     for sym, q in zip(symbols, held):

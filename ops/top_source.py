@@ -66,13 +66,13 @@ class RiskReader:
         if self._view is None or inode != self._inode:
             self._view, self._inode = RiskView(self.segment, self.cfg), inode
         try:
-            sectors, account, dd = self._view.sector_exposure(), self._view.account(), self._view.drawdown()
+            figures = self._view.figures()
         except (OSError, RuntimeError) as e:  # the segment went away between stat and attach, or is empty
             self._view = None
             return None, f"shared memory {path}: {e}"
-        if sectors is None or account is None or dd is None:
+        if figures is None:
             return None, "the risk stage has not made its state yet"
-        return RiskState(sectors, account, dd), ""
+        return RiskState(figures.sectors, figures.account, figures.drawdown), ""
 
 
 class Source:

@@ -95,7 +95,9 @@ class _Events:
         self.md = md
 
     def on_tickers(self, tickers) -> None:
-        """A packet's updated tickers: a quote and/or a trade for each, in arrival order."""
+        """A packet's updated tickers, each in arrival order: one quote where a tick moved
+        its bid or ask (the sides as the packet left them), and one trade per print (each
+        tick's own price and size: two prints in one packet are two trades)."""
         md = self.md
         t0, tr = time.monotonic_ns(), time.time_ns()
         want_q, want_t = md.cfg.quotes, md.cfg.trades
@@ -104,21 +106,6 @@ class _Events:
             if inst is None:
                 md._unknown()
                 continue
-            quote = last_px = last_sz = False
-            order = []
-            for tick in ticker.ticks:
-                tt = tick.tickType
-                if tt in QUOTE_TICKS:
-                    if not quote:
-                        order.append(MD_QUOTE)
-                    quote = True
-                elif tt in LAST_PX_TICKS or tt in LAST_SZ_TICKS:
-                    if not (last_px or last_sz):
-                        order.append(MD_TRADE)
-                    if tt in LAST_PX_TICKS:
-                        last_px = True
-                    else:
-                        last_sz = True
             if not ticker.ticks:
                 continue
             fresh = md._fresh.get(inst, 0)  # a subscription's first ticks: the state it starts from
@@ -127,16 +114,21 @@ class _Events:
             elif fresh and t0 > fresh:
                 del md._fresh[inst]
                 fresh = 0
-            for kind in order:
-                if kind == MD_QUOTE:
-                    if want_q and _known(ticker.bid) and _known(ticker.ask):
+            quoted = False
+            for tick in ticker.ticks:
+                tt = tick.tickType
+                if tt in QUOTE_TICKS:
+                    if not quoted and want_q and _known(ticker.bid) and _known(ticker.ask):
                         md._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(ticker.bid), _num(ticker.bidSize),
-                                   float(ticker.ask), _num(ticker.askSize), NAN, NAN, 0.0, 0.0, 0.0, 0))
+                                 float(ticker.ask), _num(ticker.askSize), NAN, NAN, 0.0, 0.0, 0.0, 0))
+                    quoted = True
                     continue
-                px, sz = _num(ticker.last), _num(ticker.lastSize)
+                if tt not in LAST_PX_TICKS and tt not in LAST_SZ_TICKS:
+                    continue
+                px, sz = _num(tick.price), _num(tick.size)  # a last-size tick carries the last price
                 if not _known(px):
                     continue
-                new = last_px or (px, sz) != md._last_trade.get(inst)
+                new = tt in LAST_PX_TICKS or (px, sz) != md._last_trade.get(inst)
                 md._last_trade[inst] = (px, sz)
                 if fresh:  # the subscription's snapshot of the last trade: where it starts from
                     del md._fresh[inst]
@@ -144,7 +136,7 @@ class _Events:
                     continue
                 if want_t and new:
                     md._put((t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz,
-                               0.0, 0.0, 0.0, 0))
+                             0.0, 0.0, 0.0, 0))
 
     def on_bar(self, bars, has_new_bar: bool) -> None:
         """A real-time bar (ib_async appends it to its subscription's list)."""

@@ -6,11 +6,25 @@ positions with the broker's; both only read.  The layout is
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from alphad.daemon.risk.codes import B_POSITION, DATA_STALE_SINCE, SEC_EXPOSURE
 from alphad.daemon.risk.core import state_specs_of
 from alphad.ipc.shm import Segment, state_size, state_views
+
+#: Reads of :meth:`RiskView.figures` before it settles for the last one.
+FIGURE_READS = 8
+
+
+class RiskFigures(NamedTuple):
+    """Risk's book at one moment: net position per instrument, the account row (``A_*``),
+    gross exposure per sector, the drawdown ladder (``D_*``)."""
+    positions: np.ndarray
+    account: np.ndarray
+    sectors: dict[str, float]
+    drawdown: np.ndarray
 
 #: Indices of the arrays read here in :func:`~alphad.daemon.risk.core.state_specs`.
 _BOOK, _OO_IDS, _OO_VALS, _DATA, _HALTS = 0, 3, 4, 14, 15
@@ -83,13 +97,24 @@ class RiskView:
         views[_HALTS][i] = 1 if halted else 0
         return True
 
-    def sector_exposure(self) -> dict[str, float] | None:
-        """Committed gross exposure per sector, quote currency (``SEC_EXPOSURE``), or None
-        before risk made its state; empty for a universe without sectors."""
+    def figures(self) -> RiskFigures | None:
+        """Positions, account, sector exposure and drawdown copied from one moment, or None
+        before risk made its state.  Risk writes while this reads, and a scrape's gross must
+        equal its sectors' sum: the arrays are copied until two copies in a row agree (a few
+        microseconds; risk writes at most once per event), at most :data:`FIGURE_READS` times."""
         views = self._arrays()
         if views is None:
             return None
-        return {name: float(v) for name, v in zip(self.sector_names, views[_SECTORS][:, SEC_EXPOSURE])}
+        arrays = (views[_BOOK], views[_ACCOUNT], views[_SECTORS], views[_DRAWDOWN])
+        last = [a.copy() for a in arrays]
+        for _ in range(FIGURE_READS - 1):
+            now = [a.copy() for a in arrays]
+            if all(np.array_equal(a, b, equal_nan=True) for a, b in zip(now, last)):
+                break
+            last = now
+        book, account, sectors, dd = last
+        return RiskFigures(book[:, B_POSITION].copy(), account,
+                           {name: float(v) for name, v in zip(self.sector_names, sectors[:, SEC_EXPOSURE])}, dd)
 
     def account(self) -> np.ndarray | None:
         """Risk's account row (columns ``A_*`` of :mod:`alphad.daemon.risk.codes`; a copy), or

@@ -161,3 +161,47 @@ def test_alert_rules_when_read_then_every_metric_they_name_is_one_the_exporter_s
             continue
         assert named, f"{rule['alert']}: expr names no alphad metric: {rule['expr']}"
         assert named <= served, f"{rule['alert']} names {sorted(named - served)}, which /metrics does not serve"
+
+
+def _move_marks(core, seconds: float) -> None:
+    """Risk's writer in a forked process: the real ``on_mark`` on the shared book, each
+    mark 1% from the last (gross, equity and each sector move together, compiled stores a
+    few nanoseconds apart), as risk's steps move them."""
+    import time
+
+    end, k = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        k += 1
+        for i in range(3):
+            on_mark(i, 100.0 * (1.01 if k % 2 else 0.99) ** (i + 1), core.limits, core.book, core.sectors,
+                    core.account)
+        time.sleep(0.0002)
+
+
+def test_figures_when_risk_marks_meanwhile_then_every_read_is_of_one_moment(blocks):
+    import multiprocessing as mp
+
+    names, control, _ = blocks
+    cfg = config()
+    seg, fresh, views = shared_arrays(names["risk_state"], rk.state_specs_of(cfg))
+    try:
+        core = rk.RiskCore(cfg.universe, cfg.risk, control.risk_control, shared=(views, fresh))
+        for i in range(3):
+            on_mark(i, 100.0, core.limits, core.book, core.sectors, core.account)
+            apply_fill(i, 1, 100.0 * (i + 1), 100.0, 0.0, core.limits, core.book, core.sectors, core.account)
+        view = RiskView(names["risk_state"], cfg)
+        assert view.sector_names == ["Energy", "Tech"]
+        writer = mp.get_context("fork").Process(target=_move_marks, args=(core, 1.5))
+        writer.start()
+        reads, torn = 0, []
+        while writer.is_alive():
+            f = view.figures()
+            reads += 1
+            if f.account[A_GROSS] != pytest.approx(sum(f.sectors.values()), rel=1e-12):
+                torn.append((f.account[A_GROSS], f.sectors))
+        writer.join(5)
+        assert writer.exitcode == 0 and reads > 1000 and view.figures().account[A_GROSS] > 0
+        assert torn == [], f"{len(torn)} of {reads} reads mixed two moments, e.g. {torn[:3]}"
+    finally:
+        seg.unlink()
+        seg.close()

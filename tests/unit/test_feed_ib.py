@@ -334,8 +334,17 @@ def test_stop_when_the_server_is_gone_then_the_thread_ends_in_bounded_time(fake)
 def _ticker(con_id, ticks, **state):
     fields = dict(bid=np.nan, ask=np.nan, bidSize=np.nan, askSize=np.nan, last=np.nan, lastSize=np.nan)
     fields.update(state)
-    return SimpleNamespace(contract=SimpleNamespace(conId=con_id),
-                           ticks=[SimpleNamespace(tickType=t) for t in ticks], **fields)
+    return SimpleNamespace(contract=SimpleNamespace(conId=con_id), ticks=[_tick(t, fields) for t in ticks], **fields)
+
+
+def _tick(t, fields) -> SimpleNamespace:
+    """ib_async's TickData: ``t`` a tick type (a print's price and size the ticker's last) or
+    (tick type, price, size)."""
+    if isinstance(t, tuple):
+        return SimpleNamespace(tickType=t[0], price=t[1], size=t[2])
+    last = t in (4, 5, 68, 71)
+    return SimpleNamespace(tickType=t, price=fields["last"] if last else np.nan,
+                           size=fields["lastSize"] if last else np.nan)
 
 
 def _unit(cfg=None, capacity=64) -> IbMarketData:
@@ -384,6 +393,14 @@ def test_ticks_when_a_size_alone_then_a_trade_only_if_the_last_trade_changed():
     r = _drained(m)
     assert list(r["kind"]) == [MD_TRADE] * 4
     assert [(t["last_px"], t["last_sz"]) for t in r] == [(10.0, 3), (10.0, 4), (10.0, 4), (10.1, 2)]
+
+
+def test_ticks_when_two_prints_share_a_packet_then_each_is_a_trade_and_a_bad_one_is_counted():
+    m = _unit()  # ib_async's ticker keeps only the packet's last print; each TickData keeps its own
+    m._on_tickers([_ticker(100, [(4, 10.0, 3), (5, 10.0, 3), (4, 10.1, -1), (4, 10.2, 2)], last=10.2, lastSize=2)])
+    r = _drained(m)
+    assert [(t["last_px"], t["last_sz"]) for t in r] == [(10.0, 3), (10.2, 2)]
+    assert m.bad_records()["negative_size"] == 1
 
 
 def test_ticks_when_a_subscription_starts_then_its_snapshot_last_is_state_not_a_trade():

@@ -14,6 +14,7 @@ from alphad.daemon.feed.alpaca import AlpacaMarketData
 from alphad.daemon.feed.config import AlpacaFeed, IbFeed
 from alphad.daemon.feed.ib import IbMarketData
 from alphad.ipc.dtypes import MD_BAR, MD_DTYPE, MD_QUOTE, MD_TRADE
+from test_feed_ib import _ticker
 
 KEYS = {"APCA_API_KEY_ID": "fake-key", "APCA_API_SECRET_KEY": "fake-secret"}
 SYMBOLS = ["AAPL", "BTC/USD", "SPY"]
@@ -51,13 +52,6 @@ def test_alpaca_when_bad_prices_and_sizes_then_counted_by_reason_and_not_emitted
     assert m.stats()["bad_records"] == {"non_finite": 3, "non_positive_price": 3, "negative_size": 2,
                                         "unknown_symbol": 1}
     assert m.received == 4  # what was refused never reached the buffer
-
-
-def _ticker(con_id, ticks, **state):
-    fields = dict(bid=np.nan, ask=np.nan, bidSize=np.nan, askSize=np.nan, last=np.nan, lastSize=np.nan)
-    fields.update(state)
-    return SimpleNamespace(contract=SimpleNamespace(conId=con_id),
-                           ticks=[SimpleNamespace(tickType=t) for t in ticks], **fields)
 
 
 def test_ib_when_bad_sizes_and_bars_then_counted_by_reason_and_not_emitted():
