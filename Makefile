@@ -25,7 +25,7 @@ bench: $(STAMP)
 
 # The hour-long soak at 10,000 events/s (BENCHMARKS.md; CI runs a 16 s one).
 soak: $(STAMP)
-	$(VENV)/bin/alphad soak --config config.yaml --duration 3600 --rate 10000 --json soak.json
+	$(VENV)/bin/alphad soak --config config.yaml --duration 3600 --warmup 60 --rate 10000 --journal-cap-mb 1024 --json soak.json
 
 # One million fuzzed frames at a real, Curve-locked control port (CI runs 5,000).
 fuzz-control: $(STAMP)

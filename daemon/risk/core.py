@@ -665,21 +665,30 @@ def _new_risk_state(a):
 
 
 @njit(cache=True)
-def risk_rebuild(st, orders, reports):
+def risk_rebuild(st, orders, reports, due):
     """Crash-only start: the book, cash, realised PnL and fees rebuilt from a journal's
     ``orders`` (approved, as sent) and exec ``reports``.
 
-    Every order is registered first, then every report applied, so a report an older
-    journal holds before its order still finds it.  The supervisor has already journaled
-    the end of every order the last run left open (its in-process venues ended with it:
+    Report ``j`` is applied once ``orders[:due[j]]`` are registered (``due`` non-decreasing:
+    :func:`alphad.daemon.supervisor.journal_checkpoint.rebuild_records`), so the open-order
+    table holds, as it did live, the orders working at that point of the journal, never the
+    whole journal's (which would overflow it), and a report an older journal holds before
+    its order still finds it.  The supervisor has already journaled the end of every order
+    the last run left open (its in-process venues ended with it:
     :func:`alphad.daemon.supervisor.recovery.restore_from_journal`).  The daily loss limit
     is re-armed from the rebuilt equity."""
-    for j in range(orders.shape[0]):
-        o = orders[j]
+    k = 0
+    for j in range(reports.shape[0]):
+        while k < due[j]:
+            o = orders[k]
+            on_order_sent(o.client_order_id, o.instrument, o.side, o.qty, st.oo_ids, st.oo_vals, st.limits, st.book,
+                          st.sectors, st.account)
+            k += 1
+        pf_on_exec(reports, j, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
+    for k in range(k, orders.shape[0]):
+        o = orders[k]
         on_order_sent(o.client_order_id, o.instrument, o.side, o.qty, st.oo_ids, st.oo_vals, st.limits, st.book,
                       st.sectors, st.account)
-    for j in range(reports.shape[0]):
-        pf_on_exec(reports, j, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
     start_session(st.account)
 
 

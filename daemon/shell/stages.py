@@ -29,7 +29,7 @@ from alphad.daemon.risk.drawdown import D_LEVEL, AlertSender, DrawdownArrays
 from alphad.daemon.risk.analytics import portfolio_risk
 from alphad.daemon.risk.codes import A_DAY_START_EQUITY, A_EQUITY, A_LOSS_REF, B_POSITION
 from alphad.daemon.risk.portfolio import purge_tombstones
-from alphad.daemon.supervisor.journal_checkpoint import as_records, load_risk, since_checkpoint
+from alphad.daemon.supervisor.journal_checkpoint import load_risk, rebuild_records, since_checkpoint
 from alphad.daemon.risk.codes import DD_EVENT_ESCALATE, DD_EVENT_RECOVER
 from alphad.daemon.router import core as rt
 from alphad.daemon.router.ledger import CAPACITY as LEDGER_CAPACITY
@@ -51,16 +51,19 @@ from alphad.ipc.shm import Segment, state_size, state_views
 FEED, FEATURES, INFER, RISK, ROUTER = (STAGE_INDEX[s] for s in ("feed", "features", "infer", "risk", "router"))
 
 
-def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]]):
+def shared_arrays(name: str, specs: list[tuple[tuple[int, ...], type]], *, set_up: bool = True):
     """Arrays in segment ``name`` that outlive this process (risk positions, router ids).
 
     Returns ``(segment, fresh, views)``; ``fresh`` is False when a previous
     incarnation of the stage left its state there, which the caller then adopts.
+    ``set_up`` False: the caller marks the state set up (``segment.buf[0] = 1``) once it
+    has filled it (risk, after its rebuild from the journal).
     """
     seg = Segment.create(name, state_size(specs), exist_ok=True)
     fresh = seg.buf[0] == 0
     views = state_views(seg.buf, specs)
-    seg.buf[0] = 1  # written last: a stage killed while initialising starts fresh again
+    if set_up:
+        seg.buf[0] = 1  # written last: a stage killed while initialising starts fresh again
     return seg, fresh, views
 
 
@@ -338,7 +341,7 @@ class RiskStage:
 
     def __init__(self, shell, *, simulated: bool):
         cfg, self.shell = shell.cfg, shell
-        self._seg, fresh, views = shared_arrays(shell.names["risk_state"], rk.state_specs_of(cfg))
+        self._seg, fresh, views = shared_arrays(shell.names["risk_state"], rk.state_specs_of(cfg), set_up=False)
         # live steps run on CLOCK_MONOTONIC, a backtest's and a replay's on the records' UTC time
         utc_offset = 0 if simulated or shell.replay else time.time_ns() - time.monotonic_ns()
         self.core = rk.RiskCore(cfg.universe, cfg.risk, shell.control.risk_control, shared=(views, fresh),
@@ -346,6 +349,9 @@ class RiskStage:
         self.state = self.core.state
         if fresh and not simulated and cfg.journal.enabled:
             self.rebuild(resolve(shell.base, cfg.journal.dir) / "journal.jsonl")
+        # Set up only now: a stage killed or failing during the rebuild leaves the segment
+        # fresh, so the next start rebuilds again instead of adopting half a book.
+        self._seg.buf[0] = 1
         self.simulated = simulated
         self.port = shell.ports["orders"]
         self.denials = shell.out_port("denials", RISK, self.core.denials)
@@ -367,13 +373,12 @@ class RiskStage:
             return
         cp, after = since_checkpoint(journal, ("order", "exec", "control"))
         self._restore_halts(cp, after)
-        orders = as_records([e for e in after if e["type"] == "order"], "orders")
-        reports = as_records([e for e in after if e["type"] == "exec"], "exec")
+        orders, reports, due = rebuild_records(after)
         if cp is None and len(orders) == 0 and len(reports) == 0:
             return  # a first start
         if cp is not None:
             load_risk(self.core, cp, self.shell.cfg)
-        rk.risk_rebuild(self.state, orders, reports)
+        rk.risk_rebuild(self.state, orders, reports, due)
         control, account = self.shell.control, self.core.account
         if self.shell.ctl[W_DAY_RESTORED]:  # the same trading day: its references, not today's equity
             account[A_DAY_START_EQUITY], account[A_LOSS_REF] = control.day_references

@@ -47,6 +47,25 @@ def as_records(rows: list[dict], kind: str) -> np.ndarray:
     return out
 
 
+def rebuild_records(entries: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(orders, reports, due)`` for ``risk_rebuild`` from journal ``entries`` in journal
+    order: report ``j`` is due once ``orders[:due[j]]`` are registered, that is after every
+    order journaled before it and after its own order (an older journal may hold a report
+    before its order); reports keep their journal order otherwise."""
+    orders = [e for e in entries if e["type"] == "order"]
+    index = {e["client_order_id"]: k for k, e in enumerate(orders)}
+    reports, due, seen = [], [], 0
+    for e in entries:
+        if e["type"] == "order":
+            seen += 1
+        elif e["type"] == "exec":
+            reports.append(e)
+            due.append(max(seen, index.get(e["client_order_id"], -1) + 1))
+    by_due = sorted(range(len(reports)), key=due.__getitem__)  # stable: journal order among equals
+    return (as_records(orders, "orders"), as_records([reports[j] for j in by_due], "exec"),
+            np.array([due[j] for j in by_due], np.int64))
+
+
 def universe_of(cfg) -> list[list[str]]:
     return [[ins.symbol, ins.sector] for ins in cfg.universe]
 

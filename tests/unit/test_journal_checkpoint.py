@@ -143,7 +143,8 @@ def test_rebuild_when_files_were_pruned_then_every_array_equals_the_whole_journa
     np.testing.assert_allclose(rebuilt(pruned, richer).account, rebuilt(whole, richer).account, rtol=1e-12)
     # the records the pruned journal kept, without its checkpoint, would not do it
     alone = risk_stage()
-    rk.risk_rebuild(alone.state, records(pruned, "order", "orders"), records(pruned, "exec", "exec"))
+    orders, reports = records(pruned, "order", "orders"), records(pruned, "exec", "exec")
+    rk.risk_rebuild(alone.state, orders, reports, np.full(len(reports), len(orders)))
     assert not np.array_equal(alone.core.book[:, 0], b.book[:, 0])
 
 
@@ -180,11 +181,28 @@ def test_no_checkpoint_when_uncapped_or_without_a_config_then_read_as_before(tmp
         cp, after = since_checkpoint(journal, ("order", "exec"))
         assert cp is None and after == [e for e in entries(journal) if e["type"] in ("order", "exec")]
     assert rotated_files(plain) and any(e["type"] == "pruned" for e in entries(bare))
-    before = risk_stage()  # the rebuild as it was: every order, then every report, of the whole journal
-    rk.risk_rebuild(before.state, records(plain, "order", "orders"), records(plain, "exec", "exec"))
-    now = rebuilt(plain)
-    for name in ("book", "sectors", "account", "oo_ids", "oo_vals", "halts"):
-        np.testing.assert_array_equal(getattr(now, name), getattr(before.core, name), err_msg=name)
+    before = risk_stage()  # every order, then every report, of the whole journal
+    orders, reports = records(plain, "order", "orders"), records(plain, "exec", "exec")
+    rk.risk_rebuild(before.state, orders, reports, np.full(len(reports), len(orders)))
+    assert_same_book(rebuilt(plain), before.core)
+
+
+def test_rebuild_when_the_journal_holds_more_orders_than_the_open_order_table_then_only_working_ones_held(tmp_path):
+    n = rk.RiskCore.OO_CAPACITY + 900
+    items = []
+    for k in range(n):  # one at a time, each filled before the next; the last two still working
+        cid, inst, side = (5 << 40) + k, k % 4, 1 if k % 3 else -1
+        items.append(("order", order(cid, inst, side, 2.0)))
+        if k < n - 2:
+            items.append(("exec", report(cid, inst, side, dtypes.EXEC_FILL, 2.0, 100.0 + k % 7)))
+    items.insert(2, items.pop(3))  # an older journal's report before its order: it still finds it
+    journal = write(tmp_path / "j", items)
+    core = rebuilt(journal)
+    assert sorted(open_orders(core)) == [(5 << 40) + n - 2, (5 << 40) + n - 1]
+    expect = np.zeros(4)
+    for k in range(n - 2):
+        expect[k % 4] += 2.0 if k % 3 else -2.0
+    np.testing.assert_array_equal(core.book[:, 0], expect)
 
 
 def test_checkpoint_when_the_universe_changed_then_the_start_fails_with_one_line(tmp_path):
@@ -196,3 +214,34 @@ def test_checkpoint_when_the_universe_changed_then_the_start_fails_with_one_line
             start()
         assert "checkpoint n=" in str(e.value) and "universe ['AAA']" in str(e.value) and "\n" not in str(e.value)
     check_universe(last_checkpoint(journal), CFG)  # its own universe: fine
+
+
+def test_risk_stage_when_its_rebuild_fails_then_its_segment_stays_fresh_and_the_next_start_rebuilds(
+        tmp_path, prefix, monkeypatch):
+    from alphad.daemon.shell.topology import segment_names
+    from alphad.ipc import metrics as mx
+    from alphad.ipc.control import ControlBlock
+    from alphad.ipc.shm import Segment
+
+    journal = write(tmp_path / "journal", trading(60))
+    cfg = msgspec.structs.replace(CFG, journal=msgspec.structs.replace(CFG.journal, enabled=True,
+                                                                      dir=str(tmp_path / "journal")))
+    names = segment_names(prefix)
+    control = ControlBlock.create(names["control"])
+    shell = SimpleNamespace(cfg=cfg, names=names, replay=False, control=control, ctl=control.words, base=tmp_path,
+                            m=np.zeros(mx.SIZE // 8, np.int64), ports={"orders": None},
+                            out_port=lambda *args: None)
+    try:
+        def fails(self, path):
+            raise OSError(f"{path}: read error")  # a disk error, or the stage killed, mid-rebuild
+
+        with monkeypatch.context() as m:
+            m.setattr(RiskStage, "rebuild", fails)
+            with pytest.raises(OSError):
+                RiskStage(shell, simulated=False)
+        assert Segment.attach(names["risk_state"]).buf[0] == 0  # not set up: nothing to adopt
+        stage = RiskStage(shell, simulated=False)  # the supervisor's restart
+        assert stage.core.book[:, 0].any()
+        assert_same_book(stage.core, rebuilt(journal, cfg))
+    finally:
+        control.close()  # the prefix fixture removes the segments
