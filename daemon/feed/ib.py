@@ -16,11 +16,13 @@ receipt:
   close and ``last_sz`` the volume);
 * a quote: a packet that moved a ticker's bid or ask (price or size, live or delayed tick
   types) makes one ``MD_QUOTE`` with the ticker's bid/ask price and size, once both sides
-  are known (positive prices: IB's -1 is an empty side);
+  are known (positive prices: IB's -1 is an empty side; a side priced at zero or below with a
+  size is a bad record, counted in ``bad_records`` and not emitted);
 * a trade: a new last price (tick 4 / delayed 68, which carries its size) makes one
   ``MD_TRADE`` (``last_px``/``last_sz``); a last-size tick alone (5 / 71) makes one only when
   it changes the (price, size) of the last trade emitted (the size TWS repeats after the
-  price is no second trade).  When a subscription starts TWS sends the current state,
+  price is no second trade); a print priced at zero or below with a size is a bad record,
+  counted and not emitted (IB's -1 with no size is no print).  When a subscription starts TWS sends the current state,
   the last trade included (an old one, or one missed while disconnected): the first last
   price within :attr:`IbMarketData.SNAPSHOT_NS` of the subscription's first ticks is where
   it starts from, not a trade, and is not emitted;
@@ -83,6 +85,12 @@ def _known(px) -> bool:
     return px is not None and px == px and px > 0 and px != math.inf
 
 
+def _impossible(px, size) -> bool:
+    """A price that cannot be, with a size: a bad record to count.  IB's empty side or
+    missing last (-1 or unset, with no size) is no record at all."""
+    return px is not None and px == px and not _known(px) and size is not None and size > 0
+
+
 def _num(v) -> float:
     return NAN if v is None else float(v)
 
@@ -118,15 +126,19 @@ class _Events:
             for tick in ticker.ticks:
                 tt = tick.tickType
                 if tt in QUOTE_TICKS:
-                    if not quoted and want_q and _known(ticker.bid) and _known(ticker.ask):
-                        md._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(ticker.bid), _num(ticker.bidSize),
-                                 float(ticker.ask), _num(ticker.askSize), NAN, NAN, 0.0, 0.0, 0.0, 0))
+                    bid, bsz, ask, asz = ticker.bid, ticker.bidSize, ticker.ask, ticker.askSize
+                    if not quoted and want_q and (_known(bid) or _impossible(bid, bsz)) and (
+                            _known(ask) or _impossible(ask, asz)):  # _put counts an impossible side
+                        md._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(bid), _num(bsz), float(ask), _num(asz),
+                                 NAN, NAN, 0.0, 0.0, 0.0, 0))
                     quoted = True
                     continue
                 if tt not in LAST_PX_TICKS and tt not in LAST_SZ_TICKS:
                     continue
                 px, sz = _num(tick.price), _num(tick.size)  # a last-size tick carries the last price
                 if not _known(px):
+                    if want_t and not fresh and _impossible(px, sz):  # counted by _put, never emitted
+                        md._put((t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz, 0.0, 0.0, 0.0, 0))
                     continue
                 new = tt in LAST_PX_TICKS or (px, sz) != md._last_trade.get(inst)
                 md._last_trade[inst] = (px, sz)

@@ -62,6 +62,10 @@ def test_ib_when_bad_sizes_and_bars_then_counted_by_reason_and_not_emitted():
     m._on_tickers([_ticker(300, [4], last=5.0, lastSize=-1)])                           # negative size
     m._on_tickers([_ticker(300, [4], last=5.0, lastSize=float("inf"))])                 # infinite size
     m._on_tickers([_ticker(300, [1, 2], bid=-1.0, ask=5.1)])    # IB's empty side: no quote, not counted
+    m._on_tickers([_ticker(300, [4], last=-1.0, lastSize=0.0)])  # IB's "no last yet": not counted
+    m._on_tickers([_ticker(300, [4], last=-2.5, lastSize=3.0)])  # a print at a price that cannot be
+    m._on_tickers([_ticker(300, [4], last=0.0, lastSize=1.0)])   # nor can a zero one
+    m._on_tickers([_ticker(100, [1, 2], bid=0.0, bidSize=4, ask=10.5, askSize=6)])  # a zero bid with size
     m._on_tickers([_ticker(999, [1, 2], bid=1.0, ask=2.0)])     # not of the universe
     start = datetime(2024, 3, 1, 14, 31, 5, tzinfo=timezone.utc)
     bars = type("Bars", (list,), {})([SimpleNamespace(time=start, open_=1.0, high=float("nan"), low=0.5, close=1.5,
@@ -71,5 +75,5 @@ def test_ib_when_bad_sizes_and_bars_then_counted_by_reason_and_not_emitted():
     m._on_bar(bars, True)
     r = _drained(m)
     assert list(zip(r["instrument"], r["kind"])) == [(0, MD_QUOTE)]
-    assert m.stats()["bad_records"] == {"non_finite": 2, "non_positive_price": 0, "negative_size": 2,
+    assert m.stats()["bad_records"] == {"non_finite": 2, "non_positive_price": 3, "negative_size": 2,
                                         "unknown_symbol": 1}
