@@ -22,9 +22,9 @@ receipt:
   ``MD_TRADE`` (``last_px``/``last_sz``); a last-size tick alone (5 / 71) makes one only when
   it changes the (price, size) of the last trade emitted (the size TWS repeats after the
   price is no second trade); a print priced at zero or below with a size is a bad record,
-  counted and not emitted (IB's -1 with no size is no print).  When a subscription starts TWS sends the current state,
-  the last trade included (an old one, or one missed while disconnected): the first last
-  price within :attr:`IbMarketData.SNAPSHOT_NS` of the subscription's first ticks is where
+  counted and not emitted (IB's -1 with no size is no print).  When a subscription starts
+  TWS sends the current state, the last trade included (an old one, or one missed while
+  disconnected): the first last price within :attr:`IbMarketData.SNAPSHOT_NS` of the subscription's first ticks is where
   it starts from, not a trade, and is not emitted;
 * ``seq`` is left 0: the feed step numbers what it emits.
 
@@ -126,19 +126,20 @@ class _Events:
             for tick in ticker.ticks:
                 tt = tick.tickType
                 if tt in QUOTE_TICKS:
-                    bid, bsz, ask, asz = ticker.bid, ticker.bidSize, ticker.ask, ticker.askSize
-                    if not quoted and want_q and (_known(bid) or _impossible(bid, bsz)) and (
-                            _known(ask) or _impossible(ask, asz)):  # _put counts an impossible side
-                        md._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(bid), _num(bsz), float(ask), _num(asz),
-                                 NAN, NAN, 0.0, 0.0, 0.0, 0))
+                    if not quoted and want_q:
+                        bid, bsz, ask, asz = ticker.bid, ticker.bidSize, ticker.ask, ticker.askSize
+                        if (_known(bid) or _impossible(bid, bsz)) and (_known(ask) or _impossible(ask, asz)):
+                            md._put((t0, tr, tr, 0, inst, MD_QUOTE, 0, 0, float(bid), _num(bsz), float(ask),
+                                     _num(asz), NAN, NAN, 0.0, 0.0, 0.0, 0))  # _put counts an impossible side
                     quoted = True
                     continue
                 if tt not in LAST_PX_TICKS and tt not in LAST_SZ_TICKS:
                     continue
                 px, sz = _num(tick.price), _num(tick.size)  # a last-size tick carries the last price
+                trade = (t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz, 0.0, 0.0, 0.0, 0)
                 if not _known(px):
                     if want_t and not fresh and _impossible(px, sz):  # counted by _put, never emitted
-                        md._put((t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz, 0.0, 0.0, 0.0, 0))
+                        md._put(trade)
                     continue
                 new = tt in LAST_PX_TICKS or (px, sz) != md._last_trade.get(inst)
                 md._last_trade[inst] = (px, sz)
@@ -147,8 +148,7 @@ class _Events:
                     fresh = 0
                     continue
                 if want_t and new:
-                    md._put((t0, tr, tr, 0, inst, MD_TRADE, 0, 0, NAN, NAN, NAN, NAN, px, sz,
-                             0.0, 0.0, 0.0, 0))
+                    md._put(trade)
 
     def on_bar(self, bars, has_new_bar: bool) -> None:
         """A real-time bar (ib_async appends it to its subscription's list)."""

@@ -677,18 +677,16 @@ def risk_rebuild(st, orders, reports, due):
     the last run left open (its in-process venues ended with it:
     :func:`alphad.daemon.supervisor.recovery.restore_from_journal`).  The daily loss limit
     is re-armed from the rebuilt equity."""
-    k = 0
-    for j in range(reports.shape[0]):
-        while k < due[j]:
+    k, n = 0, reports.shape[0]
+    for j in range(n + 1):  # the pass after the last report registers the orders left
+        until = due[j] if j < n else orders.shape[0]
+        while k < until:
             o = orders[k]
             on_order_sent(o.client_order_id, o.instrument, o.side, o.qty, st.oo_ids, st.oo_vals, st.limits, st.book,
                           st.sectors, st.account)
             k += 1
-        pf_on_exec(reports, j, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
-    for k in range(k, orders.shape[0]):
-        o = orders[k]
-        on_order_sent(o.client_order_id, o.instrument, o.side, o.qty, st.oo_ids, st.oo_vals, st.limits, st.book,
-                      st.sectors, st.account)
+        if j < n:
+            pf_on_exec(reports, j, st.oo_ids, st.oo_vals, st.limits, st.book, st.sectors, st.account)
     start_session(st.account)
 
 

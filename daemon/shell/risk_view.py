@@ -116,12 +116,6 @@ class RiskView:
         return RiskFigures(book[:, B_POSITION].copy(), account,
                            {name: float(v) for name, v in zip(self.sector_names, sectors[:, SEC_EXPOSURE])}, dd)
 
-    def account(self) -> np.ndarray | None:
-        """Risk's account row (columns ``A_*`` of :mod:`alphad.daemon.risk.codes`; a copy), or
-        None before risk made its state."""
-        views = self._arrays()
-        return None if views is None else views[_ACCOUNT].copy()
-
     def drawdown(self) -> np.ndarray | None:
         """The drawdown ladder's state (columns ``D_*`` of :mod:`alphad.daemon.risk.drawdown`:
         level, each measure's drawdown, ...; a copy), or None before risk made its state."""
