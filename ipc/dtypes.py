@@ -214,12 +214,14 @@ ARRIVAL_DTYPE = np.dtype(
 )
 
 # -- router <-> gateway (one gateway process per live venue) ---------------------
-#: venue_req.action: send a new order / cancel one / ask the venue what became of one.
+#: venue_req.action: send a new order / cancel one / ask the venue what became of one /
+#: replace one (``orig_cid``) by a new one (``client_order_id``, its quantity and limit).
 REQ_NEW = 1
 REQ_CANCEL = 2
 REQ_QUERY = 3
+REQ_REPLACE = 4
 
-#: venue_req.tif (time in force) and venue_req.kind (ORDER_DTYPE's kind: 0 market, 1 limit).
+#: venue_req.tif (time in force) and venue_req.kind (0 market, 1 limit at limit_px; not ORDER_DTYPE's codes).
 TIF_DAY = 0
 TIF_GTC = 1
 TIF_IOC = 2
@@ -238,6 +240,7 @@ VENUE_REQ_DTYPE = np.dtype(
         ("qty", "f8"),
         ("limit_px", "f8"),
         ("known_filled", "f8"),  # REQ_QUERY: filled qty the router has heard of (-1: unknown)
+        ("orig_cid", "u8"),      # REQ_REPLACE: the order replaced (0 otherwise)
     ],
     align=True,
 )
@@ -247,6 +250,7 @@ VENUE_REQ_DTYPE = np.dtype(
 #: ``leaves_qty`` = qty less the fills already reported, ``fill_px`` = its limit (NaN:
 #: market).  Sent for every open order when a gateway starts and in answer to a
 #: ``REQ_QUERY``; a router adopts the orders it does not know (it was restarted).
+#: ``reason`` 1: still working; 0 (a query's answer only): ended, its end already reported.
 EXEC_STATUS = 6
 
 #: Every ring record type by the name used in config and ring headers.

@@ -83,6 +83,7 @@ GW_ORDER_DTYPE = np.dtype(
         ("reported_value", "f8"),  # sum of fill_qty * fill_px reported
         ("acked", "u1"),
         ("pad", "u1", (7,)),
+        ("replaces", "u8"),     # a replacement: the order it replaces (0: none)
     ],
     align=True,
 )
@@ -137,7 +138,7 @@ class GatewayBlock:
 
     def enter(self, cid: int, instrument: int, side: int, kind: int, tif: int, qty: float, limit_px: float,
               t_origin: int, now: int, *, state: int = GS_SENDING, reported: float = 0.0,
-              reported_value: float = 0.0) -> int:
+              reported_value: float = 0.0, replaces: int = 0) -> int:
         """A new row for ``cid`` (a free one, else the longest-ended); -1 when every row is
         working (the order must then be refused, never sent untracked)."""
         o = self.orders
@@ -150,8 +151,13 @@ class GatewayBlock:
                 return -1
             j = int(done[np.argmin(o["updated"][done])])
         o[j] = (cid, t_origin, now, instrument, side, state, kind, tif, qty, limit_px, reported, reported_value,
-                0, np.zeros(7, np.uint8))
+                0, np.zeros(7, np.uint8), replaces)
         return j
+
+    def replacement_of(self, cid: int) -> int:
+        """Row of the newest order that replaces ``cid`` or -1."""
+        rows = np.flatnonzero(self.orders["replaces"] == np.uint64(cid))
+        return int(rows[np.argmax(self.orders["updated"][rows])]) if len(rows) else -1
 
     def open_rows(self) -> np.ndarray:
         """Rows of orders not ended (sending, open or unknown)."""

@@ -20,7 +20,9 @@ config whose ``router.venue`` is ``ib``, such as configs/ib_paper.yaml) against 
 and more checks are made:
 
 * ``positions_equal_venue``: risk's positions equal the positions the fake broker holds;
-* ``sent_twice``: client order ids the broker received more than once, 429 refusals apart;
+* ``sent_twice``: client order ids the broker received more than once, 429 refusals apart
+  (IB: and modifies sent more than once; ``modifies`` counts them, made when an algorithm
+  re-prices a resting child: ``--execution twap`` sets ``router.ib.time_in_force`` gtc);
 * ``venue_adjustments``: position differences the gateway booked the broker's way (nobody
   else trades the fake's account, so any would hide a fill lost or counted twice).
 
@@ -118,6 +120,8 @@ def chaos_config(cfg_path: Path, work: Path, args) -> tuple[Path, str]:
     router = cfg.setdefault("router", {})
     if args.execution:
         router["execution"] = args.execution
+        if args.execution != "immediate" and router.get("venue") == "ib":
+            router.setdefault("ib", {})["time_in_force"] = "gtc"  # an algorithm's children rest (IOC forbids it)
     if args.horizon_s is not None:
         router.setdefault("algo", {})["horizon_s"] = args.horizon_s
     if args.venue_latency_us is not None and getattr(args, "fake", None) is None:
@@ -209,8 +213,9 @@ def venue_check(fake, config: Path, held: np.ndarray) -> dict:
     _wait(lambda: not [o for o in fake.orders() if o["status"] in working], 30, 0.2)
     theirs = {f"{s}/USD" if tws else s: q for s, q in fake.positions().items()}
     venue = np.array([theirs.get(i.symbol, 0.0) for i in cfg.universe])
-    if tws:  # IB has no 429: every order reference is placed once
-        refused, counts = 0, fake.place_counts
+    modifies = {}
+    if tws:  # IB has no 429: every order reference is placed once, every modify sent once
+        refused, counts, modifies = 0, fake.place_counts, fake.modify_counts
     else:
         refused = sum(1 for m, p, st in fake.request_log if m == "POST" and p == "/v2/orders" and st == 429)
         counts = fake.post_counts
@@ -221,7 +226,8 @@ def venue_check(fake, config: Path, held: np.ndarray) -> dict:
             "venue_adjustments": sum(1 for e in entries(config.parent / "journal" / "journal.jsonl")
                                      if e["type"] == "exec" and e["client_order_id"] == 0),
             "venue_positions": {i.symbol: float(q) for i, q in zip(cfg.universe, venue)},
-            "orders_at_venue": len(counts), "sent_twice": repeats - refused}
+            "orders_at_venue": len(counts), "modifies": sum(modifies.values()),
+            "sent_twice": repeats - refused + sum(modifies.values()) - len(modifies)}
 
 
 def run(args) -> int:

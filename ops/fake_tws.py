@@ -268,6 +268,7 @@ class _Order:
 class _Exec:
     exec_id: str
     order: _Order
+    order_ref: str          # the order's reference when it executed (a modify may change it later)
     time: datetime
     shares: float
     price: float
@@ -328,7 +329,8 @@ class FakeTWS:
         self.commission_per_share = commission_per_share
         self.min_commission = min_commission
         self.fill_delay_s = fill_delay_s
-        self.place_counts: dict[str, int] = {}
+        self.place_counts: dict[str, int] = {}  # new orders placed, by orderRef
+        self.modify_counts: dict[str, int] = {}  # modifies of an open order, by the orderRef they set
         self.connects: list[tuple[int, str]] = []
         self._cash = cash
         self._lock = threading.RLock()
@@ -351,6 +353,8 @@ class FakeTWS:
         self._parts = 1
         self._reject: tuple[int, str, str] | None = None
         self._lose_next = False
+        self._fill_first: float | None = None  # fill_before_next_modify
+        self._lose_answer = False  # lose_next_answer
         self.lost_orders: list[str] = []  # order refs lost on the wire (lose_next_order)
         self._in_use: dict[int, int] = {}
         self._restore: dict[int, int] = {}     # client id -> 1101/1102 owed on its reconnect
@@ -659,14 +663,21 @@ class FakeTWS:
             self.lost_orders.append(ref)
             self._close_all(True)
             return
-        self.place_counts[ref] = self.place_counts.get(ref, 0) + 1
+        if self._lose_answer:  # it arrives and is acted on; the link goes before the answer
+            self._lose_answer = False
+            self._close_all(True)
         existing = self._by_key.get((conn.client_id or 0, order_id))
-        if existing is not None:
+        if existing is not None:  # a modify: counted apart, never a new order
+            self.modify_counts[ref] = self.modify_counts.get(ref, 0) + 1
+            if self._fill_first is not None and existing.is_open:  # a fill that crossed it on the wire
+                qty, self._fill_first = self._fill_first, None
+                self._execute(existing, existing.remaining if qty <= 0 else qty, self._default_price(existing), 1)
             if existing.is_open:
                 self._modify(existing, f)
             else:
-                conn.error(order_id, 103, "Duplicate order id")
+                conn.error(order_id, 104, f"Cannot modify an order that is {existing.status}.")
             return
+        self.place_counts[ref] = self.place_counts.get(ref, 0) + 1
         inst = self._resolve(f[2:14])
         if inst is None:
             conn.error(order_id, 200, MSG_200)
@@ -774,7 +785,7 @@ class FakeTWS:
         self._cash -= o.sign * qty * price + commission
         if o.remaining <= 0:
             self._finish(o, "Filled", f"Filled Size: {_text(o.filled)}")
-        ex = _Exec(exec_id=f"{o.perm_id:08x}.{self._next_exec:08x}.01.01", order=o,
+        ex = _Exec(exec_id=f"{o.perm_id:08x}.{self._next_exec:08x}.01.01", order=o, order_ref=o.order_ref,
                    time=datetime.now(timezone.utc), shares=qty, price=price, cum_qty=cum,
                    avg_price=o.avg_price, commission=commission,
                    realized=None if closed_pnl is None else closed_pnl - commission,
@@ -884,7 +895,7 @@ class FakeTWS:
         return [11, req_id, o.order_id, *o.inst.contract(ex.exchange), ex.exec_id,
                 _tws_time(ex.time), o.account, ex.exchange, "BOT" if o.action == "BUY" else "SLD",
                 ex.shares, ex.price, o.perm_id, o.client_id, 0, ex.cum_qty, ex.avg_price,
-                o.order_ref, "", "", "", ex.liquidity]
+                ex.order_ref, "", "", "", ex.liquidity]
 
     def _commission_msg(self, ex: _Exec) -> list:
         realized = UNSET_DOUBLE if ex.realized is None else round(ex.realized, 6)
@@ -1237,6 +1248,20 @@ class FakeTWS:
         (not in ``place_counts``, its ref in ``lost_orders``) and every socket is reset."""
         def apply() -> None:
             self._lose_next = True
+        self._run(apply)
+
+    def lose_next_answer(self) -> None:
+        """The next placeOrder reaches the venue (a new order is placed, a modify applied)
+        but every socket is reset before its answer goes out: only a read-back tells."""
+        def apply() -> None:
+            self._lose_answer = True
+        self._run(apply)
+
+    def fill_before_next_modify(self, qty: float = 0.0) -> None:
+        """The next modify finds its order filled by ``qty`` (0: the whole remainder) just
+        before it arrives: the race of a fill and a modify crossing on the wire."""
+        def apply() -> None:
+            self._fill_first = float(qty)
         self._run(apply)
 
     def drop_connections(self) -> None:

@@ -145,12 +145,12 @@ class GatewayRig:
         self.proc.wait()
 
     def send(self, cid: int, instrument: int, side: int, qty: float, *, action: int = 1, kind: int = 0,
-             limit_px: float = np.nan, tif: int = 0, known_filled: float = 0.0) -> None:
+             limit_px: float = np.nan, tif: int = 0, known_filled: float = 0.0, orig_cid: int = 0) -> None:
         from alphad.ipc.dtypes import VENUE_REQ_DTYPE
 
         now = time.monotonic_ns()
         self.requests.push(np.array([(now, now, cid, instrument, side, action, kind, tif, qty, limit_px,
-                                      known_filled)], VENUE_REQ_DTYPE))
+                                      known_filled, orig_cid)], VENUE_REQ_DTYPE))
 
     def reports(self) -> np.ndarray:
         return self.replies.pop(0, 1024)

@@ -75,7 +75,9 @@ class Router(Base):
 
     #: ``immediate``: each approved order goes to the venue at once (a market order).
     #: ``twap`` / ``vwap`` / ``pov``: each becomes a parent worked by that algorithm
-    #: (parameters in ``algo``); risk sees fills against the order it approved.
+    #: (parameters in ``algo``); risk sees fills against the order it approved.  On the
+    #: simulated venues and on IB (children re-priced by IB's in-place modify); not on
+    #: Alpaca yet.
     execution: Literal["immediate", "twap", "vwap", "pov"] = "immediate"
     algo: Algo = Algo()
     impact: ImpactLive = ImpactLive()
@@ -104,9 +106,14 @@ class Router(Base):
         if self.venue != "ib" and self.ib != IbVenue():
             raise ValueError(f"router.ib is set but router.venue is {self.venue}: the IB gateway's keys only apply "
                              "with router.venue ib")
-        if self.venue != "paper" and self.execution != "immediate":
-            raise ValueError(f"router.execution {self.execution} with router.venue {self.venue} is not built yet: "
-                             "algorithms work children on the simulated venues only; use execution immediate")
+        if self.venue == "alpaca" and self.execution != "immediate":
+            raise ValueError(f"router.execution {self.execution} with router.venue alpaca is not built yet: an "
+                             "algorithm re-prices its children by replace, which the Alpaca gateway does not make; "
+                             "use execution immediate (or router.venue ib, or paper)")
+        if self.venue == "ib" and self.execution != "immediate" and self.ib.time_in_force == "ioc":
+            raise ValueError(f"router.execution {self.execution} with router.ib.time_in_force ioc: an algorithm's "
+                             "children rest at their limit, which IOC forbids; set router.ib.time_in_force to gtc "
+                             "or day")
         if self.execution == "vwap" and not (self.algo.profile and sum(self.algo.profile) > 0):
             raise ValueError("router.algo.profile expected volume shares with a positive sum for "
                              f"execution vwap, was {list(self.algo.profile)}")

@@ -217,7 +217,6 @@ class RouterCore:
             self.parents = ParentBook(self.smart, ticks, lots, self.execution, router_cfg.algo,
                                       keep_ended_ns=KEEP_ENDED_NS, progress=progress)
             self.reports = self.parents.reports  # risk hears about parents, never children
-            self._counted = (0, 0, 0)
         self.impact = LiveImpact(len(universe), router_cfg.impact, impact_out) if router_cfg.impact.enabled else None
 
     def warm(self, md: np.ndarray) -> None:
@@ -291,14 +290,7 @@ class RouterCore:
         pb = self.parents
         n = self.smart.poll(now)
         k = pb.collect(n, now) if n else pb.n
-        # Counters since the last call into the metrics block; poll often while parents work.
-        c = (pb.children_sent, pb.child_rejects, pb.errors)
-        d = [a - b for a, b in zip(c, self._counted)]
-        if any(d):
-            mx.count(self.m, ROUTER, mx.C_ORDERS, d[0])
-            mx.count(self.m, ROUTER, mx.C_REJECTS, d[1])
-            mx.count(self.m, ROUTER, mx.C_ERRORS, d[2])
-            self._counted = c
+        pb.count_into(self.m)  # poll often while parents work
         self.poll_ns = pb.step_ns if pb.working else self._base_poll_ns
         ledger_close(self.ledger, self.reports, k)
         return k

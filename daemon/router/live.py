@@ -15,6 +15,10 @@ filled quantity an ``EXEC_STATUS`` answer carries is exactly what risk has heard
 Orders that ended meanwhile are answered with their end.  The router is ready once every
 query is answered.
 
+With ``router.execution`` an algorithm (IB), each approved order is a parent whose
+children go to the gateway (:mod:`alphad.daemon.router.live_algos`); risk hears of the
+parent only, as on the simulated venues.
+
 This path is Python, not compiled: a broker's round trip is milliseconds, and the
 gateway hop, not this code, is what it costs (BENCHMARKS.md, "gateway hop").
 """
@@ -24,14 +28,15 @@ import time
 
 import numpy as np
 
+from alphad.daemon.router.live_algos import LiveParents, venue_kind
 from alphad.daemon.router.ledger import L_CID, ledger_close, ledger_open, new_ledger
 from alphad.daemon.router.order_fsm import FLAG_FLATTEN, QTY_EPS, REJ_STALE, REJ_STORE_FULL, OrderStore, Trigger
 from alphad.daemon.router.venues.gateway_core import TIF_CODES
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
-from alphad.ipc.dtypes import (ARRIVAL_DTYPE, EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS,
-                               MD_QUOTE, ORDER_DTYPE, ORDER_F_FLATTEN, REQ_CANCEL, REQ_NEW, REQ_QUERY, VENUE_REQ_DTYPE,
-                               check_records)
+from alphad.ipc.dtypes import (ARRIVAL_DTYPE, EXEC_ACK, EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT,
+                               EXEC_STATUS, MD_QUOTE, ORDER_DTYPE, ORDER_F_FLATTEN, REQ_CANCEL, REQ_NEW, REQ_QUERY,
+                               VENUE_REQ_DTYPE, check_records)
 
 ROUTER = STAGE_INDEX["router"]
 #: Ended orders the store keeps (late reports still find them), ns.
@@ -56,10 +61,9 @@ class LiveRouterCore:
     """
 
     live = True
-    parents = None
 
     def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, ledger: np.ndarray | None, push, pop,
-                 metrics: np.ndarray | None = None):
+                 metrics: np.ndarray | None = None, progress: np.ndarray | None = None):
         self.n = len(universe)
         self.last_cid = last_cid
         self.ledger = ledger if ledger is not None else new_ledger()
@@ -81,15 +85,39 @@ class LiveRouterCore:
         self.poll_ns = 1_000_000
         self.venues = ()
         self.state = None
-        self._asked: set[int] = set()  # queries of a reconciliation not yet answered
+        self.asked: set[int] = set()  # queries of a reconciliation not yet answered
         self._checked = None
         self.dropped_fills = 0
+        #: The algorithm parents (``router.execution`` not immediate), else None.
+        self.algos = None
+        if router_cfg.execution != "immediate":
+            self.algos = LiveParents(self, universe, router_cfg, progress, KEEP_ENDED_NS)
+            self.reports = self.algos.reports  # risk hears about parents, never children
+
+    @property
+    def parents(self):
+        return None if self.algos is None else self.algos.book
 
     # -- what RouterStage calls -------------------------------------------------------------
     def warm(self, md: np.ndarray) -> None:
-        """Bind the ring kernels on empty work (nothing is sent or read)."""
+        """Bind the ring kernels on empty work (nothing is sent or read), and compile the
+        order store's, the ledger's and the metrics' kernels on scratch copies: an order's
+        whole life, so the first real one never waits for the compiler."""
         self._push(self._req.view(np.uint8), 0)
         self._pop(self._in.view(np.uint8), 0)
+        store, ledger, m = OrderStore(16), new_ledger(), np.zeros_like(self.m)
+        store.add(1, 0, 1, 2, 1.0, 1.0, 0, venue=0)
+        store.trigger(1, Trigger.SUBMIT, 0)
+        ack = np.zeros(1, EXEC_DTYPE)
+        ack[0] = (0, 0, 1, 0, 1, EXEC_ACK, 0, 0.0, np.nan, 0.0, 1.0)
+        store.apply(ack, 1)
+        store.find(1)
+        store.timeouts(1, 1)
+        store.compact(0, 0)
+        ledger_open(ledger, 1, 0, 1)
+        ledger_close(ledger, ack, 1)
+        mx.count(m, ROUTER, mx.C_ORDERS, 0)
+        mx.observe(m, mx.ROW_T2T, 0)
 
     def _queue(self, *rec) -> None:
         """One request (a VENUE_REQ_DTYPE tuple) into the batch; a full batch goes at once."""
@@ -119,6 +147,11 @@ class LiveRouterCore:
         if orders is not self._checked:
             check_records(orders, ORDER_DTYPE, "orders")
             self._checked = orders
+        if self.algos is not None:
+            sent = self.algos.on_orders(orders, n, now)
+            if sent:
+                mx.count(self.m, ROUTER, mx.C_ORDERS, sent)
+            return sent, self.algos.collect_orders(now)
         self._k, sent = 0, 0
         for j in range(n):
             o = orders[j]
@@ -141,8 +174,8 @@ class LiveRouterCore:
                 self.store.orders[self.store.find(cid)]["flags"] |= FLAG_FLATTEN  # cancel-all leaves it working
             if not ledger_open(self.ledger, cid, i, int(o["side"])):
                 mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
-            self._queue(o["t_origin"], now, cid, i, o["side"], REQ_NEW, o["kind"], self.tif, o["qty"], o["limit_px"],
-                        0.0)
+            self._queue(o["t_origin"], now, cid, i, o["side"], REQ_NEW, venue_kind(o["kind"], o["limit_px"]), self.tif,
+                        o["qty"], o["limit_px"], 0.0, 0)
             if sent < len(self.arrivals):
                 self.arrivals[sent] = (o["t_origin"], now, cid, i, o["side"], 0, 0, o["qty"], self.bid[i], self.ask[i])
             mx.observe(self.m, mx.ROW_T2T, now - int(o["t_origin"]))
@@ -160,38 +193,56 @@ class LiveRouterCore:
         if len(q):
             self.bid[q["instrument"]] = q["bid_px"]
             self.ask[q["instrument"]] = q["ask_px"]
+        if self.algos is not None:
+            self.algos.children.on_md(md, n)
         return 0
 
     def poll(self, now: int) -> int:
-        """The gateway's reports into :attr:`reports` for risk; returns how many."""
-        n = int(self._pop(self._in.view(np.uint8), len(self._in)))
+        """The gateway's reports into :attr:`reports` for risk; returns how many (with an
+        algorithm: the parents' reports, and the parents stepped)."""
+        if self.algos is not None:
+            return self.algos.poll(now)
         k = 0
-        store = self.store
-        for x in self._in[:n]:
-            cid, status = int(x["client_order_id"]), int(x["status"])
-            slot = store.find(cid)
-            if status == EXEC_STATUS:
-                self._asked.discard(cid)
-                if slot < 0:
-                    self._adopt(x, now)
-                continue
-            if status in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT):
-                self._asked.discard(cid)  # a query answered with the order's end
-            if slot >= 0:
-                o = store.orders[slot]
-                if status in (EXEC_FILL, EXEC_PARTIAL) and o["filled"] + x["fill_qty"] > o["qty"] * (1 + QTY_EPS):
-                    self.dropped_fills += 1  # reported twice (a gateway crash between push and table)
-                    mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
-                    continue
-                self._one[0] = x
-                bad = store.apply(self._one, 1)
-                if bad:
-                    mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
-            self.reports[k] = x
-            k += 1
+        for x in self.pop_reports():
+            if self.apply(x, now):
+                self.reports[k] = x
+                k += 1
         if k:
             ledger_close(self.ledger, self.reports, k)
         return k
+
+    def pop_reports(self) -> np.ndarray:
+        """The gateway's reports waiting on ``venue_exec`` (a view, valid until the next call)."""
+        return self._in[:int(self._pop(self._in.view(np.uint8), len(self._in)))]
+
+    def apply(self, x, now: int = 0) -> bool:
+        """Report ``x`` into the store; False when it is not for risk (a query's answer, a
+        fill reported twice)."""
+        store = self.store
+        cid, status = int(x["client_order_id"]), int(x["status"])
+        slot = store.find(cid)
+        if status == EXEC_STATUS:  # a query's answer: reason 1 still working, 0 ended (already reported)
+            self.asked.discard(cid)
+            if slot < 0 and x["reason"] == 1:
+                self._adopt(x, now)
+            return False
+        if status in (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT):
+            self.asked.discard(cid)  # a query answered with the order's end
+        if slot >= 0:
+            o = store.orders[slot]
+            if status in (EXEC_FILL, EXEC_PARTIAL) and o["filled"] + x["fill_qty"] > o["qty"] * (1 + QTY_EPS):
+                self.dropped_fills += 1  # reported twice (a gateway crash between push and table)
+                mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
+                return False
+            self._one[0] = x
+            if store.apply(self._one, 1):
+                mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
+        return True
+
+    def query(self, cid: int, instrument: int, side: int, now: int) -> None:
+        """A query to the gateway about ``cid`` (answered on ``venue_exec``)."""
+        self._queue(now, now, cid, instrument, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0, 0)
+        self.asked.add(int(cid))
 
     def _adopt(self, x, now: int) -> None:
         """An order the gateway says still works and this router does not know (it was
@@ -213,17 +264,20 @@ class LiveRouterCore:
         """A restarted router: ask the gateway about every order the ledger holds.  Its
         answers (:meth:`poll`) adopt the working ones and report the ended ones;
         :attr:`pending_queries` says how many are still unanswered."""
-        held = self.ledger[self.ledger[:, L_CID] != 0]
-        for cid, i, side in held:
-            self._queue(now, now, cid, i, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0)
-            self._asked.add(int(cid))
-        self._flush()
-        return {"adopted": 0, "resumed": 0, "stray_cancels": 0, "asked": len(held), "reports": 0,
+        if self.algos is not None:
+            asked = self.algos.reconcile(now)
+        else:
+            held = self.ledger[self.ledger[:, L_CID] != 0]
+            for cid, i, side in held:
+                self.query(int(cid), int(i), int(side), now)
+            self._flush()
+            asked = len(held)
+        return {"adopted": 0, "resumed": 0, "stray_cancels": 0, "asked": asked, "reports": 0,
                 "positions": np.zeros(self.n)}
 
     @property
     def pending_queries(self) -> int:
-        return len(self._asked)
+        return len(self.asked)
 
     def report_lost(self, now: int) -> int:
         """Nothing is lost with a live venue: every held order is answered by the gateway."""
@@ -232,10 +286,13 @@ class LiveRouterCore:
     def cancel_all(self, now: int) -> tuple[int, int]:
         """A cancel to the gateway for every working order (flatten orders excepted);
         returns ``(cancels sent, reports now waiting)``."""
+        if self.algos is not None:
+            n = self.algos.cancel_all(now)
+            return n, self.algos.finish(now)
         cids = self.store.cancel_all(now, top_level=True)
         for cid in cids:
             o = self.store.orders[self.store.find(cid)]
-            self._queue(now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0)
+            self._queue(now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0, 0)
         self._flush()
         return len(cids), self.poll(now)
 
@@ -246,9 +303,11 @@ class LiveRouterCore:
         for cid in stale:
             o = self.store.orders[self.store.find(cid)]
             self._queue(now, now, cid, o["instrument"], o["side"], REQ_QUERY, o["kind"], self.tif, o["qty"],
-                        o["limit_px"], o["filled"])
+                        o["limit_px"], o["filled"], 0)
             o["ts_last"] = now  # asked: not again for a while
         self._flush()
+        if self.algos is not None:
+            self.algos.book.housekeeping()
         if len(self.store) > 0.75 * self.store.orders.shape[0]:
             self.store.compact(now, KEEP_ENDED_NS)
 

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alphad.ipc import metrics as mx
+from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT,
                                ORDER_DTYPE)
 
@@ -59,6 +61,7 @@ __all__ = ["ParentBook", "ALGO_STRATEGY"]
 
 #: ``strategy`` field of the children's client order ids.
 ALGO_STRATEGY = 1
+ROUTER = STAGE_INDEX["router"]
 
 #: Columns of the progress table: the parent's id, instrument, side, lots, lots filled, end
 #: (router clock), ``t_origin``, 1 for a flatten order, children numbered so far.
@@ -129,6 +132,7 @@ class ParentBook:
         self.children_sent = 0
         self.child_rejects = 0
         self.errors = 0  # reports for no known child, an id already working
+        self._counted = (0, 0, 0)  # the three above, as last moved into the metrics (count_into)
         #: One row per working parent (``PG_*``), in the ``router_state`` segment: what a
         #: restarted router resumes (:meth:`resume`).  Written before a child is sent.
         self.progress = progress if progress is not None else new_progress(cfg.max_parents)
@@ -324,9 +328,35 @@ class ParentBook:
                          REASON_CXL_EXPIRED if a.state == _EXPIRED else REASON_CXL_USER, 0.0, 0.0, 0.0,
                          a.remainder_lots * a.spec.lot)
 
+    def refuse(self, cid: int, instrument: int, side: int, t_origin: int, now: int, reason: int, qty: float) -> None:
+        """An order that never becomes a parent (too old when it came): ``EXEC_REJECT``."""
+        self._report(cid, instrument, side, t_origin, now, EXEC_REJECT, reason, 0.0, 0.0, 0.0, qty)
+
+    def pass_on(self, x) -> None:
+        """A report about one of risk's orders that is no parent, for risk as it came."""
+        self.reports[self.n] = x
+        self.n += 1
+
+    def refill(self, cid: int, instrument: int, side: int, t_origin: int, x, leaves: float) -> None:
+        """A fill ``x`` of a previous router's child (a live venue outlives the router) for
+        its parent ``cid``: ``EXEC_PARTIAL``, or ``EXEC_FILL`` when nothing is left."""
+        self._report(cid, instrument, side, t_origin, int(x["ts"]), EXEC_FILL if leaves <= 0 else EXEC_PARTIAL,
+                     int(x["reason"]), float(x["fill_qty"]), float(x["fill_px"]), float(x["fee"]), leaves)
+
     def _report(self, cid, instrument, side, t_origin, ts, status, reason, fill_qty, fill_px, fee, leaves) -> None:
         self.reports[self.n] = (t_origin, ts, cid, instrument, side, status, reason, fill_qty, fill_px, fee, leaves)
         self.n += 1
+
+    def count_into(self, m: np.ndarray) -> None:
+        """The children sent, child rejects and errors since the last call, into the router
+        stage's counters of the metrics words ``m``."""
+        c = (self.children_sent, self.child_rejects, self.errors)
+        d = [a - b for a, b in zip(c, self._counted)]
+        if any(d):
+            mx.count(m, ROUTER, mx.C_ORDERS, d[0])
+            mx.count(m, ROUTER, mx.C_REJECTS, d[1])
+            mx.count(m, ROUTER, mx.C_ERRORS, d[2])
+            self._counted = c
 
     def housekeeping(self) -> None:
         """Forget the children of parents that ended more than ``keep_ended_ns`` ago (router clock)."""

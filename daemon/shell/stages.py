@@ -549,7 +549,7 @@ class RouterStage:
             from alphad.daemon.router.live import LiveRouterCore
 
             self.core = LiveRouterCore(cfg.universe, cfg.router, last_cid, ledger=ledger, metrics=shell.m,
-                                       **gateway_link(shell))
+                                       progress=progress, **gateway_link(shell))
         self._restarted = not fresh
         # ctl cancel-all requests acted on, and the trading-state epoch of the last HALTED
         # seen: a halt (operator or kill switch) cancels working orders at the venues once.

@@ -149,8 +149,9 @@ def test_a_killed_gateway_comes_back_reports_the_fill_of_the_outage_once_and_sen
 
 def test_a_query_about_an_order_the_gateway_never_took_settles_it_as_never_arrived(fake, rig):
     rig.send(81, BTC, 1, 0.01, action=REQ_QUERY, known_filled=-1.0)
-    got = rig.wait_reports(ended(81))
-    assert statuses(got, 81) == [EXEC_REJECT] and of(got, 81)[0][6] == REJ_NOT_AT_VENUE
+    got = rig.wait_reports(lambda got: EXEC_STATUS in statuses(got, 81))
+    assert statuses(got, 81) == [EXEC_REJECT, EXEC_STATUS] and of(got, 81)[0][6] == REJ_NOT_AT_VENUE
+    assert of(got, 81)[1][6] == 0  # the query's answer: ended, its end reported (nothing more to come)
     assert f"{PREFIX}81" not in fake.post_counts
 
 

@@ -158,3 +158,37 @@ def test_a_data_farm_break_stops_new_orders_on_the_silent_instrument_and_2104_re
           f"(risk.max_data_age_ms 3000, counted from its last tick)")  # reported, never asserted
     settle(daemon, fake)
     check_journal(fake, daemon.journal)
+
+
+def test_twap_on_ib_reprices_resting_children_by_modify_and_the_positions_stay_the_brokers(fake, tmp_path):
+    """Must-show 4's modify where it happens: ``router.execution twap`` on IB.  Children rest at
+    the near touch; as the demo market moves away the algorithm re-prices them, which the IB
+    gateway makes an in-place modify (same IB order, new reference).  Never a second order for
+    one reference, never a modify sent twice, and risk's positions equal the fake's."""
+    import msgspec
+
+    d = ib_daemon(fake, tmp_path)
+    cfg = msgspec.yaml.decode(d.config.read_bytes())
+    cfg["router"].update(execution="twap", algo={"horizon_s": 8, "slices": 4, "urgency": 0.0, "catch_up": 1.0,
+                                                  "replace_after_s": 0.5, "step_ms": 50})
+    cfg["router"]["ib"]["time_in_force"] = "gtc"  # children rest; IOC would cancel them at once
+    d.config.write_bytes(msgspec.yaml.encode(cfg))
+    try:
+        d.start()
+        eventually(lambda: sum(fake.modify_counts.values()) >= 3 and d.status().fills >= 3, timeout=150,
+                   what="three modifies and three fills")
+        st = settle(d, fake)
+        assert st.positions
+        assert fake.place_counts and max(fake.place_counts.values()) == 1, fake.place_counts
+        assert max(fake.modify_counts.values()) == 1 and not set(fake.modify_counts) & set(fake.place_counts)
+        # every child is its own reference at IB: a modified order shows its last one
+        refs = {o["order_ref"] for o in fake.orders()}
+        assert refs <= set(fake.place_counts) | set(fake.modify_counts)
+        parents = {e["client_order_id"] for e in entries(d.journal) if e["type"] == "order"}
+        assert not parents & {int(r.removeprefix("alphad-")) for r in refs}  # risk's ids never reach IB
+        assert verify(d.journal)[1] is None
+        modified = [o for o in fake.orders() if o["order_ref"] in fake.modify_counts]
+        print(f"{len(fake.place_counts)} children placed, {sum(fake.modify_counts.values())} modifies, "
+              f"{sum(1 for o in modified if o['filled'])} modified children filled; {st.fills} fills")
+    finally:
+        d.stop()

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from alphad.daemon.router.order_fsm import REJ_NOT_AT_VENUE, REJ_VENUE
+from alphad.daemon.router.order_fsm import REASON_CXL_REPLACED, REJ_NOT_AT_VENUE, REJ_REPLACE_UNKNOWN, REJ_VENUE
 from alphad.ipc import gateway_block as gb
-from alphad.ipc.dtypes import EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL
+from alphad.ipc.dtypes import (EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL,
+                               REQ_REPLACE)
 from daemon_rig import eventually
 from venue_reports import ended, filled, of, statuses
 from alphad.ops.gateway_bench import GatewayRig
@@ -180,3 +181,88 @@ def test_an_order_lost_with_the_connection_and_cancelled_meanwhile_ends_as_never
     assert fake.lost_orders == [f"{REF}71"] and fake.place_counts == {f"{REF}72": 1}
     assert rig.block.words[gb.G_UNKNOWN] == 0
 
+
+
+# -- must-show 4, modify: a replace is IB's in-place modify, never a second order --------------------------
+
+def rest(rig, cid, inst, qty, px):
+    rig.send(cid, inst, 1, qty, kind=1, limit_px=px)
+    rig.wait_reports(lambda got: EXEC_ACK in statuses(got, cid))
+
+
+def replace(rig, old, new, inst, qty, px):
+    rig.send(new, inst, 1, qty, action=REQ_REPLACE, kind=1, limit_px=px, orig_cid=old)
+
+
+def test_a_replace_modifies_the_order_in_place_and_each_fill_belongs_to_the_child_it_was_made_for(fake, rig):
+    rest(rig, 101, ETH, 3.0, 2000.0)
+    fake.fill_order(f"{REF}101", qty=1.0, price=2000.0)
+    rig.wait_reports(lambda got: EXEC_PARTIAL in statuses(got, 101))
+    replace(rig, 101, 102, ETH, 2.0, 2001.0)
+    got = rig.wait_reports(lambda got: EXEC_ACK in statuses(got, 102) and ended(101)(got))
+    assert statuses(got, 101) == [EXEC_CANCELED] and of(got, 101)[0][6] == REASON_CXL_REPLACED
+    assert of(got, 102)[0][10] == pytest.approx(2.0)  # the replacement's leaves
+    at_ib = fake.order(f"{REF}102")
+    assert at_ib["order_id"] == fake.orders()[0]["order_id"]  # the same IB order, modified
+    assert at_ib["qty"] == pytest.approx(3.0) and at_ib["lmt_price"] == pytest.approx(2001.0)
+    fake.fill_order(f"{REF}102", price=2001.0)
+    got = rig.wait_reports(ended(102))
+    assert statuses(got, 102) == [EXEC_FILL] and filled(got, 102) == pytest.approx(2.0)
+    assert of(got, 102)[0][8] == pytest.approx(2001.0)
+    assert fake.place_counts == {f"{REF}101": 1} and fake.modify_counts == {f"{REF}102": 1}
+    # a restarted gateway's read-back gives each execution to its own child again: nothing new
+    rig.kill()
+    rig.start()
+    time.sleep(1.5)
+    assert not [r for r in rig.reports().tolist() if r[2] in (101, 102) and r[5] != EXEC_STATUS]
+
+
+def test_a_fill_racing_the_modify_stays_the_old_childs_and_the_replacement_gets_what_is_left(fake, rig):
+    rest(rig, 111, ETH, 3.0, 2000.0)
+    fake.fill_before_next_modify(1.0)  # TWS fills 1 of the old child as the modify crosses it
+    replace(rig, 111, 112, ETH, 3.0, 2001.0)
+    got = rig.wait_reports(lambda got: EXEC_ACK in statuses(got, 112) and ended(111)(got))
+    assert statuses(got, 111) == [EXEC_PARTIAL, EXEC_CANCELED] and filled(got, 111) == pytest.approx(1.0)
+    assert of(got, 112)[0][10] == pytest.approx(2.0)  # 3 asked, 1 went to the old child on the way
+    fake.fill_order(f"{REF}112", price=2001.0)
+    got = rig.wait_reports(ended(112))
+    assert statuses(got, 112) == [EXEC_FILL] and filled(got, 112) == pytest.approx(2.0)
+    assert fake.order(f"{REF}112")["filled"] == pytest.approx(3.0)
+
+
+def test_a_modify_of_an_order_that_filled_meanwhile_is_refused_and_the_fill_kept(fake, rig):
+    rest(rig, 121, ETH, 2.0, 2000.0)
+    fake.fill_before_next_modify()  # the whole order fills before the modify arrives
+    replace(rig, 121, 122, ETH, 2.0, 2001.0)
+    got = rig.wait_reports(lambda got: ended(122)(got) and ended(121)(got))
+    assert statuses(got, 122) == [EXEC_REJECT] and of(got, 122)[0][6] == REJ_VENUE
+    assert statuses(got, 121)[:1] == [EXEC_FILL] and filled(got, 121) == pytest.approx(2.0)
+    assert fake.place_counts == {f"{REF}121": 1}
+
+
+def test_a_modify_lost_with_the_connection_is_settled_by_the_read_back_and_never_placed_again(fake, rig):
+    rest(rig, 131, ETH, 2.0, 2000.0)
+    fake.lose_next_order()  # the modify leaves, the link drops before TWS reads it
+    replace(rig, 131, 132, ETH, 2.0, 2001.0)
+    got = rig.wait_reports(lambda got: ended(132)(got) and ended(131)(got), timeout_s=30)
+    assert statuses(got, 132) == [EXEC_REJECT] and of(got, 132)[0][6] == REJ_NOT_AT_VENUE
+    assert statuses(got, 131) == [EXEC_REJECT] and of(got, 131)[0][6] == REJ_REPLACE_UNKNOWN  # works on
+    fake.fill_order(f"{REF}131", price=2000.0)
+    got = rig.wait_reports(ended(131))
+    assert statuses(got, 131) == [EXEC_FILL] and filled(got, 131) == pytest.approx(2.0)
+    assert fake.lost_orders == [f"{REF}132"] and fake.modify_counts == {} and fake.place_counts == {f"{REF}131": 1}
+
+
+def test_a_modify_applied_while_the_connection_drops_is_found_by_the_read_back(fake, rig):
+    rest(rig, 141, ETH, 2.0, 2000.0)
+    fake.lose_next_answer()  # TWS applies the modify; the link drops before its echo
+    replace(rig, 141, 142, ETH, 2.0, 2001.0)
+    eventually(lambda: fake.modify_counts, timeout=10, what="the modify at the fake")
+    fake.fill_order(f"{REF}142", qty=0.5, price=2001.0)  # while no client is connected
+    got = rig.wait_reports(lambda got: ended(141)(got) and EXEC_PARTIAL in statuses(got, 142), timeout_s=30)
+    assert statuses(got, 141) == [EXEC_CANCELED] and of(got, 141)[0][6] == REASON_CXL_REPLACED
+    assert statuses(got, 142) == [EXEC_ACK, EXEC_PARTIAL] and filled(got, 142) == pytest.approx(0.5)
+    rig.send(142, ETH, 0, 0.0, action=REQ_CANCEL)
+    got = rig.wait_reports(ended(142))
+    assert statuses(got, 142) == [EXEC_CANCELED]
+    assert fake.place_counts == {f"{REF}141": 1} and fake.modify_counts == {f"{REF}142": 1}

@@ -25,9 +25,13 @@ def test_alpaca_keys_with_the_paper_venue_are_refused_not_ignored():
         decode_config(MIN + "router: {alpaca: {endpoint: live}}\n")
 
 
-def test_an_algorithm_with_a_live_venue_is_refused_as_not_built():
+def test_an_algorithm_with_alpaca_is_refused_as_not_built_and_with_ib_needs_children_that_rest():
     with pytest.raises(ConfigError, match="router.execution twap with router.venue alpaca is not built yet"):
         decode_config(MIN + "router: {venue: alpaca, execution: twap}\n")
+    with pytest.raises(ConfigError, match="router.execution pov with router.ib.time_in_force ioc"):
+        decode_config(MIN + "router: {venue: ib, execution: pov, ib: {time_in_force: ioc}}\n")
+    cfg = decode_config(MIN + "router: {venue: ib, execution: twap, ib: {time_in_force: gtc}}\n")
+    assert cfg.router.execution == "twap" and cfg.router.ib.time_in_force == "gtc"
 
 
 def test_a_bad_endpoint_and_prefix_are_named():

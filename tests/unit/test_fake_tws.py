@@ -228,7 +228,7 @@ def test_resting_limit_modified_then_filled_by_a_quote(fake):
             order.lmtPrice = 189.5
             ib.placeOrder(aapl, order)                            # same orderId: a modify
             await until(lambda: fake.order("lmt")["lmt_price"] == 189.5, what="modify")
-            assert trade.fills == [] and fake.place_counts["lmt"] == 2
+            assert trade.fills == [] and fake.place_counts["lmt"] == 1 and fake.modify_counts["lmt"] == 1
             fake.set_quote("AAPL", 189.00, 189.40)
             await filled_with_commission(ib, trade)
             assert trade.fills[0].execution.price == 189.40       # the touch, inside the limit

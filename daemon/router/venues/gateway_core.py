@@ -26,11 +26,11 @@ import time
 
 import numpy as np
 
-from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_NOT_AT_VENUE, REJ_STORE_FULL,
-                                            REJ_VENUE, REJ_VENUE_DOWN)
+from alphad.daemon.router.order_fsm import (REASON_CXL_EXPIRED, REASON_CXL_USER, REJ_NOT_AT_VENUE, REJ_ORIG_UNKNOWN,
+                                            REJ_REPLACE_UNKNOWN, REJ_STORE_FULL, REJ_VENUE, REJ_VENUE_DOWN)
 from alphad.ipc import gateway_block as gb
 from alphad.ipc.dtypes import (EXEC_ACK, EXEC_CANCELED, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS, REQ_CANCEL,
-                               REQ_NEW, REQ_QUERY, TIF_DAY, TIF_GTC, TIF_IOC)
+                               REQ_NEW, REQ_QUERY, REQ_REPLACE, TIF_DAY, TIF_GTC, TIF_IOC)
 
 __all__ = ["GatewayCore", "OrderIds", "REJ_VENUE_DOWN", "TIF_CODES"]
 
@@ -184,14 +184,25 @@ class GatewayCore:
 
     def not_at_venue(self, j: int) -> bool:
         """A query found no such order: settled (rejected, never resent) once the row has
-        been unknown long enough for an order that did arrive to be listed; True then."""
+        been unknown long enough for an order that did arrive to be listed; True then.  A
+        replacement that never arrived leaves the order it was to replace working."""
         o = self.block.orders[j]
         if o["state"] == gb.GS_UNKNOWN and time.monotonic_ns() - int(o["updated"]) >= NOT_FOUND_GRACE_NS:
             self.log(f"order {int(o['client_order_id'])}: its fate was unknown and the venue has no such order: "
                      "never arrived")
             self.reject(j, REJ_NOT_AT_VENUE)
+            if o["replaces"]:
+                self.replace_refused(int(o["replaces"]))
             return True
         return False
+
+    def replace_refused(self, old_cid: int) -> None:
+        """The replace of ``old_cid`` did not happen: it keeps working (its own end, if it
+        ended, is reported on its own)."""
+        j = self.block.find(old_cid)
+        if j >= 0:
+            self._report(j, EXEC_REJECT, reason=REJ_REPLACE_UNKNOWN, leaves=float(self.block.orders[j]["qty"]
+                                                                                - self.block.orders[j]["reported"]))
 
     # -- requests from the router ----------------------------------------------------------------
     def on_requests(self, reqs: np.ndarray) -> None:
@@ -211,10 +222,38 @@ class GatewayCore:
                                 REJ_STORE_FULL, 0.0, math.nan, 0.0, 0.0)])
                     continue
                 self.spawn(self.submit(j))
+            elif action == REQ_REPLACE:
+                self._take_replace(r, cid, int(r["orig_cid"]))
             elif action == REQ_CANCEL:
                 self.spawn(self.cancel(cid))
             elif action == REQ_QUERY:
                 self.spawn(self.answer_query(cid, float(r["known_filled"]), r))
+
+    def _take_replace(self, r, cid: int, old_cid: int) -> None:
+        """A replace: the replacement's row (linked to the order it replaces) is entered
+        here, then the venue is asked.  One whose original is not working here is refused
+        on both ids (the original's own end is reported on its own), as a venue would."""
+        if self.block.find(cid) >= 0:
+            return  # already taken: never sent twice
+        now = time.monotonic_ns()
+        old = self.block.find(old_cid)
+        j = self.block.enter(cid, int(r["instrument"]), int(r["side"]), int(r["kind"]), int(r["tif"]),
+                             float(r["qty"]), float(r["limit_px"]), int(r["t_origin"]), now, replaces=old_cid)
+        if j < 0:
+            self.emit([(int(r["t_origin"]), now, cid, int(r["instrument"]), int(r["side"]), EXEC_REJECT,
+                        REJ_STORE_FULL, 0.0, math.nan, 0.0, 0.0)])
+            if old >= 0:
+                self.replace_refused(old_cid)
+            return
+        if old < 0 or self.block.orders[old]["state"] != gb.GS_OPEN:
+            if old < 0:  # never taken here: refused on its id all the same
+                self.emit([(int(r["t_origin"]), now, old_cid, int(r["instrument"]), int(r["side"]), EXEC_REJECT,
+                            REJ_REPLACE_UNKNOWN, 0.0, math.nan, 0.0, 0.0)])
+            else:  # on its way, unknown, or ended (too late): its own end comes on its own
+                self.replace_refused(old_cid)
+            self.reject(j, REJ_ORIG_UNKNOWN)
+            return
+        self.spawn(self.replace(old, j))
 
     async def answer_query(self, cid: int, known_filled: float, r) -> None:
         """The router asks about ``cid`` (it restarted, or the order has waited too long)."""
@@ -231,6 +270,8 @@ class GatewayCore:
         j = self.block.find(cid)
         if j >= 0 and self.block.orders[j]["state"] == gb.GS_OPEN:
             self.report_status(j)
+        elif j >= 0 and self.block.orders[j]["state"] == gb.GS_DONE:
+            self._report(j, EXEC_STATUS, reason=0)  # ended, its end reported already: nothing more to come
 
     async def query_later(self, cid: int) -> None:
         await asyncio.sleep(self.backoff_s(0))
@@ -245,6 +286,12 @@ class GatewayCore:
 
     async def cancel(self, cid: int) -> None:
         raise NotImplementedError
+
+    async def replace(self, old: int, j: int) -> None:
+        """Replace row ``old`` by row ``j`` at the venue.  A venue whose gateway has no
+        replace refuses it: the original keeps working, the replacement is rejected."""
+        self.replace_refused(int(self.block.orders[old]["client_order_id"]))
+        self.reject(j, REJ_VENUE)
 
     async def query(self, cid: int) -> bool:
         """Ask the venue about ``cid`` and apply the answer; True once settled."""

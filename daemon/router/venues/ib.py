@@ -18,14 +18,23 @@ particulars:
   are a per-farm health state in the gateway block.
 * An order placed while the connection drops has an unknown fate until the next connect's
   read-back finds it by its reference; one not found is rejected, never sent again.
+* A replace (an execution algorithm re-pricing a resting child) is IB's in-place modify:
+  the same orderId, its quantity what it has filled plus the replacement's, the
+  replacement's limit and reference.  Executions carry the reference they were made
+  under, so each fill belongs to the child it was made for.  TWS echoing the new
+  reference is the modify applied (the old child ends replaced, the new one is acked); an
+  error on the orderId refuses it (the old child works on); a modify in flight when the
+  link drops is settled by the read-back the same way, never placed again.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import math
 import time
 
+from alphad.daemon.router.order_fsm import REASON_CXL_REPLACED, REJ_ORIG_UNKNOWN, REJ_VENUE
 from alphad.daemon.router.venues import gateway_core as gc
 from alphad.daemon.router.venues.ib_config import IbVenue
 from alphad.ipc import gateway_block as gb
@@ -90,6 +99,7 @@ class IbGateway(gc.GatewayCore):
         self.sync = IbSync(self, risk_positions, quiet)
         ib = self.ib
         ib.orderStatusEvent += self._on_trade
+        ib.openOrderEvent += self._on_trade  # a modify applied: TWS echoes its reference
         ib.commissionReportEvent += lambda trade, fill, report: self._on_trade(trade)
         ib.execDetailsEvent += lambda trade, fill: self._on_trade(trade)
 
@@ -129,11 +139,38 @@ class IbGateway(gc.GatewayCore):
             if self.block.orders[j]["state"] == gb.GS_SENDING:
                 self.unknown(int(j), "the connection dropped before IB answered")
 
+    async def replace(self, old: int, j: int) -> None:
+        """Modify the IB order of row ``old`` into row ``j`` (see the module's notes)."""
+        old_cid, cid = int(self.block.orders[old]["client_order_id"]), int(self.block.orders[j]["client_order_id"])
+        trade = self.find_trade(old_cid)
+        if not self.conn.up or trade is None or trade.isDone():
+            why = "IB is not connected" if not self.conn.up else "it has ended"
+            self.log(f"order {old_cid}: not modified into {cid}: {why}")
+            self.replace_refused(old_cid)
+            self.reject(j, gc.REJ_VENUE_DOWN if not self.conn.up else REJ_ORIG_UNKNOWN)
+            return
+        o = self.block.orders[j]
+        order = copy.copy(trade.order)  # ib_async's own copy changes only when TWS echoes the modify
+        order.totalQuantity = float(trade.orderStatus.filled) + float(o["qty"])
+        limit = float(o["limit_px"])
+        order.orderType, order.lmtPrice = ("LMT", limit) if limit == limit else ("MKT", order.lmtPrice)
+        order.orderRef = self.ids.coid(cid)
+        try:
+            self.ib.placeOrder(trade.contract, order)
+        except (ConnectionError, OSError) as e:
+            self.unknown(j, f"connection lost while modifying ({type(e).__name__})")
+            return
+        self.w[gb.G_SENT] += 1
+        if not self.conn.up:
+            self.unknown(j, "connection lost while modifying")
+
     async def cancel(self, cid: int) -> None:
         j = self.block.find(cid)
         trade = self.find_trade(cid)
         if j < 0 or self.block.orders[j]["state"] == gb.GS_DONE:
             return
+        if trade is None and self.block.orders[j]["replaces"]:
+            trade = self.find_trade(int(self.block.orders[j]["replaces"]))  # its modify is on its way: same order
         if trade is None or not self.conn.up:
             self.cancels_due.add(cid)  # sent after the next connect's read-back (a cancel may go twice, an order never)
             return
@@ -165,10 +202,17 @@ class IbGateway(gc.GatewayCore):
         return True
 
     def find_trade(self, cid: int):
+        """The IB order of ``cid``: the one carrying its reference, else (it was modified
+        into a replacement) the one carrying its replacement's."""
         ref = self.ids.coid(cid)
         for trade in self.ib.trades():
             if trade.order.orderRef == ref:
                 self.trades_by_cid[cid] = trade
+                return trade
+        j = self.block.replacement_of(cid)
+        if j >= 0:
+            trade = self.find_trade(int(self.block.orders[j]["client_order_id"]))
+            if trade is not None:
                 return trade
         return self.trades_by_cid.get(cid)
 
@@ -178,42 +222,96 @@ class IbGateway(gc.GatewayCore):
         for trade in self.ib.trades():
             if trade.order.orderId == order_id:
                 cid = self.ids.cid_of(trade.order.orderRef)
+                if cid is not None and self._modify_refused(cid, code, message):
+                    return
                 if cid is not None:
                     self.refused.add(cid)
                     self.log(f"order {cid} refused by IB: {code} {str(message)[:160]}")
                     self.apply_trade(trade)
                 return
 
+    def _modify_refused(self, cid: int, code: int, message) -> bool:
+        """An error on an order whose modify is on its way refuses the modify: the
+        replacement is rejected, the order works on.  False when no modify is pending."""
+        k = self.block.replacement_of(cid)
+        if k < 0 or self.block.orders[k]["state"] not in (gb.GS_SENDING, gb.GS_UNKNOWN):
+            return False
+        new = int(self.block.orders[k]["client_order_id"])
+        self.log(f"order {cid}: modify into {new} refused by IB: {code} {str(message)[:160]}")
+        self.reject(k, REJ_VENUE)
+        self.replace_refused(cid)
+        return True
+
     def _on_trade(self, trade) -> None:
         self.apply_trade(trade)
 
     def apply_trade(self, trade, *, from_query: bool = False) -> None:
-        """Row of ``trade`` (by its order reference) brought up to it: the fills whose
-        commission is known (or overdue), with their commission as the fee."""
+        """The row carrying ``trade``'s reference brought up to it (and, when that row is
+        a replacement TWS has now applied, the rows it replaced ended first)."""
         cid = self.ids.cid_of(trade.order.orderRef)
         j = self.block.find(cid) if cid is not None else -1
         if j < 0:
             return
-        reported = float(self.block.orders[j]["reported"])
-        cum = value = fee = 0.0
+        o = self.block.orders[j]
+        if o["replaces"]:
+            self._end_replaced(trade, int(o["replaces"]), from_query)
+            if not o["acked"]:  # its size at IB: the order's, less what the replaced ones filled
+                other = sum(f.execution.shares for f in trade.fills if self._ref(trade, f) != trade.order.orderRef)
+                o["qty"] = max(float(trade.order.totalQuantity) - other, 0.0)
+        self._apply_ref(trade, j, from_query)
+
+    def _end_replaced(self, trade, old_cid: int, from_query: bool) -> None:
+        j = self.block.find(old_cid)
+        if j < 0 or self.block.orders[j]["state"] == gb.GS_DONE:
+            return
+        if self.block.orders[j]["replaces"]:
+            self._end_replaced(trade, int(self.block.orders[j]["replaces"]), from_query)
+        self._apply_ref(trade, j, from_query, replaced=True)
+
+    @staticmethod
+    def _ref(trade, fill) -> str:
+        return fill.execution.orderRef or trade.order.orderRef
+
+    def _apply_ref(self, trade, j: int, from_query: bool, *, replaced: bool = False) -> None:
+        """Row ``j`` from the executions made under its reference: those whose commission
+        is known (or overdue), with their commission as the fee.  ``replaced``: its order
+        now carries a replacement's reference, so it has ended (every execution under its
+        reference came before the modify's echo: it is reported, commission or not)."""
+        o = self.block.orders[j]
+        ref = self.ids.coid(int(o["client_order_id"]))
+        reported = float(o["reported"])
+        cum = value = fee = other = 0.0
+        last = None
         now = time.time()
         for f in sorted(trade.fills, key=lambda f: f.time):
+            if self._ref(trade, f) != ref:
+                other += f.execution.shares
+                continue
             known = bool(f.commissionReport.execId) or now - f.time.timestamp() > COMMISSION_WAIT_S
-            if not known:
+            if not known and not replaced:
                 break  # in order: a later fill waits for this one's commission
             cum += f.execution.shares
             value += f.execution.shares * f.execution.price
+            last = f.execution
             if cum > reported * (1 + gc.QTY_EPS) + gc.QTY_EPS:
                 fee += f.commissionReport.commission if f.commissionReport.execId else 0.0
-        state = _STATES.get(trade.orderStatus.status, gc.WORKING)
-        if state == gc.CANCELED and (cid in self.refused or any(refusal(e.errorCode) for e in trade.log)):
-            state = gc.REJECTED  # ib_async marks a refused order Cancelled before its error event comes
-        if state == gc.FILLED and cum < float(trade.orderStatus.filled) * (1 - gc.QTY_EPS):
-            state = gc.WORKING  # filled, but a commission is still on its way
         avg = value / cum if cum else math.nan
-        last = trade.fills[-1].execution if trade.fills else None
-        self.apply_state(j, state, cum, avg, exec_px=last.price if last else None,
-                         exec_qty=last.shares if last else None, fee=fee, from_query=from_query)
+        px, qty = (last.price, last.shares) if last is not None else (None, None)
+        if replaced:
+            self.apply_state(j, gc.CANCELED, cum, avg, exec_px=px, exec_qty=qty, fee=fee, from_query=from_query,
+                             reason=REASON_CXL_REPLACED)
+            return
+        state = _STATES.get(trade.orderStatus.status, gc.WORKING)
+        cid = int(o["client_order_id"])
+        modified = any(e.message == "Modify" for e in trade.log)
+        if state == gc.CANCELED and (cid in self.refused or (not modified and any(refusal(e.errorCode)
+                                                                                   for e in trade.log))):
+            state = gc.REJECTED  # ib_async marks a refused order Cancelled before its error event comes
+        if state == gc.FILLED and cum + other < float(trade.orderStatus.filled) * (1 - gc.QTY_EPS):
+            state = gc.WORKING  # filled, but a commission is still on its way
+        if state == gc.FILLED and float(o["qty"]) <= gc.QTY_EPS:
+            state = gc.CANCELED  # a replacement the old order's fills left nothing of
+        self.apply_state(j, state, cum, avg, exec_px=px, exec_qty=qty, fee=fee, from_query=from_query)
 
 
 class IbConnection:
