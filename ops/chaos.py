@@ -276,7 +276,11 @@ def run(args) -> int:
         for k in range(args.kills):
             time.sleep(args.every)
             stage = rng.choice(stages)
-            old = _pid(_status(endpoint), stage)
+            # a pid, never 0 (a process being restarted: kill(0) would take this process group)
+            st = _wait(lambda: (st := _status(endpoint)) and _pid(st, stage) > 0 and st, 120)
+            if not st:
+                raise RuntimeError(f"{stage} had no process for 120 s; see {work / 'daemon.log'}")
+            old = _pid(st, stage)
             os.kill(old, signal.SIGKILL)
             t0 = time.monotonic()
             back = _wait(lambda: (st := _status(endpoint)) and _ready(st, stage) and _pid(st, stage) not in (0, old),

@@ -39,6 +39,12 @@ from alphad.ipc.dtypes import (ARRIVAL_DTYPE, EXEC_ACK, EXEC_CANCELED, EXEC_DTYP
                                VENUE_REQ_DTYPE, check_records)
 
 ROUTER = STAGE_INDEX["router"]
+
+
+def _sleep_a_little() -> bool:
+    time.sleep(0.0001)
+    return True
+
 #: Ended orders the store keeps (late reports still find them), ns.
 KEEP_ENDED_NS = 60_000_000_000
 #: An order the gateway took but has not answered for this long is asked about.
@@ -57,18 +63,22 @@ class LiveRouterCore:
     push, pop : the shell's ends of the rings (the core never touches transport):
         ``push(buf_u8, n) -> pushed`` onto ``venue_orders`` (VENUE_REQ_DTYPE bytes) and
         ``pop(buf_u8, max_n) -> n`` from ``venue_exec`` (EXEC_DTYPE bytes).
+    wait : called while ``venue_orders`` is full (the shell beats the heartbeat there, so
+        the supervisor never takes a router waiting on its gateway for a frozen one);
+        returns False once the process stops.  Default: a 0.1 ms sleep.
     metrics : int64 words of the metrics block.
     """
 
     live = True
 
     def __init__(self, universe, router_cfg, last_cid: np.ndarray, *, ledger: np.ndarray | None, push, pop,
-                 metrics: np.ndarray | None = None, progress: np.ndarray | None = None):
+                 metrics: np.ndarray | None = None, progress: np.ndarray | None = None, wait=None):
         self.n = len(universe)
         self.last_cid = last_cid
         self.ledger = ledger if ledger is not None else new_ledger()
         self.m = metrics if metrics is not None else np.zeros(mx.SIZE // 8, np.int64)
         self._push, self._pop = push, pop
+        self._wait = wait or _sleep_a_little
         self.tif = TIF_CODES[getattr(router_cfg, router_cfg.venue).time_in_force]  # router.alpaca / router.ib
         self.max_age_ns = int(router_cfg.max_order_age_ms * 1e6)
         self.store = OrderStore(1 << 14)
@@ -127,12 +137,13 @@ class LiveRouterCore:
             self._flush()
 
     def _flush(self) -> None:
-        """Push the batch (a lossless ring: wait for room, sleeping, never drop)."""
+        """Push the batch (a lossless ring: wait for room, never drop; but for a process
+        that is stopping: what is held is asked about by the next start)."""
         n, done = self._nreq, 0
         while done < n:
             done += int(self._push(self._req[done:n].view(np.uint8), n - done))
-            if done < n:
-                time.sleep(0.0001)
+            if done < n and not self._wait():
+                break
         self._nreq = 0
 
     def _reject(self, o, reason: int, now: int) -> None:
@@ -239,6 +250,10 @@ class LiveRouterCore:
                 mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
         return True
 
+    def holds(self, cid: int) -> bool:
+        """Whether ``cid`` is one of risk's orders the ledger holds (a child id never is)."""
+        return cid < 1 << 63 and bool((self.ledger[:, L_CID] == cid).any())
+
     def query(self, cid: int, instrument: int, side: int, now: int) -> None:
         """A query to the gateway about ``cid`` (answered on ``venue_exec``)."""
         self._queue(now, now, cid, instrument, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0, 0)
@@ -255,7 +270,8 @@ class LiveRouterCore:
         filled = qty - float(x["leaves_qty"])
         if filled > QTY_EPS * qty:
             self.store.trigger(cid, Trigger.PARTIAL_FILL, now, fill_qty=filled)
-        ledger_open(self.ledger, cid, int(x["instrument"]), int(x["side"]))
+        if cid < 1 << 63:  # risk's ids fit the ledger; an algorithm's child ids may not
+            ledger_open(self.ledger, cid, int(x["instrument"]), int(x["side"]))
         i = int(x["instrument"])
         if 0 <= i < self.n and cid > self.last_cid[i]:
             self.last_cid[i] = cid

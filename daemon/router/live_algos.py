@@ -114,8 +114,9 @@ class LiveParents:
         self.book = ParentBook(self.children, ticks, self.lots, router_cfg.execution, router_cfg.algo,
                                keep_ended_ns=keep_ended_ns, progress=progress)
         self.reports = self.book.reports
-        #: A restarted router: the predecessor's children not known ended -> progress row.
-        self.draining: dict[int, int] = {}
+        #: A restarted router: the predecessor's children not known ended -> (progress row,
+        #: parent id, instrument, side, t_origin).
+        self.draining: dict[int, tuple] = {}
         self._cancelled: set[int] = set()
         self._resume_due = False
 
@@ -187,7 +188,11 @@ class LiveParents:
                 if core.apply(x):
                     out[k] = x
                     k += 1
-            elif core.apply(x, now):  # one of risk's orders that is no parent (asked about): passed on
+            elif status == EXEC_STATUS and not core.holds(cid):
+                core.asked.discard(cid)  # working at the venue, but no parent here owns it (a stray child)
+                if x["reason"] == 1 and cid not in self._cancelled:
+                    self._cancel(cid, x, now)
+            elif core.apply(x, now):  # risk's own order, or a stray child's fill (risk books it): passed on
                 pb.pass_on(x)
         if k:
             pb.collect(k, now)
@@ -195,22 +200,27 @@ class LiveParents:
     def _drained(self, x, cid: int, status: int, now: int) -> None:
         """A report on a predecessor's child: its fills are its parent's; its end, or the
         gateway saying it has ended, lets the parent resume; a working one is cancelled."""
-        core = self.core
-        core.asked.discard(cid)
-        row = self.draining[cid]
+        self.core.asked.discard(cid)
+        row, parent, i, side, t_origin = self.draining[cid]
         prog = self.book.progress[row]
         if status in (EXEC_PARTIAL, EXEC_FILL) and x["fill_qty"] > 0:
-            i = int(prog[PG_INSTRUMENT])
-            prog[PG_FILLED] += int(round(float(x["fill_qty"]) / self.lots[i]))
-            left = max(int(prog[PG_LOTS] - prog[PG_FILLED]), 0)
-            self.book.refill(int(prog[PG_CID]), i, int(prog[PG_SIDE]), int(prog[PG_T_ORIGIN]), x, left * self.lots[i])
-            if left == 0:
-                prog[:] = 0  # complete: nothing to resume
+            left = 0
+            if prog[PG_CID] == parent:  # else it completed meanwhile: the fill still goes to risk
+                prog[PG_FILLED] += int(round(float(x["fill_qty"]) / self.lots[i]))
+                left = max(int(prog[PG_LOTS] - prog[PG_FILLED]), 0)
+                if left == 0:
+                    prog[:] = 0  # complete: nothing to resume
+            self.book.refill(parent, i, side, t_origin, x, left * self.lots[i])
         if status in _ENDS or (status == EXEC_STATUS and x["reason"] == 0):
             del self.draining[cid]
         elif status == EXEC_STATUS and cid not in self._cancelled:  # still working at the venue
-            self._cancelled.add(cid)
-            core._queue(now, now, cid, x["instrument"], x["side"], REQ_CANCEL, 0, core.tif, 0.0, np.nan, 0.0, 0)
+            self._cancel(cid, x, now)
+
+    def _cancel(self, cid: int, x, now: int) -> None:
+        """A cancel for a child this router does not work (a predecessor's, or a stray)."""
+        self._cancelled.add(cid)
+        core = self.core
+        core._queue(now, now, cid, x["instrument"], x["side"], REQ_CANCEL, 0, core.tif, 0.0, np.nan, 0.0, 0)
 
     # -- a restarted router ----------------------------------------------------------------
     def reconcile(self, now: int) -> int:
@@ -222,9 +232,10 @@ class LiveParents:
         for row in np.flatnonzero(progress[:, PG_CID] != 0):
             cid, i, side = (int(v) for v in progress[row, [PG_CID, PG_INSTRUMENT, PG_SIDE]])
             parents.add(cid)
+            t_origin = int(progress[row, PG_T_ORIGIN])
             for k in range(int(progress[row, PG_CHILDREN])):
                 child = child_order_id(ALGO_STRATEGY, i, cid, k)
-                self.draining[child] = int(row)
+                self.draining[child] = (int(row), cid, i, side, t_origin)
                 core.query(child, i, side, now)
         for cid, i, side in core.ledger[core.ledger[:, L_CID] != 0]:
             if int(cid) not in parents:

@@ -230,6 +230,15 @@ def test_a_fill_racing_the_modify_stays_the_old_childs_and_the_replacement_gets_
     assert fake.order(f"{REF}112")["filled"] == pytest.approx(3.0)
 
 
+def test_a_replace_asking_more_than_is_open_is_clamped_to_what_is_open(fake, rig):
+    rest(rig, 151, ETH, 3.0, 2000.0)
+    fake.fill_order(f"{REF}151", qty=1.0, price=2000.0)
+    rig.wait_reports(lambda got: EXEC_PARTIAL in statuses(got, 151))
+    replace(rig, 151, 152, ETH, 3.0, 2001.0)  # a router that has not heard of the fill yet
+    got = rig.wait_reports(lambda got: EXEC_ACK in statuses(got, 152) and ended(151)(got))
+    assert of(got, 152)[0][10] == pytest.approx(2.0) and fake.order(f"{REF}152")["qty"] == pytest.approx(3.0)
+
+
 def test_a_modify_of_an_order_that_filled_meanwhile_is_refused_and_the_fill_kept(fake, rig):
     rest(rig, 121, ETH, 2.0, 2000.0)
     fake.fill_before_next_modify()  # the whole order fills before the modify arrives

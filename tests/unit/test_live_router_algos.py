@@ -119,3 +119,17 @@ def test_a_ledger_order_that_is_no_parent_is_asked_about_as_a_venue_order_and_it
     k = c.poll(11 * S)
     assert c.pending_queries == 0 and k == 1 and c.reports[0]["client_order_id"] == 5
     assert (ledger[:, L_CID] != 0).sum() == 0
+
+
+def test_a_working_child_no_parent_owns_is_cancelled_not_adopted_and_its_fill_still_reaches_risk():
+    # a restarted gateway reports every open row (EXEC_STATUS) for a router that may not know it
+    pipe = Pipe()
+    c = core(pipe)
+    stray = child_order_id(ALGO_STRATEGY, 0, 77, 3)  # > 2**63: no ledger row could hold it
+    assert stray >= 1 << 63
+    pipe.answer(report(stray, EXEC_STATUS, 1 * S, reason=1, qty=0.004, leaves=0.004))
+    assert c.poll(1 * S) == 0 and c.store.find(stray) < 0 and (c.ledger[:, L_CID] != 0).sum() == 0
+    assert list(sent(pipe, REQ_CANCEL)["client_order_id"]) == [stray]
+    pipe.answer(report(stray, EXEC_PARTIAL, 2 * S, qty=0.001, px=100.0), report(stray, EXEC_CANCELED, 2 * S))
+    k = c.poll(2 * S)
+    assert k == 2 and list(c.reports["status"][:2]) == [EXEC_PARTIAL, EXEC_CANCELED]  # risk books the fill

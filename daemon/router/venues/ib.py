@@ -19,8 +19,8 @@ particulars:
 * An order placed while the connection drops has an unknown fate until the next connect's
   read-back finds it by its reference; one not found is rejected, never sent again.
 * A replace (an execution algorithm re-pricing a resting child) is IB's in-place modify:
-  the same orderId, its quantity what it has filled plus the replacement's, the
-  replacement's limit and reference.  Executions carry the reference they were made
+  the same orderId, its quantity what it has filled plus the replacement's (never more
+  than it had), the replacement's limit and reference.  Executions carry the reference they were made
   under, so each fill belongs to the child it was made for.  TWS echoing the new
   reference is the modify applied (the old child ends replaced, the new one is acked); an
   error on the orderId refuses it (the old child works on); a modify in flight when the
@@ -151,7 +151,9 @@ class IbGateway(gc.GatewayCore):
             return
         o = self.block.orders[j]
         order = copy.copy(trade.order)  # ib_async's own copy changes only when TWS echoes the modify
-        order.totalQuantity = float(trade.orderStatus.filled) + float(o["qty"])
+        # Never more than the order has open now (a venue's replace clamps so): a router whose
+        # view lags a fill asks for the old open quantity, which the fill already took part of.
+        order.totalQuantity = min(float(trade.orderStatus.filled) + float(o["qty"]), float(trade.order.totalQuantity))
         limit = float(o["limit_px"])
         order.orderType, order.lmtPrice = ("LMT", limit) if limit == limit else ("MKT", order.lmtPrice)
         order.orderRef = self.ids.coid(cid)
