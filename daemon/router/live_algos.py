@@ -18,6 +18,8 @@ new ones.  Parent ids are never asked about as venue orders: the venue has only 
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from alphad.daemon.router.ledger import L_CID, ledger_close, ledger_open
@@ -119,6 +121,7 @@ class LiveParents:
         self.draining: dict[int, tuple] = {}
         self._cancelled: set[int] = set()
         self._resume_due = False
+        self._cancel_resumed = False
 
     # -- what the live core delegates ----------------------------------------------------
     def on_orders(self, orders: np.ndarray, n: int, now: int) -> int:
@@ -153,13 +156,20 @@ class LiveParents:
             self._resume_due = False
             resumed = pb.resume(now)
             print(f"alphad stage router: {len(resumed)} algorithm parents resumed once their predecessor's "
-                  "children ended at the venue", flush=True)
+                  "children ended at the venue", file=sys.stderr, flush=True)
+            if self._cancel_resumed:  # a cancel-all came while they waited: it is theirs too
+                self._cancel_resumed = False
+                pb.cancel_all(now)
         pb.step(now)
         return self.finish(now)
 
     def cancel_all(self, now: int) -> int:
+        """Cancel every working parent (flatten ones excepted); parents still waiting for
+        their predecessor's children to end are cancelled as they resume."""
         self.book.begin(now)
         n = self.book.cancel_all(now)
+        if self._resume_due:
+            self._cancel_resumed = True
         self._collect(now)
         return n
 

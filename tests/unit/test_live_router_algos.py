@@ -133,3 +133,23 @@ def test_a_working_child_no_parent_owns_is_cancelled_not_adopted_and_its_fill_st
     pipe.answer(report(stray, EXEC_PARTIAL, 2 * S, qty=0.001, px=100.0), report(stray, EXEC_CANCELED, 2 * S))
     k = c.poll(2 * S)
     assert k == 2 and list(c.reports["status"][:2]) == [EXEC_PARTIAL, EXEC_CANCELED]  # risk books the fill
+
+
+def test_a_cancel_all_while_the_predecessors_children_drain_cancels_the_parents_as_they_resume():
+    pipe, ledger = Pipe(), new_ledger()
+    progress = np.zeros((CFG.router.algo.max_parents, N_PG), np.int64)
+    ledger_open(ledger, 9, 0, 1)
+    progress[0] = (9, 0, 1, 10, 2, 15 * S, 1 * S, 0, 1)
+    c = core(pipe, ledger, progress)
+    quote(c, 100.0, 100.1, 10 * S)
+    c.reconcile(10 * S)
+    kid = child_order_id(ALGO_STRATEGY, 0, 9, 0)
+    c.cancel_all(10 * S)  # a halt: parent 9 is not working yet, its child still drains
+    pipe.answer(report(kid, EXEC_CANCELED, 11 * S))
+    c.poll(11 * S)
+    new = sent(pipe, REQ_NEW)["client_order_id"]
+    assert list(sent(pipe, REQ_CANCEL)["client_order_id"]) == list(new)  # its resumed child cancelled at once
+    pipe.answer(report(int(new[0]), EXEC_CANCELED, 12 * S))
+    k = c.poll(12 * S)
+    assert k == 1 and c.reports[0]["client_order_id"] == 9 and c.reports[0]["status"] == EXEC_CANCELED
+    assert abs(c.reports[0]["leaves_qty"] - 0.008) < 1e-12 and not c.parents.working
