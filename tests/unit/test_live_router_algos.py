@@ -26,6 +26,15 @@ def core(pipe, ledger=None, progress=None):
                           pop=pipe.pop, progress=progress)
 
 
+def restarted(row):
+    """A restarted router whose segment holds parent 9 (a progress ``row``) and its ledger entry."""
+    pipe, ledger = Pipe(), new_ledger()
+    progress = np.zeros((CFG.router.algo.max_parents, N_PG), np.int64)
+    ledger_open(ledger, 9, 0, 1)
+    progress[0] = row
+    return pipe, ledger, progress, core(pipe, ledger, progress)
+
+
 def quote(c, bid, ask, now):
     md = np.zeros(1, MD_DTYPE)
     md[0]["kind"], md[0]["bid_px"], md[0]["ask_px"], md[0]["t_origin"] = MD_QUOTE, bid, ask, now
@@ -70,12 +79,8 @@ def test_children_and_their_replace_go_to_the_gateway_and_risk_hears_of_the_pare
 
 
 def test_a_restarted_router_drains_its_predecessors_children_then_resumes_the_rest():
-    pipe, ledger = Pipe(), new_ledger()
-    progress = np.zeros((CFG.router.algo.max_parents, N_PG), np.int64)
-    ledger_open(ledger, 9, 0, 1)
     # parent 9: 10 lots, 2 filled, children 0 and 1 numbered; ends at 15 s (one slice left: all due)
-    progress[0] = (9, 0, 1, 10, 2, 15 * S, 1 * S, 0, 2)
-    c = core(pipe, ledger, progress)
+    pipe, ledger, progress, c = restarted((9, 0, 1, 10, 2, 15 * S, 1 * S, 0, 2))
     quote(c, 100.0, 100.1, 10 * S)
     summary = c.reconcile(10 * S)
     kids = [child_order_id(ALGO_STRATEGY, 0, 9, k) for k in (0, 1)]
@@ -95,11 +100,7 @@ def test_a_restarted_router_drains_its_predecessors_children_then_resumes_the_re
 
 
 def test_a_predecessors_child_never_sent_is_rejected_by_the_gateway_and_a_parent_it_completes_ends_filled():
-    pipe, ledger = Pipe(), new_ledger()
-    progress = np.zeros((CFG.router.algo.max_parents, N_PG), np.int64)
-    ledger_open(ledger, 9, 0, 1)
-    progress[0] = (9, 0, 1, 10, 6, 100 * S, 1 * S, 0, 2)
-    c = core(pipe, ledger, progress)
+    pipe, ledger, progress, c = restarted((9, 0, 1, 10, 6, 100 * S, 1 * S, 0, 2))
     c.reconcile(10 * S)
     kids = [child_order_id(ALGO_STRATEGY, 0, 9, k) for k in (0, 1)]
     pipe.answer(report(kids[0], EXEC_FILL, 11 * S, qty=0.004, px=100.0),
@@ -136,11 +137,7 @@ def test_a_working_child_no_parent_owns_is_cancelled_not_adopted_and_its_fill_st
 
 
 def test_a_cancel_all_while_the_predecessors_children_drain_cancels_the_parents_as_they_resume():
-    pipe, ledger = Pipe(), new_ledger()
-    progress = np.zeros((CFG.router.algo.max_parents, N_PG), np.int64)
-    ledger_open(ledger, 9, 0, 1)
-    progress[0] = (9, 0, 1, 10, 2, 15 * S, 1 * S, 0, 1)
-    c = core(pipe, ledger, progress)
+    pipe, ledger, progress, c = restarted((9, 0, 1, 10, 2, 15 * S, 1 * S, 0, 1))
     quote(c, 100.0, 100.1, 10 * S)
     c.reconcile(10 * S)
     kid = child_order_id(ALGO_STRATEGY, 0, 9, 0)
