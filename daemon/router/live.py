@@ -39,16 +39,15 @@ from alphad.ipc.dtypes import (ARRIVAL_DTYPE, EXEC_ACK, EXEC_CANCELED, EXEC_DTYP
                                VENUE_REQ_DTYPE, check_records)
 
 ROUTER = STAGE_INDEX["router"]
+#: Ended orders the store keeps (late reports still find them), ns.
+KEEP_ENDED_NS = 60_000_000_000
+#: An order the gateway took but has not answered for this long is asked about.
+ANSWER_TIMEOUT_NS = 10_000_000_000
 
 
 def _sleep_a_little() -> bool:
     time.sleep(0.0001)
     return True
-
-#: Ended orders the store keeps (late reports still find them), ns.
-KEEP_ENDED_NS = 60_000_000_000
-#: An order the gateway took but has not answered for this long is asked about.
-ANSWER_TIMEOUT_NS = 10_000_000_000
 
 
 class LiveRouterCore:
@@ -158,21 +157,17 @@ class LiveRouterCore:
         if orders is not self._checked:
             check_records(orders, ORDER_DTYPE, "orders")
             self._checked = orders
-        if self.algos is not None:
+        if self.algos is not None:  # the children it sends are counted as orders (ParentBook.count_into)
             sent = self.algos.on_orders(orders, n, now)
-            if sent:
-                mx.count(self.m, ROUTER, mx.C_ORDERS, sent)
             return sent, self.algos.collect_orders(now)
         self._k, sent = 0, 0
         for j in range(n):
             o = orders[j]
             cid, i = int(o["client_order_id"]), int(o["instrument"])
-            if not 0 <= i < self.n or cid <= self.last_cid[i]:
-                mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # a repeat (or garbage): never sent twice
-                continue
-            self.last_cid[i] = cid
-            if now - int(o["t_origin"]) > self.max_age_ns:
+            admitted = self.admit(cid, i, int(o["t_origin"]), now)
+            if admitted == REJ_STALE:
                 self._reject(o, REJ_STALE, now)
+            if admitted:
                 continue
             try:
                 self.store.add(cid, i, int(o["side"]), int(o["kind"]), float(o["qty"]), float(o["limit_px"]), now,
@@ -183,19 +178,35 @@ class LiveRouterCore:
             self.store.trigger(cid, Trigger.SUBMIT, now)
             if int(o["flags"]) & ORDER_F_FLATTEN:
                 self.store.orders[self.store.find(cid)]["flags"] |= FLAG_FLATTEN  # cancel-all leaves it working
-            if not ledger_open(self.ledger, cid, i, int(o["side"])):
-                mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
             self._queue(o["t_origin"], now, cid, i, o["side"], REQ_NEW, venue_kind(o["kind"], o["limit_px"]), self.tif,
                         o["qty"], o["limit_px"], 0.0, 0)
-            if sent < len(self.arrivals):
-                self.arrivals[sent] = (o["t_origin"], now, cid, i, o["side"], 0, 0, o["qty"], self.bid[i], self.ask[i])
-            mx.observe(self.m, mx.ROW_T2T, now - int(o["t_origin"]))
+            self.taken(sent, int(o["t_origin"]), cid, i, int(o["side"]), float(o["qty"]), now)
             sent += 1
         self._flush()
         if sent:
             mx.count(self.m, ROUTER, mx.C_ORDERS, sent)
         k, self._k = self._k, 0
         return sent, k
+
+    def admit(self, cid: int, instrument: int, t_origin: int, now: int) -> int:
+        """Whether order ``cid`` from risk is to be worked: 0 yes; -1 a repeat (or garbage),
+        counted and dropped, never sent twice; ``REJ_STALE`` older than
+        ``router.max_order_age_ms`` (the caller answers it)."""
+        if not 0 <= instrument < self.n or cid <= self.last_cid[instrument]:
+            mx.count(self.m, ROUTER, mx.C_ERRORS, 1)
+            return -1
+        self.last_cid[instrument] = cid
+        return REJ_STALE if now - t_origin > self.max_age_ns else 0
+
+    def taken(self, k: int, t_origin: int, cid: int, instrument: int, side: int, qty: float, now: int) -> None:
+        """Order ``cid``, the ``k``-th handed on of its batch: held in the ledger for risk,
+        its arrival quote (TCA) and its tick-to-trade recorded."""
+        if not ledger_open(self.ledger, cid, instrument, side):
+            mx.count(self.m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
+        if k < len(self.arrivals):
+            self.arrivals[k] = (t_origin, now, cid, instrument, side, 0, 0, qty, self.bid[instrument],
+                                self.ask[instrument])
+        mx.observe(self.m, mx.ROW_T2T, now - t_origin)
 
     def on_md(self, md: np.ndarray, n: int, now: int) -> int:
         """The latest quote per instrument (the arrival price TCA reads); the venue is elsewhere."""
@@ -254,6 +265,10 @@ class LiveRouterCore:
         """Whether ``cid`` is one of risk's orders the ledger holds (a child id never is)."""
         return cid < 1 << 63 and bool((self.ledger[:, L_CID] == cid).any())
 
+    def request_cancel(self, cid: int, instrument: int, side: int, now: int) -> None:
+        """A cancel for ``cid`` into the batch for the gateway."""
+        self._queue(now, now, cid, instrument, side, REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0, 0)
+
     def query(self, cid: int, instrument: int, side: int, now: int) -> None:
         """A query to the gateway about ``cid`` (answered on ``venue_exec``)."""
         self._queue(now, now, cid, instrument, side, REQ_QUERY, 0, self.tif, 0.0, np.nan, -1.0, 0)
@@ -270,8 +285,7 @@ class LiveRouterCore:
         filled = qty - float(x["leaves_qty"])
         if filled > QTY_EPS * qty:
             self.store.trigger(cid, Trigger.PARTIAL_FILL, now, fill_qty=filled)
-        if cid < 1 << 63:  # risk's ids fit the ledger; an algorithm's child ids may not
-            ledger_open(self.ledger, cid, int(x["instrument"]), int(x["side"]))
+        ledger_open(self.ledger, cid, int(x["instrument"]), int(x["side"]))
         i = int(x["instrument"])
         if 0 <= i < self.n and cid > self.last_cid[i]:
             self.last_cid[i] = cid
@@ -308,7 +322,7 @@ class LiveRouterCore:
         cids = self.store.cancel_all(now, top_level=True)
         for cid in cids:
             o = self.store.orders[self.store.find(cid)]
-            self._queue(now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0, 0)
+            self.request_cancel(cid, o["instrument"], o["side"], now)
         self._flush()
         return len(cids), self.poll(now)
 

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from alphad.daemon.router.ledger import L_CID, ledger_close, ledger_open
+from alphad.daemon.router.ledger import L_CID, ledger_close
 from alphad.daemon.router.order_fsm import REJ_STALE, Trigger, child_order_id
 from alphad.daemon.router.parents import (ALGO_STRATEGY, PG_CHILDREN, PG_CID, PG_FILLED, PG_INSTRUMENT, PG_LOTS,
                                           PG_SIDE, PG_T_ORIGIN, ParentBook)
@@ -31,7 +31,7 @@ from alphad.daemon.router.venues.paper import ASK_PX, BID_PX, TAPE_LAST, TAPE_NO
 from alphad.ipc import metrics as mx
 from alphad.ipc.control import STAGE_INDEX
 from alphad.ipc.dtypes import (EXEC_CANCELED, EXEC_DTYPE, EXEC_FILL, EXEC_PARTIAL, EXEC_REJECT, EXEC_STATUS,
-                               MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_LIMIT, REQ_CANCEL, REQ_NEW, REQ_REPLACE)
+                               MD_QUOTE, MD_TRADE, ORDER_F_FLATTEN, ORDER_LIMIT, REQ_NEW, REQ_REPLACE)
 
 ROUTER = STAGE_INDEX["router"]
 _ENDS = (EXEC_FILL, EXEC_CANCELED, EXEC_REJECT)
@@ -46,19 +46,19 @@ def venue_kind(kind: int, limit_px: float) -> int:
 class LiveChildren:
     """The smart router's surface, for :class:`ParentBook`, over a gateway's requests.
 
-    ``queue(*rec)`` batches one ``VENUE_REQ_DTYPE`` tuple (the live core's ``_queue``);
-    ``store`` is the live core's order store, which the children share with it."""
+    ``core`` is the live router core: its request batch, time in force and order store,
+    which the children share with it."""
 
-    def __init__(self, n_instruments: int, store, queue, tif: int, report_buffer: int = 256):
+    def __init__(self, n_instruments: int, core, report_buffer: int = 256):
         #: The market's touch, as the parent book reads it: ``books[0, i, BID_PX|ASK_PX, 0]``.
         self.books = np.full((1, n_instruments, 4, 1), np.nan)
         #: Trade prints per instrument (``TAPE_*``): POV counts the market's volume here.
         self.tape = np.zeros((n_instruments, 3))
         self.tape[:, TAPE_LAST] = np.nan
-        self.store = store
+        self.core, self.store = core, core.store
         self.reports = np.zeros(report_buffer, EXEC_DTYPE)
-        self._queue = queue
-        self.tif = tif
+        self._queue = core._queue
+        self.tif = core.tif
 
     def on_md(self, md: np.ndarray, n: int) -> None:
         q = md[:n]
@@ -86,7 +86,7 @@ class LiveChildren:
     def cancel(self, cid: int, now: int) -> int:
         self.store.trigger(cid, Trigger.CANCEL_REQUEST, now)  # raises when not cancellable
         o = self.store.orders[self.store.find(cid)]
-        self._queue(now, now, cid, o["instrument"], o["side"], REQ_CANCEL, 0, self.tif, 0.0, np.nan, 0.0, 0)
+        self.core.request_cancel(cid, o["instrument"], o["side"], now)
         return SENT
 
     def replace(self, cid: int, new_cid: int, qty: float, limit_px: float, now: int) -> int:
@@ -112,7 +112,7 @@ class LiveParents:
         self.core = core
         ticks = np.array([ins.tick_size for ins in universe])
         self.lots = np.array([ins.lot_size for ins in universe])
-        self.children = LiveChildren(len(universe), core.store, core._queue, core.tif)
+        self.children = LiveChildren(len(universe), core)
         self.book = ParentBook(self.children, ticks, self.lots, router_cfg.execution, router_cfg.algo,
                                keep_ended_ns=keep_ended_ns, progress=progress)
         self.reports = self.book.reports
@@ -130,19 +130,13 @@ class LiveParents:
         pb.begin(now)
         sent = 0
         for t_origin, _ts, cid, i, side, _kind, flags, qty, _px, *_sizing in orders[:n].tolist():
-            if not 0 <= i < core.n or cid <= core.last_cid[i]:
-                mx.count(m, ROUTER, mx.C_ERRORS, 1)  # a repeat (or garbage): never worked twice
-                continue
-            core.last_cid[i] = cid
-            if now - t_origin > core.max_age_ns:
+            admitted = core.admit(cid, i, t_origin, now)
+            if admitted == REJ_STALE:
                 pb.refuse(cid, i, side, t_origin, now, REJ_STALE, qty)
                 mx.count(m, ROUTER, mx.C_REJECTS, 1)
+            if admitted:
                 continue
-            if not ledger_open(core.ledger, cid, i, side):
-                mx.count(m, ROUTER, mx.C_ERRORS, 1)  # held but not covered if the router crashes
-            if sent < len(core.arrivals):
-                core.arrivals[sent] = (t_origin, now, cid, i, side, 0, 0, qty, core.bid[i], core.ask[i])
-            mx.observe(m, mx.ROW_T2T, now - t_origin)
+            core.taken(sent, t_origin, cid, i, side, qty, now)
             pb.add(cid, i, side, qty, t_origin, now, at_once=bool(flags & ORDER_F_FLATTEN))
             sent += 1
         return sent
@@ -229,8 +223,7 @@ class LiveParents:
     def _cancel(self, cid: int, x, now: int) -> None:
         """A cancel for a child this router does not work (a predecessor's, or a stray)."""
         self._cancelled.add(cid)
-        core = self.core
-        core._queue(now, now, cid, x["instrument"], x["side"], REQ_CANCEL, 0, core.tif, 0.0, np.nan, 0.0, 0)
+        self.core.request_cancel(cid, x["instrument"], x["side"], now)
 
     # -- a restarted router ----------------------------------------------------------------
     def reconcile(self, now: int) -> int:

@@ -529,16 +529,7 @@ def gateway_link(shell) -> dict:
 
     def pop(buf, max_n):
         return ring_pop(replies.h64, replies.b8, ci, buf, max_n)
-
-    def wait() -> bool:
-        """``venue_orders`` is full (the gateway is behind or restarting): beat, back off;
-        False once the process is stopping."""
-        if shell.stopping or shell.control.shutdown_requested:
-            return False
-        shell.beat(time.monotonic_ns())  # waiting on the gateway is not being frozen
-        time.sleep(tick.FULL_RING_BACKOFF_S)
-        return True
-    return {"push": push, "pop": pop, "wait": wait}
+    return {"push": push, "pop": pop, "wait": lambda: tick.wait_for_room(shell)}  # venue_orders full
 
 
 class RouterStage:

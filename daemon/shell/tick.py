@@ -349,6 +349,19 @@ def any_pending(h64s, cis):
 FULL_RING_BACKOFF_S = 100e-6
 
 
+def wait_for_room(shell) -> bool:
+    """A lossless ring this process pushes to is full (its consumer is behind or
+    restarting): beat the heartbeat and back off; False once the process is stopping."""
+    if shell.stopping or shell.control.shutdown_requested:
+        return False
+    shell.beat(time.monotonic_ns())  # waiting on a consumer is not being frozen
+    # sleep, not sched_yield: at SCHED_FIFO a yield gives the CPU only to tasks of the
+    # same priority, so a stage spinning here starved the lower ones on its CPU (the
+    # feed, a restarting consumer warming up) until the watchdog killed them
+    time.sleep(FULL_RING_BACKOFF_S)
+    return True
+
+
 def hand_on(shell, kind: str, k: int, pushed: int, clock: int) -> None:
     """After a step: finish a push a full lossless ring refused, hand on to local consumers."""
     recs = shell.bufs[kind]
@@ -357,14 +370,8 @@ def hand_on(shell, kind: str, k: int, pushed: int, clock: int) -> None:
         u8, n, done = recs.view(np.uint8)[pushed * size :], k - pushed, 0
         while done < n:
             done += ring_push(ring.h64, ring.b8, bells.words, bells.addr, u8[done * size :], n - done)
-            if done < n:
-                if shell.stopping or shell.control.shutdown_requested:
-                    return
-                shell.beat(time.monotonic_ns())  # waiting on a consumer is not being frozen
-                # sleep, not sched_yield: at SCHED_FIFO a yield gives the CPU only to tasks of the
-                # same priority, so a stage spinning here starved the lower ones on its CPU (the
-                # feed, a restarting consumer warming up) until the watchdog killed them
-                time.sleep(FULL_RING_BACKOFF_S)
+            if done < n and not wait_for_room(shell):
+                return
     if k:
         for handler in shell.handlers[kind]:
             handler(recs, k, clock)

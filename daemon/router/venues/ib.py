@@ -254,12 +254,8 @@ class IbGateway(gc.GatewayCore):
         j = self.block.find(cid) if cid is not None else -1
         if j < 0:
             return
-        o = self.block.orders[j]
-        if o["replaces"]:
-            self._end_replaced(trade, int(o["replaces"]), from_query)
-            if not o["acked"]:  # its size at IB: the order's, less what the replaced ones filled
-                other = sum(f.execution.shares for f in trade.fills if self._ref(trade, f) != trade.order.orderRef)
-                o["qty"] = max(float(trade.order.totalQuantity) - other, 0.0)
+        if self.block.orders[j]["replaces"]:
+            self._end_replaced(trade, int(self.block.orders[j]["replaces"]), from_query)
         self._apply_ref(trade, j, from_query)
 
     def _end_replaced(self, trade, old_cid: int, from_query: bool) -> None:
@@ -283,15 +279,16 @@ class IbGateway(gc.GatewayCore):
         ref = self.ids.coid(int(o["client_order_id"]))
         reported = float(o["reported"])
         cum = value = fee = other = 0.0
-        last = None
+        last, waiting = None, False
         now = time.time()
         for f in sorted(trade.fills, key=lambda f: f.time):
             if self._ref(trade, f) != ref:
                 other += f.execution.shares
                 continue
             known = bool(f.commissionReport.execId) or now - f.time.timestamp() > COMMISSION_WAIT_S
-            if not known and not replaced:
-                break  # in order: a later fill waits for this one's commission
+            waiting = waiting or not (known or replaced)
+            if waiting:
+                continue  # in order: a later fill waits for this one's commission
             cum += f.execution.shares
             value += f.execution.shares * f.execution.price
             last = f.execution
@@ -303,6 +300,8 @@ class IbGateway(gc.GatewayCore):
             self.apply_state(j, gc.CANCELED, cum, avg, exec_px=px, exec_qty=qty, fee=fee, from_query=from_query,
                              reason=REASON_CXL_REPLACED)
             return
+        if o["replaces"] and not o["acked"]:  # a replacement's size at IB: the order's, less the others' fills
+            o["qty"] = max(float(trade.order.totalQuantity) - other, 0.0)
         state = _STATES.get(trade.orderStatus.status, gc.WORKING)
         cid = int(o["client_order_id"])
         modified = any(e.message == "Modify" for e in trade.log)
